@@ -1,0 +1,155 @@
+"""Domain records: actions, states, operation specs and their stored form. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    CREATE_SITE = "create_site"
+    TRANSFER_SITE = "transfer_site"
+    SITE_INVITE = "site_invite"
+    ACCOUNT_INVITE = "account_invite"
+
+
+class OpState(StrEnum):
+    PENDING = "pending"  # not sent yet, or safe to send again (retry scheduled by not_before)
+    RUNNING = "running"  # write-ahead: the request is about to leave or is in flight
+    UNKNOWN = "unknown"  # sent, outcome not known: must be reconciled before any re-send
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # a dependency failed; never sent
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset({OpState.SUCCEEDED, OpState.FAILED, OpState.BLOCKED, OpState.CANCELLED})
+
+
+class JobState(StrEnum):
+    PENDING = "pending"  # stored, never run
+    RUNNING = "running"  # a process is (or was, if it died) running it
+    FINISHED = "finished"  # every operation reached a final state
+    STOPPED = "stopped"  # stopped early (breaker, deadline, cancel): exit 3, resumable
+    INTERRUPTED = "interrupted"  # SIGINT/SIGTERM: exit 130, resumable
+
+
+REF_PREFIX = "@"
+
+
+def is_ref(value: str) -> bool:
+    """A `@key` reference to another row of the same file."""
+    return value.startswith(REF_PREFIX)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One validated row of a job file. `site`/`sites` hold site ids or `@key` references."""
+
+    line: int
+    key: str
+    action: Action
+    site_name: str | None = None
+    template_id: str | None = None
+    folder_id: str | None = None
+    site: str | None = None
+    to_account: str | None = None
+    from_account: str | None = None
+    email: str | None = None
+    roles: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()  # keys, without the leading "@"
+
+    def dependency_keys(self) -> tuple[str, ...]:
+        """Every row key this row waits for, in first-mention order, without duplicates."""
+        refs = [self.site] if self.site else []
+        refs += list(self.sites)
+        keys = [r[1:] for r in refs if is_ref(r)] + list(self.depends_on)
+        return tuple(dict.fromkeys(keys))
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: the action's fields only (line and key are columns of their own)."""
+        out: dict[str, Any] = {"action": self.action.value}
+        for name in _OPTIONAL_TEXT:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        for name in _LISTS:
+            value = getattr(self, name)
+            if value:
+                out[name] = list(value)
+        return out
+
+    @classmethod
+    def from_json(cls, line: int, key: str, data: Mapping[str, Any]) -> OpSpec:
+        kwargs: dict[str, Any] = {n: data.get(n) for n in _OPTIONAL_TEXT}
+        kwargs.update({n: tuple(data.get(n) or ()) for n in _LISTS})
+        return cls(line=line, key=key, action=Action(data["action"]), **kwargs)
+
+
+_OPTIONAL_TEXT = (
+    "site_name", "template_id", "folder_id", "site", "to_account", "from_account", "email",
+)
+_LISTS = ("roles", "sites", "depends_on")
+
+
+@dataclass(frozen=True)
+class JobSource:
+    """A job file as stored: its identity is the hash of its content."""
+
+    job_id: str
+    path: str
+    format: str  # "csv" | "json" | "jsonl"
+    total: int
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    path: str
+    format: str
+    total: int
+    state: JobState
+    created_at: float  # unix seconds
+    updated_at: float
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class OpError:
+    """Why an operation failed, as the report shows it. `code` is Wix's applicationError.code."""
+
+    code: str | None
+    message: str
+    hint: str | None = None
+    status: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """An operation as the store holds it. Changed only through `dataclasses.replace` + `Store.save`.
+
+    Times are unix seconds (float). `checks` counts reconciliation look-ups since the last send;
+    `note` tells how the outcome was established when it was not a plain answer (reconciled).
+    `refs` maps each dependency key to the site id it produced (filled by `claim_ready`).
+    """
+
+    op_id: int
+    job_id: str
+    seq: int
+    spec: OpSpec
+    state: OpState = OpState.PENDING
+    attempts: int = 0
+    site_id: str | None = None
+    invite_id: str | None = None
+    error: OpError | None = None
+    first_sent_at: float | None = None
+    last_sent_at: float | None = None
+    not_before: float | None = None
+    checks: int = 0
+    note: str | None = None
+    lease_owner: str | None = None
+    refs: Mapping[str, str] = field(default_factory=dict)

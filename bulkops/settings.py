@@ -1,0 +1,55 @@
+"""One frozen settings object, built by the CLI (the only reader of the environment)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bulkops.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://www.wixapis.com"
+DEFAULT_RATE = "200/min"
+
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+          "h": 3600.0, "hour": 3600.0}
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+?)s?\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A request budget: `count` requests per `period` seconds."""
+
+    count: float
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def __str__(self) -> str:
+        for unit, seconds in (("min", 60.0), ("s", 1.0), ("hour", 3600.0)):
+            if self.period == seconds:
+                return f"{self.count:g}/{unit}"
+        return f"{self.count:g}/{self.period:g}s"
+
+
+def parse_rate(text: str) -> Rate:
+    """Parse `200/min`, `5/s`, `1000/hour`. Raises ConfigError on anything else."""
+    match = _RATE_RE.match(text.lower())
+    if not match or match.group(2) not in _UNITS or float(match.group(1)) <= 0:
+        raise ConfigError(f"invalid rate {text!r}: expected e.g. 200/min or 5/s")
+    return Rate(float(match.group(1)), _UNITS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str
+    base_url: str = DEFAULT_BASE_URL
+    # repr=False: the key must never reach a log line or an exception message.
+    api_key: str = field(default="", repr=False)
+    account_id: str = ""
+    rate: Rate = field(default_factory=lambda: parse_rate(DEFAULT_RATE))
+    concurrency: int = 8
+    max_attempts: int = 8
+    timeout: float = 30.0
+    settle: float = 15.0
