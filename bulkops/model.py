@@ -130,7 +130,7 @@ class OpError:
 
 @dataclass(frozen=True)
 class OpRecord:
-    """An operation as the store holds it. Changed only through `dataclasses.replace` + `Store.save`.
+    """An operation as the store holds it; changed only by `dataclasses.replace` + `Store.save`.
 
     Times are unix seconds (float). `checks` counts reconciliation look-ups since the last send;
     `note` tells how the outcome was established when it was not a plain answer (reconciled).

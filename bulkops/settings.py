@@ -53,3 +53,4 @@ class Settings:
     max_attempts: int = 8
     timeout: float = 30.0
     settle: float = 15.0
+    backoff_base: float = 1.0

@@ -1,0 +1,67 @@
+"""Group commit: many workers' state changes written in one small transaction.
+
+A worker that records a write-ahead entry must not send its request before that entry is durable,
+so `save` waits for the commit that carries it. While one transaction is being written the next
+changes queue up and go together in the following one: commits stay few under load and a lone
+change is still written at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+
+from bulkops.model import OpRecord
+from bulkops.store.base import Store
+
+
+class GroupCommitter:
+    def __init__(self, store: Store, *, max_batch: int = 1000) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: deque[tuple[Sequence[OpRecord], asyncio.Future[None]]] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self.commits = 0
+
+    async def save(self, *records: OpRecord) -> None:
+        """Return once every record is committed; raise if that commit failed."""
+        if self._closed:
+            raise RuntimeError("checkpoint writer is closed")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((records, done))
+        self._wakeup.set()
+        await done
+
+    async def run(self) -> None:
+        """The writer task: runs until `close` and drains what is queued before returning."""
+        while not (self._closed and not self._queue):
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                await self._flush()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def _flush(self) -> None:
+        batch: list[tuple[Sequence[OpRecord], asyncio.Future[None]]] = []
+        size = 0
+        while self._queue and size < self._max_batch:
+            item = self._queue.popleft()
+            batch.append(item)
+            size += len(item[0])
+        try:
+            await self._store.save([record for records, _ in batch for record in records])
+        except BaseException as exc:
+            for _, done in batch:
+                if not done.done():
+                    failure = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+                    done.set_exception(failure)
+            raise
+        self.commits += 1
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)

@@ -1,0 +1,353 @@
+"""The `bulkops` command: flags, the environment, exit codes and output.
+
+The only module that reads the environment (through click's `envvar`) or prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any, TextIO
+
+import anyio
+import click
+
+from bulkops import jobfile
+from bulkops.errors import BulkOpsError, ConfigError, JobFileError, StoreError
+from bulkops.model import FINAL_STATES, JobSource, OpState
+from bulkops.runner import RunSummary, run_job
+from bulkops.settings import DEFAULT_BASE_URL, DEFAULT_RATE, Settings, parse_rate
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+log = logging.getLogger(__name__)
+
+
+class BulkOpsGroup(click.Group):
+    """Turns the project's errors into one clear line and the contract's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JobFileError as exc:
+            for error in exc.errors:
+                click.echo(f"{exc.path}: {error}", err=True)
+            click.echo(f"error: {len(exc.errors)} problem(s) in {exc.path}; nothing was sent",
+                       err=True)
+            sys.exit(EXIT_INVALID)
+        except (ConfigError, StoreError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_INVALID)
+
+
+@click.group(cls=BulkOpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bulkops")
+def cli() -> None:
+    """Run Wix account-level bulk operations from a job file, exactly once, checkpointed.
+
+    Exit codes: 0 all succeeded; 1 finished with failed or blocked rows; 2 invalid input,
+    options or credentials (nothing sent); 3 stopped early (progress saved); 130 interrupted.
+    """
+
+
+def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db", envvar="BULKOPS_DB", show_envvar=True, default="bulkops.db", show_default=True,
+        help="Checkpoint database: a SQLAlchemy URL or a file path.",
+    )(fn)
+
+
+def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option("--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True,
+                     default=DEFAULT_BASE_URL, show_default=True,
+                     help="Wix API base URL (plain http:// only for loopback hosts)."),
+        click.option("--account-id", envvar="WIX_ACCOUNT_ID", show_envvar=True, default="",
+                     help="Your Wix account id."),
+        click.option("--rate", envvar="BULKOPS_RATE", show_envvar=True, default=DEFAULT_RATE,
+                     show_default=True, help="Request budget, e.g. 200/min or 5/s."),
+        click.option("--concurrency", envvar="BULKOPS_CONCURRENCY", show_envvar=True, default=8,
+                     show_default=True, type=click.IntRange(1, 256),
+                     help="Requests in flight at once."),
+        click.option("--max-attempts", envvar="BULKOPS_MAX_ATTEMPTS", show_envvar=True, default=8,
+                     show_default=True, type=click.IntRange(1, 100),
+                     help="Sends per operation before it fails."),
+        click.option("--timeout", envvar="BULKOPS_TIMEOUT", show_envvar=True, default=30.0,
+                     show_default=True, type=click.FloatRange(0.1, 600),
+                     help="Seconds to wait for one answer."),
+        click.option("--settle", envvar="BULKOPS_SETTLE", show_envvar=True, default=15.0,
+                     show_default=True, type=click.FloatRange(0, 3600),
+                     help="Seconds allowed for Wix's site listing to catch up before an "
+                          "unknown create is taken as not done."),
+        click.option("--backoff-base", envvar="BULKOPS_BACKOFF_BASE", show_envvar=True,
+                     default=1.0, show_default=True, type=click.FloatRange(0.001, 60),
+                     help="Longest first retry wait in seconds; doubles per attempt (jittered)."),
+        click.option("--progress-interval", envvar="BULKOPS_PROGRESS_INTERVAL", default=10.0,
+                     type=click.FloatRange(0.1, 3600), show_default=True,
+                     help="Seconds between progress lines when not on a terminal."),
+        click.option("-v", "--verbose", count=True, help="Log events to stderr (-vv: debug)."),
+        _db_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _settings(db: str, base_url: str, account_id: str, rate: str, concurrency: int,
+              max_attempts: int, timeout: float, settle: float, backoff_base: float,
+              api_key: str) -> Settings:
+    return Settings(
+        db_url=db, base_url=base_url.rstrip("/"), api_key=api_key, account_id=account_id,
+        rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
+        timeout=timeout, settle=settle, backoff_base=backoff_base,
+    )
+
+
+def _require_credentials(settings: Settings) -> None:
+    if not settings.api_key:
+        raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
+                          "(or use --sandbox for a local demo)")
+    if not settings.account_id:
+        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID")
+
+
+def _configure_logging(verbose: int, settings: Settings) -> None:
+    from bulkops import logs
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logs.configure(level, sys.stderr, [settings.api_key])
+
+
+def scoped_job_id(source: JobSource, settings: Settings) -> str:
+    """A job is the file's content run against one account at one API: the same file sent to
+    another account (or to a fresh sandbox) is another job, never a continuation."""
+    scope = f"{source.job_id}|{settings.account_id}|{settings.base_url}"
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--sandbox", is_flag=True,
+              help="Run against a local fake Wix started in-process (demo, smoke test).")
+@_run_options
+def run(file: str, sandbox: bool, verbose: int, progress_interval: float, **opts: Any) -> None:
+    """Validate FILE, store it, and run every operation to the end.
+
+    Running the same file again continues the same job; nothing that succeeded is repeated.
+    The API key is read from WIX_API_KEY only (never a flag: flags show in process lists).
+    """
+    source, specs = jobfile.load_job(file)
+    settings = _settings(**opts, api_key=_api_key())
+    if not sandbox:
+        _require_credentials(settings)
+    _configure_logging(verbose, settings)
+    summary = _run_async(run_job, file=file, source=source, specs=specs, settings=settings,
+                         sandbox=sandbox, job_id_for=scoped_job_id,
+                         progress=_progress_options(progress_interval))
+    sys.exit(_finish(summary))
+
+
+@cli.command()
+@click.argument("job", required=False)
+@_run_options
+def resume(job: str | None, verbose: int, progress_interval: float, **opts: Any) -> None:
+    """Continue an unfinished job (default: the latest unfinished one)."""
+    settings = _settings(**opts, api_key=_api_key())
+    _require_credentials(settings)
+    _configure_logging(verbose, settings)
+    summary = _run_async(run_job, file=None, source=None, specs=None, settings=settings,
+                         sandbox=False, job_id_for=None, resume_job=job or "",
+                         progress=_progress_options(progress_interval))
+    sys.exit(_finish(summary))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def validate(file: str) -> None:
+    """Check FILE only; nothing is sent and nothing is stored."""
+    source, _ = jobfile.load_job(file)
+    click.echo(f"{file}: {source.total} operation(s), valid ({source.format})")
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_db_option
+def status(job: str | None, as_json: bool, db: str) -> None:
+    """Counts per state of a job (default: the latest)."""
+    from bulkops.runner import job_status
+
+    info, counts = anyio.run(job_status, db, job or None)
+    if as_json:
+        click.echo(json.dumps({
+            "job": info.job_id, "state": info.state.value, "total": info.total,
+            "counts": {state.value: counts.get(state, 0) for state in OpState},
+            "stop_reason": info.stop_reason,
+        }))
+        return
+    click.echo(f"job {info.job_id} ({info.path}): {info.state.value}"
+               + (f" — {info.stop_reason}" if info.stop_reason else ""))
+    done = sum(counts.get(s, 0) for s in FINAL_STATES)
+    click.echo(f"  {done}/{info.total} final")
+    for state in OpState:
+        if counts.get(state):
+            click.echo(f"  {state.value:<10} {counts[state]}")
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
+              show_default=True)
+@click.option("--only", type=click.Choice([s.value for s in OpState]),
+              help="Only rows in this state (e.g. failed: a file to fix and run again).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@_db_option
+def report(job: str | None, fmt: str, only: str | None, output: str | None, db: str) -> None:
+    """One record per input row, in input order (default job: the latest)."""
+    from bulkops.runner import write_report
+
+    state = OpState(only) if only else None
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as out:
+            count = anyio.run(write_report, db, job or None, fmt, state, out)
+        click.echo(f"wrote {count} row(s) to {output}", err=True)
+    else:
+        anyio.run(write_report, db, job or None, fmt, state, sys.stdout)
+
+
+@cli.command(name="sandbox")
+@click.option("--port", default=8089, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", default=None, help="Accepted key (default: sandbox-key).")
+@click.option("--account-id", default=None, help="The key's account id.")
+@click.option("--rate-limit", default=None, help="Enforce N requests per window, e.g. 200/min.")
+@click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
+@click.option("--latency", default=0.0, type=click.FloatRange(0), help="Seconds per answer.")
+@click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of 5xx answers (no effect).")
+@click.option("--throttle-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of 429 answers (no effect).")
+@click.option("--drop-before", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of connections dropped before the effect.")
+@click.option("--drop-after", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of connections dropped after the effect.")
+@click.option("--slow-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of answers delayed by --slow-delay (effect applied).")
+@click.option("--slow-delay", default=0.0, type=click.FloatRange(0))
+@click.option("--listing-lag", default=0.0, type=click.FloatRange(0),
+              help="Seconds before a new or moved site shows in Query Sites.")
+@click.option("--seed", default=None, type=int, help="Seed of the fault draws.")
+def sandbox_command(port: int, api_key: str | None, account_id: str | None,
+                    rate_limit: str | None, **faults: Any) -> None:
+    """Serve the local fake Wix API on 127.0.0.1 (it never contacts the real Wix)."""
+    from bulkops.sandbox import SandboxConfig, serve_forever
+
+    config = SandboxConfig()
+    if api_key:
+        config = replace(config, api_key=api_key)
+    if account_id:
+        config = replace(config, account_id=account_id)
+    if rate_limit:
+        parsed = parse_rate(rate_limit)
+        config = replace(config, rate_limit=(int(parsed.count), parsed.period))
+    config = replace(
+        config, retry_after=faults["retry_after"], latency=faults["latency"],
+        error_rate=faults["error_rate"], throttle_rate=faults["throttle_rate"],
+        drop_before_rate=faults["drop_before"], drop_after_rate=faults["drop_after"],
+        slow_rate=faults["slow_rate"], slow_delay=faults["slow_delay"],
+        listing_lag=faults["listing_lag"], seed=faults["seed"],
+    )
+
+    def ready(base_url: str) -> None:
+        click.echo(f"sandbox listening on {base_url}")
+        click.echo(f"  api key     {'(as given)' if api_key else config.api_key}")
+        click.echo(f"  account id  {config.account_id}")
+        click.echo(f"  sub-accounts {', '.join(config.sub_accounts)}")
+        click.echo(f"  try: WIX_API_KEY=... WIX_ACCOUNT_ID={config.account_id} "
+                   f"bulkops run jobs/onboarding.csv --base-url {base_url}", err=False)
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve_forever, config, "127.0.0.1", port, ready)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _api_key() -> str:
+    import os
+
+    return os.environ.get("WIX_API_KEY", "")
+
+
+def _progress_options(interval: float) -> tuple[TextIO, float, bool]:
+    return sys.stderr, interval, sys.stderr.isatty()
+
+
+def _run_async(fn: Callable[..., Coroutine[Any, Any, RunSummary]], **kwargs: Any) -> RunSummary:
+    """Run the job; SIGINT/SIGTERM ask for a clean stop, a second one aborts at once."""
+
+    async def main() -> RunSummary:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            try:
+                summary = await fn(stop=stop, **kwargs)
+            finally:
+                tg.cancel_scope.cancel()
+        return summary
+
+    try:
+        return anyio.run(main, backend="asyncio")
+    except BaseExceptionGroup as group:
+        raise _first_project_error(group) from group
+
+
+def _first_project_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_project_error(exc)
+        if isinstance(exc, BulkOpsError | KeyboardInterrupt):
+            return exc
+    return group.exceptions[0]
+
+
+async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                click.echo("second signal: aborting now; in-flight rows are reconciled on resume",
+                           err=True)
+                scope.cancel()
+                return
+            click.echo(f"{signal.Signals(signum).name}: finishing requests in flight, then "
+                       "stopping (again to abort)", err=True)
+            stop.set()
+
+
+def _finish(summary: RunSummary) -> int:
+    info, counts = summary.job, summary.counts
+    failed = counts.get(OpState.FAILED, 0)
+    blocked = counts.get(OpState.BLOCKED, 0)
+    parts = ", ".join(f"{counts[s]} {s.value}" for s in OpState if counts.get(s))
+    click.echo(f"job {info.job_id}: {info.total} operation(s): {parts}")
+    if summary.reason:
+        click.echo(f"stopped: {summary.reason}", err=True)
+    click.echo(f"report: bulkops report {info.job_id}" + (" --only failed" if failed else ""))
+    if summary.outcome == "interrupted":
+        click.echo(f"progress saved; continue with: bulkops resume {info.job_id}", err=True)
+        return EXIT_INTERRUPTED
+    if summary.outcome == "stopped":
+        return EXIT_STOPPED
+    return EXIT_SOME_FAILED if failed or blocked else EXIT_OK
+
+
+def main() -> None:
+    cli(prog_name="bulkops")
+
+

@@ -1,0 +1,497 @@
+"""The run loop: claim ready operations, send each under the budget with a write-ahead record,
+classify the answer, record the outcome, and reconcile every outcome that is not known.
+
+Every start is a resume: operations found `running` were in flight when a process died, so they
+become `unknown` and are looked up at Wix before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import TypeVar
+
+import anyio
+import anyio.abc
+
+from bulkops import actions
+from bulkops.actions import ActionContext, Done, OpRejected, OutcomeMissing
+from bulkops.breaker import FailureBreaker
+from bulkops.checkpoint import GroupCommitter
+from bulkops.errors import ConfigError, WixApiError, WixError
+from bulkops.model import FINAL_STATES, Action, JobState, OpError, OpRecord, OpState
+from bulkops.ratelimit import BudgetSnapshot, RequestBudget
+from bulkops.retry import Verdict, backoff_delay, classify, hint_for, retry_delay, retry_reads
+from bulkops.roles import RoleBook
+from bulkops.settle import next_check_at
+from bulkops.store.base import Store
+from bulkops.wix import WixClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A single process owns its job for the whole run; leases matter once several workers share one.
+SINGLE_PROCESS_LEASE = 24 * 3600.0
+LOOKUP_ATTEMPTS = 5
+INVITE_RESENT_NOTE = (
+    "outcome of an earlier attempt unknown; sent again (the invitee may get two emails)"
+)
+
+
+class RunOutcome(StrEnum):
+    FINISHED = "finished"  # every operation is final
+    INTERRUPTED = "interrupted"  # stop requested (SIGINT/SIGTERM)
+    STOPPED = "stopped"  # a failure breaker tripped
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    account_id: str
+    concurrency: int = 8
+    max_attempts: int = 8
+    settle: float = 15.0
+    backoff_base: float = 1.0  # first retry waits up to this; doubles per attempt (full jitter)
+    owner: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: RunOutcome
+    counts: Mapping[OpState, int]
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    counts: Mapping[OpState, int]
+    total: int
+    budget: BudgetSnapshot
+    started_at: float
+    finished_this_run: int
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: WixClient,
+        budget: RequestBudget,
+        config: EngineConfig,
+        breaker: FailureBreaker | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._budget = budget
+        self._config = config
+        self._breaker = breaker or FailureBreaker()
+        self._clock = clock
+        self._rand = rand
+        self._roles: RoleBook | None = None
+        self._roles_lock = anyio.Lock()
+        self._ctx = ActionContext(
+            client=client, account_id=config.account_id, roles=self._role_book
+        )
+        self._counts: Counter[OpState] = Counter()
+        self._in_flight = 0
+        self._completions = 0
+        self._changed = anyio.Event()
+        self._need_blocking = True
+        self._started_at = clock()
+        self._finished_this_run = 0
+        self._committer = GroupCommitter(store)
+
+    # -- public -------------------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        return Progress(
+            counts=dict(self._counts),
+            total=sum(self._counts.values()),
+            budget=self._budget.snapshot(),
+            started_at=self._started_at,
+            finished_this_run=self._finished_this_run,
+        )
+
+    async def run(self, job_id: str, stop: anyio.Event) -> RunResult:
+        """Run the job until every operation is final, `stop` is set, or a breaker trips."""
+        self._started_at = self._clock()
+        recovered = await self._store.recover_in_flight(job_id)
+        if recovered:
+            log.info("ops_recovered", extra={"job": job_id, "count": recovered})
+        await self._refresh_counts(job_id)
+        if self._open_ops():
+            await self._preflight()
+        await self._store.set_job_state(job_id, JobState.RUNNING)
+        async with anyio.create_task_group() as writer:
+            writer.start_soon(self._committer.run)
+            try:
+                async with anyio.create_task_group() as workers:
+                    await self._dispatch(job_id, workers, stop)
+            finally:
+                self._committer.close()
+        await self._store.block_dependents(job_id)
+        await self._refresh_counts(job_id)
+        return await self._finish(job_id, stop)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _dispatch(self, job_id: str, workers: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
+        while not stop.is_set() and not self._breaker.tripped:
+            # Workers finishing between the claim and the checks below may have made ops
+            # claimable: the job is over only if none finished in between.
+            seen = self._completions
+            if self._need_blocking:
+                self._need_blocking = False
+                if await self._store.block_dependents(job_id):
+                    await self._refresh_counts(job_id)
+            free = self._config.concurrency - self._in_flight
+            claimed = []
+            if free > 0:
+                claimed = await self._store.claim_ready(
+                    job_id,
+                    now=self._clock(),
+                    limit=free,
+                    owner=self._config.owner,
+                    lease_seconds=SINGLE_PROCESS_LEASE,
+                )
+            for op in claimed:
+                self._in_flight += 1
+                workers.start_soon(self._work, op)
+            if claimed:
+                continue
+            wakeup = await self._store.next_wakeup(job_id)
+            idle = self._in_flight == 0 and seen == self._completions
+            if idle and wakeup is None and not self._need_blocking:
+                return
+            await self._wait_for_change(wakeup, stop)
+
+    async def _wait_for_change(self, wakeup: float | None, stop: anyio.Event) -> None:
+        """Sleep until a worker finishes, the next retry is due, or a stop is asked for."""
+        delay = 1.0 if wakeup is None else max(0.0, min(1.0, wakeup - self._clock()))
+        with anyio.move_on_after(delay):
+            async with anyio.create_task_group() as waiters:
+
+                async def wait_and_cancel(event: anyio.Event) -> None:
+                    await event.wait()
+                    waiters.cancel_scope.cancel()
+
+                waiters.start_soon(wait_and_cancel, self._changed)
+                waiters.start_soon(wait_and_cancel, stop)
+        self._changed = anyio.Event()
+
+    async def _work(self, op: OpRecord) -> None:
+        try:
+            if op.state is OpState.UNKNOWN:
+                await self._reconcile(op)
+            else:
+                await self._send(op)
+        finally:
+            self._in_flight -= 1
+            self._completions += 1
+            self._changed.set()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _send(self, op: OpRecord) -> None:
+        now = self._clock()
+        running = replace(
+            op,
+            state=OpState.RUNNING,
+            attempts=op.attempts + 1,
+            first_sent_at=op.first_sent_at or now,
+            last_sent_at=now,
+            not_before=None,
+            checks=0,
+        )
+        await self._save(op, running)  # write-ahead: durable before the request leaves
+        log.info("op_sent", extra={"op": op.spec.key, "attempt": running.attempts})
+        try:
+            done = await actions.perform(running, self._ctx)
+        except OpRejected as exc:
+            await self._fail(running, OpError(code=exc.code, message=exc.message))
+        except OutcomeMissing:
+            await self._unknown(running)
+        except WixError as exc:
+            await self._on_error(running, exc)
+        else:
+            await self._succeed(running, done, note=running.note)
+
+    async def _on_error(self, op: OpRecord, exc: WixError) -> None:
+        status = exc.status if isinstance(exc, WixApiError) else None
+        if self._breaker.is_fatal(status):
+            # The key was refused: nothing happened, so the row goes back untouched.
+            self._breaker.trip(f"Wix refused the API key (HTTP {status}); check WIX_API_KEY")
+            await self._save(op, replace(op, state=OpState.PENDING, lease_owner=None))
+            return
+        verdict = classify(exc)
+        if verdict is Verdict.UNCERTAIN:
+            await self._unknown(op, error=_op_error(exc))
+        elif verdict is Verdict.RETRY:
+            await self._retry_later(op, exc)
+        elif _is_repeated_transfer(op, exc):
+            # A re-sent transfer that already happened answers SITE_NOT_FOUND: look at the target.
+            await self._unknown(op, error=_op_error(exc))
+        else:
+            await self._fail(op, _op_error(exc))
+
+    async def _retry_later(self, op: OpRecord, exc: WixError) -> None:
+        if op.attempts >= self._config.max_attempts:
+            await self._fail(op, _op_error(exc, gave_up_after=op.attempts))
+            return
+        delay = retry_delay(exc, op.attempts, base=self._config.backoff_base, rand=self._rand)
+        log.info("op_retry", extra={"op": op.spec.key, "delay": round(delay, 2), "error": str(exc)})
+        await self._save(
+            op,
+            replace(
+                op,
+                state=OpState.PENDING,
+                not_before=self._clock() + delay,
+                error=_op_error(exc),
+                lease_owner=None,
+            ),
+        )
+
+    async def _unknown(self, op: OpRecord, error: OpError | None = None) -> None:
+        """The request may or may not have taken effect. Checkable actions are looked up at once;
+        invites cannot be looked up (no listing exists), so the documented policy applies."""
+        if op.spec.action not in actions.CHECKABLE_ACTIONS:
+            await self._resend_invite(op, error)
+            return
+        now = self._clock()
+        unknown = replace(
+            op,
+            state=OpState.UNKNOWN,
+            last_sent_at=now,  # the request left before now: settle counts from here, safely
+            checks=0,
+            not_before=now,
+            error=error,
+        )
+        await self._save(op, unknown)
+        log.info("op_unknown", extra={"op": op.spec.key, "attempt": op.attempts})
+        await self._reconcile(unknown)
+
+    async def _resend_invite(self, op: OpRecord, error: OpError | None) -> None:
+        """Policy for invites: one duplicate email is better than a missing invite."""
+        if op.attempts >= self._config.max_attempts:
+            await self._fail(
+                op,
+                OpError(
+                    code="OUTCOME_UNKNOWN",
+                    message=f"no answer known after {op.attempts} attempts",
+                    hint="the invite may have been sent; check with the invitee before re-running",
+                ),
+            )
+            return
+        delay = self._backoff(op.attempts)
+        log.info("op_resend_unknown_invite", extra={"op": op.spec.key, "attempt": op.attempts})
+        await self._save(
+            op,
+            replace(
+                op,
+                state=OpState.PENDING,
+                not_before=self._clock() + delay,
+                error=error,
+                note=INVITE_RESENT_NOTE,
+                lease_owner=None,
+            ),
+        )
+
+    # -- reconciling --------------------------------------------------------------------------
+
+    async def _reconcile(self, op: OpRecord) -> None:
+        if op.spec.action not in actions.CHECKABLE_ACTIONS:
+            await self._resend_invite(op, op.error)
+            return
+        # A row found `running` at start-up may have left just before the process died:
+        # its settle time counts from this run's start at the earliest.
+        sent_at = op.last_sent_at or self._started_at
+        if op.checks == 0:
+            sent_at = max(sent_at, self._started_at)
+        try:
+            found = await self._read(lambda: actions.check(op, self._ctx))
+        except WixError as exc:
+            log.warning("op_check_failed", extra={"op": op.spec.key, "error": str(exc)})
+            await self._save(
+                op,
+                replace(
+                    op,
+                    last_sent_at=sent_at,
+                    not_before=self._clock() + self._backoff(LOOKUP_ATTEMPTS),
+                    lease_owner=None,
+                ),
+            )
+            return
+        if found is not None:
+            note = f"reconciled: found at Wix after an unknown outcome (attempt {op.attempts})"
+            log.info("op_reconciled", extra={"op": op.spec.key, "attempt": op.attempts})
+            await self._succeed(op, found, note=note)
+            return
+        await self._not_found(op, sent_at)
+
+    async def _not_found(self, op: OpRecord, sent_at: float) -> None:
+        checks = op.checks + 1
+        next_at = next_check_at(sent_at, checks, self._config.settle)
+        if next_at is not None:
+            await self._save(
+                op,
+                replace(
+                    op,
+                    state=OpState.UNKNOWN,
+                    last_sent_at=sent_at,
+                    checks=checks,
+                    not_before=next_at,
+                    lease_owner=None,
+                ),
+            )
+            return
+        if op.error is not None and op.error.code == "SITE_NOT_FOUND":
+            await self._fail(op, op.error)  # not in the source, not in the target: truly missing
+        elif op.attempts >= self._config.max_attempts:
+            await self._fail(
+                op,
+                OpError(
+                    code="OUTCOME_UNKNOWN",
+                    message=f"not found at Wix after {op.attempts} attempts",
+                    hint="raise --settle if Wix's listing is slow, then resume",
+                ),
+            )
+        else:
+            log.info("op_not_found_resend", extra={"op": op.spec.key, "checks": checks})
+            note = "an earlier attempt was not found at Wix after settling; sent again"
+            await self._save(
+                op,
+                replace(
+                    op,
+                    state=OpState.PENDING,
+                    checks=checks,
+                    not_before=None,
+                    note=note,
+                    lease_owner=None,
+                ),
+            )
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    async def _succeed(self, op: OpRecord, done: Done, *, note: str | None) -> None:
+        self._breaker.record_success()
+        log.info("op_succeeded", extra={"op": op.spec.key, "attempt": op.attempts})
+        await self._save(
+            op,
+            replace(
+                op,
+                state=OpState.SUCCEEDED,
+                site_id=done.site_id or op.site_id,
+                invite_id=done.invite_id or op.invite_id,
+                error=None,
+                note=note,
+                not_before=None,
+                lease_owner=None,
+            ),
+        )
+
+    async def _fail(self, op: OpRecord, error: OpError) -> None:
+        self._breaker.record_failure(error.status, error.code)
+        log.info("op_failed", extra={"op": op.spec.key, "code": error.code, "status": error.status})
+        await self._save(
+            op,
+            replace(op, state=OpState.FAILED, error=error, not_before=None, lease_owner=None),
+        )
+        self._need_blocking = True
+
+    async def _save(self, old: OpRecord, new: OpRecord) -> None:
+        await self._committer.save(new)
+        if old.state is not new.state:
+            self._counts[old.state] -= 1
+            self._counts[new.state] += 1
+            if new.state in FINAL_STATES:
+                self._finished_this_run += 1
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _role_book(self) -> RoleBook:
+        async with self._roles_lock:
+            if self._roles is None:
+                roles = await self._read(self._client.list_roles)
+                self._roles = RoleBook(roles)
+            return self._roles
+
+    async def _preflight(self) -> None:
+        """One cheap read before any write: a refused key or account fails here, nothing sent."""
+        try:
+
+            async def first_page() -> None:
+                async for _ in self._client.iter_sites(page_size=1):
+                    break
+
+            await self._read(first_page)
+        except WixApiError as exc:
+            if exc.status in (401, 403):
+                raise ConfigError(
+                    f"Wix refused the credentials (HTTP {exc.status} {exc.code or ''}): check "
+                    "WIX_API_KEY and WIX_ACCOUNT_ID".replace("  ", " ")
+                ) from exc
+            raise
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, base=self._config.backoff_base, rand=self._rand)
+
+    async def _read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent look-up, retried on any failure a repeat can fix."""
+        return await retry_reads(
+            fn, max_attempts=LOOKUP_ATTEMPTS, base=self._config.backoff_base, rand=self._rand
+        )
+
+    async def _refresh_counts(self, job_id: str) -> None:
+        self._counts = Counter(await self._store.counts(job_id))
+
+    def _open_ops(self) -> int:
+        return sum(n for state, n in self._counts.items() if state not in FINAL_STATES)
+
+    async def _finish(self, job_id: str, stop: anyio.Event) -> RunResult:
+        counts = dict(self._counts)
+        if self._breaker.tripped:
+            reason = self._breaker.reason
+            await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
+            return RunResult(RunOutcome.STOPPED, counts, reason)
+        if stop.is_set() and self._open_ops():
+            await self._store.set_job_state(job_id, JobState.INTERRUPTED)
+            return RunResult(RunOutcome.INTERRUPTED, counts, "interrupted")
+        if self._open_ops():
+            reason = "operations are left that no worker can run now"
+            await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
+            return RunResult(RunOutcome.STOPPED, counts, reason)
+        await self._store.set_job_state(job_id, JobState.FINISHED)
+        return RunResult(RunOutcome.FINISHED, counts)
+
+
+def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
+    if isinstance(exc, WixApiError):
+        hint = hint_for(exc)
+        if gave_up_after is not None:
+            hint = f"gave up after {gave_up_after} attempts" + (f"; {hint}" if hint else "")
+        return OpError(
+            code=exc.code or f"HTTP_{exc.status}",
+            message=exc.message,
+            hint=hint,
+            status=exc.status,
+            request_id=exc.request_id,
+        )
+    hint = f"gave up after {gave_up_after} attempts" if gave_up_after is not None else None
+    return OpError(code="CONNECTION_ERROR", message=str(exc), hint=hint)
+
+
+def _is_repeated_transfer(op: OpRecord, exc: WixError) -> bool:
+    return (
+        op.spec.action is Action.TRANSFER_SITE
+        and op.attempts > 1
+        and isinstance(exc, WixApiError)
+        and exc.code == "SITE_NOT_FOUND"
+    )

@@ -1,0 +1,311 @@
+"""One row of a job file → a validated `OpSpec`, or every problem the row has on its own.
+
+Rows arrive as a mapping of column name → raw value (CSV cells are text; JSON values may be
+text, numbers or lists). Checks that need other rows (references, duplicates, cycles) live in
+`jobgraph`; this module only looks at one row at a time, so it is cheap and has no state.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from bulkops.errors import RowError
+from bulkops.model import REF_PREFIX, Action, OpSpec, is_ref
+
+COLUMNS = (
+    "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
+    "from_account", "email", "role", "sites", "depends_on",
+)
+# Columns that `bulkops report --format csv` adds: accepted and ignored, so that a report of the
+# failed rows can be fixed and submitted again as it is.
+REPORT_COLUMNS = frozenset({
+    "line", "status", "attempts", "site_id", "invite_id", "error_code", "error_message",
+    "error_hint",
+})
+LIST_COLUMNS = frozenset({"role", "sites", "depends_on"})
+
+REQUIRED: Mapping[Action, tuple[str, ...]] = MappingProxyType({
+    Action.CREATE_SITE: ("site_name",),
+    Action.TRANSFER_SITE: ("site", "to_account"),
+    Action.SITE_INVITE: ("site", "email", "role"),
+    Action.ACCOUNT_INVITE: ("email", "role"),
+})
+_OPTIONAL: Mapping[Action, tuple[str, ...]] = MappingProxyType({
+    Action.CREATE_SITE: ("template_id", "folder_id"),
+    Action.TRANSFER_SITE: ("from_account",),
+    Action.SITE_INVITE: (),
+    Action.ACCOUNT_INVITE: ("sites",),
+})
+_EVERY_ACTION = ("action", "key", "depends_on")
+USED: Mapping[Action, frozenset[str]] = MappingProxyType({
+    a: frozenset(REQUIRED[a] + _OPTIONAL[a] + _EVERY_ACTION) for a in Action
+})
+ACTION_NAMES = ", ".join(a.value for a in Action)
+_ACTION_BY_NAME = {a.value: a for a in Action}
+
+MAX_SITE_NAME = 100
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# One @, no spaces, a dotted domain: catches "bob@", "bob@example", "a@x.com;b@y.com".
+_EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\.]+(?:\.[^@\s<>(),;:\"\[\]\\.]+)+")
+_NO_DEFAULTS: Mapping[str, object] = MappingProxyType({})
+
+Value = str | tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """What one row turned out to be. `spec` is set only when the row has no problem.
+
+    `key` is the row's key whenever it is known (explicit and well-formed, or derived), so that
+    cross-row checks can still resolve references to a row that is bad for other reasons.
+    `missing` lists required columns the row lacks: the caller words that error, because in a
+    CSV file whose header lacks the column it is reported once, on the header.
+    """
+
+    spec: OpSpec | None
+    key: str | None
+    action: Action | None
+    errors: tuple[RowError, ...] = ()
+    missing: tuple[str, ...] = ()
+    derived_key: bool = False
+
+
+def show(value: str, limit: int = 60) -> str:
+    """A value quoted for an error message, shortened so one huge cell cannot flood the output."""
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
+
+
+def unknown_column_reason(name: str, where: str = "") -> str:
+    close = difflib.get_close_matches(name.lower(), COLUMNS, n=1)
+    hint = f"did you mean {close[0]}?" if close else "the columns are " + ", ".join(COLUMNS)
+    return f"unknown column {show(name)}{where}: {hint}"
+
+
+def missing_reason(column: str, action: Action | None) -> str:
+    if column == "action" or action is None:
+        return f"action is required: one of {ACTION_NAMES}"
+    return f"{column} is required for {action.value}"
+
+
+def check_row(
+    line: int, fields: Mapping[str, object], defaults: Mapping[str, object] = _NO_DEFAULTS
+) -> RowResult:
+    """Validate one row. `fields` holds known columns only (absent or null = not given);
+    `defaults` (JSON files) fills the columns the row's action uses and the row leaves out."""
+    errors: list[RowError] = []
+    raw_action = fields.get("action", defaults.get("action"))
+    action = _action(line, raw_action, errors)
+    inherited = _inherited(fields, defaults, action) if defaults else _NO_DEFAULTS
+    values = _values(line, fields, inherited, errors)
+    explicit_key = values.get("key")
+    key = explicit_key if isinstance(explicit_key, str) else None
+    if action is None:
+        absent = raw_action is None or _text(raw_action) == ""
+        return RowResult(None, key, None, tuple(errors), ("action",) if absent else ())
+    if not values.keys() <= USED[action]:
+        errors += [
+            RowError(line, name, f"column {name} is not used by action {action.value}")
+            for name in values if name not in USED[action]
+        ]
+    missing = [name for name in REQUIRED[action] if name not in values]
+    if errors:
+        bad = {error.column for error in errors}  # a present but bad value is not "missing"
+        missing = [name for name in missing if name not in bad]
+    if errors or missing:
+        return RowResult(None, key, action, tuple(errors), tuple(missing))
+    spec = _spec(line, action, values, key)
+    return RowResult(spec, spec.key, action, derived_key=key is None)
+
+
+def _inherited(
+    fields: Mapping[str, object], defaults: Mapping[str, object], action: Action | None
+) -> Mapping[str, object]:
+    """The defaults a row takes: only columns its action uses, so one `defaults` block can
+    serve rows of different actions. A column the row gives, even as "", keeps its default
+    away: that is how one row opts out, e.g. a blank site among sites from a template."""
+    if action is None:
+        return _NO_DEFAULTS
+    return {
+        name: value for name, value in defaults.items()
+        if name in USED[action] and name != "action" and name not in fields
+    }
+
+
+def _values(
+    line: int, fields: Mapping[str, object], inherited: Mapping[str, object],
+    errors: list[RowError],
+) -> dict[str, Value]:
+    """Normalised values of every given column but `action`; problems go to `errors`."""
+    values: dict[str, Value] = {}
+    for source, suffix in ((fields, ""), (inherited, " (from defaults)")):
+        for name, raw in source.items():
+            if name == "action":
+                continue
+            value, reason = _normalise(name, raw)
+            if reason is not None:
+                errors.append(RowError(line, name, reason + suffix))
+            elif value is not None:
+                values[name] = value
+    return values
+
+
+def _action(line: int, raw: object, errors: list[RowError]) -> Action | None:
+    text = _text(raw)
+    if not text:  # absent: reported through `missing`
+        if raw is not None and text is None:
+            errors.append(RowError(line, "action", f"must be text, not {_json_type(raw)}"))
+        return None
+    action = _ACTION_BY_NAME.get(text.lower())
+    if action is None:
+        errors.append(RowError(line, "action", f"unknown action {show(text)}: use {ACTION_NAMES}"))
+    return action
+
+
+def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
+    """(value, None) when fine (value None = empty, i.e. absent), else (None, reason)."""
+    if name in LIST_COLUMNS:
+        items = _items(raw, allow_numbers=name == "role")
+        if isinstance(items, str):
+            return None, items
+        check_item = _ITEM_CHECKS[name]
+        for item in items:
+            reason = check_item(item)
+            if reason is not None:
+                return None, reason
+        if name == "depends_on":
+            items = tuple(item[len(REF_PREFIX):] for item in items)
+        return items or None, None
+    if not isinstance(raw, str):
+        return None, f"must be text, not {_json_type(raw)}"
+    text = raw.strip()
+    return (text, _TEXT_CHECKS[name](text)) if text else (None, None)
+
+
+def _text(raw: object) -> str | None:
+    """Stripped text, or None when `raw` is not text at all."""
+    return raw.strip() if isinstance(raw, str) else None
+
+
+def _items(raw: object, *, allow_numbers: bool) -> tuple[str, ...] | str:
+    """A `;`-separated string or a JSON list → stripped entries; a str return is the reason."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return ()
+        parts = tuple(part.strip() for part in text.split(";"))
+        if "" in parts:
+            return f"empty entry in {show(text)}: remove the extra ';'"
+        return parts
+    if not isinstance(raw, list):
+        return f"must be text or a list, not {_json_type(raw)}"
+    items: list[str] = []
+    for entry in raw:
+        # Role ids are numeric strings that JSON writers may emit as numbers; bool is an int
+        # subclass and is never a role id.
+        if allow_numbers and isinstance(entry, int) and not isinstance(entry, bool):
+            entry = str(entry)
+        if not isinstance(entry, str) or not entry.strip():
+            return "every entry must be non-empty text"
+        items.append(entry.strip())
+    return tuple(items)
+
+
+def _json_type(raw: object) -> str:
+    names: dict[type, str] = {bool: "true/false", int: "a number", float: "a number",
+                              list: "a list", dict: "an object"}
+    return names.get(type(raw), type(raw).__name__)
+
+
+def _key_problem(text: str) -> str | None:
+    if "@" in text or ";" in text:
+        return f"key must not contain '@' or ';': {show(text)}"
+    return None
+
+
+def _site_name_problem(text: str) -> str | None:
+    if len(text) > MAX_SITE_NAME:
+        return f"site name is {len(text)} characters long, at most {MAX_SITE_NAME} are allowed"
+    return None
+
+
+def _guid_problem(text: str) -> str | None:
+    if _GUID.fullmatch(text):
+        return None
+    return f"not a valid id (a GUID like 0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f): {show(text)}"
+
+
+def _ref_problem(text: str) -> str | None:
+    if text == REF_PREFIX:
+        return "empty reference '@': write @ followed by the row's key"
+    return _key_problem(text[len(REF_PREFIX):])
+
+
+def _site_problem(text: str) -> str | None:
+    if is_ref(text):
+        return _ref_problem(text)
+    if _GUID.fullmatch(text):
+        return None
+    return f"not a site id (GUID) or @key of a create_site row: {show(text)}"
+
+
+def _email_problem(text: str) -> str | None:
+    return None if _EMAIL.fullmatch(text) else f"not a valid email address: {show(text)}"
+
+
+def _role_problem(text: str) -> str | None:
+    # A role is a numeric id or a title; titles are resolved against Wix's role list at run time.
+    return None
+
+
+def _dependency_problem(text: str) -> str | None:
+    if not is_ref(text):
+        return f"depends_on takes @key references: {show(text)} (write {show('@' + text)})"
+    return _ref_problem(text)
+
+
+_TEXT_CHECKS: Mapping[str, Callable[[str], str | None]] = MappingProxyType({
+    "key": _key_problem,
+    "site_name": _site_name_problem,
+    "template_id": _guid_problem,
+    "folder_id": _guid_problem,
+    "site": _site_problem,
+    "to_account": _guid_problem,
+    "from_account": _guid_problem,
+    "email": _email_problem,
+})
+_ITEM_CHECKS: Mapping[str, Callable[[str], str | None]] = MappingProxyType({
+    "role": _role_problem,
+    "sites": _site_problem,
+    "depends_on": _dependency_problem,
+})
+
+
+def _spec(line: int, action: Action, values: Mapping[str, Value], key: str | None) -> OpSpec:
+    fields: dict[str, Any] = {
+        ("roles" if name == "role" else name): value
+        for name, value in values.items() if name != "key"
+    }
+    return OpSpec(line=line, key=key or _content_key(action, fields), action=action, **fields)
+
+
+def derive_key(spec: OpSpec) -> str:
+    """`<action>-<12 hex>` from the row's own normalised content (emails lowercased), so that
+    reordering or editing other rows never changes it. The line and any key are not part of it."""
+    fields = spec.to_json()
+    del fields["action"]
+    return _content_key(spec.action, fields)
+
+
+def _content_key(action: Action, fields: Mapping[str, Any]) -> str:
+    content = {"action": action.value, **fields}
+    if "email" in content:
+        content["email"] = content["email"].lower()
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{action.value}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"

@@ -1,0 +1,112 @@
+"""Reports: one record per input row, in input order, as JSON or CSV (formula-safe cells).
+
+The CSV report is also a job file: its input columns come first, references to rows that
+succeeded are replaced by what those rows produced, so `--only failed` gives a file that can be
+fixed and submitted again as it is (the report columns are ignored when it is read back).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TextIO
+
+from bulkops.model import OpRecord, OpState, is_ref
+
+INPUT_COLUMNS = (
+    "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
+    "from_account", "email", "role", "sites", "depends_on",
+)
+REPORT_COLUMNS = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
+                  "error_hint", "note", "line")
+# Leading characters that make a spreadsheet evaluate a cell (OWASP: CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def record_json(op: OpRecord) -> dict[str, Any]:
+    result: dict[str, str] = {}
+    if op.site_id:
+        result["site_id"] = op.site_id
+    if op.invite_id:
+        result["invite_id"] = op.invite_id
+    error = None
+    if op.error is not None and op.state is not OpState.SUCCEEDED:
+        error = {"code": op.error.code, "message": op.error.message, "hint": op.error.hint}
+        if op.error.request_id:
+            error["request_id"] = op.error.request_id
+    return {
+        "line": op.spec.line,
+        "key": op.spec.key,
+        "action": op.spec.action.value,
+        "status": op.state.value,
+        "attempts": op.attempts,
+        "result": result or None,
+        "error": error,
+        "note": op.note,
+    }
+
+
+async def write_json(ops: AsyncIterator[OpRecord], out: TextIO) -> int:
+    """Stream a JSON array (one object per line inside it) without holding the job in memory."""
+    count = 0
+    out.write("[")
+    async for op in ops:
+        out.write(",\n" if count else "\n")
+        out.write(json.dumps(record_json(op), ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def safe_cell(value: str) -> str:
+    """Prefix an apostrophe so spreadsheets show the text instead of running it."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
+    """`produced`: key -> site id of rows that succeeded, used to make references self-contained."""
+    spec = op.spec
+
+    def resolve(value: str) -> str:
+        return produced.get(value[1:], value) if is_ref(value) else value
+
+    pending_deps = [f"@{k}" for k in spec.depends_on if k not in produced]
+    # A succeeded row's last error is history, not a reason: only open or failed rows show one.
+    error = op.error if op.state is not OpState.SUCCEEDED else None
+    cells = {
+        "action": spec.action.value,
+        "key": spec.key,
+        "site_name": spec.site_name or "",
+        "template_id": spec.template_id or "",
+        "folder_id": spec.folder_id or "",
+        "site": resolve(spec.site) if spec.site else "",
+        "to_account": spec.to_account or "",
+        "from_account": spec.from_account or "",
+        "email": spec.email or "",
+        "role": ";".join(spec.roles),
+        "sites": ";".join(resolve(s) for s in spec.sites),
+        "depends_on": ";".join(pending_deps),
+        "status": op.state.value,
+        "attempts": str(op.attempts),
+        "site_id": op.site_id or "",
+        "invite_id": op.invite_id or "",
+        "error_code": (error.code or "") if error else "",
+        "error_message": error.message if error else "",
+        "error_hint": (error.hint or "") if error else "",
+        "note": op.note or "",
+        "line": str(spec.line),
+    }
+    return [safe_cell(cells[c]) for c in (*INPUT_COLUMNS, *REPORT_COLUMNS)]
+
+
+async def write_csv(
+    ops: AsyncIterator[OpRecord], produced: Mapping[str, str], out: TextIO
+) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*INPUT_COLUMNS, *REPORT_COLUMNS])
+    count = 0
+    async for op in ops:
+        writer.writerow(csv_row(op, produced))
+        count += 1
+    return count

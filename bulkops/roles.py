@@ -1,0 +1,85 @@
+"""Role names as users write them (a title or a numeric id) turned into Wix policy ids."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Literal
+
+from bulkops.errors import BulkOpsError
+from bulkops.wixwire import Role
+
+Level = Literal["site", "account"]
+
+_WHERE = {"site": "on a site", "account": "account-wide"}
+# Enough titles to recognise the right one in an error message without drowning it.
+_MAX_LISTED = 12
+
+
+class RoleError(BulkOpsError):
+    """A role that does not exist, is ambiguous, or cannot be given at the requested level."""
+
+
+class RoleBook:
+    """The account's roles, looked up by title (case-insensitive) or by numeric id."""
+
+    def __init__(self, roles: Iterable[Role]) -> None:
+        self._by_id: dict[str, Role] = {}
+        self._by_title: dict[str, list[Role]] = {}
+        for role in roles:
+            self._by_id.setdefault(role.id, role)
+            self._by_title.setdefault(_title_key(role.title), []).append(role)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def resolve(self, value: str, level: Level) -> str:
+        """The policy id for `value` given at `level`; RoleError if there is none.
+
+        `level` is "site" for a site invite or an account invite limited to sites, and
+        "account" for an account invite that covers the whole account.
+        """
+        role = self._find(value)
+        # Wix's `restrictFromLevel` names the level the role may NOT be given at.
+        if (role.restrict_from_level or "").strip().lower() == level:
+            raise RoleError(f"role {role.title!r} cannot be given {_WHERE[level]}")
+        return role.id
+
+    def resolve_all(self, values: Iterable[str], level: Level) -> tuple[str, ...]:
+        """Every value resolved, in order, without repeating a policy id."""
+        return tuple(dict.fromkeys(self.resolve(v, level) for v in values))
+
+    def _find(self, value: str) -> Role:
+        text = value.strip()
+        if not text:
+            raise RoleError("empty role")
+        by_id = self._by_id.get(text)
+        if by_id is not None:
+            return by_id
+        matches = self._by_title.get(_title_key(text), [])
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(r.id for r in matches)
+            raise RoleError(f"role {text!r} is ambiguous (ids {ids}); give the numeric id")
+        if text.isdigit():
+            raise RoleError(f"unknown role id {text!r}")
+        raise RoleError(f"unknown role {text!r}{self._suggestion(text)}; known: {self._known()}")
+
+    def _suggestion(self, text: str) -> str:
+        titles = {_title_key(r.title): r.title for r in self._by_id.values()}
+        close = difflib.get_close_matches(_title_key(text), list(titles), n=1, cutoff=0.75)
+        return f" (did you mean {titles[close[0]]!r}?)" if close else ""
+
+    def _known(self) -> str:
+        titles = sorted({r.title for r in self._by_id.values()}, key=str.casefold)
+        if not titles:
+            return "none"
+        shown = ", ".join(titles[:_MAX_LISTED])
+        more = len(titles) - _MAX_LISTED
+        return f"{shown}, and {more} more" if more > 0 else shown
+
+
+def _title_key(title: str) -> str:
+    # Case-insensitive and blind to doubled or stray spaces, as a spreadsheet cell may hold.
+    return " ".join(title.split()).casefold()

@@ -1,0 +1,152 @@
+"""Wires one command's run together: store, Wix client, budget, engine and progress display."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import TextIO
+
+import anyio
+
+from bulkops.engine import Engine, EngineConfig, RunResult
+from bulkops.errors import ConfigError
+from bulkops.model import JobInfo, JobSource, OpSpec, OpState
+from bulkops.progress import show_progress
+from bulkops.ratelimit import AdaptiveBudget
+from bulkops.report import write_csv, write_json
+from bulkops.settings import Settings
+from bulkops.store import open_store
+from bulkops.store.base import Store
+from bulkops.wix import WixClient
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    job: JobInfo
+    counts: Mapping[OpState, int]
+    outcome: str  # RunOutcome value
+    reason: str | None
+
+
+@asynccontextmanager
+async def opened_store(db_url: str) -> AsyncIterator[Store]:
+    store = await open_store(db_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def run_job(
+    *,
+    stop: anyio.Event,
+    file: str | None,
+    source: JobSource | None,
+    specs: Callable[[], Iterator[OpSpec]] | None,
+    settings: Settings,
+    sandbox: bool,
+    job_id_for: Callable[[JobSource, Settings], str] | None,
+    progress: tuple[TextIO, float, bool],
+    resume_job: str = "",
+) -> RunSummary:
+    """`run` (source and specs given) or `resume` (resume_job, "" = latest unfinished)."""
+    if sandbox:
+        from bulkops.sandbox import SandboxConfig, running_sandbox
+
+        async with running_sandbox(SandboxConfig(), port=0) as fake:
+            settings = replace(
+                settings,
+                base_url=fake.base_url,
+                api_key=fake.sandbox.config.api_key,
+                account_id=fake.sandbox.config.account_id,
+            )
+            return await run_job(
+                stop=stop, file=file, source=source, specs=specs, settings=settings,
+                sandbox=False, job_id_for=job_id_for, progress=progress, resume_job=resume_job,
+            )
+    async with opened_store(settings.db_url) as store:
+        if source is not None and specs is not None and job_id_for is not None:
+            job, _created = await store.add_job(
+                replace(source, job_id=job_id_for(source, settings)), specs()
+            )
+        else:
+            job = await _job_to_resume(store, resume_job)
+        result = await _run_engine(store, job, settings, stop, progress)
+        final = await store.get_job(job.job_id)
+        assert final is not None
+        return RunSummary(final, result.counts, result.outcome.value, result.reason)
+
+
+async def _job_to_resume(store: Store, job_id: str) -> JobInfo:
+    job = await store.get_job(job_id) if job_id else await store.latest_job(unfinished_only=True)
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} in this database" if job_id
+                          else "no unfinished job in this database")
+    return job
+
+
+async def _run_engine(
+    store: Store, job: JobInfo, settings: Settings, stop: anyio.Event,
+    progress: tuple[TextIO, float, bool],
+) -> RunResult:
+    budget = AdaptiveBudget(settings.rate)
+    async with WixClient(
+        base_url=settings.base_url,
+        api_key=settings.api_key,
+        account_id=settings.account_id,
+        budget=budget,
+        timeout=settings.timeout,
+    ) as client:
+        engine = Engine(
+            store=store,
+            client=client,
+            budget=budget,
+            config=EngineConfig(
+                account_id=settings.account_id,
+                concurrency=settings.concurrency,
+                max_attempts=settings.max_attempts,
+                settle=settings.settle,
+                backoff_base=settings.backoff_base,
+            ),
+        )
+        stream, interval, live = progress
+
+        async def display() -> None:
+            await show_progress(engine.progress, stream, interval=interval, live=live)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(display)
+            try:
+                result = await engine.run(job.job_id, stop)
+            finally:
+                tg.cancel_scope.cancel()
+        return result
+
+
+async def _pick_job(store: Store, job_id: str | None) -> JobInfo:
+    job = await store.get_job(job_id) if job_id else await store.latest_job()
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} in this database" if job_id
+                          else "no job in this database yet")
+    return job
+
+
+async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[OpState, int]]:
+    async with opened_store(db_url) as store:
+        job = await _pick_job(store, job_id)
+        return job, await store.counts(job.job_id)
+
+
+async def write_report(
+    db_url: str, job_id: str | None, fmt: str, only: OpState | None, out: TextIO
+) -> int:
+    async with opened_store(db_url) as store:
+        job = await _pick_job(store, job_id)
+        if fmt == "json":
+            return await write_json(store.iter_ops(job.job_id, only=only), out)
+        produced = {
+            op.spec.key: op.site_id or ""
+            async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
+        }
+        return await write_csv(store.iter_ops(job.job_id, only=only), produced, out)

@@ -1,0 +1,132 @@
+"""The Sandbox object: one fake Wix (config, world state, fault injector, request stats)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from bulkops.errors import ConfigError
+from bulkops.sandbox.config import SandboxConfig, public_view
+from bulkops.sandbox.faults import FaultInjector
+from bulkops.sandbox.state import SandboxState, Site
+from bulkops.sandbox.stats import RequestStats
+from bulkops.sandbox.wire import JsonObject, format_instant, new_guid
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+# The template id Wix reports for a site created without one.
+BLANK_TEMPLATE_ID = "00000000-0000-4000-8000-000000000000"
+
+_IDENTITY_FIELDS = ("api_key", "account_id", "sub_accounts")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sandbox:
+    """A fake Wix: holds the world and the options; serve it with `app` or `running_sandbox`.
+
+    `clock` (seconds, monotonic) drives the rate limit, the listing lag and the request
+    times; `wall_clock` stamps createdDate and invite dates; `sleep` makes latency and slow
+    answers. All three are injectable so that a test can control time.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._config = config or SandboxConfig()
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.sleep = sleep
+        self.state = SandboxState()
+        self.stats = RequestStats()
+        self.faults = FaultInjector(self._config)
+
+    def __repr__(self) -> str:
+        return f"Sandbox(account_id={self._config.account_id!r}, sites={len(self.state.sites)})"
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self._config
+
+    @cached_property
+    def app(self) -> web.Application:
+        """The aiohttp application serving this sandbox (built once)."""
+        # Imported here: app.py builds on this module, so a top-level import would be circular.
+        from bulkops.sandbox.app import build_app
+
+        return build_app(self)
+
+    def reconfigure(self, config: SandboxConfig) -> None:
+        """Switch to new options at run time; the identity (key, accounts) must not change."""
+        if any(getattr(config, f) != getattr(self._config, f) for f in _IDENTITY_FIELDS):
+            raise ConfigError("the sandbox's key and accounts cannot change while it runs")
+        self._config = config
+        self.faults.reconfigure(config)
+
+    def reset(self) -> None:
+        """Forget every site, invite, transfer and statistic; restart the fault draws."""
+        self.state = SandboxState()
+        self.stats = RequestStats()
+        self.faults = FaultInjector(self._config)
+
+    def now_iso(self) -> str:
+        return format_instant(self.wall_clock())
+
+    def known_accounts(self) -> frozenset[str]:
+        """Accounts that exist: the key's, its sub-accounts, forbidden targets, site owners."""
+        return (
+            self._config.actable_accounts()
+            | self._config.forbidden_transfer_targets
+            | frozenset(self.state.owners())
+        )
+
+    def add_site(
+        self,
+        display_name: str,
+        owner_account_id: str,
+        *,
+        template_id: str | None = None,
+        folder_id: str | None = None,
+        premium: bool = False,
+        created_date: datetime | None = None,
+        namespace: str = "WIX",
+        published: bool = False,
+        seeded: bool = False,
+    ) -> Site:
+        """Create a site. API-created sites list after the listing lag; seeded ones at once."""
+        site = Site(
+            id=new_guid(),
+            component_id=new_guid(),
+            name=self.state.unique_name(display_name),
+            display_name=display_name,
+            created_date=format_instant(created_date or self.wall_clock()),
+            owner_account_id=owner_account_id,
+            template_id=template_id or BLANK_TEMPLATE_ID,
+            premium=premium,
+            folder_id=folder_id,
+            namespace=namespace,
+            published=published,
+            seeded=seeded,
+        )
+        lag = 0.0 if seeded else self._config.listing_lag
+        return self.state.add_site(site, visible_from=self.clock() + lag)
+
+    def snapshot(self) -> JsonObject:
+        """Everything /_sandbox/state shows: the world, the request stats and the options."""
+        return {
+            **self.state.snapshot(),
+            "requests": self.stats.snapshot(),
+            "config": public_view(self._config),
+        }

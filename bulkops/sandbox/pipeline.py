@@ -1,0 +1,100 @@
+"""How every Wix API request is served: latency, key, rate limit, validation, fault, effect.
+
+An endpoint is split in two. `prepare` reads and validates the request (raising the 4xx
+that Wix would answer) and returns the `effect`: a synchronous function that changes the
+world and returns the 200 body, or raises a state-dependent error (e.g. SITE_NOT_FOUND).
+The fault drawn for the request decides whether the effect runs and whether its answer
+reaches the client; only authenticated, well-formed requests get a fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bulkops.sandbox.config import Endpoint
+from bulkops.sandbox.core import Sandbox
+from bulkops.sandbox.faults import Fault, retry_after_header
+from bulkops.sandbox.inbound import authenticate
+from bulkops.sandbox.wire import ApiError, JsonObject, application_error
+
+Effect = Callable[[], JsonObject]
+Prepare = Callable[[web.Request, Sandbox], Awaitable[Effect]]
+
+_SERVER_ERROR_CODES = {500: "INTERNAL", 502: "BAD_GATEWAY", 503: "UNAVAILABLE",
+                       504: "DEADLINE_EXCEEDED"}
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: Endpoint
+    method: str
+    path: str
+    prepare: Prepare
+
+
+class DroppedResponse(web.Response):
+    """Stands for "no answer": its connection is already closed, so it is never written."""
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.json_response(error.body, status=error.status, headers=error.headers)
+
+
+def drop_connection(request: web.Request) -> DroppedResponse:
+    """Close the connection without answering; the client sees a disconnect.
+
+    aiohttp then fails to write the returned response to the closed transport and treats it
+    as a client that went away (a debug log line, no traceback).
+    """
+    if request.transport is not None:
+        request.transport.close()
+    return DroppedResponse(status=500)
+
+
+def too_many_requests(wait: float | None, with_retry_after: bool) -> ApiError:
+    """429 RESOURCE_EXHAUSTED; `Retry-After` only when the sandbox is set to send it."""
+    error = application_error(429, "RESOURCE_EXHAUSTED", "too many requests, slow down")
+    if with_retry_after and wait is not None:
+        error.headers.update(retry_after_header(wait))
+    return error
+
+
+def _apply(effect: Effect) -> web.Response:
+    try:
+        return web.json_response(effect())
+    except ApiError as error:
+        return error_response(error)
+
+
+async def _answer(fault: Fault | None, effect: Effect, request: web.Request,
+                  sandbox: Sandbox) -> web.Response:
+    if fault is Fault.SERVER_ERROR:
+        status = sandbox.faults.server_error_status()
+        raise application_error(status, _SERVER_ERROR_CODES[status], "temporary server error")
+    if fault is Fault.THROTTLE:
+        # No real window to measure: one second is the honest smallest Retry-After.
+        raise too_many_requests(1.0, sandbox.config.retry_after)
+    if fault is Fault.DROP_BEFORE:
+        return drop_connection(request)
+    response = _apply(effect)
+    if fault is Fault.DROP_AFTER:
+        return drop_connection(request)
+    if fault is Fault.SLOW:
+        await sandbox.sleep(sandbox.config.slow_delay)
+    return response
+
+
+async def serve(route: Route, sandbox: Sandbox, request: web.Request) -> web.Response:
+    """Serve one Wix API request. ApiErrors raised here become Wix error bodies upstream."""
+    delay = sandbox.faults.latency()
+    if delay > 0:
+        await sandbox.sleep(delay)
+    authenticate(request.headers, sandbox.config)
+    wait = sandbox.faults.over_limit(sandbox.clock())
+    if wait is not None:
+        raise too_many_requests(wait, sandbox.config.retry_after)
+    effect = await route.prepare(request, sandbox)
+    return await _answer(sandbox.faults.draw(route.endpoint), effect, request, sandbox)

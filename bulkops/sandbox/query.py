@@ -1,0 +1,237 @@
+"""Query Sites' query language: filters, sort and cursor paging over a list of sites.
+
+Paging is keyset paging: the cursor carries the query and the sort key of the last site
+returned, and the next page starts strictly after it. Sites created while a client pages
+through a `createdDate DESC` listing therefore sort before the cursor and never shift,
+duplicate or skip the sites of later pages, which offset paging would do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bulkops.sandbox.wire import JsonObject, validation_error
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 50
+
+# Filterable fields and the JSON type of their values.
+FILTERABLE: dict[str, type] = {
+    "id": str, "name": str, "folderId": str, "namespace": str, "published": bool, "premium": bool,
+}
+SORTABLE = frozenset({"createdDate", "updatedDate", "displayName", "name", "id"})
+DEFAULT_SORT: tuple[tuple[str, bool], ...] = (("createdDate", True),)  # (field, descending)
+DEFAULT_NAMESPACE = "WIX"
+
+Predicate = Callable[[JsonObject], bool]
+
+_ORDERING: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le,
+}
+
+
+def _operator(field: str, op: str, operand: Any, where: str) -> Predicate:
+    """One `{field: {op: operand}}` test, its operand checked against the field's type."""
+    kind = FILTERABLE[field]
+
+    def typed(value: Any) -> bool:
+        return isinstance(value, kind)  # kinds are only str and bool: no int/bool confusion
+
+    if op == "$exists":
+        if not isinstance(operand, bool):
+            raise validation_error(where, "$exists takes true or false")
+        return lambda site: (site.get(field) is not None) == operand
+    if op == "$in":
+        if not isinstance(operand, list) or not all(typed(v) for v in operand):
+            raise validation_error(where, f"$in takes a list of {kind.__name__} values")
+        return lambda site: site.get(field) in operand
+    if not typed(operand):
+        raise validation_error(where, f"{op} takes a {kind.__name__} value")
+    if op == "$eq":
+        return lambda site: site.get(field) == operand
+    if op == "$ne":
+        return lambda site: site.get(field) != operand
+    if kind is not str:
+        raise validation_error(where, f"{op} is not supported on {field}")
+    if op == "$startsWith":
+        return lambda site: isinstance(site.get(field), str) and site[field].startswith(operand)
+    if op in _ORDERING:
+        compare = _ORDERING[op]
+        return lambda site: site.get(field) is not None and compare(site[field], operand)
+    raise validation_error(where, f"unknown operator {op}")
+
+
+def _field_test(field: str, condition: Any, where: str) -> Predicate:
+    if field not in FILTERABLE:
+        raise validation_error(where, f"{field} is not filterable")
+    if not isinstance(condition, dict):  # {"field": value} means $eq
+        return _operator(field, "$eq", condition, where)
+    if not condition:
+        raise validation_error(where, "empty condition")
+    return _all_of([_operator(field, op, operand, f"{where}.{op}")
+                    for op, operand in condition.items()])
+
+
+def _each(filters: Any, where: str) -> list[Predicate]:
+    if not isinstance(filters, list) or not filters:
+        raise validation_error(where, "expects a non-empty list of filters")
+    return [compile_filter(item, f"{where}[{i}]") for i, item in enumerate(filters)]
+
+
+def _all_of(tests: list[Predicate]) -> Predicate:
+    return lambda site: all(test(site) for test in tests)
+
+
+def _any_of(tests: list[Predicate]) -> Predicate:
+    return lambda site: any(test(site) for test in tests)
+
+
+def _none_of(test: Predicate) -> Predicate:
+    return lambda site: not test(site)
+
+
+def compile_filter(spec: Any, where: str = "query.filter") -> Predicate:
+    """Turn a Wix filter object into a predicate over Query Sites' site objects."""
+    if not isinstance(spec, dict):
+        raise validation_error(where, "a filter is a JSON object")
+    tests: list[Predicate] = []
+    for key, value in spec.items():
+        here = f"{where}.{key}"
+        if key == "$and":
+            tests.append(_all_of(_each(value, here)))
+        elif key == "$or":
+            tests.append(_any_of(_each(value, here)))
+        elif key == "$not":
+            tests.append(_none_of(compile_filter(value, here)))
+        else:
+            tests.append(_field_test(key, value, here))
+    return _all_of(tests)
+
+
+def mentions_field(spec: Any, field: str) -> bool:
+    """Whether a filter tests `field` anywhere (to know if the default namespace applies)."""
+    if isinstance(spec, list):
+        return any(mentions_field(item, field) for item in spec)
+    if isinstance(spec, dict):
+        return any(k == field or mentions_field(v, field) for k, v in spec.items())
+    return False
+
+
+def parse_sort(spec: Any) -> tuple[tuple[str, bool], ...]:
+    """`[{"fieldName": ..., "order": "ASC"|"DESC"}]` -> ((field, descending), ...)."""
+    if spec is None or spec == []:
+        return DEFAULT_SORT
+    if not isinstance(spec, list):
+        raise validation_error("query.sort", "a list of {fieldName, order}")
+    fields = []
+    for i, item in enumerate(spec):
+        where = f"query.sort[{i}]"
+        if not isinstance(item, dict) or item.get("fieldName") not in SORTABLE:
+            raise validation_error(where, f"fieldName must be one of {sorted(SORTABLE)}")
+        order = item.get("order", "ASC")
+        if order not in ("ASC", "DESC"):
+            raise validation_error(f"{where}.order", "ASC or DESC")
+        fields.append((str(item["fieldName"]), order == "DESC"))
+    return tuple(fields)
+
+
+@dataclass(frozen=True)
+class SiteQuery:
+    """A parsed query: the raw filter (kept for the cursor), the sort, and the position."""
+
+    filter: JsonObject
+    sort: tuple[tuple[str, bool], ...]
+    limit: int
+    after: tuple[str, ...] | None = None  # sort key of the last site already returned
+
+    def key(self, site: JsonObject) -> tuple[str, ...]:
+        # The id ends every key so that equal sort values still have one fixed order.
+        return (*(str(site.get(name, "")) for name, _ in self.sort), str(site["id"]))
+
+    def compare(self, left: tuple[str, ...], right: tuple[str, ...]) -> int:
+        for (a, b), descending in zip(zip(left, right, strict=True),
+                                      [d for _, d in self.sort] + [False], strict=True):
+            if a != b:
+                ascending = -1 if a < b else 1
+                return -ascending if descending else ascending
+        return 0
+
+    def cursor_after(self, site: JsonObject) -> str:
+        raw = {"filter": self.filter, "sort": [list(s) for s in self.sort],
+               "after": list(self.key(site))}
+        return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+def _limit(paging: Any) -> int:
+    if paging is None:
+        return DEFAULT_LIMIT
+    if not isinstance(paging, dict):
+        raise validation_error("query.cursorPaging", "must be an object")
+    limit = paging.get("limit", DEFAULT_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise validation_error("query.cursorPaging.limit", f"an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def _from_cursor(cursor: Any, limit: int) -> SiteQuery:
+    if not isinstance(cursor, str):
+        raise validation_error("query.cursorPaging.cursor", "must be a string")
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        sort = tuple((str(name), bool(desc)) for name, desc in raw["sort"])
+        after = tuple(str(v) for v in raw["after"])
+        compile_filter(raw["filter"])
+        if not sort or len(after) != len(sort) + 1 or not {n for n, _ in sort} <= SORTABLE:
+            raise ValueError("cursor does not match its sort")
+        return SiteQuery(raw["filter"], sort, limit, after)
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise validation_error("query.cursorPaging.cursor", "invalid cursor") from exc
+
+
+def parse_query(body: JsonObject) -> SiteQuery:
+    """Read `{"query": {...}}`: a first page (filter, sort) or a later one (cursor only)."""
+    query = body.get("query", {})
+    if not isinstance(query, dict):
+        raise validation_error("query", "must be an object")
+    paging = query.get("cursorPaging")
+    limit = _limit(paging)
+    cursor = paging.get("cursor") if isinstance(paging, dict) else None
+    if cursor is not None:
+        if query.get("filter") or query.get("sort"):
+            raise validation_error("query", "a cursor request takes no filter or sort")
+        return _from_cursor(cursor, limit)
+    filter_spec = query.get("filter") or {}
+    compile_filter(filter_spec)  # reject a bad filter on the first page, not a later one
+    return SiteQuery(filter_spec, parse_sort(query.get("sort")), limit)
+
+
+def run_query(query: SiteQuery, sites: list[JsonObject]) -> JsonObject:
+    """One page of the Query Sites response for `query` over `sites`."""
+    spec = query.filter
+    if not mentions_field(spec, "namespace"):
+        spec = {"$and": [spec, {"namespace": DEFAULT_NAMESPACE}]} if spec else {
+            "namespace": DEFAULT_NAMESPACE}
+    matches = compile_filter(spec)
+
+    def by_sort(left: JsonObject, right: JsonObject) -> int:
+        return query.compare(query.key(left), query.key(right))
+
+    after = query.after
+    selected = sorted(
+        (site for site in sites if matches(site)
+         and (after is None or query.compare(query.key(site), after) > 0)),
+        key=functools.cmp_to_key(by_sort),
+    )
+    page, has_next = selected[: query.limit], len(selected) > query.limit
+    next_cursor = query.cursor_after(page[-1]) if has_next else None
+    return {
+        "sites": page,
+        "metadata": {"count": len(page), "cursors": {"next": next_cursor}, "hasNext": has_next},
+    }

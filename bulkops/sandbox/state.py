@@ -1,0 +1,229 @@
+"""The sandbox's world in memory: sites, the (lagging) site listing, transfers, invites, e-mails.
+
+Every method is synchronous and the sandbox runs on one event loop, so each effect is atomic
+with respect to concurrent requests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from bulkops.sandbox.wire import JsonObject
+
+_MAX_SLUG = 50
+
+
+class InviteKind(StrEnum):
+    ACCOUNT = "account"
+    SITE = "site"
+
+
+class InviteStatus(StrEnum):
+    """Invite states, cased exactly as Wix sends them."""
+
+    PENDING = "Pending"
+    USED = "Used"
+    DELETED = "Deleted"
+    DECLINED = "Declined"
+    EXPIRED = "Expired"
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str  # the metaSiteId: the id every other call takes
+    component_id: str  # `siteId` of the create response: a different GUID, never the site id
+    name: str  # URL slug, unique
+    display_name: str
+    created_date: str  # ISO-8601 UTC with milliseconds
+    owner_account_id: str
+    template_id: str
+    premium: bool = False
+    folder_id: str | None = None
+    namespace: str = "WIX"
+    published: bool = False
+    seeded: bool = False  # put in place through /_sandbox/sites, not created through the API
+
+    def to_wix(self, listed_owner: str) -> JsonObject:
+        """The Query Sites form. Absent optional fields are left out, as Wix does."""
+        view: JsonObject = {
+            "id": self.id, "name": self.name, "displayName": self.display_name,
+            "createdDate": self.created_date, "updatedDate": self.created_date,
+            "ownerAccountId": listed_owner, "premium": self.premium,
+            "published": self.published, "namespace": self.namespace,
+        }
+        if self.folder_id is not None:
+            view["folderId"] = self.folder_id
+        return view
+
+    def to_state(self) -> JsonObject:
+        return {
+            "id": self.id, "siteId": self.component_id, "name": self.name,
+            "displayName": self.display_name, "createdDate": self.created_date,
+            "ownerAccountId": self.owner_account_id, "templateId": self.template_id,
+            "premium": self.premium, "folderId": self.folder_id, "namespace": self.namespace,
+            "published": self.published, "seeded": self.seeded,
+        }
+
+
+@dataclass(frozen=True)
+class ListingEntry:
+    """The listing's (eventually consistent) belief that `owner` has the site, in clock time."""
+
+    owner: str
+    visible_from: float
+    visible_until: float = math.inf
+
+    def visible(self, owner: str, now: float) -> bool:
+        return self.owner == owner and self.visible_from <= now < self.visible_until
+
+
+@dataclass(frozen=True)
+class Transfer:
+    site_id: str
+    source: str
+    target: str
+    at: str
+
+    def to_state(self) -> JsonObject:
+        return {"siteId": self.site_id, "from": self.source, "to": self.target, "at": self.at}
+
+
+@dataclass(frozen=True)
+class Invite:
+    id: str
+    kind: InviteKind
+    account_id: str
+    site_id: str | None  # site invites: the site; account invites: None
+    email: str
+    policy_ids: tuple[str, ...]
+    site_ids: tuple[str, ...]  # account invites: the sites the roles are limited to
+    status: InviteStatus
+    date_created: str
+    expiration_date: str
+
+    @property
+    def scope(self) -> str:
+        """Where the invite e-mail is about: `account:<account id>` or the site id."""
+        return self.site_id if self.site_id is not None else f"account:{self.account_id}"
+
+    def to_state(self) -> JsonObject:
+        return {
+            "id": self.id, "kind": self.kind.value, "scope": self.scope, "email": self.email,
+            "accountId": self.account_id, "siteId": self.site_id,
+            "policyIds": list(self.policy_ids), "siteIds": list(self.site_ids),
+            "status": self.status.value, "dateCreated": self.date_created,
+        }
+
+
+def slugify(display_name: str) -> str:
+    """The URL-slug part of a display name: lowercase ASCII letters, digits and dashes."""
+    ascii_name = unicodedata.normalize("NFKD", display_name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:_MAX_SLUG].strip("-")
+    return slug or "site"
+
+
+class SandboxState:
+    """Everything the sandbox remembers between requests (cleared by /_sandbox/reset)."""
+
+    def __init__(self) -> None:
+        self.sites: dict[str, Site] = {}
+        self.listing: dict[str, list[ListingEntry]] = {}
+        self.transfers: list[Transfer] = []
+        self.invites: dict[str, Invite] = {}
+        self.emails_sent: Counter[tuple[str, str]] = Counter()
+        self._names: set[str] = set()
+
+    # -- sites ---------------------------------------------------------------------------
+
+    def unique_name(self, display_name: str) -> str:
+        base = slugify(display_name)
+        # n <= len(names) + 1 always finds a free slug, so the loop is bounded.
+        for n in range(len(self._names) + 2):
+            candidate = base if n == 0 else f"{base}-{n}"
+            if candidate not in self._names:
+                return candidate
+        raise AssertionError("unreachable: a free slug always exists")
+
+    def add_site(self, site: Site, visible_from: float) -> Site:
+        """Store a site; it shows in its owner's listing from `visible_from` (clock time)."""
+        self.sites[site.id] = site
+        self._names.add(site.name)
+        self.listing[site.id] = [ListingEntry(site.owner_account_id, visible_from)]
+        return site
+
+    def move_site(self, transfer: Transfer, now: float, lag: float) -> None:
+        """Apply a transfer: the owner changes now, the listing catches up after `lag`."""
+        site = self.sites[transfer.site_id]
+        self.sites[site.id] = replace(site, owner_account_id=transfer.target)
+        switch = now + lag
+        entries = [
+            replace(entry, visible_until=min(entry.visible_until, switch))
+            if entry.visible_until > switch else entry
+            for entry in self.listing[site.id]
+        ]
+        self.listing[site.id] = [*entries, ListingEntry(transfer.target, switch)]
+        self.transfers.append(transfer)
+
+    def listed_sites(self, owner: str, now: float) -> list[JsonObject]:
+        """Query Sites' view of `owner`'s sites at clock time `now` (stale within the lag)."""
+        return [
+            self.sites[site_id].to_wix(owner)
+            for site_id, entries in self.listing.items()
+            if any(entry.visible(owner, now) for entry in entries)
+        ]
+
+    def owners(self) -> set[str]:
+        """Every account that owns or has owned a site here."""
+        return {site.owner_account_id for site in self.sites.values()} | {
+            t.source for t in self.transfers
+        }
+
+    # -- invites -------------------------------------------------------------------------
+
+    def add_invite(self, invite: Invite) -> Invite:
+        """Store an invite; creating one sends its e-mail."""
+        self.invites[invite.id] = invite
+        self.count_email(invite)
+        return invite
+
+    def count_email(self, invite: Invite) -> None:
+        self.emails_sent[(invite.scope, invite.email.lower())] += 1
+
+    def pending_site_invite(self, invite_id: str, site_id: str) -> Invite | None:
+        invite = self.invites.get(invite_id)
+        if invite is None or invite.site_id != site_id or invite.status != InviteStatus.PENDING:
+            return None
+        return invite
+
+    def set_invite_status(self, invite: Invite, status: InviteStatus) -> Invite:
+        updated = replace(invite, status=status)
+        self.invites[invite.id] = updated
+        return updated
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def duplicate_sites(self) -> int:
+        """Sum over display names of (count - 1), among sites created through the API.
+
+        Seeded sites stand for sites that existed before the run, so they are not duplicates.
+        """
+        names = Counter(s.display_name for s in self.sites.values() if not s.seeded)
+        return sum(count - 1 for count in names.values())
+
+    def snapshot(self) -> JsonObject:
+        return {
+            "sites": [site.to_state() for site in self.sites.values()],
+            "transfers": [transfer.to_state() for transfer in self.transfers],
+            "invites": [invite.to_state() for invite in self.invites.values()],
+            "emails_sent": [
+                {"scope": scope, "email": email, "count": count}
+                for (scope, email), count in self.emails_sent.items()
+            ],
+            "duplicate_invite_emails": sum(c - 1 for c in self.emails_sent.values()),
+            "duplicate_sites": self.duplicate_sites(),
+        }

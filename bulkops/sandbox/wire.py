@@ -1,0 +1,64 @@
+"""Wix's wire conventions: error bodies, GUIDs and timestamps, as wix-api.md shows them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+_GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+class ApiError(Exception):
+    """A non-200 answer: its status, JSON body and any extra headers (e.g. Retry-After)."""
+
+    def __init__(
+        self, status: int, body: JsonObject, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"HTTP {status}: {body.get('message', '')}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+
+def application_error(
+    status: int, code: str, message: str, data: JsonObject | None = None
+) -> ApiError:
+    """`{"message", "details": {"applicationError": {"code", "description", "data"}}}`."""
+    details = {"applicationError": {"code": code, "description": message, "data": data or {}}}
+    return ApiError(status, {"message": message, "details": details})
+
+
+def validation_error(field: str, description: str) -> ApiError:
+    """A 400 `{"message", "details": {"validationError": {"fieldViolations": [...]}}}`."""
+    violation = {"field": field, "description": description}
+    details = {"validationError": {"fieldViolations": [violation]}}
+    return ApiError(400, {"message": f"{field}: {description}", "details": details})
+
+
+def is_guid(value: object) -> bool:
+    """GUID-shaped (8-4-4-4-12 hex), the form of every Wix site, account and template id."""
+    return isinstance(value, str) and bool(_GUID_RE.match(value))
+
+
+def new_guid() -> str:
+    return str(uuid.uuid4())
+
+
+def format_instant(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and `Z`, e.g. 2024-05-01T12:00:00.123Z.
+
+    A fixed width, so that comparing two of these strings compares the instants.
+    """
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_instant(text: str) -> datetime:
+    """Read an ISO-8601 instant (`Z` or an offset; naive means UTC). ValueError if malformed."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,68 @@
+"""The async engine behind the store: connection settings per database, and write transactions.
+
+SQLite notes (the embedded default, where correctness depends on these settings):
+- WAL journal + synchronous=NORMAL: a commit survives a killed process (not a power cut), and
+  readers never wait for the writer.
+- busy_timeout: a second process waits for the write lock instead of failing at once.
+- foreign_keys: SQLite leaves them off unless asked, per connection.
+- The Python driver's own transaction handling is switched off and SQLAlchemy emits BEGIN itself
+  (SQLAlchemy's documented recipe for pysqlite/aiosqlite): the driver would otherwise start
+  transactions lazily at the first write, after our SELECTs had already read.
+- Write transactions start with BEGIN IMMEDIATE, taking the write lock up front, so two
+  processes can never both read "op 7 is free" and both claim it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "bulkops_write"
+
+_SQLITE_PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",  # first: the others may need to wait for a lock
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+
+def create_engine(url: URL) -> AsyncEngine:
+    """An engine for `url` (already normalised to an async driver)."""
+    # hide_parameters: row values (emails, names) stay out of exception text and logs.
+    engine = create_async_engine(url, hide_parameters=True)
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (same pool), but its transactions take the write lock on SQLite at BEGIN.
+
+    Elsewhere the option is inert: PostgreSQL locks rows, not the database.
+    """
+    return engine.execution_options(**{_WRITE_OPTION: True})
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # None: the driver never emits BEGIN on its own; `_on_begin` does.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in _SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

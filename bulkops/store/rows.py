@@ -1,0 +1,116 @@
+"""Rows to frozen records and back. The only place that knows both shapes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from bulkops.model import JobInfo, JobState, OpError, OpRecord, OpSpec, OpState
+
+# The columns `save` writes: everything about an op that changes after it is stored.
+MUTABLE_COLUMNS = (
+    "state",
+    "attempts",
+    "site_id",
+    "invite_id",
+    "error_code",
+    "error_message",
+    "error_hint",
+    "error_status",
+    "error_request_id",
+    "first_sent_at",
+    "last_sent_at",
+    "not_before",
+    "checks",
+    "note",
+    "lease_owner",
+)
+
+
+def job_info(row: RowMapping) -> JobInfo:
+    return JobInfo(
+        job_id=row["job_id"],
+        path=row["path"],
+        format=row["format"],
+        total=row["total"],
+        state=JobState(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        stop_reason=row["stop_reason"],
+    )
+
+
+def op_record(row: RowMapping, refs: Mapping[str, str] | None = None) -> OpRecord:
+    spec = OpSpec.from_json(row["line"], row["key"], json.loads(row["spec"]))
+    return OpRecord(
+        op_id=row["op_id"],
+        job_id=row["job_id"],
+        seq=row["seq"],
+        spec=spec,
+        state=OpState(row["state"]),
+        attempts=row["attempts"],
+        site_id=row["site_id"],
+        invite_id=row["invite_id"],
+        error=_op_error(row),
+        first_sent_at=row["first_sent_at"],
+        last_sent_at=row["last_sent_at"],
+        not_before=row["not_before"],
+        checks=row["checks"],
+        note=row["note"],
+        lease_owner=row["lease_owner"],
+        refs=dict(refs or {}),
+    )
+
+
+def _op_error(row: RowMapping) -> OpError | None:
+    if row["error_message"] is None and row["error_code"] is None:
+        return None
+    return OpError(
+        code=row["error_code"],
+        message=row["error_message"] or "",
+        hint=row["error_hint"],
+        status=row["error_status"],
+        request_id=row["error_request_id"],
+    )
+
+
+def new_op_row(job_id: str, seq: int, spec: OpSpec, now: float) -> dict[str, Any]:
+    """The insert values of an op as `add_job` stores it: pending, never tried."""
+    return {
+        "job_id": job_id,
+        "seq": seq,
+        "line": spec.line,
+        "key": spec.key,
+        "action": spec.action.value,
+        # Compact and key-sorted: the same spec is always stored as the same text.
+        "spec": json.dumps(spec.to_json(), separators=(",", ":"), sort_keys=True),
+        "state": OpState.PENDING.value,
+        "attempts": 0,
+        "checks": 0,
+        "updated_at": now,
+    }
+
+
+def mutable_values(op: OpRecord) -> dict[str, Any]:
+    """`op`'s fields as the columns in MUTABLE_COLUMNS (the error spread over five)."""
+    error = op.error
+    return {
+        "state": op.state.value,
+        "attempts": op.attempts,
+        "site_id": op.site_id,
+        "invite_id": op.invite_id,
+        "error_code": error.code if error else None,
+        "error_message": error.message if error else None,
+        "error_hint": error.hint if error else None,
+        "error_status": error.status if error else None,
+        "error_request_id": error.request_id if error else None,
+        "first_sent_at": op.first_sent_at,
+        "last_sent_at": op.last_sent_at,
+        "not_before": op.not_before,
+        "checks": op.checks,
+        "note": op.note,
+        "lease_owner": op.lease_owner,
+    }

@@ -1,0 +1,246 @@
+"""The store's non-trivial SQL as SQLAlchemy Core statements (no I/O here).
+
+Each statement is built once and reused with bound parameters (all named `b_*`): the hot path
+(claim, save) then skips both building the expression and SQLAlchemy's compile step, which
+otherwise cost more than SQLite's own work for a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Float,
+    Insert,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bulkops.model import OpState
+from bulkops.store.rows import MUTABLE_COLUMNS
+from bulkops.store.tables import jobs, op_deps, ops
+
+# A dependency in one of these states can never succeed: whoever waits for it is blocked.
+DEAD_STATES = (OpState.FAILED.value, OpState.BLOCKED.value, OpState.CANCELLED.value)
+BLOCKED_CODE = "DEPENDENCY_FAILED"
+JOB_TOUCH_INTERVAL = 1.0  # seconds: how stale a job's updated_at may get while ops are saved
+
+_dep = ops.alias("dep")
+
+# add_job's scratch table: (seq, dep_key) pairs of the job being added, kept until every op is
+# in so references can be resolved with one join whatever order the rows came in. Temporary:
+# private to the connection, never part of the schema Alembic manages.
+staged_deps = Table(
+    "bulkops_staged_deps",
+    MetaData(),
+    Column("seq", Integer, nullable=False),
+    Column("dep_key", Text, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+
+_job_id = bindparam("b_job_id", type_=Text)
+_now = bindparam("b_now", type_=Float)
+
+
+def insert_job_if_absent(dialect_name: str) -> Insert:
+    """INSERT of a jobs row that does nothing (rowcount 0) when the job_id exists already.
+
+    ON CONFLICT rather than look-then-insert: two processes adding the same file at once on
+    PostgreSQL both get an answer, and neither gets a unique-violation error.
+    """
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return dialect_insert(jobs).on_conflict_do_nothing(index_elements=[jobs.c.job_id])
+
+
+@cache
+def claim(*, skip_locked: bool) -> Update:
+    """Lease the first `b_limit` claimable ops of `b_job_id` (input order); return their rows.
+
+    Parameters: b_job_id, b_now, b_owner, b_limit, b_lease_until.
+
+    Each claimable state is read on its own from the (job_id, state, seq) index, already in
+    input order, and the two short lists are merged: a single `state IN (...) ORDER BY seq`
+    would sort every pending row of the job on each claim.
+
+    With `skip_locked` (PostgreSQL), rows another claimer has locked are passed over while
+    scanning, and the lease conditions sit in the locking query itself so PostgreSQL re-checks
+    them against a row a concurrent claim has just committed.
+    """
+    limit = bindparam("b_limit", type_=Integer)
+    ready = [
+        _claimable(OpState.PENDING, limit, skip_locked).cte("pending_ready"),
+        _claimable(OpState.UNKNOWN, limit, skip_locked).cte("unknown_ready"),
+    ]
+    merged = union_all(*(select(c.c.op_id, c.c.seq) for c in ready)).subquery("ready")
+    first = select(merged.c.op_id).order_by(merged.c.seq).limit(limit)
+    return (
+        update(ops)
+        .where(ops.c.op_id.in_(first))
+        .values(
+            lease_owner=bindparam("b_owner", type_=Text),
+            lease_expires_at=bindparam("b_lease_until", type_=Float),
+            updated_at=_now,
+        )
+        .returning(*ops.c)
+    )
+
+
+def _claimable(state: OpState, limit: ColumnElement[int], skip_locked: bool) -> Select[int, int]:
+    conditions: list[ColumnElement[bool]] = [
+        ops.c.job_id == _job_id,
+        ops.c.state == state.value,
+        or_(ops.c.not_before.is_(None), ops.c.not_before <= _now),
+        # Any live lease, the claimer's own included, means the op is being worked on: a
+        # worker that claims again before its write-ahead record lands must not get it twice.
+        or_(ops.c.lease_owner.is_(None), ops.c.lease_expires_at <= _now),
+    ]
+    if state is OpState.PENDING:
+        # An UNKNOWN op was sent already: it is reconciled whatever its dependencies did.
+        unmet = exists(
+            select(1)
+            .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
+            .where(op_deps.c.op_id == ops.c.op_id, _dep.c.state != OpState.SUCCEEDED.value)
+        )
+        conditions.append(~unmet)
+    query = select(ops.c.op_id, ops.c.seq).where(*conditions).order_by(ops.c.seq).limit(limit)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return query
+
+
+@cache
+def refs() -> Select[int, str, str]:
+    """(op_id, dep_key, site_id) of the dependencies of `b_op_ids` that produced a site."""
+    return (
+        select(op_deps.c.op_id, op_deps.c.dep_key, _dep.c.site_id)
+        .join(_dep, _dep.c.op_id == op_deps.c.dep_op_id)
+        .where(
+            op_deps.c.op_id.in_(bindparam("b_op_ids", expanding=True)),
+            _dep.c.site_id.is_not(None),
+        )
+    )
+
+
+@cache
+def block_waiting_on_dead() -> Update:
+    """One layer of blocking in `b_job_id`: PENDING ops with a FAILED/BLOCKED/CANCELLED
+    dependency. Parameters: b_job_id, b_now.
+
+    The candidates are found from the dead side (dead ops -> their dependents through the
+    dep_op_id index), so the cost follows the number of failures, not the size of the job.
+    """
+    waiting_on_dead = (
+        select(op_deps.c.op_id)
+        .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
+        .where(_dep.c.job_id == _job_id, _dep.c.state.in_(DEAD_STATES))
+    )
+    first_dead_key = (
+        select(op_deps.c.dep_key)
+        .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
+        .where(op_deps.c.op_id == ops.c.op_id, _dep.c.state.in_(DEAD_STATES))
+        .order_by(_dep.c.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        update(ops)
+        .where(
+            ops.c.job_id == _job_id,
+            ops.c.state == OpState.PENDING.value,
+            ops.c.op_id.in_(waiting_on_dead),
+        )
+        .values(
+            state=OpState.BLOCKED.value,
+            error_code=BLOCKED_CODE,
+            error_message=literal("dependency @", Text) + first_dead_key + literal(" failed", Text),
+            error_hint=None,
+            error_status=None,
+            error_request_id=None,
+            not_before=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=_now,
+        )
+    )
+
+
+def link_dependencies(job_id: str) -> Insert:
+    """op_deps rows for every staged (seq, dep_key), both ends resolved to op ids in one join."""
+    waiter = ops.alias("waiter")
+    source = (
+        select(waiter.c.op_id, _dep.c.op_id, staged_deps.c.dep_key)
+        .select_from(staged_deps)
+        .join(waiter, and_(waiter.c.job_id == job_id, waiter.c.seq == staged_deps.c.seq))
+        .join(_dep, and_(_dep.c.job_id == job_id, _dep.c.key == staged_deps.c.dep_key))
+    )
+    return insert(op_deps).from_select(["op_id", "dep_op_id", "dep_key"], source)
+
+
+def first_dangling_dependency(job_id: str) -> Select[int, str]:
+    """(line, dep_key) of a staged dependency that names no op of the job, if any."""
+    waiter = ops.alias("waiter")
+    return (
+        select(waiter.c.line, staged_deps.c.dep_key)
+        .select_from(staged_deps)
+        .join(waiter, and_(waiter.c.job_id == job_id, waiter.c.seq == staged_deps.c.seq))
+        .outerjoin(_dep, and_(_dep.c.job_id == job_id, _dep.c.key == staged_deps.c.dep_key))
+        .where(_dep.c.op_id.is_(None))
+        .order_by(staged_deps.c.seq)
+        .limit(1)
+    )
+
+
+@cache
+def touch_jobs() -> Update:
+    """Set updated_at = b_now on the jobs `b_job_ids`, at most once per JOB_TOUCH_INTERVAL.
+
+    Every save would otherwise update the same jobs row, and on PostgreSQL that row's lock
+    would queue the saves of all workers sharing a job behind one another.
+    """
+    return (
+        update(jobs)
+        .where(
+            jobs.c.job_id.in_(bindparam("b_job_ids", expanding=True)),
+            jobs.c.updated_at <= _now - JOB_TOUCH_INTERVAL,
+        )
+        .values(updated_at=_now)
+    )
+
+
+@cache
+def save_many() -> Update:
+    """UPDATE by op_id of every mutable column, for executemany with `p_*` parameter dicts.
+
+    Releasing an op (lease_owner NULL) also clears its lease expiry; keeping an owner keeps
+    the expiry the claim set.
+    """
+    values: dict[str, object] = {name: bindparam(f"p_{name}") for name in MUTABLE_COLUMNS}
+    values["lease_expires_at"] = case(
+        (bindparam("p_lease_owner", type_=Text).is_(None), null()),
+        else_=ops.c.lease_expires_at,
+    )
+    values["updated_at"] = bindparam("p_updated_at")
+    return update(ops).where(ops.c.op_id == bindparam("p_op_id")).values(values)
+
+
+def chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,91 @@
+"""Turn what a user types for `--db` into the async SQLAlchemy URL the store connects with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from bulkops.errors import StoreError
+
+SQLITE_DRIVER = "sqlite+aiosqlite"
+POSTGRES_DRIVER = "postgresql+asyncpg"
+
+# What a user may write before "://", and the async driver each one means.
+_DRIVERS = {
+    "sqlite": SQLITE_DRIVER,
+    SQLITE_DRIVER: SQLITE_DRIVER,
+    "postgres": POSTGRES_DRIVER,
+    "postgresql": POSTGRES_DRIVER,
+    POSTGRES_DRIVER: POSTGRES_DRIVER,
+}
+
+_MEMORY = ("", ":memory:")
+
+
+def normalise_url(raw: str) -> URL:
+    """A SQLAlchemy URL or a plain file path -> an absolute, async-driver URL.
+
+    A plain path (anything without "://") is a SQLite file. Relative SQLite paths are made
+    absolute against the current directory, so the same job database is found again after a
+    `cd` inside a script. libpq's `sslmode=` becomes asyncpg's `ssl=` so a URL copied from
+    `psql` works as it is.
+    """
+    text = raw.strip()
+    if not text:
+        raise StoreError("empty database URL")
+    if "://" not in text:
+        return sqlite_file_url(Path(text))
+    try:
+        url = make_url(text)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid database URL {redacted(text)}") from exc
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        supported = "sqlite://, postgresql:// (or a plain file path)"
+        raise StoreError(f"unsupported database {url.drivername!r}: use {supported}")
+    if driver == SQLITE_DRIVER:
+        database = url.database or ""
+        if database in _MEMORY or database.startswith("file:"):
+            return url.set(drivername=driver)
+        return sqlite_file_url(Path(database))
+    return _postgres_url(url.set(drivername=driver))
+
+
+def sqlite_file_url(path: Path) -> URL:
+    return URL.create(SQLITE_DRIVER, database=str(path.expanduser().absolute()))
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for PostgreSQL and in-memory SQLite."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in _MEMORY or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def describe(url: URL) -> str:
+    """How a message names the database: its file for SQLite, else the URL without password."""
+    path = sqlite_path(url)
+    return str(path) if path is not None else redacted(url)
+
+
+def redacted(url: URL | str) -> str:
+    """The URL as it may appear in a message: never with its password."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _postgres_url(url: URL) -> URL:
+    query = dict(url.query)
+    sslmode = query.pop("sslmode", None)
+    if sslmode is not None and "ssl" not in query:
+        query["ssl"] = sslmode
+    return url.set(query=query)

@@ -1,0 +1,331 @@
+"""The Wix HTTP client: one method per Wix call, typed results, typed errors.
+
+The only module that imports aiohttp's client. Every request takes one token from the request
+budget first and reports its answer (or the lack of one) back to it. The wire details (bodies,
+parsing, error bodies) live in `bulkops.wixwire`; this module sends, receives and translates
+transport failures into `WixConnectionError` / `WixTimeout`, telling apart a request that
+certainly never left from one that may have had its effect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from bulkops import __version__
+from bulkops.errors import WixConnectionError, WixError, WixTimeout
+from bulkops.ratelimit import RequestBudget
+from bulkops.wixwire import (
+    AccountInvitee,
+    CreatedSite,
+    InviteResult,
+    Role,
+    Site,
+    account_invite_body,
+    api_error,
+    checked_base_url,
+    create_site_body,
+    decode_json_body,
+    first_query_body,
+    invalid_response,
+    next_query_body,
+    parse_account_invites,
+    parse_created_site,
+    parse_retry_after,
+    parse_roles,
+    parse_site_invites,
+    parse_sites_page,
+    scrub,
+    site_invite_body,
+    transfer_body,
+)
+
+__all__ = [
+    "AccountInvitee",
+    "CreatedSite",
+    "InviteResult",
+    "Role",
+    "Site",
+    "WixClient",
+    "transport_error",
+]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"bulkops/{__version__}"
+# A listing longer than this many pages (10 million sites at 100 a page) is a server that keeps
+# handing out cursors, not an account: stop instead of looping for ever.
+MAX_PAGES = 100_000
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    text: str
+    request_id: str | None
+    retry_after: float | None
+    reason: str | None
+
+
+class WixClient:
+    """Wix's account-level REST API. Safe to share between concurrent tasks of one event loop."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        account_id: str,
+        budget: RequestBudget,
+        timeout: float,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self._base_url = checked_base_url(base_url)
+        self._api_key = api_key
+        self.account_id = account_id
+        self._budget = budget
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout,
+            # A separate, shorter connect limit makes a request that never got a connection
+            # fail as ConnectionTimeoutError (certainly not sent, safe to send again) instead
+            # of the total timeout, which cannot tell "never left" from "left, no answer".
+            connect=timeout / 2,
+        )
+        self._session = session
+        self._owns_session = session is None
+
+    def __repr__(self) -> str:
+        # The key is deliberately left out: a repr ends up in logs and tracebacks.
+        return f"WixClient(base_url={self._base_url!r}, account_id={self.account_id!r})"
+
+    async def __aenter__(self) -> WixClient:
+        self._open_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session if this client created it; a session passed in stays open."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Created lazily: an aiohttp session binds to the running loop.
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    # -----------------------------------------------------------------------------------------
+    # Calls
+
+    async def create_site(
+        self, *, name: str, template_id: str | None, folder_id: str | None
+    ) -> CreatedSite:
+        """Create a site. A 200 without `metaSiteId` raises INVALID_RESPONSE: the site may
+        exist, so the caller must reconcile rather than create again."""
+        body = await self._call_json(
+            "POST",
+            "/funnel/projects/v1/create",
+            self._account_headers(self.account_id),
+            create_site_body(name, template_id, folder_id),
+        )
+        return parse_created_site(body)
+
+    async def iter_sites(
+        self,
+        *,
+        account_id: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Site]:
+        """Every site of the account (default: the configured one), newest first, page by page.
+
+        Each page is one request under the budget. `filter` applies to the first request; the
+        cursor carries it to the later ones.
+        """
+        headers = self._account_headers(account_id or self.account_id)
+        request = first_query_body(filter, page_size)
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            body = await self._call_json("POST", "/site-list/v2/sites/query", headers, request)
+            page = parse_sites_page(body)
+            for site in page.sites:
+                yield site
+            if page.next_cursor is None:
+                return
+            if page.next_cursor in seen:
+                raise invalid_response("sites listing repeated a cursor")
+            seen.add(page.next_cursor)
+            request = next_query_body(page.next_cursor, page_size)
+        raise invalid_response(f"sites listing did not end after {MAX_PAGES} pages")
+
+    async def transfer_site(
+        self, *, site_id: str, source_account_id: str, target_account_id: str
+    ) -> None:
+        """Move a site. Returns once Wix answered 200, which means the move is done."""
+        # The call is made as the TARGET account; the source travels in the body.
+        await self._call_json(
+            "POST",
+            "/b2b-site-management/v1/transfer-site",
+            self._account_headers(target_account_id),
+            transfer_body(site_id, source_account_id),
+        )
+
+    async def create_account_invites(
+        self, invitees: Sequence[AccountInvitee], *, language: str = "en"
+    ) -> list[InviteResult]:
+        """Invite up to 50 people to the account; one result per invitee, in order."""
+        request = account_invite_body(invitees, language)
+        body = await self._call_json(
+            "POST",
+            "/invites/account-invite/create",
+            self._account_headers(self.account_id),
+            request,
+        )
+        return parse_account_invites(body, [i.email for i in invitees])
+
+    async def create_site_invites(
+        self,
+        *,
+        site_id: str,
+        policy_ids: Sequence[str],
+        emails: Sequence[str],
+        language: str = "en",
+    ) -> list[InviteResult]:
+        """Invite people to one site with the same roles; one result per email, in order."""
+        # Site-level call: the site comes from `wix-site-id`, and no account header is sent.
+        headers = {**self._common_headers(), "wix-site-id": site_id}
+        body = await self._call_json(
+            "POST",
+            "/invites/site-invite/bulk",
+            headers,
+            site_invite_body(policy_ids, emails, language),
+        )
+        return parse_site_invites(body, emails)
+
+    async def list_roles(self) -> list[Role]:
+        """Every role the account can give, predefined and custom, with English titles."""
+        body = await self._call_json(
+            "GET", "/roles-management/roles?locale=en", self._account_headers(self.account_id)
+        )
+        return parse_roles(body)
+
+    # -----------------------------------------------------------------------------------------
+    # Transport
+
+    def _common_headers(self) -> dict[str, str]:
+        return {
+            "Authorization": self._api_key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+
+    def _account_headers(self, account_id: str) -> dict[str, str]:
+        return {**self._common_headers(), "wix-account-id": account_id}
+
+    async def _call_json(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One request under the budget: the 200 body as a JSON object, or a WixError."""
+        answer = await self._exchange(method, path, headers, body)
+        if answer.status != 200:
+            raise api_error(
+                answer.status,
+                answer.reason,
+                answer.text,
+                request_id=answer.request_id,
+                retry_after=answer.retry_after,
+            )
+        return decode_json_body(answer.text)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None,
+    ) -> _Answer:
+        await self._budget.acquire()
+        started = time.monotonic()
+        try:
+            answer = await self._send(method, path, headers, body)
+        except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
+            self._budget.on_response(None, None)
+            error = transport_error(exc, secret=self._api_key)
+            log.info("wix_no_answer method=%s path=%s error=%s", method, path, error)
+            raise error from exc
+        self._budget.on_response(answer.status, answer.retry_after)
+        log.debug(
+            "wix_answer method=%s path=%s status=%s request_id=%s elapsed=%.3f",
+            method, path, answer.status, answer.request_id, time.monotonic() - started,
+        )
+        return answer
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None,
+    ) -> _Answer:
+        data = json.dumps(body).encode() if body is not None else None
+        session = self._open_session()
+        async with session.request(
+            method,
+            self._base_url + path,
+            headers=dict(headers),
+            data=data,
+            timeout=self._timeout,
+            allow_redirects=False,  # a redirect would carry the key to wherever it points
+        ) as response:
+            raw = await response.read()
+            text = scrub(raw.decode("utf-8", errors="replace"), self._api_key)
+            return _Answer(
+                status=response.status,
+                text=text,
+                request_id=response.headers.get("X-Wix-Request-Id"),
+                retry_after=parse_retry_after(
+                    response.headers.get("Retry-After"), now=time.time()
+                ),
+                reason=response.reason,
+            )
+
+
+def transport_error(exc: BaseException, *, secret: str = "") -> WixError:
+    """A failure without an answer, as a WixError that says whether the request may have left.
+
+    `sent=False` only when the request certainly never left (no connection was made); anything
+    after that point may have reached Wix and had its effect.
+    """
+    detail = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secret)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return WixConnectionError(f"could not connect in time ({detail})", sent=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return WixConnectionError(f"could not connect ({detail})", sent=False)
+    if isinstance(exc, TimeoutError):  # aiohttp's read timeouts subclass it too
+        return WixTimeout(f"no answer in time ({detail})")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return WixConnectionError(f"connection closed before the answer ({detail})", sent=True)
+    return WixConnectionError(f"connection failed after sending ({detail})", sent=True)

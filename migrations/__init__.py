@@ -1,0 +1,1 @@
+"""Alembic migrations of the checkpoint database, shipped as `bulkops.migrations`."""

@@ -1,0 +1,83 @@
+"""Shared fixtures: checkpoint databases to test against (SQLite always, PostgreSQL on request).
+
+PostgreSQL runs when BULKOPS_TEST_PG_URL names a server and a user allowed to create roles,
+e.g. postgresql://postgres@127.0.0.1:5432/test. Each test gets a private, empty schema through
+a throw-away login role whose name equals the schema's: PostgreSQL's default search_path
+("$user", public) then puts every table there, with nothing to configure on the connection.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import NullPool, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bulkops.store import SqlStore, open_store
+
+PG_ENV = "BULKOPS_TEST_PG_URL"
+PG_SKIP_REASON = f"{PG_ENV} not set"
+
+
+def _admin_dsn() -> str | None:
+    return os.environ.get(PG_ENV) or None
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A PostgreSQL URL whose default schema is new and empty; dropped after the test."""
+    admin = _admin_dsn()
+    if admin is None:
+        pytest.skip(PG_SKIP_REASON)
+    name = f"bulkops_t_{uuid.uuid4().hex[:12]}"
+    admin_url = make_url(admin).set(drivername="postgresql+asyncpg")
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"CREATE ROLE {name} LOGIN"))
+            await conn.execute(text(f"CREATE SCHEMA {name} AUTHORIZATION {name}"))
+        url = admin_url.set(drivername="postgresql", username=name, password=None)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        async with engine.connect() as conn:
+            # Connections a failed test left open would keep the role alive.
+            await conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :n"),
+                {"n": name},
+            )
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+            await conn.execute(text(f"DROP ROLE IF EXISTS {name}"))
+        await engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A plain file path (the form users pass to --db) in a fresh directory."""
+    return str(tmp_path / "bulkops.db")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite"),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty database of each kind (the PostgreSQL one skips without the env)."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    opened = await open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -1,0 +1,147 @@
+"""JSON and JSON Lines job files: shapes, defaults, element and line numbers, broken input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bulkops.errors import JobFileError
+from bulkops.jobfile import load_job, validate
+from bulkops.model import Action
+
+SITE_ID = "0f6d1e2a-3b4c-4d5e-8f60-718293a4b5c6"
+TEMPLATE = "7c2a9e4f-1b3d-4a6c-8e5f-0a1b2c3d4e02"
+Problem = tuple[int, str | None, str]
+
+
+def write(tmp_path: Path, content: str | bytes, name: str = "job.json") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def problems(path: Path) -> list[Problem]:
+    with pytest.raises(JobFileError) as info:
+        validate(path)
+    return [(error.line, error.column, error.reason) for error in info.value.errors]
+
+
+def test_json_list_lines_are_element_indexes_from_one(tmp_path: Path) -> None:
+    ops = [{"action": "create_site", "key": "acme", "site_name": "Acme"},
+           {"action": "account_invite", "email": "a@example.com", "roles": ["Admin (Co-owner)"],
+            "sites": ["@acme"]}]
+    source, specs = load_job(write(tmp_path, json.dumps(ops, indent=4)))
+    assert source.format == "json" and source.total == 2
+    read = list(specs())
+    assert [spec.line for spec in read] == [1, 2]
+    assert read[1].roles == ("Admin (Co-owner)",) and read[1].sites == ("@acme",)
+
+
+def test_defaults_fill_absent_fields_of_the_ops(tmp_path: Path) -> None:
+    document = {"defaults": {"template_id": TEMPLATE, "role": "Website Manager"},
+                "ops": [{"action": "create_site", "site_name": "Acme"},
+                        {"action": "create_site", "site_name": "Beta", "template_id": SITE_ID},
+                        {"action": "site_invite", "site": "@acme-x", "email": "a@example.com",
+                         "key": "inv"},
+                        {"action": "create_site", "key": "acme-x", "site_name": "X"}]}
+    specs = list(load_job(write(tmp_path, json.dumps(document)))[1]())
+    assert [spec.template_id for spec in specs] == [TEMPLATE, SITE_ID, None, TEMPLATE]
+    assert specs[2].roles == ("Website Manager",)
+
+
+def test_roles_sites_and_depends_on_may_be_semicolon_strings(tmp_path: Path) -> None:
+    ops = [{"action": "create_site", "key": "a", "site_name": "A"},
+           {"action": "account_invite", "email": "a@example.com", "role": "R1; R2",
+            "sites": "@a", "depends_on": "@a"}]
+    spec = list(load_job(write(tmp_path, json.dumps(ops)))[1]())[1]
+    assert (spec.roles, spec.sites, spec.depends_on) == (("R1", "R2"), ("@a",), ("a",))
+
+
+def test_unknown_column_is_reported_on_each_element(tmp_path: Path) -> None:
+    ops = [{"action": "create_site", "site_name": "A", "colour": "red"},
+           {"action": "create_site", "site_name": "B", "Email": "x"}]
+    assert problems(write(tmp_path, json.dumps(ops))) == [
+        (1, "colour", "unknown column 'colour': the columns are action, key, site_name, "
+                      "template_id, folder_id, site, to_account, from_account, email, role, "
+                      "sites, depends_on"),
+        (2, "Email", "unknown column 'Email': did you mean email?"),
+    ]
+
+
+def test_problems_in_defaults_are_reported_on_line_one(tmp_path: Path) -> None:
+    document = {"defaults": {"key": "k", "colour": "red"}, "extra": 1,
+                "ops": [{"action": "create_site", "site_name": "A"}]}
+    assert problems(write(tmp_path, json.dumps(document))) == [
+        (1, "extra", 'unknown top-level field \'extra\': a JSON job file is a list of operations '
+                     'or {"defaults": {...}, "ops": [...]}'),
+        (1, "key", "key cannot have a default: each row has its own"),
+        (1, "colour", "unknown column 'colour' in defaults: the columns are action, key, "
+                      "site_name, template_id, folder_id, site, to_account, from_account, "
+                      "email, role, sites, depends_on"),
+    ]
+
+
+def test_element_that_is_not_an_object_is_an_error(tmp_path: Path) -> None:
+    ops = [{"action": "create_site", "site_name": "A"}, ["create_site", "B"], "x"]
+    assert problems(write(tmp_path, json.dumps(ops))) == [
+        (2, None, "each operation must be a JSON object, not a list"),
+        (3, None, "each operation must be a JSON object, not str"),
+    ]
+
+
+def test_broken_json_reports_the_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, '[\n  {"action": "create_site",\n   "site_name": "A",}\n]\n')
+    assert problems(path) == [(3, None, "invalid JSON at file line 3, column 21: Expecting "
+                                        "property name enclosed in double quotes")]
+
+
+@pytest.mark.parametrize("content", ["[]", '{"ops": []}', "", " \n"])
+def test_json_without_operations_is_an_error(tmp_path: Path, content: str) -> None:
+    assert problems(write(tmp_path, content)) == [(1, None, "no operations: the file has no rows")]
+
+
+@pytest.mark.parametrize("document", ['{"op": []}', '"create_site"', '{"ops": {}}'])
+def test_json_of_the_wrong_shape_is_an_error(tmp_path: Path, document: str) -> None:
+    assert problems(write(tmp_path, document)) == [
+        (1, None, 'a JSON job file is a list of operations or {"defaults": {...}, "ops": [...]}')]
+
+
+def test_non_utf8_json_is_one_error_on_the_file_line(tmp_path: Path) -> None:
+    path = write(tmp_path, b'[\n{"action": "create_site",\n "site_name": "Caf\xe9"}\n]')
+    assert problems(path) == [(3, None, "the file is not UTF-8 text: byte 0xE9 at character 19 "
+                                        "cannot be decoded; save the file as UTF-8")]
+
+
+def test_jsonl_lines_are_physical_lines_and_blank_lines_are_skipped(tmp_path: Path) -> None:
+    content = ('{"action": "create_site", "key": "a", "site_name": "A"}\n\n'
+               '{"action": "site_invite", "site": "@a", "email": "a@example.com", "role": "R"}\n')
+    source, specs = load_job(write(tmp_path, content, "job.jsonl"))
+    assert source.format == "jsonl" and source.total == 2
+    assert [spec.line for spec in specs()] == [1, 3]
+
+
+def test_jsonl_reports_every_broken_line(tmp_path: Path) -> None:
+    content = ('{"action": "create_site", "site_name": "A"}\n'
+               '{"action": "create_site", "site_name": }\n'
+               '\n'
+               '[1]\n'
+               '{"action": "account_invite", "email": "nope", "role": "R"}\n')
+    assert problems(write(tmp_path, content, "job.jsonl")) == [
+        (2, None, "invalid JSON at column 40: Expecting value"),
+        (4, None, "each operation must be a JSON object, not a list"),
+        (5, "email", "not a valid email address: 'nope'"),
+    ]
+
+
+def test_jsonl_accepts_a_byte_order_mark(tmp_path: Path) -> None:
+    path = write(tmp_path, b'\xef\xbb\xbf{"action": "create_site", "site_name": "A"}\n',
+                 "job.jsonl")
+    assert next(load_job(path)[1]()).action == Action.CREATE_SITE
+
+
+def test_report_fields_are_accepted_in_json(tmp_path: Path) -> None:
+    ops = [{"line": 4, "status": "failed", "attempts": 2, "action": "create_site",
+            "site_name": "A", "error_code": "X"}]
+    assert validate(write(tmp_path, json.dumps(ops))).total == 1
