@@ -88,6 +88,12 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--backoff-base", envvar="BULKOPS_BACKOFF_BASE", show_envvar=True,
                      default=1.0, show_default=True, type=click.FloatRange(0.001, 60),
                      help="Longest first retry wait in seconds; doubles per attempt (jittered)."),
+        click.option("--breaker-window", envvar="BULKOPS_BREAKER_WINDOW", show_envvar=True,
+                     default=20, show_default=True, type=click.IntRange(2, 10000),
+                     help="Final outcomes the failure breaker looks back over."),
+        click.option("--breaker-ratio", envvar="BULKOPS_BREAKER_RATIO", show_envvar=True,
+                     default=0.8, show_default=True, type=click.FloatRange(0.01, 1.0),
+                     help="Share of that window one error must reach to pause the job (exit 3)."),
         click.option("--progress-interval", envvar="BULKOPS_PROGRESS_INTERVAL", default=10.0,
                      type=click.FloatRange(0.1, 3600), show_default=True,
                      help="Seconds between progress lines when not on a terminal."),
@@ -101,11 +107,12 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _settings(db: str, base_url: str, account_id: str, rate: str, concurrency: int,
               max_attempts: int, timeout: float, settle: float, backoff_base: float,
-              api_key: str) -> Settings:
+              breaker_window: int, breaker_ratio: float, api_key: str) -> Settings:
     return Settings(
         db_url=db, base_url=base_url.rstrip("/"), api_key=api_key, account_id=account_id,
         rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
         timeout=timeout, settle=settle, backoff_base=backoff_base,
+        breaker_window=breaker_window, breaker_ratio=breaker_ratio,
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -108,6 +108,8 @@ class Engine:
         self._started_at = clock()
         self._finished_this_run = 0
         self._committer = GroupCommitter(store)
+        # The latest failures, so that a storm's victims can be put back when the breaker trips.
+        self._recent_failures: deque[OpRecord] = deque(maxlen=self._breaker.window)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -126,6 +128,9 @@ class Engine:
         recovered = await self._store.recover_in_flight(job_id)
         if recovered:
             log.info("ops_recovered", extra={"job": job_id, "count": recovered})
+        # Blocked is derived from failures: recompute it, since a paused storm's rows are back.
+        await self._store.reopen_blocked(job_id)
+        await self._store.block_dependents(job_id)
         await self._refresh_counts(job_id)
         if self._open_ops():
             await self._preflight()
@@ -381,7 +386,7 @@ class Engine:
     # -- outcomes -----------------------------------------------------------------------------
 
     async def _succeed(self, op: OpRecord, done: Done, *, note: str | None) -> None:
-        self._breaker.record_success()
+        self._breaker.record_success(op.spec.action)
         log.info("op_succeeded", extra={"op": op.spec.key, "attempt": op.attempts})
         await self._save(
             op,
@@ -398,13 +403,32 @@ class Engine:
         )
 
     async def _fail(self, op: OpRecord, error: OpError) -> None:
-        self._breaker.record_failure(error.status, error.code)
+        if self._breaker.is_storm_error(op.spec.action, error):
+            await self._pause(op)  # in flight when the breaker tripped: one more of its rows
+            return
         log.info("op_failed", extra={"op": op.spec.key, "code": error.code, "status": error.status})
-        await self._save(
-            op,
-            replace(op, state=OpState.FAILED, error=error, not_before=None, lease_owner=None),
-        )
+        failed = replace(op, state=OpState.FAILED, error=error, not_before=None, lease_owner=None)
+        await self._save(op, failed)
         self._need_blocking = True
+        self._recent_failures.append(failed)
+        self._breaker.record_failure(op.spec.action, error)
+        if self._breaker.is_storm_error(op.spec.action, error):
+            # A storm says the cause is not the rows but something the user must fix (a
+            # permission, an account setting): its rows wait for `resume` instead of failing.
+            log.warning("breaker_tripped", extra={"reason": self._breaker.reason})
+            victims = [
+                f for f in self._recent_failures
+                if self._breaker.is_storm_error(f.spec.action, f.error)
+            ]
+            self._recent_failures.clear()
+            for victim in victims:
+                await self._pause(victim)
+
+    async def _pause(self, op: OpRecord) -> None:
+        note = "paused by the failure breaker; retried on resume"
+        await self._save(
+            op, replace(op, state=OpState.PENDING, note=note, not_before=None, lease_owner=None)
+        )
 
     async def _save(self, old: OpRecord, new: OpRecord) -> None:
         await self._committer.save(new)

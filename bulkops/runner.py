@@ -9,6 +9,7 @@ from typing import TextIO
 
 import anyio
 
+from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.engine import Engine, EngineConfig, RunResult
 from bulkops.errors import ConfigError
 from bulkops.model import JobInfo, JobSource, OpSpec, OpState
@@ -108,6 +109,9 @@ async def _run_engine(
                 max_attempts=settings.max_attempts,
                 settle=settings.settle,
                 backoff_base=settings.backoff_base,
+            ),
+            breaker=FailureBreaker(
+                BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
             ),
         )
         stream, interval, live = progress

@@ -54,3 +54,5 @@ class Settings:
     timeout: float = 30.0
     settle: float = 15.0
     backoff_base: float = 1.0
+    breaker_window: int = 20
+    breaker_ratio: float = 0.8

@@ -56,6 +56,11 @@ class Store(Protocol):
         CANCELLED op, with an error naming the dependency. Returns how many were blocked."""
         ...
 
+    async def reopen_blocked(self, job_id: str) -> int:
+        """Every BLOCKED op goes back to PENDING (error cleared); `block_dependents` then blocks
+        again those whose dependencies still failed. Returns how many were reopened."""
+        ...
+
     async def next_wakeup(self, job_id: str) -> float | None:
         """Earliest `not_before` among unleased PENDING/UNKNOWN ops, or None if there is none."""
         ...

@@ -206,6 +206,23 @@ class SqlStore:
                 blocked += layer.rowcount
         return blocked
 
+    async def reopen_blocked(self, job_id: str) -> int:
+        reopen = (
+            update(ops)
+            .where(ops.c.job_id == job_id, ops.c.state == OpState.BLOCKED.value)
+            .values(
+                state=OpState.PENDING.value,
+                error_code=None,
+                error_message=None,
+                error_hint=None,
+                error_status=None,
+                error_request_id=None,
+                updated_at=self._clock(),
+            )
+        )
+        async with self._write(f"cannot reopen blocked operations of job {job_id}") as conn:
+            return (await conn.execute(reopen)).rowcount
+
     async def next_wakeup(self, job_id: str) -> float | None:
         query = select(func.min(ops.c.not_before)).where(
             ops.c.job_id == job_id,

@@ -212,3 +212,36 @@ async def test_refused_key_leaves_every_row_pending(store: Store) -> None:
     counts = await store.counts(job)
     assert counts[OpState.PENDING] == 8
     assert state["sites"] == []
+
+
+async def test_error_storm_pauses_the_job_and_resume_retries_its_rows(store: Store) -> None:
+    """Every transfer refused the same way: the breaker stops the job (not 40 failed rows), and
+    once the cause is fixed the same job finishes."""
+    from bulkops.breaker import BreakerSettings, FailureBreaker
+
+    forbidden = dataclasses.replace(SandboxConfig(), forbidden_transfer_targets=frozenset({SUB}))
+    specs = [OpSpec(line=2 + i, key=f"m{i}", action=Action.TRANSFER_SITE,
+                    site=f"@s{i}", to_account=SUB) for i in range(30)]
+    specs += [OpSpec(line=40 + i, key=f"s{i}", action=Action.CREATE_SITE, site_name=f"S{i}")
+              for i in range(30)]
+    async with running_sandbox(forbidden, port=0) as fake:
+        job = await add(store, specs)
+        budget = AdaptiveBudget(parse_rate("500/s"))
+        async with WixClient(base_url=fake.base_url, api_key="sandbox-key", account_id=ACCOUNT,
+                             budget=budget, timeout=2) as client:
+            engine = Engine(store=store, client=client, budget=budget,
+                            config=EngineConfig(account_id=ACCOUNT, concurrency=4,
+                                                backoff_base=0.02),
+                            breaker=FailureBreaker(BreakerSettings(window=10, ratio=0.8)))
+            paused = await engine.run(job, anyio.Event())
+        assert paused.outcome is RunOutcome.STOPPED
+        assert paused.reason and "SITE_TRANSFER_NOT_ALLOWED" in paused.reason
+        assert paused.counts[OpState.FAILED] == 0  # the storm's rows wait for the fix
+        transfers_tried = (await sandbox_state(fake.base_url))["requests"]["by_endpoint"]
+        assert sum(v for k, v in transfers_tried.items() if "transfer" in k) < 20
+        fake.sandbox.reconfigure(SandboxConfig())
+        resumed = await run_engine(store, fake.base_url, job)
+        state = await sandbox_state(fake.base_url)
+    assert resumed.outcome is RunOutcome.FINISHED
+    assert resumed.counts[OpState.SUCCEEDED] == 60
+    assert len(state["transfers"]) == 30
