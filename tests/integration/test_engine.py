@@ -63,11 +63,11 @@ async def add(store: Store, specs: Iterable[OpSpec], job_id: str = "job1") -> st
 
 
 async def run_engine(store: Store, base_url: str, job_id: str, *, api_key: str = "sandbox-key",
-                     timeout: float = 2.0, settle: float = 0.2, max_attempts: int = 10,
+                     request_timeout: float = 2.0, settle: float = 0.2, max_attempts: int = 10,
                      stop: anyio.Event | None = None) -> RunResult:
     budget = AdaptiveBudget(parse_rate("500/s"))
     async with WixClient(base_url=base_url, api_key=api_key, account_id=ACCOUNT,
-                         budget=budget, timeout=timeout) as client:
+                         budget=budget, timeout=request_timeout) as client:
         engine = Engine(store=store, client=client, budget=budget,
                         config=EngineConfig(account_id=ACCOUNT, concurrency=8,
                                             max_attempts=max_attempts, settle=settle,
@@ -122,7 +122,7 @@ async def test_faults_never_duplicate_a_site_or_transfer_and_lose_no_row(
     config = dataclasses.replace(SandboxConfig(), seed=7, **faults)
     async with running_sandbox(config, port=0) as fake:
         job = await add(store, onboarding_specs(8))
-        result = await run_engine(store, fake.base_url, job, timeout=0.5, settle=0.3)
+        result = await run_engine(store, fake.base_url, job, request_timeout=0.5, settle=0.3)
         state = await sandbox_state(fake.base_url)
     open_ops = [op async for op in store.iter_ops(job) if op.state not in FINAL_STATES]
     assert open_ops == []
