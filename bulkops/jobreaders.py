@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 
+from bulkops.cells import unescape
 from bulkops.errors import JobFileError, RowError
 from bulkops.jobrows import COLUMNS, REPORT_COLUMNS, show, unknown_column_reason
 
@@ -140,7 +141,7 @@ class _CsvLayout:
     def row(self, line: int, cells: list[str]) -> tuple[RawRow, RowError | None]:
         fields: dict[str, object] = {
             name: value for name, cell in zip(self._name_at, cells, strict=False)
-            if name and (value := cell.strip())
+            if name and (value := unescape(cell.strip()))
         }
         problem = None
         if len(cells) > self._width or self._unnamed:  # the common row skips this check

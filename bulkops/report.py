@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TextIO
 
+from bulkops.cells import escape
 from bulkops.model import OpRecord, OpState, is_ref
 
 INPUT_COLUMNS = (
@@ -20,8 +21,6 @@ INPUT_COLUMNS = (
 )
 REPORT_COLUMNS = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
                   "error_hint", "note", "line")
-# Leading characters that make a spreadsheet evaluate a cell (OWASP: CSV injection).
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def record_json(op: OpRecord) -> dict[str, Any]:
@@ -59,11 +58,6 @@ async def write_json(ops: AsyncIterator[OpRecord], out: TextIO) -> int:
     return count
 
 
-def safe_cell(value: str) -> str:
-    """Prefix an apostrophe so spreadsheets show the text instead of running it."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
-
-
 def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
     """`produced`: key -> site id of rows that succeeded, used to make references self-contained."""
     spec = op.spec
@@ -74,7 +68,7 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
     pending_deps = [f"@{k}" for k in spec.depends_on if k not in produced]
     # A succeeded row's last error is history, not a reason: only open or failed rows show one.
     error = op.error if op.state is not OpState.SUCCEEDED else None
-    cells = {
+    values = {
         "action": spec.action.value,
         "key": spec.key,
         "site_name": spec.site_name or "",
@@ -97,7 +91,7 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
         "note": op.note or "",
         "line": str(spec.line),
     }
-    return [safe_cell(cells[c]) for c in (*INPUT_COLUMNS, *REPORT_COLUMNS)]
+    return [escape(values[c]) for c in (*INPUT_COLUMNS, *REPORT_COLUMNS)]
 
 
 async def write_csv(
