@@ -18,7 +18,7 @@ from bulkops.cells import escape, unescape
         ("", ""),
     ],
 )
-def test_escape_prefixes_only_formula_starts_and_unescape_restores(value: str, written: str) -> None:
+def test_escape_marks_formula_starts_and_unescape_restores(value: str, written: str) -> None:
     assert escape(value) == written
     assert unescape(written) == value
 
