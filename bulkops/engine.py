@@ -253,16 +253,20 @@ class Engine:
             return
         delay = retry_delay(exc, op.attempts, base=self._config.backoff_base, rand=self._rand)
         log.info("op_retry", extra={"op": op.spec.key, "delay": round(delay, 2), "error": str(exc)})
-        await self._save(
+        await self._send_again_later(op, delay, error=_op_error(exc), note=op.note)
+
+    async def _send_again_later(
+        self, op: OpRecord, delay: float, *, error: OpError | None, note: str | None
+    ) -> None:
+        later = replace(
             op,
-            replace(
-                op,
-                state=OpState.PENDING,
-                not_before=self._clock() + delay,
-                error=_op_error(exc),
-                lease_owner=None,
-            ),
+            state=OpState.PENDING,
+            not_before=self._clock() + delay,
+            error=error,
+            note=note,
+            lease_owner=None,
         )
+        await self._save(op, later)
 
     async def _unknown(self, op: OpRecord, error: OpError | None = None) -> None:
         """The request may or may not have taken effect. Checkable actions are looked up at once;
@@ -295,18 +299,9 @@ class Engine:
                 ),
             )
             return
-        delay = self._backoff(op.attempts)
         log.info("op_resend_unknown_invite", extra={"op": op.spec.key, "attempt": op.attempts})
-        await self._save(
-            op,
-            replace(
-                op,
-                state=OpState.PENDING,
-                not_before=self._clock() + delay,
-                error=error,
-                note=INVITE_RESENT_NOTE,
-                lease_owner=None,
-            ),
+        await self._send_again_later(
+            op, self._backoff(op.attempts), error=error, note=INVITE_RESENT_NOTE
         )
 
     # -- reconciling --------------------------------------------------------------------------
