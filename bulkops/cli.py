@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import click
@@ -21,7 +21,9 @@ import click
 from bulkops import jobfile
 from bulkops.errors import BulkOpsError, ConfigError, JobFileError, StoreError
 from bulkops.model import FINAL_STATES, JobSource, OpState
-from bulkops.runner import RunSummary, run_job
+
+if TYPE_CHECKING:
+    from bulkops.runner import RunSummary
 from bulkops.settings import DEFAULT_BASE_URL, DEFAULT_RATE, Settings, parse_rate
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -108,8 +110,10 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _settings(db: str, base_url: str, account_id: str, rate: str, concurrency: int,
               max_attempts: int, timeout: float, settle: float, backoff_base: float,
               breaker_window: int, breaker_ratio: float, api_key: str) -> Settings:
+    from bulkops.wixwire import checked_base_url  # refuses plain http to a non-loopback host
+
     return Settings(
-        db_url=db, base_url=base_url.rstrip("/"), api_key=api_key, account_id=account_id,
+        db_url=db, base_url=checked_base_url(base_url), api_key=api_key, account_id=account_id,
         rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
         timeout=timeout, settle=settle, backoff_base=backoff_base,
         breaker_window=breaker_window, breaker_ratio=breaker_ratio,
@@ -154,6 +158,8 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, **opts
     if not sandbox:
         _require_credentials(settings)
     _configure_logging(verbose, settings)
+    from bulkops.runner import run_job  # imported here: validate and --help stay instant
+
     summary = _run_async(run_job, file=file, source=source, specs=specs, settings=settings,
                          sandbox=sandbox, job_id_for=scoped_job_id,
                          progress=_progress_options(progress_interval))
@@ -168,6 +174,8 @@ def resume(job: str | None, verbose: int, progress_interval: float, **opts: Any)
     settings = _settings(**opts, api_key=_api_key())
     _require_credentials(settings)
     _configure_logging(verbose, settings)
+    from bulkops.runner import run_job
+
     summary = _run_async(run_job, file=None, source=None, specs=None, settings=settings,
                          sandbox=False, job_id_for=None, resume_job=job or "",
                          progress=_progress_options(progress_interval))

@@ -172,7 +172,8 @@ class Engine:
                 workers.start_soon(self._work, op)
             if claimed:
                 continue
-            wakeup = await self._store.next_wakeup(job_id)
+            # With every slot busy, the next event is a worker finishing: no need to ask.
+            wakeup = await self._store.next_wakeup(job_id) if free > 0 else None
             idle = self._in_flight == 0 and seen == self._completions
             if idle and wakeup is None and not self._need_blocking:
                 return

@@ -56,3 +56,4 @@ def configure(level: int, stream: TextIO, secrets: list[str]) -> None:
     root.setLevel(level)
     # aiohttp's access log and client internals are noise at INFO.
     logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

@@ -39,7 +39,9 @@ class Store(Protocol):
     ) -> list[OpRecord]:
         """Lease up to `limit` ops that can be worked on now, in input order:
         PENDING ops whose dependencies all SUCCEEDED, and UNKNOWN ops (to reconcile);
-        in both cases `not_before` is NULL or <= now and no live lease is held by another owner.
+        in both cases `not_before` is NULL or <= now and no live lease is held by anyone (the
+        claimer included: a worker claiming again before its own write-ahead record is committed
+        must not get the same op twice).
         The returned records carry `lease_owner=owner` and `refs` (dependency key -> its site_id).
         On PostgreSQL the claim uses FOR UPDATE SKIP LOCKED so many workers can share a job.
         """

@@ -9,7 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy import Select, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import StoreError
@@ -195,7 +195,7 @@ class SqlStore:
         now = self._clock()
         blocked = 0
         async with self._write(f"cannot block dependents in job {job_id}") as conn:
-            total = (await conn.execute(_op_count(job_id))).scalar_one()
+            total = (await conn.execute(_job_total(job_id))).scalar() or 0
             # Each pass blocks one more layer of waiters, so passes <= ops in the job.
             for _ in range(total + 1):
                 layer = await conn.execute(
@@ -224,13 +224,9 @@ class SqlStore:
             return (await conn.execute(reopen)).rowcount
 
     async def next_wakeup(self, job_id: str) -> float | None:
-        query = select(func.min(ops.c.not_before)).where(
-            ops.c.job_id == job_id,
-            ops.c.state.in_((OpState.PENDING.value, OpState.UNKNOWN.value)),
-            ops.c.lease_owner.is_(None),
-        )
         async with self._read(f"cannot read job {job_id}") as conn:
-            earliest: float | None = (await conn.execute(query)).scalar_one()
+            found = await conn.execute(statements.next_wakeup(), {"b_job_id": job_id})
+            earliest: float | None = found.scalar()
         return earliest
 
     async def counts(self, job_id: str) -> Mapping[OpState, int]:
@@ -296,9 +292,24 @@ async def _insert_ops(
             await conn.execute(insert(staging), deps)
     if seq != job.total:
         raise StoreError(f"job {job.job_id}: expected {job.total} operations, got {seq}")
+    await _refresh_statistics(conn, ["ops", staging.name] if staged else ["ops"])
     if staged:
         await _link_dependencies(conn, job.job_id)
         await conn.run_sync(staging.drop)
+        await _refresh_statistics(conn, ["op_deps"])
+
+
+async def _refresh_statistics(conn: AsyncConnection, tables: list[str]) -> None:
+    """PostgreSQL only: re-sample tables a bulk insert has just changed out of recognition.
+
+    Until autovacuum catches up, the planner would believe the tables hold what they held
+    before this job, and join the new rows by nested scans, quadratic in the job's size.
+    Temporary tables are never analysed automatically at all.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        await conn.execute(text(f"ANALYZE {table}"))
 
 
 async def _link_dependencies(conn: AsyncConnection, job_id: str) -> None:
@@ -312,10 +323,12 @@ async def _link_dependencies(conn: AsyncConnection, job_id: str) -> None:
 async def _refs(conn: AsyncConnection, op_ids: Sequence[int]) -> dict[int, dict[str, str]]:
     """op_id -> {dependency key: the site id that dependency produced}, for `op_ids`."""
     refs: dict[int, dict[str, str]] = {}
-    for chunk in statements.chunks(op_ids, ID_CHUNK):
+    for start in range(0, len(op_ids), ID_CHUNK):
+        chunk = op_ids[start : start + ID_CHUNK]
         found = await conn.execute(statements.refs(), {"b_op_ids": list(chunk)})
         for op_id, key, site_id in found.all():
-            refs.setdefault(op_id, {})[key] = site_id
+            if site_id is not None:
+                refs.setdefault(op_id, {})[key] = site_id
     return refs
 
 
@@ -326,5 +339,5 @@ def _save_params(op: OpRecord, now: float) -> dict[str, Any]:
     return params
 
 
-def _op_count(job_id: str) -> Select[int]:
-    return select(func.count()).select_from(ops).where(ops.c.job_id == job_id)
+def _job_total(job_id: str) -> Select[int]:
+    return select(jobs.c.total).where(jobs.c.job_id == job_id)

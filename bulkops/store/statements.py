@@ -1,13 +1,12 @@
 """The store's non-trivial SQL as SQLAlchemy Core statements (no I/O here).
 
-Each statement is built once and reused with bound parameters (all named `b_*`): the hot path
-(claim, save) then skips both building the expression and SQLAlchemy's compile step, which
-otherwise cost more than SQLite's own work for a batch.
+Each statement is built once and reused with bound parameters (named `b_*`, and `p_*` for
+save's rows): the hot path (claim, save) then skips rebuilding the expression and hashing it
+for SQLAlchemy's compiled-statement cache, which cost more than SQLite's own work for a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cache
 
 from sqlalchemy import (
@@ -85,7 +84,10 @@ def claim(*, skip_locked: bool) -> Update:
     scanning, and the lease conditions sit in the locking query itself so PostgreSQL re-checks
     them against a row a concurrent claim has just committed.
     """
-    limit = bindparam("b_limit", type_=Integer)
+    # Rendered into the SQL text, not sent as a parameter: PostgreSQL re-plans a prepared
+    # statement generically after five runs, and a generic plan that cannot see the limit (or
+    # which state is asked for) hash-joins the whole ops table on every claim.
+    limit = bindparam("b_limit", type_=Integer, literal_execute=True)
     ready = [
         _claimable(OpState.PENDING, limit, skip_locked).cte("pending_ready"),
         _claimable(OpState.UNKNOWN, limit, skip_locked).cte("unknown_ready"),
@@ -107,7 +109,7 @@ def claim(*, skip_locked: bool) -> Update:
 def _claimable(state: OpState, limit: ColumnElement[int], skip_locked: bool) -> Select[int, int]:
     conditions: list[ColumnElement[bool]] = [
         ops.c.job_id == _job_id,
-        ops.c.state == state.value,
+        ops.c.state == _inline(state),
         or_(ops.c.not_before.is_(None), ops.c.not_before <= _now),
         # Any live lease, the claimer's own included, means the op is being worked on: a
         # worker that claims again before its write-ahead record lands must not get it twice.
@@ -118,7 +120,7 @@ def _claimable(state: OpState, limit: ColumnElement[int], skip_locked: bool) -> 
         unmet = exists(
             select(1)
             .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
-            .where(op_deps.c.op_id == ops.c.op_id, _dep.c.state != OpState.SUCCEEDED.value)
+            .where(op_deps.c.op_id == ops.c.op_id, _dep.c.state != _inline(OpState.SUCCEEDED))
         )
         conditions.append(~unmet)
     query = select(ops.c.op_id, ops.c.seq).where(*conditions).order_by(ops.c.seq).limit(limit)
@@ -127,16 +129,44 @@ def _claimable(state: OpState, limit: ColumnElement[int], skip_locked: bool) -> 
     return query
 
 
+def _inline(state: OpState) -> ColumnElement[str]:
+    """A state as a constant in the SQL text, so the planner can use its row statistics."""
+    return literal(state.value, Text, literal_execute=True)
+
+
 @cache
-def refs() -> Select[int, str, str]:
-    """(op_id, dep_key, site_id) of the dependencies of `b_op_ids` that produced a site."""
+def refs() -> Select[int, str, str | None]:
+    """(op_id, dep_key, site_id) of every dependency of the ops `b_op_ids`.
+
+    Ops without a site are dropped by the caller, not by SQL: a `site_id IS NOT NULL` test
+    tempts PostgreSQL, whose statistics may still say "no op has a site yet", into scanning
+    ops first instead of starting from the few claimed op ids.
+    """
     return (
         select(op_deps.c.op_id, op_deps.c.dep_key, _dep.c.site_id)
         .join(_dep, _dep.c.op_id == op_deps.c.dep_op_id)
+        .where(op_deps.c.op_id.in_(bindparam("b_op_ids", expanding=True)))
+    )
+
+
+@cache
+def next_wakeup() -> Select[float | None]:
+    """The earliest not_before among unleased PENDING/UNKNOWN ops of `b_job_id` (no row: none).
+
+    Only scheduled ops (not_before set) can have one, and the partial index holding just
+    those gives the answer without visiting every waiting op: this runs each time the
+    engine finds nothing to claim.
+    """
+    return (
+        select(ops.c.not_before)
         .where(
-            op_deps.c.op_id.in_(bindparam("b_op_ids", expanding=True)),
-            _dep.c.site_id.is_not(None),
+            ops.c.job_id == _job_id,
+            ops.c.not_before.is_not(None),
+            ops.c.state.in_((_inline(OpState.PENDING), _inline(OpState.UNKNOWN))),
+            ops.c.lease_owner.is_(None),
         )
+        .order_by(ops.c.not_before)
+        .limit(1)
     )
 
 
@@ -240,7 +270,3 @@ def save_many() -> Update:
     )
     values["updated_at"] = bindparam("p_updated_at")
     return update(ops).where(ops.c.op_id == bindparam("p_op_id")).values(values)
-
-
-def chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -81,10 +81,40 @@ ops = Table(
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("job_id", "key"),  # also resolves `@key` references when a job is added
     UniqueConstraint("job_id", "seq"),  # also serves input-order paging (iter_ops)
-    # claim_ready reads each claimable state in input order; counts and `iter_ops(only=...)`
-    # are covered by the same index.
+    # Ops of one state in input order: counts, `iter_ops(only=...)`, finding failed ops.
     Index(None, "job_id", "state", "seq"),
     sqlite_autoincrement=True,  # never reuse an op_id, even after rows are deleted
+)
+
+
+def _claimable_by_seq(state: str) -> Index:
+    """claim_ready's index for one claimable state: just those ops, in input order.
+
+    It shrinks as the job progresses and holds no finished op to step over. Without it,
+    PostgreSQL (whose statistics lag behind a running job) prefers walking (job_id, seq) past
+    every finished op on each claim: quadratic over a large job.
+    """
+    only_state = ops.c.state == state
+    return Index(
+        f"ix_ops_{state}_by_seq",
+        ops.c.job_id,
+        ops.c.seq,
+        sqlite_where=only_state,
+        postgresql_where=only_state,
+    )
+
+
+PENDING_BY_SEQ = _claimable_by_seq("pending")
+UNKNOWN_BY_SEQ = _claimable_by_seq("unknown")
+
+# next_wakeup's index: only ops waiting for a time (retry back-off, reconciliation), by time.
+_scheduled = ops.c.not_before.is_not(None)
+SCHEDULED = Index(
+    "ix_ops_scheduled",
+    ops.c.job_id,
+    ops.c.not_before,
+    sqlite_where=_scheduled,
+    postgresql_where=_scheduled,
 )
 
 op_deps = Table(

@@ -1,0 +1,443 @@
+"""Drive the `bulkops` command as a user would: real subprocesses, a real sandbox over HTTP.
+
+Everything here is synchronous and bounded: every wait has a timeout, and every process that is
+started is stopped (SIGTERM, then SIGKILL) by whoever started it. Tests prove outcomes from the
+sandbox's own state (`sandbox_state`), never from the tool's word alone.
+
+Typical use:
+
+    with running_sandbox(error_rate=0.1, drop_after=0.05, seed=7) as sandbox:
+        rows = realistic_rows(40, tag="t1")
+        job = write_job_csv(tmp_path / "job.csv", rows)
+        result = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)],
+                         cli_env(), timeout=60)
+        state = sandbox.state()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+SANDBOX_KEY = "sandbox-key"
+ACCOUNT_ID = "11111111-1111-4111-8111-111111111111"
+SUB_ACCOUNTS = tuple(f"22222222-2222-4222-8222-22222222222{n}" for n in range(1, 6))
+# A well-formed GUID the sandbox knows nothing about: transfers to it answer 428
+# TARGET_ACCOUNT_ID_NOT_FOUND.
+UNKNOWN_ACCOUNT = "33333333-3333-4333-8333-333333333333"
+# Invites to this domain fail inside a 200 answer (the sandbox's default reject domain).
+BOUNCE_DOMAIN = "bounce.invalid"
+
+JOB_COLUMNS = (
+    "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
+    "from_account", "email", "role", "sites", "depends_on",
+)
+
+# The process start-up alone costs about a second; these bound one command, not a whole test.
+STARTUP_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+HTTP_TIMEOUT = 5.0
+
+Json = dict[str, Any]
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def bulkops_command() -> list[str]:
+    """The `bulkops` console script of the running interpreter's environment.
+
+    The script next to `sys.executable` is the one installed with this checkout; PATH is only
+    a fallback, and `python -m bulkops` the last resort.
+    """
+    beside = Path(sys.executable).parent / "bulkops"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("bulkops")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "bulkops"]
+
+
+def cli_env(
+    *, api_key: str | None = SANDBOX_KEY, account_id: str | None = ACCOUNT_ID,
+    **extra: str,
+) -> dict[str, str]:
+    """The process environment for one command: this process's environment without any
+    WIX_/BULKOPS_ variable (so the caller's shell cannot leak in), plus the credentials
+    (None leaves the variable unset) and `extra` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WIX_", "BULKOPS_"))}
+    if api_key is not None:
+        env["WIX_API_KEY"] = api_key
+    if account_id is not None:
+        env["WIX_ACCOUNT_ID"] = account_id
+    env.update(extra)
+    return env
+
+
+def fast_run_flags(
+    db: str | Path, base_url: str, *, rate: str = "50/s", concurrency: int = 8,
+    timeout: float = 1.0, settle: float = 0.3, backoff_base: float = 0.05,
+    max_attempts: int = 20,
+) -> list[str]:
+    """Flags of `run`/`resume` that make a test run take seconds: a fast budget, short
+    timeouts, a short listing-lag allowance and short backoffs."""
+    return [
+        "--db", str(db), "--base-url", base_url, "--rate", rate,
+        "--concurrency", str(concurrency), "--timeout", str(timeout),
+        "--settle", str(settle), "--backoff-base", str(backoff_base),
+        "--max-attempts", str(max_attempts),
+    ]
+
+
+def run_cli(
+    args: Sequence[str], env: Mapping[str, str], timeout: float = 60.0,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `bulkops ARGS` to its end and capture its output as text.
+
+    On timeout the process is killed and `subprocess.TimeoutExpired` propagates, so a hung
+    command fails the test instead of hanging the suite.
+    """
+    return subprocess.run(
+        [*bulkops_command(), *args], env=dict(env), cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )
+
+
+@dataclass
+class BackgroundCli:
+    """A `bulkops` command running in the background, its output spooled to temporary files
+    (never pipes: a chatty process must not block on a full pipe before it is killed)."""
+
+    process: subprocess.Popen[bytes]
+    args: tuple[str, ...]
+    _stdout: IO[bytes] = field(repr=False)
+    _stderr: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def send(self, signum: int) -> None:
+        """Send a signal unless the process has already exited."""
+        if self.running():
+            self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        """Wait for the exit (killing it after `timeout` seconds, then raising
+        `subprocess.TimeoutExpired`) and return its exit code and output."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT)
+            self._close()
+            raise
+        return subprocess.CompletedProcess(
+            list(self.args), self.process.returncode, self._read(self._stdout),
+            self._read(self._stderr),
+        )
+
+    def kill(self) -> subprocess.CompletedProcess[str]:
+        """SIGKILL now (a crash at an arbitrary instruction) and collect what it printed."""
+        self.send(signal.SIGKILL)
+        return self.wait(STOP_TIMEOUT)
+
+    def ensure_stopped(self) -> None:
+        """For `finally:` blocks: kill the process if it still runs, release its files."""
+        if self.running():
+            self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=STOP_TIMEOUT)
+        self._close()
+
+    def _read(self, spool: IO[bytes]) -> str:
+        text = _spooled_text(spool)
+        spool.close()
+        return text
+
+    def _close(self) -> None:
+        self._stdout.close()
+        self._stderr.close()
+
+
+def _spool() -> IO[bytes]:
+    """An anonymous file for a child's output. It outlives this call on purpose (the child
+    writes to it until it exits), and its owner object closes it: no `with` block fits."""
+    return tempfile.TemporaryFile()
+
+
+def _spooled_text(spool: IO[bytes]) -> str:
+    """What a child process wrote to `spool` so far. pread leaves the file offset alone: the
+    child shares it, and moving it would make the child overwrite its own earlier output."""
+    if spool.closed:
+        return ""
+    fd = spool.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
+
+def start_cli(
+    args: Sequence[str], env: Mapping[str, str], cwd: str | Path | None = None,
+) -> BackgroundCli:
+    """Start `bulkops ARGS` in the background; stop it with `.kill()`, `.send(SIGTERM)` +
+    `.wait(t)`, and always `.ensure_stopped()` in a `finally:`."""
+    stdout, stderr = _spool(), _spool()
+    command = [*bulkops_command(), *args]
+    process = subprocess.Popen(
+        command, env=dict(env), cwd=cwd, stdout=stdout, stderr=stderr,
+        stdin=subprocess.DEVNULL,
+    )
+    return BackgroundCli(process, tuple(command), stdout, stderr)
+
+
+# -- the sandbox ------------------------------------------------------------------------------
+
+
+@dataclass
+class SandboxProcess:
+    """A `bulkops sandbox` subprocess listening on 127.0.0.1 at `base_url`."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    _output: IO[bytes] = field(repr=False)
+
+    def state(self) -> Json:
+        """GET /_sandbox/state: sites, transfers, invites, emails_sent, requests, config."""
+        return sandbox_state(self.base_url)
+
+    def set_faults(self, **fields: Any) -> Json:
+        """POST /_sandbox/config with `fields` (e.g. error_rate=0); returns the new config."""
+        return set_faults(self.base_url, **fields)
+
+    def output(self) -> str:
+        """Everything the sandbox printed so far (its banner, and any error it logged)."""
+        return _spooled_text(self._output)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still there after a bounded wait."""
+        _terminate(self.process)
+        self._output.close()
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
+
+
+SandboxFactory = Callable[..., SandboxProcess]
+"""The `sandbox_factory` fixture: `factory(**options)` starts a sandbox stopped after the test."""
+
+_FLAG_OF = {
+    "error_rate": "--error-rate", "throttle_rate": "--throttle-rate",
+    "drop_before": "--drop-before", "drop_after": "--drop-after", "slow_rate": "--slow-rate",
+    "slow_delay": "--slow-delay", "listing_lag": "--listing-lag", "rate_limit": "--rate-limit",
+    "seed": "--seed", "latency": "--latency", "api_key": "--api-key",
+    "account_id": "--account-id",
+}
+
+
+def sandbox_flags(**options: Any) -> list[str]:
+    """`bulkops sandbox` flags from keyword options named like the flags (`drop_after=0.1`,
+    `retry_after=True`, `rate_limit="200/min"`); None values are left out."""
+    flags: list[str] = []
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        if name == "retry_after":
+            flags.append("--retry-after")
+            continue
+        if name not in _FLAG_OF:
+            raise ValueError(f"unknown sandbox option {name!r}; known: {sorted(_FLAG_OF)}")
+        flags += [_FLAG_OF[name], str(value)]
+    return flags
+
+
+_LISTENING = "sandbox listening on "
+
+
+def start_sandbox(**options: Any) -> SandboxProcess:
+    """Start `bulkops sandbox --port 0` with `options` (see `sandbox_flags`) and wait for its
+    "sandbox listening on URL" line. The caller must `.stop()` it (or use `running_sandbox`).
+
+    Its output goes to a temporary file, not a pipe: nobody reads it while tests run, and a
+    sandbox blocked on a full pipe would look like a hung Wix.
+    """
+    command = [*bulkops_command(), "sandbox", "--port", "0", *sandbox_flags(**options)]
+    output = _spool()
+    process = subprocess.Popen(
+        command, env=cli_env(api_key=None, account_id=None, PYTHONUNBUFFERED="1"),
+        stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    sandbox = SandboxProcess(process, "", output)
+    try:
+        sandbox.base_url = _wait_for_base_url(sandbox)
+    except BaseException:
+        sandbox.stop()
+        raise
+    return sandbox
+
+
+def _wait_for_base_url(sandbox: SandboxProcess) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        for line in sandbox.output().splitlines():
+            if line.startswith(_LISTENING):
+                return line[len(_LISTENING):].strip()
+        if sandbox.process.poll() is not None:
+            raise RuntimeError(f"sandbox exited before listening: {sandbox.output()!r}")
+        time.sleep(0.05)
+    raise RuntimeError(f"sandbox did not start within {STARTUP_TIMEOUT}s: {sandbox.output()!r}")
+
+
+@contextlib.contextmanager
+def running_sandbox(**options: Any) -> Iterator[SandboxProcess]:
+    """A sandbox subprocess for the block's duration (always stopped afterwards)."""
+    sandbox = start_sandbox(**options)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def _http_json(url: str, body: Json | None = None) -> Json:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+        result: Json = json.loads(response.read())
+    return result
+
+
+def sandbox_state(base_url: str) -> Json:
+    """The sandbox's own record of the world (GET /_sandbox/state)."""
+    return _http_json(f"{base_url}/_sandbox/state")
+
+
+def set_faults(base_url: str, **fields: Any) -> Json:
+    """Change the sandbox's faults while it runs (POST /_sandbox/config), e.g.
+    `set_faults(url, error_rate=0, drop_after=0)`. Field names are SandboxConfig's."""
+    return _http_json(f"{base_url}/_sandbox/config", fields)
+
+
+def request_count(base_url: str) -> int:
+    """How many Wix API requests the sandbox has received (admin calls not counted)."""
+    return int(sandbox_state(base_url)["requests"]["total"])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# -- job files --------------------------------------------------------------------------------
+
+_BUSINESSES = (
+    "Bakery", "Dental", "Yoga Studio", "Law Partners", "Florist", "Fitness", "Realty",
+    "Cafe", "Veterinary Clinic", "Photography", "Architects", "Tutoring", "Travel Co.",
+    "Winery", "Books", "Spa",
+)
+_TEMPLATES = (
+    "3b1f6c2e-8a4d-4e7b-9c1a-5d2e7f8a9b01", "7c2a9e4f-1b3d-4a6c-8e5f-0a1b2c3d4e02", "",
+)
+
+
+def realistic_rows(total: int, *, tag: str = "t") -> list[dict[str, str]]:
+    """`total` job rows, client by client, each row after the rows it refers to:
+
+    - `create_site` with a unique display name (`tag` makes names unique across files),
+    - every second client's site: `transfer_site` of `@key` to a sub-account,
+    - every client's site: `site_invite` to `@key` (Website Manager),
+    - clients whose site stays in the account: `account_invite` limited to `@key` (a site
+      that moved away could not be named by an account invite).
+
+    Any prefix of the list is a valid job, so `total` cuts it anywhere.
+    """
+    rows: list[dict[str, str]] = []
+    for client in range(1, total + 1):
+        rows += _client_rows(client, tag)
+        if len(rows) >= total:
+            break
+    return rows[:total]
+
+
+def _client_rows(client: int, tag: str) -> list[dict[str, str]]:
+    key = f"{tag}-c{client:03d}"
+    name = f"{tag.upper()} {_BUSINESSES[client % len(_BUSINESSES)]} {client:03d}"
+    rows = [{"action": "create_site", "key": key, "site_name": name,
+             "template_id": _TEMPLATES[client % len(_TEMPLATES)]}]
+    transferred = client % 2 == 0
+    if transferred:
+        rows.append({"action": "transfer_site", "key": f"{key}-move", "site": f"@{key}",
+                     "to_account": SUB_ACCOUNTS[client % len(SUB_ACCOUNTS)]})
+    rows.append({"action": "site_invite", "key": f"{key}-owner", "site": f"@{key}",
+                 "email": f"owner{client}@client{client}.example.com",
+                 "role": "Website Manager"})
+    if not transferred:
+        rows.append({"action": "account_invite", "key": f"{key}-team", "sites": f"@{key}",
+                     "email": f"team{client}@agency.example.com", "role": "Website Manager"})
+    return rows
+
+
+def write_job_csv(
+    path: str | Path, rows: Sequence[Mapping[str, str]],
+    columns: Sequence[str] = JOB_COLUMNS,
+) -> Path:
+    """Write `rows` as a UTF-8 CSV job file with a header of `columns` (missing cells empty)."""
+    target = Path(path)
+    with target.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return target
+
+
+def read_report_csv(path: str | Path) -> list[dict[str, str]]:
+    """A CSV report (or any CSV) as a list of dicts, cells exactly as written."""
+    with Path(path).open(encoding="utf-8", newline="") as source:
+        return list(csv.DictReader(source))
+
+
+def report_json(db: str | Path, env: Mapping[str, str], *extra: str) -> list[Json]:
+    """`bulkops report --format json` of the latest job in `db`, parsed (asserts exit 0)."""
+    result = run_cli(["report", "--format", "json", "--db", str(db), *extra], env, timeout=30)
+    assert result.returncode == 0, result.stderr
+    records: list[Json] = json.loads(result.stdout)
+    return records
+
+
+def status_json(db: str | Path, env: Mapping[str, str], *extra: str) -> Json:
+    """`bulkops status --json` of the latest job in `db`, parsed (asserts exit 0)."""
+    result = run_cli(["status", "--json", "--db", str(db), *extra], env, timeout=30)
+    assert result.returncode == 0, result.stderr
+    status: Json = json.loads(result.stdout)
+    return status
