@@ -71,6 +71,23 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_ops_job_id_state_seq", "ops", ["job_id", "state", "seq"])
+    for state in ("pending", "unknown"):
+        only_state = sa.text(f"state = '{state}'")
+        op.create_index(
+            f"ix_ops_{state}_by_seq",
+            "ops",
+            ["job_id", "seq"],
+            sqlite_where=only_state,
+            postgresql_where=only_state,
+        )
+    scheduled = sa.text("not_before IS NOT NULL")
+    op.create_index(
+        "ix_ops_scheduled",
+        "ops",
+        ["job_id", "not_before"],
+        sqlite_where=scheduled,
+        postgresql_where=scheduled,
+    )
     op.create_table(
         "op_deps",
         sa.Column("op_id", OP_ID, nullable=False),

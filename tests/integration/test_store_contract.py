@@ -376,6 +376,23 @@ async def test_block_dependents_leaves_unknown_and_succeeded_dependencies_alone(
     assert await store.block_dependents("job-1") == 0
 
 
+async def test_reopen_blocked_returns_blocked_ops_to_pending_without_their_error(
+    store: SqlStore,
+) -> None:
+    await add(store, [create("a"), invite("ia", "@a"), create("b"), invite("ib", "@b")])
+    await finish(store, "a", OpState.FAILED)
+    await finish(store, "b", OpState.FAILED)
+    assert await store.block_dependents("job-1") == 2
+    await finish(store, "b", OpState.SUCCEEDED, site_id="site-b")  # b was fixed meanwhile
+
+    assert await store.reopen_blocked("job-1") == 2
+    ops = await by_key(store)
+    assert [(ops[k].state, ops[k].error) for k in ("ia", "ib")] == [(OpState.PENDING, None)] * 2
+    assert await store.block_dependents("job-1") == 1  # only ia: a is still failed
+    [ready] = await claim(store)
+    assert (ready.spec.key, ready.refs) == ("ib", {"b": "site-b"})
+
+
 # -- recovery, counts, wake-up -------------------------------------------------------------
 
 
