@@ -103,6 +103,9 @@ class JobSource:
     path: str
     format: str  # "csv" | "json" | "jsonl"
     total: int
+    # Where the job runs: resuming it elsewhere would repeat its rows in another account.
+    account_id: str = ""
+    base_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class JobInfo:
     created_at: float  # unix seconds
     updated_at: float
     stop_reason: str | None = None
+    account_id: str = ""
+    base_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -68,11 +68,16 @@ async def run_job(
             )
     async with opened_store(settings.db_url) as store:
         if source is not None and specs is not None and job_id_for is not None:
-            job, _created = await store.add_job(
-                replace(source, job_id=job_id_for(source, settings)), specs()
+            scoped = replace(
+                source,
+                job_id=job_id_for(source, settings),
+                account_id=settings.account_id,
+                base_url=settings.base_url,
             )
+            job, _created = await store.add_job(scoped, specs())
         else:
             job = await _job_to_resume(store, resume_job)
+            _check_same_target(job, settings)
         result = await _run_engine(store, job, settings, stop, progress)
         final = await store.get_job(job.job_id)
         assert final is not None
@@ -85,6 +90,19 @@ async def _job_to_resume(store: Store, job_id: str) -> JobInfo:
         raise ConfigError(f"no job {job_id!r} in this database" if job_id
                           else "no unfinished job in this database")
     return job
+
+
+def _check_same_target(job: JobInfo, settings: Settings) -> None:
+    """Refuse to resume a job against another account or API than the one it ran against."""
+    for what, stored, given in (
+        ("account", job.account_id, settings.account_id),
+        ("base URL", job.base_url, settings.base_url),
+    ):
+        if stored and stored != given:
+            raise ConfigError(
+                f"job {job.job_id} ran against {what} {stored}, not {given}: "
+                f"resume it with the same {what}"
+            )
 
 
 async def _run_engine(

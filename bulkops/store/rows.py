@@ -40,6 +40,8 @@ def job_info(row: RowMapping) -> JobInfo:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         stop_reason=row["stop_reason"],
+        account_id=row["account_id"],
+        base_url=row["base_url"],
     )
 
 

@@ -95,6 +95,8 @@ class SqlStore:
                 "path": job.path,
                 "format": job.format,
                 "total": job.total,
+                "account_id": job.account_id,
+                "base_url": job.base_url,
                 "state": JobState.PENDING.value,
                 "created_at": now,
                 "updated_at": now,
@@ -113,6 +115,8 @@ class SqlStore:
             state=JobState.PENDING,
             created_at=now,
             updated_at=now,
+            account_id=job.account_id,
+            base_url=job.base_url,
         ), True
 
     async def get_job(self, job_id: str) -> JobInfo | None:

@@ -46,6 +46,8 @@ jobs = Table(
     Column("total", Integer, nullable=False),
     Column("state", Text, nullable=False),
     Column("stop_reason", Text),
+    Column("account_id", Text, nullable=False, server_default=""),
+    Column("base_url", Text, nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("lease_owner", Text),

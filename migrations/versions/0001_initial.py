@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("stop_reason", sa.Text()),
+        sa.Column("account_id", sa.Text(), nullable=False, server_default=""),
+        sa.Column("base_url", sa.Text(), nullable=False, server_default=""),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.Column("lease_owner", sa.Text()),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from evidence import assert_exactly_once
 from harness import (
+    SUB_ACCOUNTS,
     BackgroundCli,
     SandboxFactory,
     SandboxProcess,
@@ -108,6 +109,10 @@ def test_sigterm_stops_cleanly_with_130_and_resume_finishes(
     assert stopped.returncode == 130, stopped.stdout + stopped.stderr
     assert "bulkops resume" in stopped.stderr
     assert status_json(db_path, env)["state"] == "interrupted"
+    elsewhere = {**env, "WIX_ACCOUNT_ID": SUB_ACCOUNTS[0]}
+    refused = run_cli(["resume", *flags], elsewhere, timeout=RUN_TIMEOUT)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"ran against account {env['WIX_ACCOUNT_ID']}" in refused.stderr
     resumed = run_cli(["resume", *flags], env, timeout=RUN_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert_exactly_once(rows, report_json(db_path, env), sandbox.state())
