@@ -307,20 +307,25 @@ def _progress_options(interval: float) -> tuple[TextIO, float, bool]:
 def _run_async(fn: Callable[..., Coroutine[Any, Any, RunSummary]], **kwargs: Any) -> RunSummary:
     """Run the job; SIGINT/SIGTERM ask for a clean stop, a second one aborts at once."""
 
-    async def main() -> RunSummary:
+    async def main() -> RunSummary | None:
         stop = anyio.Event()
+        summary: RunSummary | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
                 summary = await fn(stop=stop, **kwargs)
             finally:
                 tg.cancel_scope.cancel()
-        return summary
+        return summary  # None: a second signal cancelled the run before it could finish
 
     try:
-        return anyio.run(main, backend="asyncio")
+        summary = anyio.run(main, backend="asyncio")
     except BaseExceptionGroup as group:
         raise _first_project_error(group) from group
+    if summary is None:
+        # Aborted: rows that were in flight stay `running`; the next start reconciles them.
+        sys.exit(EXIT_INTERRUPTED)
+    return summary
 
 
 def _first_project_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

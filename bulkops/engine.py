@@ -231,10 +231,8 @@ class Engine:
             await self._succeed(running, done, note=running.note)
 
     async def _on_error(self, op: OpRecord, exc: WixError) -> None:
-        status = exc.status if isinstance(exc, WixApiError) else None
-        if self._breaker.is_fatal(status):
-            # The key was refused: nothing happened, so the row goes back untouched.
-            self._breaker.trip(f"Wix refused the API key (HTTP {status}); check WIX_API_KEY")
+        if self._key_refused(exc):
+            # Nothing happened, so the row goes back untouched.
             await self._save(op, replace(op, state=OpState.PENDING, lease_owner=None))
             return
         verdict = classify(exc)
@@ -319,6 +317,9 @@ class Engine:
         try:
             found = await self._read(lambda: actions.check(op, self._ctx))
         except WixError as exc:
+            if classify(exc) is Verdict.FINAL:
+                await self._lookup_refused(op, sent_at, exc)
+                return
             log.warning("op_check_failed", extra={"op": op.spec.key, "error": str(exc)})
             await self._save(
                 op,
@@ -336,6 +337,24 @@ class Engine:
             await self._succeed(op, found, note=note)
             return
         await self._not_found(op, sent_at)
+
+    async def _lookup_refused(self, op: OpRecord, sent_at: float, exc: WixError) -> None:
+        """Wix refuses the look-up itself (a 4xx: e.g. 403 for a target account the key may not
+        list): asking again can never answer, and sending again blindly could do it twice."""
+        if self._key_refused(exc):
+            await self._save(op, replace(op, last_sent_at=sent_at, lease_owner=None))
+            return
+        refused = _op_error(exc)
+        await self._fail(
+            op,
+            replace(
+                refused,
+                message=f"the outcome of attempt {op.attempts} could not be looked up: "
+                f"{refused.message}",
+                hint="it may have taken effect: check at Wix before running this row again"
+                + (f"; {refused.hint}" if refused.hint else ""),
+            ),
+        )
 
     async def _not_found(self, op: OpRecord, sent_at: float) -> None:
         checks = op.checks + 1
@@ -459,6 +478,14 @@ class Engine:
                     "WIX_API_KEY and WIX_ACCOUNT_ID".replace("  ", " ")
                 ) from exc
             raise
+
+    def _key_refused(self, exc: WixError) -> bool:
+        """A refused key (401) stops the whole job at once: no row can succeed without a fix."""
+        status = exc.status if isinstance(exc, WixApiError) else None
+        if not self._breaker.is_fatal(status):
+            return False
+        self._breaker.trip(f"Wix refused the API key (HTTP {status}); check WIX_API_KEY")
+        return True
 
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(attempt, base=self._config.backoff_base, rand=self._rand)
