@@ -39,6 +39,11 @@ T = TypeVar("T")
 # A single process owns its job for the whole run; leases matter once several workers share one.
 SINGLE_PROCESS_LEASE = 24 * 3600.0
 LOOKUP_ATTEMPTS = 5
+MOVED_OR_MISSING_HINT = (
+    "the site is not in from_account and not listed in to_account; an earlier attempt's "
+    "outcome was unknown, so it may have moved already: check to_account before sending it "
+    "again (raise --settle if Wix's listing is slow)"
+)
 INVITE_RESENT_NOTE = (
     "outcome of an earlier attempt unknown; sent again (the invitee may get two emails)"
 )
@@ -333,6 +338,9 @@ class Engine:
             return
         if found is not None:
             note = f"reconciled: found at Wix after an unknown outcome (attempt {op.attempts})"
+            if op.note == NOT_FOUND_RESENT_NOTE:
+                # An earlier attempt may still show up later: the report must keep saying so.
+                note = f"{note}; {NOT_FOUND_RESENT_NOTE}"
             log.info("op_reconciled", extra={"op": op.spec.key, "attempt": op.attempts})
             await self._succeed(op, found, note=note)
             return
@@ -373,7 +381,9 @@ class Engine:
             )
             return
         if op.error is not None and op.error.code == "SITE_NOT_FOUND":
-            await self._fail(op, op.error)  # not in the source, not in the target: truly missing
+            # Not in the source, not listed in the target: either it never was in the source,
+            # or an earlier attempt moved it and the target's listing lags beyond the checks.
+            await self._fail(op, replace(op.error, hint=MOVED_OR_MISSING_HINT))
         elif op.attempts >= self._config.max_attempts:
             await self._fail(
                 op,
@@ -385,7 +395,7 @@ class Engine:
             )
         else:
             log.info("op_not_found_resend", extra={"op": op.spec.key, "checks": checks})
-            note = "an earlier attempt was not found at Wix after settling; sent again"
+            note = NOT_FOUND_RESENT_NOTE
             await self._save(
                 op,
                 replace(
