@@ -39,6 +39,7 @@ T = TypeVar("T")
 # A single process owns its job for the whole run; leases matter once several workers share one.
 SINGLE_PROCESS_LEASE = 24 * 3600.0
 LOOKUP_ATTEMPTS = 5
+NOT_FOUND_RESENT_NOTE = "an earlier attempt was not found at Wix after settling; sent again"
 MOVED_OR_MISSING_HINT = (
     "the site is not in from_account and not listed in to_account; an earlier attempt's "
     "outcome was unknown, so it may have moved already: check to_account before sending it "
