@@ -59,6 +59,9 @@ class RequestBudget(Protocol):
 # The first 429 of an episode makes a mild cut (to `CUT_TO` of the rate in force). Only a run of
 # `FULL_WINDOW_RUN` 429s in a row deepens it to the measured window, so stray 429s early in a
 # run — when the window holds few requests — cannot drag the rate down to a handful a minute.
+# When the window already holds about all that the budget allows (`CUT_TO` of it or more, as
+# when probing just past a ceiling learnt before), the first 429 is trusted at once: every
+# further request would be refused — and counted by the server — until the run was complete.
 # ---------------------------------------------------------------------------------------------
 
 Clock = Callable[[], float]
@@ -246,9 +249,16 @@ class AdaptiveBudget:
     def _on_throttled(self, now: float) -> None:
         if now - self._curve.cut_at >= self._cooldown:
             # A new episode: CUBIC's ceiling, the rate in force.
-            self._curve.cut(now, self._curve.rate(now))
-            self._run_of_429s = 1
+            ceiling = self._curve.rate(now)
+            admitted = self._admitted.count(now)
             self._deepened = False
+            if admitted >= MIN_EVIDENCE and admitted >= CUT_TO * self._curve.window_allowance(now):
+                # The server's window held about all that ours allows: it is full, and what it
+                # admitted is its limit. Waiting for a run of 429s would only add refusals.
+                ceiling = min(ceiling, admitted / self._window)
+                self._deepened = True
+            self._curve.cut(now, ceiling)
+            self._run_of_429s = 1
             self._log_cut("budget_lowered", now)
         elif self._run_of_429s >= FULL_WINDOW_RUN and not self._deepened:
             self._deepened = True

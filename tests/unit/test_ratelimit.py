@@ -199,6 +199,17 @@ async def test_a_run_of_429s_means_a_full_window_and_cuts_to_what_the_server_adm
     assert per_minute(budget) == pytest.approx(200 * CUT_TO, rel=1e-3)
 
 
+async def test_a_first_429_with_the_window_nearly_full_cuts_to_what_the_server_admitted() -> None:
+    """Probing just past a limit already learnt: the server's window holds about as many as
+    the budget allows, so one 429 is enough to trust its count; waiting for a run of 429s
+    would only add refusals (the server counts them)."""
+    time = SteppingTime()
+    budget = budget_on(time, "210/min")
+    await send(budget, 200)
+    budget.on_response(THROTTLED, None)
+    assert per_minute(budget) == pytest.approx(200 * CUT_TO, rel=1e-3)
+
+
 async def test_a_full_window_with_little_evidence_halves_the_rate() -> None:
     """A run of 429s from the very first request (a previous run's leftovers in the server's
     window) says nothing about the limit: halve instead of trusting the few admitted."""
