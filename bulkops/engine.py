@@ -157,8 +157,10 @@ class Engine:
     async def _dispatch(self, job_id: str, workers: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
         while not stop.is_set() and not self._breaker.tripped:
             # Workers finishing between the claim and the checks below may have made ops
-            # claimable: the job is over only if none finished in between.
+            # claimable: the job is over only if none finished in between. A fresh event before
+            # the claim means a finish during it wakes the wait below at once.
             seen = self._completions
+            self._changed = anyio.Event()
             if self._need_blocking:
                 self._need_blocking = False
                 if await self._store.block_dependents(job_id):
@@ -197,7 +199,6 @@ class Engine:
 
                 waiters.start_soon(wait_and_cancel, self._changed)
                 waiters.start_soon(wait_and_cancel, stop)
-        self._changed = anyio.Event()
 
     async def _work(self, op: OpRecord) -> None:
         try:
