@@ -296,13 +296,10 @@ class Engine:
     async def _resend_invite(self, op: OpRecord, error: OpError | None) -> None:
         """Policy for invites: one duplicate email is better than a missing invite."""
         if op.attempts >= self._config.max_attempts:
-            await self._fail(
+            await self._give_up_unknown(
                 op,
-                OpError(
-                    code="OUTCOME_UNKNOWN",
-                    message=f"no answer known after {op.attempts} attempts",
-                    hint="the invite may have been sent; check with the invitee before re-running",
-                ),
+                f"no answer known after {op.attempts} attempts",
+                "the invite may have been sent; check with the invitee before re-running",
             )
             return
         log.info("op_resend_unknown_invite", extra={"op": op.spec.key, "attempt": op.attempts})
@@ -387,13 +384,10 @@ class Engine:
             # or an earlier attempt moved it and the target's listing lags beyond the checks.
             await self._fail(op, replace(op.error, hint=MOVED_OR_MISSING_HINT))
         elif op.attempts >= self._config.max_attempts:
-            await self._fail(
+            await self._give_up_unknown(
                 op,
-                OpError(
-                    code="OUTCOME_UNKNOWN",
-                    message=f"not found at Wix after {op.attempts} attempts",
-                    hint="raise --settle if Wix's listing is slow, then resume",
-                ),
+                f"not found at Wix after {op.attempts} attempts",
+                "raise --settle if Wix's listing is slow, then resume",
             )
         else:
             log.info("op_not_found_resend", extra={"op": op.spec.key, "checks": checks})
@@ -450,6 +444,9 @@ class Engine:
             self._recent_failures.clear()
             for victim in victims:
                 await self._pause(victim)
+
+    async def _give_up_unknown(self, op: OpRecord, message: str, hint: str) -> None:
+        await self._fail(op, OpError(code="OUTCOME_UNKNOWN", message=message, hint=hint))
 
     async def _pause(self, op: OpRecord) -> None:
         note = "paused by the failure breaker; retried on resume"
