@@ -368,6 +368,14 @@ def _finish(summary: RunSummary) -> int:
 
 
 def main() -> None:
-    cli(prog_name="bulkops")
+    try:
+        cli.main(prog_name="bulkops", standalone_mode=False)
+    except click.UsageError as exc:
+        # One clear line for scripts and cron mail, instead of click's usage block.
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_INVALID)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_INTERRUPTED)
 
 

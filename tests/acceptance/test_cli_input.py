@@ -172,11 +172,12 @@ def test_missing_credential_exits_2_with_one_clear_line(
 
 @pytest.mark.parametrize("case", list(BAD_FLAGS))
 def test_bad_flag_value_exits_2_naming_the_flag_or_value(refusals: Refusals, case: str) -> None:
-    """A flag value that makes no sense (--rate nonsense, --concurrency 0)."""
+    """A flag value that makes no sense (--rate nonsense, --concurrency 0): one clear line."""
     result = refusals.results[case]
     flag, value = BAD_FLAGS[case]
     assert result.returncode == 2, result.stdout + result.stderr
     assert flag in result.stderr or repr(value) in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_plain_http_to_a_non_loopback_host_exits_2(refusals: Refusals) -> None:
