@@ -24,7 +24,7 @@ from bulkops import actions
 from bulkops.actions import ActionContext, Done, OpRejected, OutcomeMissing
 from bulkops.breaker import FailureBreaker
 from bulkops.checkpoint import GroupCommitter
-from bulkops.errors import ConfigError, WixApiError, WixError
+from bulkops.errors import ConfigError, SendStopped, WixApiError, WixError
 from bulkops.model import FINAL_STATES, Action, JobState, OpError, OpRecord, OpState
 from bulkops.ratelimit import BudgetSnapshot, RequestBudget
 from bulkops.retry import Verdict, backoff_delay, classify, hint_for, retry_delay, retry_reads
@@ -146,6 +146,9 @@ class Engine:
             try:
                 async with anyio.create_task_group() as workers:
                     await self._dispatch(job_id, workers, stop)
+                    # Stopping (signal or breaker): rows in flight finish, but a request that
+                    # is still waiting for its turn in the budget does not leave.
+                    self._budget.close()
             finally:
                 self._committer.close()
         await self._store.block_dependents(job_id)
@@ -228,6 +231,9 @@ class Engine:
         log.info("op_sent", extra={"op": op.spec.key, "attempt": running.attempts})
         try:
             done = await actions.perform(running, self._ctx)
+        except SendStopped:
+            # Stopping, and the request never left: the row is as it was before the claim.
+            await self._save(running, replace(op, lease_owner=None))
         except OpRejected as exc:
             await self._fail(running, OpError(code=exc.code, message=exc.message))
         except OutcomeMissing:
@@ -320,6 +326,9 @@ class Engine:
             sent_at = max(sent_at, self._started_at)
         try:
             found = await self._read(lambda: actions.check(op, self._ctx))
+        except SendStopped:
+            await self._save(op, replace(op, last_sent_at=sent_at, lease_owner=None))
+            return
         except WixError as exc:
             if classify(exc) is Verdict.FINAL:
                 await self._lookup_refused(op, sent_at, exc)

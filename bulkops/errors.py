@@ -77,3 +77,7 @@ class WixTimeout(WixConnectionError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, sent=True)
+
+
+class SendStopped(BulkOpsError):
+    """A stop was asked for before this request left: it was not sent, nothing happened."""

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bulkops.errors import SendStopped
 from bulkops.settings import Rate
 
 
@@ -27,7 +28,13 @@ class BudgetSnapshot:
 
 class RequestBudget(Protocol):
     async def acquire(self) -> None:
-        """Wait until one more request may leave (rate, and any Retry-After pause)."""
+        """Wait until one more request may leave (rate, and any Retry-After pause).
+        Raises SendStopped once `close` was called: the request must not leave."""
+        ...
+
+    def close(self) -> None:
+        """No request may leave from now on: callers waiting in `acquire` and later ones get
+        SendStopped (a stop was asked for; what has not left yet stays unsent)."""
         ...
 
     def on_response(self, status: int | None, retry_after: float | None) -> None:
@@ -85,6 +92,8 @@ BLIND_CUT = 0.5
 MAX_PAUSE = 300.0
 # Float noise in clock arithmetic: a wait shorter than this is no wait.
 _EPSILON = 1e-9
+# Longest single sleep inside `acquire`: how late a waiting request can notice a stop.
+CLOSE_CHECK_INTERVAL = 0.25
 
 _log = logging.getLogger(__name__)
 
@@ -211,13 +220,19 @@ class AdaptiveBudget:
         self._throttled = 0
         self._run_of_429s = 0
         self._deepened = False
+        self._closed = False
 
     async def acquire(self) -> None:
         async with self._turn:
-            # Each pass sleeps the whole wait known at that moment; it passes again only if a
-            # 429 or a Retry-After arrived during the sleep and made the wait longer.
-            while (delay := self._wait_needed(self._clock())) > _EPSILON:
-                await self._sleep(delay)
+            # Each pass sleeps the wait known at that moment, in slices short enough to notice
+            # `close` promptly; it passes again if a 429 or a Retry-After made the wait longer.
+            while True:
+                if self._closed:
+                    raise SendStopped("stopping: no new request leaves")
+                delay = self._wait_needed(self._clock())
+                if delay <= _EPSILON:
+                    break
+                await self._sleep(min(delay, CLOSE_CHECK_INTERVAL))
             now = self._clock()
             if self._first_sent is None:
                 self._first_sent = now
@@ -232,6 +247,9 @@ class AdaptiveBudget:
         allowance = self._curve.window_allowance(now)
         window = self._sent.wait_until_fewer_than(allowance, now)
         return max(pacing, window, self._paused_until - now, 0.0)
+
+    def close(self) -> None:
+        self._closed = True
 
     def on_response(self, status: int | None, retry_after: float | None) -> None:
         now = self._clock()

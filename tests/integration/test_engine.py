@@ -245,3 +245,31 @@ async def test_error_storm_pauses_the_job_and_resume_retries_its_rows(store: Sto
     assert resumed.outcome is RunOutcome.FINISHED
     assert resumed.counts[OpState.SUCCEEDED] == 60
     assert len(state["transfers"]) == 30
+
+
+async def test_stop_lets_no_new_request_leave_and_leaves_waiting_rows_untouched(
+    store: Store,
+) -> None:
+    """Rows claimed but still waiting for the budget when a stop comes are not sent: they go
+    back as they were (pending, attempt not counted), and no request leaves after the stop."""
+    async with running_sandbox(SandboxConfig(), port=0) as fake:
+        job = await add(store, onboarding_specs(6))
+        stop = anyio.Event()
+        budget = AdaptiveBudget(parse_rate("4/s"))
+        async with WixClient(base_url=fake.base_url, api_key="sandbox-key", account_id=ACCOUNT,
+                             budget=budget, timeout=2) as client:
+            engine = Engine(store=store, client=client, budget=budget,
+                            config=EngineConfig(account_id=ACCOUNT, concurrency=8))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(engine.run, job, stop)
+                while fake.sandbox.snapshot()["requests"]["total"] < 4:
+                    await anyio.sleep(0.05)
+                stop.set()
+                at_stop = fake.sandbox.snapshot()["requests"]["total"]
+        after = fake.sandbox.snapshot()["requests"]["total"]
+    assert after - at_stop <= 1  # at most one request that had its token just before the stop
+    ops = [op async for op in store.iter_ops(job)]
+    assert not [op for op in ops if op.state in (OpState.RUNNING, OpState.UNKNOWN)]
+    waiting = [op for op in ops if op.state is OpState.PENDING]
+    assert len(waiting) >= 14
+    assert all(op.attempts == 0 for op in waiting)

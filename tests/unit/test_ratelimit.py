@@ -11,7 +11,9 @@ from collections import deque
 
 import pytest
 
+from bulkops.errors import SendStopped
 from bulkops.ratelimit import (
+    CLOSE_CHECK_INTERVAL,
     CUT_TO,
     FULL_WINDOW_RUN,
     MAX_PAUSE,
@@ -414,3 +416,29 @@ async def test_ten_minutes_against_a_sliding_window_of_200_a_minute(
     assert server.admitted / minutes >= min_share_of_limit * 200
     assert server.refused / total < max_share_429
     assert budget.snapshot().throttled == server.refused
+
+
+async def test_close_refuses_new_acquires_and_wakes_waiters_with_send_stopped() -> None:
+    """After a stop no request leaves: a caller waiting for its turn gets SendStopped within a
+    check interval, and so does every later caller."""
+    time = ManualTime()
+    budget = budget_on(time, "1/s")
+    await budget.acquire()  # the first leaves at once; the next must wait a second
+    outcome: list[str] = []
+
+    async def waiter() -> None:
+        try:
+            await budget.acquire()
+            outcome.append("sent")
+        except SendStopped:
+            outcome.append("stopped")
+
+    task = asyncio.create_task(waiter())
+    await time.advance(0.1)
+    budget.close()
+    await time.advance(CLOSE_CHECK_INTERVAL)
+    await task
+    assert outcome == ["stopped"]
+    with pytest.raises(SendStopped):
+        await budget.acquire()
+    assert budget.snapshot().requests == 1
