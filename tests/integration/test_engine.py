@@ -262,7 +262,9 @@ async def test_stop_lets_no_new_request_leave_and_leaves_waiting_rows_untouched(
                             config=EngineConfig(account_id=ACCOUNT, concurrency=8))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(engine.run, job, stop)
-                while fake.sandbox.snapshot()["requests"]["total"] < 4:
+                for _ in range(200):  # bounded: 10 s at most
+                    if fake.sandbox.snapshot()["requests"]["total"] >= 4:
+                        break
                     await anyio.sleep(0.05)
                 stop.set()
                 at_stop = fake.sandbox.snapshot()["requests"]["total"]
