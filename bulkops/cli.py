@@ -6,7 +6,6 @@ The only module that reads the environment (through click's `envvar`) or prints.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import signal
@@ -20,7 +19,7 @@ import click
 
 from bulkops import jobfile
 from bulkops.errors import BulkOpsError, ConfigError, JobFileError, StoreError
-from bulkops.model import FINAL_STATES, JobSource, OpState
+from bulkops.model import FINAL_STATES, OpState
 
 if TYPE_CHECKING:
     from bulkops.runner import RunSummary
@@ -135,13 +134,6 @@ def _configure_logging(verbose: int, settings: Settings) -> None:
     logs.configure(level, sys.stderr, [settings.api_key])
 
 
-def scoped_job_id(source: JobSource, settings: Settings) -> str:
-    """A job is the file's content run against one account at one API: the same file sent to
-    another account (or to a fresh sandbox) is another job, never a continuation."""
-    scope = f"{source.job_id}|{settings.account_id}|{settings.base_url}"
-    return hashlib.sha256(scope.encode()).hexdigest()[:16]
-
-
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--sandbox", is_flag=True,
@@ -160,8 +152,8 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, **opts
     _configure_logging(verbose, settings)
     from bulkops.runner import run_job  # imported here: validate and --help stay instant
 
-    summary = _run_async(run_job, file=file, source=source, specs=specs, settings=settings,
-                         sandbox=sandbox, job_id_for=scoped_job_id,
+    summary = _run_async(run_job, source=source, specs=specs, settings=settings,
+                         sandbox=sandbox,
                          progress=_progress_options(progress_interval))
     sys.exit(_finish(summary))
 
@@ -176,8 +168,8 @@ def resume(job: str | None, verbose: int, progress_interval: float, **opts: Any)
     _configure_logging(verbose, settings)
     from bulkops.runner import run_job
 
-    summary = _run_async(run_job, file=None, source=None, specs=None, settings=settings,
-                         sandbox=False, job_id_for=None, resume_job=job or "",
+    summary = _run_async(run_job, source=None, specs=None, settings=settings,
+                         sandbox=False, resume_job=job or "",
                          progress=_progress_options(progress_interval))
     sys.exit(_finish(summary))
 

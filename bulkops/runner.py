@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -45,12 +46,10 @@ async def opened_store(db_url: str) -> AsyncIterator[Store]:
 async def run_job(
     *,
     stop: anyio.Event,
-    file: str | None,
     source: JobSource | None,
     specs: Callable[[], Iterator[OpSpec]] | None,
     settings: Settings,
     sandbox: bool,
-    job_id_for: Callable[[JobSource, Settings], str] | None,
     progress: tuple[TextIO, float, bool],
     resume_job: str = "",
 ) -> RunSummary:
@@ -66,14 +65,14 @@ async def run_job(
                 account_id=fake.sandbox.config.account_id,
             )
             return await run_job(
-                stop=stop, file=file, source=source, specs=specs, settings=settings,
-                sandbox=False, job_id_for=job_id_for, progress=progress, resume_job=resume_job,
+                stop=stop, source=source, specs=specs, settings=settings,
+                sandbox=False, progress=progress, resume_job=resume_job,
             )
     async with opened_store(settings.db_url) as store:
-        if source is not None and specs is not None and job_id_for is not None:
+        if source is not None and specs is not None:
             scoped = replace(
                 source,
-                job_id=job_id_for(source, settings),
+                job_id=scoped_job_id(source, settings),
                 account_id=settings.account_id,
                 base_url=settings.base_url,
             )
@@ -93,6 +92,13 @@ async def _job_to_resume(store: Store, job_id: str) -> JobInfo:
         raise ConfigError(f"no job {job_id!r} in this database" if job_id
                           else "no unfinished job in this database")
     return job
+
+
+def scoped_job_id(source: JobSource, settings: Settings) -> str:
+    """A job is the file's content run against one account at one API: the same file sent to
+    another account (or to a fresh sandbox) is another job, never a continuation."""
+    scope = f"{source.job_id}|{settings.account_id}|{settings.base_url}"
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
 def _check_same_target(job: JobInfo, settings: Settings) -> None:
