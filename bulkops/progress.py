@@ -22,6 +22,8 @@ STATE_ORDER = (
 
 def describe(progress: Progress, now: float) -> str:
     """One line: counts per state, rate against the budget, ETA."""
+    if not progress.total:
+        return "starting…"
     counts = progress.counts
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     parts = [f"{done}/{progress.total} done"]

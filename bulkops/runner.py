@@ -20,6 +20,7 @@ from bulkops.report import write_csv, write_json
 from bulkops.settings import Settings
 from bulkops.store import open_store
 from bulkops.store.base import Store
+from bulkops.store.urls import normalise_url, sqlite_path
 from bulkops.wix import WixClient
 
 
@@ -163,7 +164,15 @@ async def _pick_job(store: Store, job_id: str | None) -> JobInfo:
     return job
 
 
+def _require_existing(db_url: str) -> None:
+    """Reading commands never create a database: a mistyped --db should say so."""
+    path = sqlite_path(normalise_url(db_url))
+    if path is not None and not path.exists():
+        raise ConfigError(f"no database at {path}: run a job first, or point --db at its database")
+
+
 async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[OpState, int]]:
+    _require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await _pick_job(store, job_id)
         return job, await store.counts(job.job_id)
@@ -172,6 +181,7 @@ async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[
 async def write_report(
     db_url: str, job_id: str | None, fmt: str, only: OpState | None, out: TextIO
 ) -> int:
+    _require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await _pick_job(store, job_id)
         if fmt == "json":

@@ -232,3 +232,13 @@ def test_failed_rows_csv_read_back_keeps_the_original_site_names(
     created = sorted(site["displayName"] for site in formulas.state_after_rerun["sites"]
                      if site["displayName"].lstrip("'") in FORMULA_NAMES)
     assert created == sorted(FORMULA_NAMES)
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["report"]])
+def test_reading_commands_never_create_a_database(tmp_path: Path, command: list[str]) -> None:
+    """A mistyped --db is named in one line with exit 2, and no empty database is left."""
+    missing = tmp_path / "typo.db"
+    result = run_cli([*command, "--db", str(missing)], cli_env())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"no database at {missing}" in result.stderr
+    assert not missing.exists()
