@@ -290,12 +290,10 @@ class AdaptiveBudget:
             self._log_cut("budget_window_full", now)
 
     def _log_cut(self, event: str, now: float) -> None:
-        _log.info(
-            "%s ceiling=%.1f/min rate=%.1f/min",
-            event,
-            (self._curve.ceiling or 0.0) * 60,
-            self._curve.rate(now) * 60,
-        )
+        _log.info(event, extra={
+            "ceiling_per_min": round((self._curve.ceiling or 0.0) * 60, 1),
+            "rate_per_min": round(self._curve.rate(now) * 60, 1),
+        })
 
     def _pause(self, now: float, retry_after: float) -> None:
         if not math.isfinite(retry_after) or retry_after <= 0:
@@ -303,7 +301,7 @@ class AdaptiveBudget:
         until = now + min(retry_after, MAX_PAUSE)
         if until > self._paused_until:
             self._paused_until = until
-            _log.info("budget_paused seconds=%.1f", until - now)
+            _log.info("budget_paused", extra={"seconds": round(until - now, 1)})
 
     def snapshot(self) -> BudgetSnapshot:
         now = self._clock()

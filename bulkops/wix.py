@@ -274,13 +274,13 @@ class WixClient:
         except (aiohttp.ClientError, OSError) as exc:  # OSError covers TimeoutError
             self._budget.on_response(None, None)
             error = transport_error(exc, secret=self._api_key)
-            log.info("wix_no_answer method=%s path=%s error=%s", method, path, error)
+            log.info("wix_no_answer", extra={"method": method, "path": path, "error": str(error)})
             raise error from exc
         self._budget.on_response(answer.status, answer.retry_after)
-        log.debug(
-            "wix_answer method=%s path=%s status=%s request_id=%s elapsed=%.3f",
-            method, path, answer.status, answer.request_id, time.monotonic() - started,
-        )
+        log.debug("wix_answer", extra={
+            "method": method, "path": path, "status": answer.status,
+            "request_id": answer.request_id, "elapsed": round(time.monotonic() - started, 3),
+        })
         return answer
 
     async def _send(
