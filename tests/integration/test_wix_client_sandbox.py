@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from budgets import CountingBudget
 
 from bulkops.errors import ConfigError, WixApiError, WixConnectionError, WixError, WixTimeout
-from bulkops.ratelimit import BudgetSnapshot
 from bulkops.roles import RoleBook
 from bulkops.sandbox import (
     DEFAULT_ACCOUNT_ID,
@@ -28,23 +28,6 @@ from bulkops.wix import AccountInvitee, InviteResult, WixClient
 
 TARGET = DEFAULT_SUB_ACCOUNTS[0]
 FORBIDDEN_TARGET = "33333333-3333-4333-8333-333333333333"
-
-
-class CountingBudget:
-    """The budget protocol, counting: one acquire and one on_response per request."""
-
-    def __init__(self) -> None:
-        self.acquired = 0
-        self.answers: list[tuple[int | None, float | None]] = []
-
-    async def acquire(self) -> None:
-        self.acquired += 1
-
-    def on_response(self, status: int | None, retry_after: float | None) -> None:
-        self.answers.append((status, retry_after))
-
-    def snapshot(self) -> BudgetSnapshot:
-        return BudgetSnapshot(1.0, 1.0, 0.0, self.acquired, 0, None)
 
 
 def assert_key_absent(error: BaseException, key: str = DEFAULT_API_KEY) -> None:

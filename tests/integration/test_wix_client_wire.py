@@ -16,31 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from budgets import CountingBudget
 
 from bulkops import __version__
 from bulkops.errors import ConfigError, WixApiError, WixConnectionError, WixTimeout
-from bulkops.ratelimit import BudgetSnapshot
 from bulkops.wix import AccountInvitee, WixClient
 
 KEY = "wire-test-key-0123456789"
 ACCOUNT = "11111111-1111-4111-8111-111111111111"
-
-
-class CountingBudget:
-    """The budget protocol, counting: one acquire and one on_response per request."""
-
-    def __init__(self) -> None:
-        self.acquired = 0
-        self.answers: list[tuple[int | None, float | None]] = []
-
-    async def acquire(self) -> None:
-        self.acquired += 1
-
-    def on_response(self, status: int | None, retry_after: float | None) -> None:
-        self.answers.append((status, retry_after))
-
-    def snapshot(self) -> BudgetSnapshot:
-        return BudgetSnapshot(1.0, 1.0, 0.0, self.acquired, 0, None)
 
 
 @dataclass
