@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from bulkops.model import Action, OpError
 
 FATAL_STATUSES = frozenset({401})
+# A key without permission for a call answers 403 to every row of that action: a short run of
+# them, with nothing else in between, is enough to pause instead of waiting for a full window.
+FORBIDDEN = 403
+FORBIDDEN_RUN = 5
 
 Failure = tuple[int, str]  # (HTTP status or 0, Wix code or "")
 
@@ -59,20 +63,33 @@ class FailureBreaker:
         """An `action` row failed for good. Trips when one error fills most of a full window."""
         recent = self._recent[action]
         recent.append(_failure(error))
-        if len(recent) < self._settings.window or self.tripped:
+        if self.tripped:
+            return
+        if error.status == FORBIDDEN and self._ends_with_run(recent, _failure(error)):
+            self._trip_storm(action, _failure(error), FORBIDDEN_RUN, FORBIDDEN_RUN)
+            return
+        if len(recent) < self._settings.window:
             return
         failures = Counter(f for f in recent if f is not None)
         if not failures:
             return
         failure, seen = failures.most_common(1)[0]
         if seen >= self._settings.ratio * len(recent):
-            self.storm = (action, failure)
-            status, code = failure
-            self.trip(
-                f"{seen} of the last {len(recent)} {action.value} operations failed with "
-                f"HTTP {status} {code}".rstrip()
-                + "; fix the cause, then run `bulkops resume`"
-            )
+            self._trip_storm(action, failure, seen, len(recent))
+
+    @staticmethod
+    def _ends_with_run(recent: deque[Failure | None], failure: Failure) -> bool:
+        tail = list(recent)[-FORBIDDEN_RUN:]
+        return len(tail) == FORBIDDEN_RUN and all(f == failure for f in tail)
+
+    def _trip_storm(self, action: Action, failure: Failure, seen: int, out_of: int) -> None:
+        self.storm = (action, failure)
+        status, code = failure
+        self.trip(
+            f"{seen} of the last {out_of} {action.value} operations failed with "
+            f"HTTP {status} {code}".rstrip()
+            + "; fix the cause, then run `bulkops resume`"
+        )
 
 
 def _failure(error: OpError) -> Failure:
