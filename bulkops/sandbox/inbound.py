@@ -36,12 +36,7 @@ def authenticate(headers: Mapping[str, str], config: SandboxConfig) -> None:
 
 def account_header(headers: Mapping[str, str]) -> str:
     """The `wix-account-id` header, present and GUID-shaped, else 400."""
-    account = headers.get(ACCOUNT_HEADER)
-    if not account:
-        raise validation_error(ACCOUNT_HEADER, "header is required for account-level calls")
-    if not is_guid(account):
-        raise validation_error(ACCOUNT_HEADER, "must be an account id (GUID)")
-    return account
+    return _guid_header(headers, ACCOUNT_HEADER, "account-level calls", "an account id")
 
 
 def acting_account(headers: Mapping[str, str], config: SandboxConfig) -> str:
@@ -57,12 +52,16 @@ def acting_account(headers: Mapping[str, str], config: SandboxConfig) -> str:
 
 def site_header(headers: Mapping[str, str]) -> str:
     """The `wix-site-id` header of site-level calls, present and GUID-shaped, else 400."""
-    site_id = headers.get(SITE_HEADER)
-    if not site_id:
-        raise validation_error(SITE_HEADER, "header is required for site-level calls")
-    if not is_guid(site_id):
-        raise validation_error(SITE_HEADER, "must be a site id (GUID)")
-    return site_id
+    return _guid_header(headers, SITE_HEADER, "site-level calls", "a site id")
+
+
+def _guid_header(headers: Mapping[str, str], name: str, needed_by: str, noun: str) -> str:
+    value = headers.get(name)
+    if not value:
+        raise validation_error(name, f"header is required for {needed_by}")
+    if not is_guid(value):
+        raise validation_error(name, f"must be {noun} (GUID)")
+    return value
 
 
 async def read_object(request: web.Request) -> JsonObject:
