@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from jobfiles import Problem, write_file
 
 from bulkops.errors import JobFileError
 from bulkops.jobfile import load_job, validate
@@ -14,13 +15,10 @@ from bulkops.model import Action
 HEADER = "action,key,site_name,template_id,site,to_account,email,role,sites,depends_on\n"
 SITE_ID = "0f6d1e2a-3b4c-4d5e-8f60-718293a4b5c6"
 ACCOUNT = "22222222-2222-4222-8222-222222222221"
-Problem = tuple[int, str | None, str]
 
 
 def write(tmp_path: Path, content: str | bytes, name: str = "job.csv") -> Path:
-    path = tmp_path / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
+    return write_file(tmp_path, content, name)
 
 
 def problems(path: Path) -> list[Problem]:

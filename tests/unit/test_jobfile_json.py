@@ -6,26 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+from jobfiles import problems, write_file
 
-from bulkops.errors import JobFileError
 from bulkops.jobfile import load_job, validate
 from bulkops.model import Action
 
 SITE_ID = "0f6d1e2a-3b4c-4d5e-8f60-718293a4b5c6"
 TEMPLATE = "7c2a9e4f-1b3d-4a6c-8e5f-0a1b2c3d4e02"
-Problem = tuple[int, str | None, str]
 
 
 def write(tmp_path: Path, content: str | bytes, name: str = "job.json") -> Path:
-    path = tmp_path / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
-
-
-def problems(path: Path) -> list[Problem]:
-    with pytest.raises(JobFileError) as info:
-        validate(path)
-    return [(error.line, error.column, error.reason) for error in info.value.errors]
+    return write_file(tmp_path, content, name)
 
 
 def test_json_list_lines_are_element_indexes_from_one(tmp_path: Path) -> None:

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from jobfiles import problems, write_file
 
-from bulkops.errors import JobFileError
 from bulkops.jobfile import load_job, validate
 from bulkops.jobgraph import RefGraph
 from bulkops.model import Action, OpSpec
 
 HEADER = "action,key,site_name,site,to_account,email,role,sites,depends_on\n"
 ACCOUNT = "22222222-2222-4222-8222-222222222221"
-Problem = tuple[int, str | None, str]
 
 
 def write(tmp_path: Path, rows: str, name: str = "job.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(HEADER + rows, encoding="utf-8")
-    return path
-
-
-def problems(path: Path) -> list[Problem]:
-    with pytest.raises(JobFileError) as info:
-        validate(path)
-    return [(error.line, error.column, error.reason) for error in info.value.errors]
+    return write_file(tmp_path, HEADER + rows, name)
 
 
 def test_references_may_point_forwards_and_backwards(tmp_path: Path) -> None:
