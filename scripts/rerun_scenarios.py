@@ -1,0 +1,114 @@
+"""Re-run scenarios: how many mutating requests a re-run sends, and how many duplicate effects.
+
+    python scripts/rerun_scenarios.py
+
+Runs, against a `bulkops sandbox` process on 127.0.0.1 and the installed `bulkops` command:
+
+1. grown file: a 40-row mixed file runs to the end; 5 rows are appended; the file runs again;
+2. fixed file: a 3-row file (two `create_site` rows without `key`, one `account_invite` with a
+   role that does not exist) runs; the role is fixed in the file and it runs again;
+3. other folder: the 40-row file runs again from another working directory, with the default
+   database (one per user), after a first run from the first directory.
+
+For each second run it prints the mutating requests the sandbox received (creates, transfers,
+invites) and the duplicate sites and invite e-mails the sandbox holds afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "acceptance"))
+
+from harness import (  # noqa: E402  (after the path is set)
+    cli_env,
+    fast_run_flags,
+    realistic_rows,
+    run_cli,
+    running_sandbox,
+    write_job_csv,
+)
+
+MUTATING = ("create_site", "transfer_site", "account_invite", "site_invite_bulk")
+
+
+def mutating(state: dict[str, object]) -> int:
+    by_endpoint = state["requests"]["by_endpoint"]  # type: ignore[index]
+    return sum(int(by_endpoint.get(name, 0)) for name in MUTATING)  # type: ignore[union-attr]
+
+
+def duplicates(state: dict[str, object]) -> tuple[int, int]:
+    return int(state["duplicate_sites"]), int(state["duplicate_invite_emails"])  # type: ignore[call-overload]
+
+
+def grown_file(work: Path) -> str:
+    with running_sandbox() as sandbox:
+        rows = realistic_rows(45, tag="grow")
+        job = write_job_csv(work / "grow.csv", rows[:40])
+        db = work / "grow.db"
+        env = cli_env(XDG_DATA_HOME=str(work / "data"))
+        run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env, timeout=120)
+        before = mutating(sandbox.state())
+        write_job_csv(job, rows)
+        second = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
+                         timeout=120)
+        state = sandbox.state()
+        sites, emails = duplicates(state)
+        return (f"grown file (40 rows, then 45): second run exit {second.returncode}, "
+                f"{mutating(state) - before} mutating requests (5 new rows), "
+                f"{sites} duplicate sites, {emails} duplicate invite e-mails")
+
+
+def fixed_file(work: Path) -> str:
+    with running_sandbox() as sandbox:
+        header = "action,site_name,email,role\n"
+        rows = ("create_site,Fix Bakery,,\ncreate_site,Fix Florist,,\n"
+                "account_invite,,team@agency.example.com,{role}\n")
+        job = work / "fix.csv"
+        job.write_text(header + rows.format(role="Website Boss"), encoding="utf-8")
+        db = work / "fix.db"
+        env = cli_env(XDG_DATA_HOME=str(work / "data"))
+        run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env, timeout=120)
+        before = mutating(sandbox.state())
+        job.write_text(header + rows.format(role="Website Manager"), encoding="utf-8")
+        second = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
+                         timeout=120)
+        state = sandbox.state()
+        sites, emails = duplicates(state)
+        return (f"fixed file (3 rows, role fixed): second run exit {second.returncode}, "
+                f"{mutating(state) - before} mutating requests (1 fixed row), "
+                f"{sites} duplicate sites, {emails} duplicate invite e-mails")
+
+
+def other_folder(work: Path) -> str:
+    with running_sandbox() as sandbox:
+        job = write_job_csv(work / "folder.csv", realistic_rows(40, tag="fold"))
+        env = cli_env(XDG_DATA_HOME=str(work / "data"))
+        flags = fast_run_flags("bulkops.db", sandbox.base_url)
+        flags = flags[2:]  # no --db: the default database
+        first_dir, second_dir = work / "one", work / "two"
+        first_dir.mkdir()
+        second_dir.mkdir()
+        run_cli(["run", str(job), *flags], env, timeout=120, cwd=first_dir)
+        before = mutating(sandbox.state())
+        second = run_cli(["run", str(job), *flags], env, timeout=120, cwd=second_dir)
+        state = sandbox.state()
+        sites, emails = duplicates(state)
+        return (f"other folder (40 rows, default database): second run exit "
+                f"{second.returncode}, {mutating(state) - before} mutating requests, "
+                f"{sites} duplicate sites, {emails} duplicate invite e-mails")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for scenario in (grown_file, fixed_file, other_folder):
+            print(scenario(work), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
