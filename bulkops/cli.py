@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -18,14 +19,17 @@ import anyio
 import click
 
 from bulkops import jobfile
-from bulkops.errors import BulkOpsError, ConfigError, JobFileError, StoreError
+from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
+from bulkops.locations import DbChoice, choose_db, prepare_default
 from bulkops.model import FINAL_STATES, OpState
 
 if TYPE_CHECKING:
     from bulkops.runner import RunSummary
 from bulkops.settings import DEFAULT_BASE_URL, DEFAULT_RATE, Settings, parse_rate
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_BUSY, EXIT_INTERRUPTED = (
+    0, 1, 2, 3, 4, 130
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,9 @@ class BulkOpsGroup(click.Group):
         except (ConfigError, StoreError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_INVALID)
+        except JobBusy as exc:
+            click.echo(f"busy: {exc}", err=True)
+            sys.exit(EXIT_BUSY)
 
 
 @click.group(cls=BulkOpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,24 +60,34 @@ def cli() -> None:
     """Run Wix account-level bulk operations from a job file, exactly once, checkpointed.
 
     Exit codes: 0 all succeeded; 1 finished with failed or blocked rows; 2 invalid input,
-    options or credentials (nothing sent); 3 stopped early (progress saved); 130 interrupted.
+    options or credentials (nothing sent); 3 stopped early (progress saved); 4 another process
+    is running this job (nothing done); 130 interrupted.
     """
 
 
 def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--db", envvar="BULKOPS_DB", show_envvar=True, default="bulkops.db", show_default=True,
-        help="Checkpoint database: a SQLAlchemy URL or a file path.",
+        "--db", envvar="BULKOPS_DB", show_envvar=True, default=None,
+        help="Checkpoint database: a SQLAlchemy URL or a file path. Default: one per user in "
+             "the platform's data directory (an existing ./bulkops.db is still used).",
     )(fn)
+
+
+def _database(db: str | None) -> DbChoice:
+    """The database a command uses, telling the user when an old folder database is picked."""
+    choice = choose_db(db)
+    if choice.note:
+        click.echo(choice.note, err=True)
+    return choice
 
 
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        click.option("--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True,
-                     default=DEFAULT_BASE_URL, show_default=True,
-                     help="Wix API base URL (plain http:// only for loopback hosts)."),
+        click.option("--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True, default="",
+                     help="Wix API base URL (plain http:// only for loopback hosts). run: "
+                          f"default {DEFAULT_BASE_URL}; resume: the job's own."),
         click.option("--account-id", envvar="WIX_ACCOUNT_ID", show_envvar=True, default="",
-                     help="Your Wix account id."),
+                     help="Your Wix account id (resume: default the job's own)."),
         click.option("--rate", envvar="BULKOPS_RATE", show_envvar=True, default=DEFAULT_RATE,
                      show_default=True, help="Request budget, e.g. 200/min or 5/s."),
         click.option("--concurrency", envvar="BULKOPS_CONCURRENCY", show_envvar=True, default=8,
@@ -95,6 +112,14 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--breaker-ratio", envvar="BULKOPS_BREAKER_RATIO", show_envvar=True,
                      default=0.8, show_default=True, type=click.FloatRange(0.01, 1.0),
                      help="Share of that window one error must reach to pause the job (exit 3)."),
+        click.option("--wait", envvar="BULKOPS_WAIT", show_envvar=True, default=None,
+                     is_flag=False, flag_value=float("inf"), type=click.FloatRange(0),
+                     help="If another process runs this job: wait for it (--wait), or up to "
+                          "SECONDS (--wait=SECONDS), instead of exiting 4 at once."),
+        click.option("--lease-seconds", envvar="BULKOPS_LEASE_SECONDS", show_envvar=True,
+                     default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+                     help="How long a run's hold on its job lasts without a heartbeat: after "
+                          "a crash, another run may take the job over once it ends."),
         click.option("--progress-interval", envvar="BULKOPS_PROGRESS_INTERVAL", default=10.0,
                      type=click.FloatRange(0.1, 3600), show_default=True,
                      help="Seconds between progress lines when not on a terminal."),
@@ -106,25 +131,19 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _settings(db: str, base_url: str, account_id: str, rate: str, concurrency: int,
+def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurrency: int,
               max_attempts: int, timeout: float, settle: float, backoff_base: float,
-              breaker_window: int, breaker_ratio: float, api_key: str) -> Settings:
+              breaker_window: int, breaker_ratio: float, lease_seconds: float,
+              api_key: str) -> Settings:
     from bulkops.wixwire import checked_base_url  # refuses plain http to a non-loopback host
 
     return Settings(
-        db_url=db, base_url=checked_base_url(base_url), api_key=api_key, account_id=account_id,
+        db_url=db.url, base_url=checked_base_url(base_url) if base_url else "",
+        api_key=api_key, account_id=account_id,
         rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
         timeout=timeout, settle=settle, backoff_base=backoff_base,
-        breaker_window=breaker_window, breaker_ratio=breaker_ratio,
+        breaker_window=breaker_window, breaker_ratio=breaker_ratio, lease_seconds=lease_seconds,
     )
-
-
-def _require_credentials(settings: Settings) -> None:
-    if not settings.api_key:
-        raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
-                          "(or use --sandbox for a local demo)")
-    if not settings.account_id:
-        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID")
 
 
 def _configure_logging(verbose: int, settings: Settings) -> None:
@@ -137,60 +156,120 @@ def _configure_logging(verbose: int, settings: Settings) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--sandbox", is_flag=True,
-              help="Run against a local fake Wix started in-process (demo, smoke test).")
+              help="Run against a local fake Wix started in-process (demo, smoke test); it "
+                   "keeps its world beside the database, so `resume` continues it.")
 @_run_options
-def run(file: str, sandbox: bool, verbose: int, progress_interval: float, **opts: Any) -> None:
+def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
+        wait: float | None, **opts: Any) -> None:
     """Validate FILE, store it, and run every operation to the end.
 
-    Running the same file again continues the same job; nothing that succeeded is repeated.
-    The API key is read from WIX_API_KEY only (never a flag: flags show in process lists).
+    Only what is new or not yet done is sent: a row whose operation (its key, in this database
+    and account) already succeeded, in any earlier run of any file, is reported as done before.
+    Failed, blocked and cancelled rows run again. The API key is read from WIX_API_KEY only
+    (never a flag: flags show in process lists).
     """
-    source, specs = jobfile.load_job(file)
-    settings = _settings(**opts, api_key=_api_key())
-    if not sandbox:
-        _require_credentials(settings)
-    _configure_logging(verbose, settings)
-    from bulkops.runner import run_job  # imported here: validate and --help stay instant
+    checked = jobfile.check_job(file)
+    if checked.errors and not checked.outside:
+        raise JobFileError(checked.source.path, checked.errors)
+    choice = _database(db)
+    opts["base_url"] = opts["base_url"] or DEFAULT_BASE_URL
+    settings = _settings(choice, **opts, api_key=_api_key())
+    from bulkops.runner import require_credentials, run_job  # here: --help stays instant
 
-    summary = _run_async(run_job, source=source, specs=specs, settings=settings,
-                         sandbox=sandbox,
-                         progress=_progress_options(progress_interval))
-    sys.exit(_finish(summary))
+    if not sandbox:
+        require_credentials(settings)
+    _configure_logging(verbose, settings)
+    prepare_default(choice)
+    summary = _run_async(run_job, checked=checked, settings=settings, sandbox=sandbox,
+                         wait=wait, progress=_progress_options(progress_interval))
+    sys.exit(_finish(summary, choice))
 
 
 @cli.command()
 @click.argument("job", required=False)
 @_run_options
-def resume(job: str | None, verbose: int, progress_interval: float, **opts: Any) -> None:
-    """Continue an unfinished job (default: the latest unfinished one)."""
-    settings = _settings(**opts, api_key=_api_key())
-    _require_credentials(settings)
+def resume(job: str | None, verbose: int, progress_interval: float, db: str | None,
+           wait: float | None, **opts: Any) -> None:
+    """Continue an unfinished job (default: the latest unfinished one) against the account and
+    API it was stored with; only the key comes from the environment."""
+    choice = _database(db)
+    settings = _settings(choice, **opts, api_key=_api_key())
     _configure_logging(verbose, settings)
     from bulkops.runner import run_job
 
-    summary = _run_async(run_job, source=None, specs=None, settings=settings,
-                         sandbox=False, resume_job=job or "",
+    summary = _run_async(run_job, checked=None, settings=settings, sandbox=False,
+                         resume_job=job or "", wait=wait,
                          progress=_progress_options(progress_interval))
-    sys.exit(_finish(summary))
+    sys.exit(_finish(summary, choice))
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-def validate(file: str) -> None:
-    """Check FILE only; nothing is sent and nothing is stored."""
-    source, _ = jobfile.load_job(file)
+@click.option("--account-id", envvar="WIX_ACCOUNT_ID", show_envvar=True, default="",
+              help="The account whose earlier runs `@key`s outside the file may name.")
+@click.option("--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True,
+              default=DEFAULT_BASE_URL, show_default=True, help="The API those runs used.")
+@click.option("--sandbox", is_flag=True, help="The file is for `run --sandbox`.")
+@_db_option
+def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str | None) -> None:
+    """Check FILE only; nothing is sent and nothing is stored.
+
+    A `@key` naming no row of the file is checked against the database (--db, or the default
+    one if it exists): it must name an operation of an earlier run that succeeded.
+    """
+    checked = jobfile.check_job(file)
+    errors = list(checked.errors)
+    if checked.outside:
+        from bulkops.locations import SANDBOX_TARGET
+        from bulkops.runner import outside_errors
+
+        choice = _database(db)
+        exists = not choice.default or _db_exists(choice.url)
+        if sandbox:
+            from bulkops.sandbox import SandboxConfig
+
+            account_id, base_url = SandboxConfig().account_id, SANDBOX_TARGET
+        errors += anyio.run(outside_errors, choice.url if exists else None, checked,
+                            account_id, base_url)
+    if errors:
+        raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
+    source = checked.source
     click.echo(f"{file}: {source.total} operation(s), valid ({source.format})")
+
+
+def _db_exists(url: str) -> bool:
+    from bulkops.store.urls import normalise_url, sqlite_path
+
+    path = sqlite_path(normalise_url(url))
+    return path is None or path.exists()
+
+
+@cli.command()
+@click.argument("job")
+@_db_option
+def cancel(job: str, db: str | None) -> None:
+    """Close JOB: its unfinished rows become `cancelled` and are not run by `resume`.
+
+    Running its file again arms them again (rows whose outcome was unknown are looked up at
+    Wix first). Exit 4 while another process runs the job.
+    """
+    from bulkops.runner import cancel_job
+
+    choice = _database(db)
+    info, count = anyio.run(cancel_job, choice.url, job)
+    click.echo(f"job {info.job_id} cancelled: {count} unfinished row(s) marked cancelled")
+    click.echo(f"database: {choice.url}")
 
 
 @cli.command()
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_db_option
-def status(job: str | None, as_json: bool, db: str) -> None:
+def status(job: str | None, as_json: bool, db: str | None) -> None:
     """Counts per state of a job (default: the latest)."""
     from bulkops.runner import job_status
 
-    info, counts = anyio.run(job_status, db, job or None)
+    info, counts = anyio.run(job_status, _database(db).url, job or None)
     if as_json:
         click.echo(json.dumps({
             "job": info.job_id, "state": info.state.value, "total": info.total,
@@ -215,10 +294,12 @@ def status(job: str | None, as_json: bool, db: str) -> None:
               help="Only rows in this state (e.g. failed: a file to fix and run again).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @_db_option
-def report(job: str | None, fmt: str, only: str | None, output: str | None, db: str) -> None:
+def report(job: str | None, fmt: str, only: str | None, output: str | None,
+           db: str | None) -> None:
     """One record per input row, in input order (default job: the latest)."""
     from bulkops.runner import write_report
 
+    db = _database(db).url
     state = OpState(only) if only else None
     if output:
         with open(output, "w", encoding="utf-8", newline="") as out:
@@ -342,19 +423,27 @@ async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
             stop.set()
 
 
-def _finish(summary: RunSummary) -> int:
+def _finish(summary: RunSummary, db: DbChoice) -> int:
     info, counts = summary.job, summary.counts
     failed = counts.get(OpState.FAILED, 0)
     blocked = counts.get(OpState.BLOCKED, 0)
     parts = ", ".join(f"{counts[s]} {s.value}" for s in OpState if counts.get(s))
-    click.echo(f"job {info.job_id}: {info.total} operation(s): {parts}")
+    before = counts.get(OpState.SUCCEEDED, 0) - summary.succeeded_now
+    done_before = f" ({before} done in earlier runs, not sent again)" if before > 0 else ""
+    click.echo(f"job {info.job_id}: {info.total} operation(s): {parts}{done_before}")
+    click.echo(f"database: {db.url}")
     if summary.reason:
         click.echo(f"stopped: {summary.reason}", err=True)
-    click.echo(f"report: bulkops report {info.job_id}" + (" --only failed" if failed else ""))
+    # Next steps can be pasted as they are: they name the database unless it is the default.
+    where = "" if db.default else f" --db {shlex.quote(db.url)}"
+    click.echo(f"report: bulkops report {info.job_id}{where}"
+               + (" --only failed" if failed else ""))
     if summary.outcome == "interrupted":
-        click.echo(f"progress saved; continue with: bulkops resume {info.job_id}", err=True)
+        click.echo(f"progress saved; continue with: bulkops resume {info.job_id}{where}",
+                   err=True)
         return EXIT_INTERRUPTED
     if summary.outcome == "stopped":
+        click.echo(f"continue with: bulkops resume {info.job_id}{where}", err=True)
         return EXIT_STOPPED
     return EXIT_SOME_FAILED if failed or blocked else EXIT_OK
 

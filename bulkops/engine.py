@@ -36,8 +36,11 @@ from bulkops.wix import WixClient
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A single process owns its job for the whole run; leases matter once several workers share one.
+# A single process owns its job for the whole run (the job's own lease keeps others out); op
+# leases matter once several workers share one.
 SINGLE_PROCESS_LEASE = 24 * 3600.0
+# Seconds between looks at rows another live process runs for another job (shared rows).
+SHARED_ROWS_POLL = 1.0
 LOOKUP_ATTEMPTS = 5
 NOT_FOUND_RESENT_NOTE = "an earlier attempt was not found at Wix after settling; sent again"
 MOVED_OR_MISSING_HINT = (
@@ -71,6 +74,7 @@ class RunResult:
     outcome: RunOutcome
     counts: Mapping[OpState, int]
     reason: str | None = None
+    succeeded_now: int = 0  # rows that succeeded in this run (the rest were done before)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Engine:
         self._need_blocking = True
         self._started_at = clock()
         self._finished_this_run = 0
+        self._succeeded_this_run = 0
         self._committer = GroupCommitter(store)
         # The latest failures, so that a storm's victims can be put back when the breaker trips.
         self._recent_failures: deque[OpRecord] = deque(maxlen=self._breaker.window)
@@ -155,6 +160,12 @@ class Engine:
         await self._refresh_counts(job_id)
         return await self._finish(job_id, stop)
 
+    def halt(self, reason: str) -> None:
+        """Stop the run as a tripped breaker does (exit 3, rows left as they are): used when
+        the job's lease is lost to another process, which may now be running the same rows."""
+        self._breaker.trip(reason)
+        self._changed.set()
+
     # -- the loop -----------------------------------------------------------------------------
 
     async def _dispatch(self, job_id: str, workers: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
@@ -187,8 +198,26 @@ class Engine:
             wakeup = await self._store.next_wakeup(job_id) if free > 0 else None
             idle = self._in_flight == 0 and seen == self._completions
             if idle and wakeup is None and not self._need_blocking:
-                return
+                shared = await self._rows_run_elsewhere(job_id)
+                if shared is None:
+                    return
+                wakeup = shared
             await self._wait_for_change(wakeup, stop)
+
+    async def _rows_run_elsewhere(self, job_id: str) -> float | None:
+        """Nothing of its own left to do: rows of the job whose operation another job holds
+        are taken on once no live process runs that job. Returns when to look again (now, if
+        some were taken on), or None when the job has nothing left anywhere."""
+        taken = await self._store.take_over(job_id, now=self._clock(), rerun=False)
+        if not taken.adopted and not taken.held_elsewhere:
+            return None
+        await self._refresh_counts(job_id)
+        if taken.adopted:
+            log.info("ops_taken_over", extra={"job": job_id, "count": taken.adopted})
+            self._need_blocking = True
+            return self._clock()
+        log.info("ops_held_elsewhere", extra={"job": job_id, "count": taken.held_elsewhere})
+        return self._clock() + SHARED_ROWS_POLL
 
     async def _wait_for_change(self, wakeup: float | None, stop: anyio.Event) -> None:
         """Sleep until a worker finishes, the next retry is due, or a stop is asked for."""
@@ -345,7 +374,9 @@ class Engine:
             )
             return
         if found is not None:
-            note = f"reconciled: found at Wix after an unknown outcome (attempt {op.attempts})"
+            # Attempt 0: re-armed by a new run of the file, the attempt was an earlier run's.
+            which = f"attempt {op.attempts}" if op.attempts else "sent by an earlier run"
+            note = f"reconciled: found at Wix after an unknown outcome ({which})"
             if op.note == NOT_FOUND_RESENT_NOTE:
                 # An earlier attempt may still show up later: the report must keep saying so.
                 note = f"{note}; {NOT_FOUND_RESENT_NOTE}"
@@ -362,7 +393,7 @@ class Engine:
             return
         refused = _op_error(exc)
         await self._fail(
-            op,
+            replace(op, maybe_applied=True),
             replace(
                 refused,
                 message=f"the outcome of attempt {op.attempts} could not be looked up: "
@@ -391,7 +422,9 @@ class Engine:
         if op.error is not None and op.error.code == "SITE_NOT_FOUND":
             # Not in the source, not listed in the target: either it never was in the source,
             # or an earlier attempt moved it and the target's listing lags beyond the checks.
-            await self._fail(op, replace(op.error, hint=MOVED_OR_MISSING_HINT))
+            await self._fail(
+                replace(op, maybe_applied=True), replace(op.error, hint=MOVED_OR_MISSING_HINT)
+            )
         elif op.attempts >= self._config.max_attempts:
             await self._give_up_unknown(
                 op,
@@ -455,7 +488,8 @@ class Engine:
                 await self._pause(victim)
 
     async def _give_up_unknown(self, op: OpRecord, message: str, hint: str) -> None:
-        await self._fail(op, OpError(code="OUTCOME_UNKNOWN", message=message, hint=hint))
+        error = OpError(code="OUTCOME_UNKNOWN", message=message, hint=hint)
+        await self._fail(replace(op, maybe_applied=True), error)
 
     async def _pause(self, op: OpRecord) -> None:
         note = "paused by the failure breaker; retried on resume"
@@ -470,6 +504,8 @@ class Engine:
             self._counts[new.state] += 1
             if new.state in FINAL_STATES:
                 self._finished_this_run += 1
+            if new.state is OpState.SUCCEEDED:
+                self._succeeded_this_run += 1
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -525,16 +561,21 @@ class Engine:
         if self._breaker.tripped:
             reason = self._breaker.reason
             await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
-            return RunResult(RunOutcome.STOPPED, counts, reason)
+            return self._result(RunOutcome.STOPPED, counts, reason)
         if stop.is_set() and self._open_ops():
             await self._store.set_job_state(job_id, JobState.INTERRUPTED)
-            return RunResult(RunOutcome.INTERRUPTED, counts, "interrupted")
+            return self._result(RunOutcome.INTERRUPTED, counts, "interrupted")
         if self._open_ops():
             reason = "operations are left that no worker can run now"
             await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
-            return RunResult(RunOutcome.STOPPED, counts, reason)
+            return self._result(RunOutcome.STOPPED, counts, reason)
         await self._store.set_job_state(job_id, JobState.FINISHED)
-        return RunResult(RunOutcome.FINISHED, counts)
+        return self._result(RunOutcome.FINISHED, counts, None)
+
+    def _result(
+        self, outcome: RunOutcome, counts: Mapping[OpState, int], reason: str | None
+    ) -> RunResult:
+        return RunResult(outcome, counts, reason, succeeded_now=self._succeeded_this_run)
 
 
 def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:

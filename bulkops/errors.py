@@ -39,6 +39,10 @@ class StoreError(BulkOpsError):
     """The checkpoint database could not be opened, migrated or written."""
 
 
+class JobBusy(BulkOpsError):
+    """Another live process holds the job's lease: exit 4, nothing was done."""
+
+
 class WixError(BulkOpsError):
     """A call to Wix did not succeed. Never carries the API key."""
 

@@ -1,50 +1,75 @@
 """Job files → validated operation specs, every problem of the file reported at once.
 
 Two passes over the file. The first validates everything and keeps only what cross-row checks
-need (keys, references, site names), so a million-row CSV validates in bounded memory. The second,
-run by whoever stores the job, reads the file again and yields the specs in input order.
+need (keys, references, site names, a digest per invitee), so a million-row CSV validates in
+bounded memory. The second, run by whoever stores the job, reads the file again and yields the
+specs in input order.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bulkops.errors import JobFileError, RowError
-from bulkops.jobgraph import RefGraph
+from bulkops.identity import outside_ref_errors
+from bulkops.invitees import invitee_target
+from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, check_row, missing_reason, show
-from bulkops.model import Action, JobSource, OpSpec
+from bulkops.model import Action, JobSource, OpSpec, is_ref
 
-__all__ = ["JobFormat", "load_job", "validate"]
+__all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
 
 # (size, modification time): the second pass refuses a file that changed after validation.
 _Stamp = tuple[int, int]
 
 
-def validate(path: str | Path) -> JobSource:
-    """Check the whole file; raises JobFileError listing every problem in line order."""
-    return _first_pass(Path(path))[0]
+@dataclass(frozen=True)
+class CheckedJob:
+    """A job file after the first pass. `errors`: its own problems, in line order. `outside`:
+    `@key`s that name no row of the file, fine only if they name an earlier run's operation
+    (judged against a database by the caller). `specs()` re-reads the file streaming and
+    yields the validated OpSpecs in input order; only call it when there is no problem."""
+
+    source: JobSource
+    errors: list[RowError]
+    outside: list[OutsideRef]
+    specs: Callable[[], Iterator[OpSpec]]
 
 
-def load_job(path: str | Path) -> tuple[JobSource, Callable[[], Iterator[OpSpec]]]:
-    """Validate the whole file (streaming) and return its JobSource plus a factory that re-reads
-    the file streaming and yields the validated OpSpecs in input order.
-
-    Raises JobFileError(path, errors) listing every problem (line, column, reason) in line
-    order. The factory's iterator raises JobFileError if the file changed in between.
-    """
+def check_job(path: str | Path) -> CheckedJob:
+    """The first pass over the whole file (streaming). Raises JobFileError only when the file
+    cannot be read at all (unknown type, missing, unreadable); row problems are returned."""
     file = Path(path)
-    source, stamp = _first_pass(file)
+    source, stamp, errors, outside = _first_pass(file)
 
     def specs() -> Iterator[OpSpec]:
         return _second_pass(file, JobFormat(source.format), stamp, source.total)
 
-    return source, specs
+    return CheckedJob(source, errors, outside, specs)
 
 
-def _first_pass(file: Path) -> tuple[JobSource, _Stamp]:
+def validate(path: str | Path) -> JobSource:
+    """Check the whole file, with no database: raises JobFileError listing every problem in
+    line order (a `@key` naming no row of the file among them)."""
+    return load_job(path)[0]
+
+
+def load_job(path: str | Path) -> tuple[JobSource, Callable[[], Iterator[OpSpec]]]:
+    """`check_job` with no database to resolve outside `@key`s: any problem raises
+    JobFileError(path, errors) listing every problem (line, column, reason) in line order.
+    The factory's iterator raises JobFileError if the file changed in between."""
+    checked = check_job(path)
+    errors = checked.errors + outside_ref_errors(checked.outside, {}, database=False)
+    if errors:
+        raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
+    return checked.source, checked.specs
+
+
+def _first_pass(file: Path) -> tuple[JobSource, _Stamp, list[RowError], list[OutsideRef]]:
     fmt = job_format(file)
     if fmt is None:
         reason = f"unknown job file type {show(file.suffix)}: use .csv, .json or .jsonl"
@@ -59,10 +84,8 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp]:
             checks.take(item)
     except OSError as exc:
         raise _unreadable(file, exc) from None
-    errors = checks.finish()
-    if errors:
-        raise JobFileError(str(file), errors)
-    return JobSource(job_id=job_id, path=str(file), format=fmt.value, total=checks.total), stamp
+    source = JobSource(job_id=job_id, path=str(file), format=fmt.value, total=checks.total)
+    return source, stamp, checks.finish(), checks.outside_refs()
 
 
 def _second_pass(file: Path, fmt: JobFormat, stamp: _Stamp, total: int) -> Iterator[OpSpec]:
@@ -102,6 +125,8 @@ class _Checks:
         self._errors: list[RowError] = []
         self._graph = RefGraph()
         self._site_names: dict[str, int] = {}  # casefolded name -> first line
+        # Digest of an invite's (action, site, e-mail) -> first line: 16 bytes a row, not the text.
+        self._invitees: dict[bytes, int] = {}
         self._header: CsvHeader | None = None
         # Required columns a CSV header lacks: column -> (first line needing it, its action).
         self._not_in_header: dict[str, tuple[int, Action | None]] = {}
@@ -113,6 +138,9 @@ class _Checks:
             self._header = item
         else:
             self._row(item)
+
+    def outside_refs(self) -> list[OutsideRef]:
+        return self._graph.outside_refs()
 
     def finish(self) -> list[RowError]:
         errors = self._errors + self._graph.errors() + self._header_errors()
@@ -131,6 +159,7 @@ class _Checks:
             else:
                 self._errors.append(RowError(row.line, column, missing_reason(column,
                                                                               result.action)))
+        duplicate = None
         if result.key is not None:
             duplicate = self._graph.add_row(
                 row.line, result.key, result.action, result.spec, derived=result.derived_key
@@ -139,12 +168,32 @@ class _Checks:
                 self._errors.append(duplicate)
         if result.spec is not None and result.spec.site_name is not None:
             self._check_site_name(row.line, result.spec.site_name)
+        if result.spec is not None and duplicate is None:  # a duplicate row is reported once
+            self._check_invitee(result.spec)
 
     def _check_site_name(self, line: int, name: str) -> None:
         earlier = self._site_names.setdefault(name.casefold(), line)
         if earlier != line:
             self._errors.append(RowError(
                 line, "site_name", f"duplicate site name {show(name)}: duplicate of line {earlier}"
+            ))
+
+    def _check_invitee(self, spec: OpSpec) -> None:
+        """The same person invited twice to one site, or twice to the account, whatever the
+        rows' keys or roles: the site as written (an id, case-insensitively, or the same @key)."""
+        target = invitee_target(spec)
+        if target is None:
+            return
+        if spec.action is Action.SITE_INVITE and not is_ref(target[1]):
+            target = (target[0], target[1].casefold(), target[2])
+        digest = hashlib.blake2b("\x1f".join(target).encode(), digest_size=16).digest()
+        earlier = self._invitees.setdefault(digest, spec.line)
+        if earlier != spec.line:
+            where = "this site" if spec.action is Action.SITE_INVITE else "the account"
+            self._errors.append(RowError(
+                spec.line, "email",
+                f"{show(spec.email or '')} is already invited to {where} at line {earlier} "
+                "(the same person twice; emails compare case-insensitively)",
             ))
 
     def _header_errors(self) -> list[RowError]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from bulkops.errors import RowError
 from bulkops.jobrows import show
@@ -33,6 +34,20 @@ def _refs(spec: OpSpec) -> Iterator[tuple[int, str]]:
             yield _SITES, site[len(REF_PREFIX):]
     for key in spec.depends_on:
         yield _DEPENDS_ON, key
+
+
+@dataclass(frozen=True)
+class OutsideRef:
+    """A `@key` naming no row of the file: it may name an operation of an earlier run."""
+
+    line: int
+    column: str  # site, sites or depends_on
+    key: str
+
+    @property
+    def needs_site(self) -> bool:
+        """Whether the key must name a create_site (its site id is used)."""
+        return self.column != "depends_on"
 
 
 class RefGraph:
@@ -75,8 +90,20 @@ class RefGraph:
         return None
 
     def errors(self) -> list[RowError]:
-        """Dangling references, site references to rows that create no site, and cycles."""
+        """Site references to rows that create no site, and cycles. References to keys that
+        no row defines are not errors here: see `outside_refs`."""
         return self._reference_errors() + (self._cycle_errors() if self._maybe_cyclic else [])
+
+    def outside_refs(self) -> list[OutsideRef]:
+        """Every reference to a key no row of the file defines, in the order rows made them."""
+        lines, keys = self._line, self._keys
+        return [
+            OutsideRef(lines[source], REF_COLUMNS[column], keys[target])
+            for source, target, column in zip(
+                self._edge_from, self._edge_to, self._edge_column, strict=True
+            )
+            if lines[target] == _UNDEFINED
+        ]
 
     def _node_of(self, key: str) -> int:
         node = self._node.get(key)
@@ -97,8 +124,8 @@ class RefGraph:
             name = REF_COLUMNS[column]
             ref = show(REF_PREFIX + keys[target])
             if lines[target] == _UNDEFINED:
-                errors.append(RowError(lines[source], name, f"{ref} refers to no row in this file"))
-            elif column != _DEPENDS_ON and kinds[target] not in (_CREATE_SITE, _NO_ACTION):
+                continue  # an outside reference: judged against the database
+            if column != _DEPENDS_ON and kinds[target] not in (_CREATE_SITE, _NO_ACTION):
                 action = _ACTIONS[kinds[target]].value
                 errors.append(RowError(
                     lines[source], name,

@@ -32,15 +32,16 @@ class JobState(StrEnum):
     PENDING = "pending"  # stored, never run
     RUNNING = "running"  # a process is (or was, if it died) running it
     FINISHED = "finished"  # every operation reached a final state
-    STOPPED = "stopped"  # stopped early (breaker, deadline, cancel): exit 3, resumable
+    STOPPED = "stopped"  # stopped early (breaker, deadline): exit 3, resumable
     INTERRUPTED = "interrupted"  # SIGINT/SIGTERM: exit 130, resumable
+    CANCELLED = "cancelled"  # `bulkops cancel`: its unfinished rows will not run
 
 
 REF_PREFIX = "@"
 
 
 def is_ref(value: str) -> bool:
-    """A `@key` reference to another row of the same file."""
+    """A `@key` reference to another row (of the same file, or of an earlier run)."""
     return value.startswith(REF_PREFIX)
 
 
@@ -97,7 +98,7 @@ _LISTS = ("roles", "sites", "depends_on")
 
 @dataclass(frozen=True)
 class JobSource:
-    """A job file as stored: its identity is the hash of its content."""
+    """A job file as stored: its identity is the hash of its content and where it runs."""
 
     job_id: str
     path: str
@@ -120,6 +121,22 @@ class JobInfo:
     stop_reason: str | None = None
     account_id: str = ""
     base_url: str = ""
+    lease_owner: str | None = None  # `host:pid:token` of the process running it, if any
+    lease_since: float | None = None
+    lease_expires_at: float | None = None
+
+    def held_at(self, now: float) -> bool:
+        """Whether a live process holds the job's lease at `now` (unix seconds)."""
+        return self.lease_owner is not None and (self.lease_expires_at or 0.0) > now
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Where a job's row was (or is being) run, when that was another job: the owner job."""
+
+    job_id: str
+    line: int
+    at: float  # unix seconds of the operation's last change
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,9 @@ class OpRecord:
     Times are unix seconds (float). `checks` counts reconciliation look-ups since the last send;
     `note` tells how the outcome was established when it was not a plain answer (reconciled).
     `refs` maps each dependency key to the site id it produced (filled by `claim_ready`).
+    `maybe_applied`: a final state reached without knowing whether the last request took
+    effect; a re-run reconciles before sending. `elsewhere` (reports only): the row's
+    operation belongs to another job.
     """
 
     op_id: int
@@ -158,3 +178,5 @@ class OpRecord:
     note: str | None = None
     lease_owner: str | None = None
     refs: Mapping[str, str] = field(default_factory=dict)
+    maybe_applied: bool = False
+    elsewhere: Elsewhere | None = None

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TextIO
@@ -12,16 +17,23 @@ import anyio
 
 from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.engine import Engine, EngineConfig, RunResult
-from bulkops.errors import ConfigError
-from bulkops.model import JobInfo, JobSource, OpSpec, OpState
+from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreError
+from bulkops.identity import outside_ref_errors, scope_of, when
+from bulkops.jobfile import CheckedJob
+from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
+from bulkops.model import JobInfo, JobSource, OpState
 from bulkops.progress import show_progress
 from bulkops.ratelimit import AdaptiveBudget
 from bulkops.report import write_csv, write_json
-from bulkops.settings import Settings
+from bulkops.settings import DEFAULT_BASE_URL, Settings
 from bulkops.store import open_store
 from bulkops.store.base import Store
 from bulkops.store.urls import normalise_url, sqlite_path
 from bulkops.wix import WixClient
+
+log = logging.getLogger(__name__)
+
+LEASE_POLL = 1.0  # seconds between looks at a held job's lease while waiting (--wait)
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class RunSummary:
     counts: Mapping[OpState, int]
     outcome: str  # RunOutcome value
     reason: str | None
+    succeeded_now: int = 0  # rows that succeeded in this run; the other succeeded were done before
 
 
 @asynccontextmanager
@@ -44,47 +57,164 @@ async def opened_store(db_url: str) -> AsyncIterator[Store]:
             await store.close()
 
 
+def lease_owner() -> str:
+    """`host:pid:token`: who holds a job, as `bulkops` tells another process that wants it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 async def run_job(
     *,
     stop: anyio.Event,
-    source: JobSource | None,
-    specs: Callable[[], Iterator[OpSpec]] | None,
+    checked: CheckedJob | None,
     settings: Settings,
     sandbox: bool,
     progress: tuple[TextIO, float, bool],
     resume_job: str = "",
+    wait: float | None = None,
 ) -> RunSummary:
-    """`run` (source and specs given) or `resume` (resume_job, "" = latest unfinished)."""
-    if sandbox:
-        from bulkops.sandbox import SandboxConfig, running_sandbox
+    """`run` (`checked` given: a validated file) or `resume` (resume_job, "" = latest
+    unfinished). The job is held under a lease for the whole run: another process holding it
+    raises JobBusy at once, or after `wait` seconds (None: no waiting).
 
-        async with running_sandbox(SandboxConfig(), port=0) as fake:
-            settings = replace(
-                settings,
-                base_url=fake.base_url,
-                api_key=fake.sandbox.config.api_key,
-                account_id=fake.sandbox.config.account_id,
-            )
-            return await run_job(
-                stop=stop, source=source, specs=specs, settings=settings,
-                sandbox=False, progress=progress, resume_job=resume_job,
-            )
+    Raises JobFileError (nothing sent) for outside `@key` references that name no done
+    operation, and for rows that reuse a done key with other content; ConfigError for a
+    resume against another account or API, or missing credentials.
+    """
+    owner = lease_owner()
     async with opened_store(settings.db_url) as store:
-        if source is not None and specs is not None:
+        if checked is not None:
+            if sandbox:
+                settings = _sandbox_target(settings)
+            await _check_outside_refs(store, checked, settings)
             scoped = replace(
-                source,
-                job_id=scoped_job_id(source, settings),
+                checked.source,
+                job_id=scoped_job_id(checked.source, settings),
                 account_id=settings.account_id,
                 base_url=settings.base_url,
             )
-            job, _created = await store.add_job(scoped, specs())
+            job, created = await store.add_job(
+                scoped, checked.specs(), owner=owner, lease_seconds=settings.lease_seconds
+            )
         else:
             job = await _job_to_resume(store, resume_job)
-            _check_same_target(job, settings)
-        result = await _run_engine(store, job, settings, stop, progress)
+            settings = _stored_target(job, settings)
+            created = False
+        if not created and not await _acquire(store, job, owner, settings, wait, stop, progress):
+            return RunSummary(job, await store.counts(job.job_id), "interrupted", "interrupted")
+        try:
+            result = await _take_over_and_run(
+                store, job, settings, owner, stop, progress, rerun=checked is not None
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.release_job(job.job_id, owner)
         final = await store.get_job(job.job_id)
         assert final is not None
-        return RunSummary(final, result.counts, result.outcome.value, result.reason)
+        return RunSummary(final, result.counts, result.outcome.value, result.reason,
+                          result.succeeded_now)
+
+
+def _sandbox_target(settings: Settings) -> Settings:
+    """Jobs run against the in-process sandbox are stored with a fixed target, not its port."""
+    from bulkops.sandbox import SandboxConfig
+
+    config = SandboxConfig()
+    return replace(settings, base_url=SANDBOX_TARGET, account_id=config.account_id,
+                   api_key=config.api_key)
+
+
+def _stored_target(job: JobInfo, settings: Settings) -> Settings:
+    """`resume` runs against the account and API the job was stored with; a different one
+    given on purpose is refused, since it would repeat the job's rows elsewhere."""
+    _check_same_target(job, settings)
+    if job.base_url == SANDBOX_TARGET:
+        return _sandbox_target(settings)
+    settings = replace(
+        settings,
+        base_url=job.base_url or settings.base_url or DEFAULT_BASE_URL,
+        account_id=job.account_id or settings.account_id,
+    )
+    require_credentials(settings)
+    return settings
+
+
+def require_credentials(settings: Settings) -> None:
+    """Raises ConfigError naming the missing variable (a real Wix run needs both)."""
+    if not settings.api_key:
+        raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
+                          "(or use --sandbox for a local demo)")
+    if not settings.account_id:
+        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID")
+
+
+async def _check_outside_refs(store: Store, checked: CheckedJob, settings: Settings) -> None:
+    """Every problem of the file at once: its own, and `@key`s naming no done operation."""
+    errors = list(checked.errors)
+    if checked.outside:
+        scope = scope_of(settings.account_id, settings.base_url)
+        known = await store.known_ops(scope, {ref.key for ref in checked.outside})
+        errors += outside_ref_errors(checked.outside, known, database=True)
+    if errors:
+        raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
+
+
+async def _acquire(
+    store: Store, job: JobInfo, owner: str, settings: Settings, wait: float | None,
+    stop: anyio.Event, progress: tuple[TextIO, float, bool],
+) -> bool:
+    """Take the job's lease. Raises JobBusy if another live process holds it (after `wait`
+    seconds, when given); False if a stop was asked for while waiting."""
+    started = time.monotonic()
+    told = False
+    while True:
+        holder = await store.acquire_job(
+            job.job_id, owner, now=time.time(), lease_seconds=settings.lease_seconds
+        )
+        if holder is None:
+            return True
+        busy = (f"job {job.job_id} is being run by {holder.describe()}; a process that died "
+                f"frees it when its lease ends ({when(holder.expires_at)})")
+        left = None if wait is None else wait - (time.monotonic() - started)
+        if left is None or left <= 0:
+            raise JobBusy(busy + ("" if wait else ": wait for it with --wait"))
+        if not told:
+            progress[0].write(f"waiting: {busy}\n")
+            told = True
+        with anyio.move_on_after(min(LEASE_POLL, left)):
+            await stop.wait()
+        if stop.is_set():
+            return False
+
+
+async def _take_over_and_run(
+    store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
+    progress: tuple[TextIO, float, bool], *, rerun: bool,
+) -> RunResult:
+    if rerun:
+        # The file is run again: rows that reuse a done key with other content are refused
+        # before anything changes (a job stored just now was checked when it was added).
+        errors = await store.conflicts(job)
+        if errors:
+            raise JobFileError(job.path, errors)
+    taken = await store.take_over(job.job_id, now=time.time(), rerun=rerun)
+    log.info("job_taken", extra={"job": job.job_id, "adopted": taken.adopted,
+                                 "rearmed": taken.rearmed, "elsewhere": taken.held_elsewhere})
+    async with _wix(settings, job) as base_url:
+        return await _run_engine(store, job, settings, base_url, owner, stop, progress)
+
+
+@asynccontextmanager
+async def _wix(settings: Settings, job: JobInfo) -> AsyncIterator[str]:
+    """The base URL to send to: the job's API, or an in-process sandbox that keeps its world
+    beside the database (so `resume` after Ctrl-C on the demo finds what was created)."""
+    if job.base_url != SANDBOX_TARGET:
+        yield settings.base_url
+        return
+    from bulkops.sandbox import SandboxConfig, running_sandbox
+
+    config = SandboxConfig(state_file=sandbox_state_file(settings.db_url))
+    async with running_sandbox(config, port=0) as fake:
+        yield fake.base_url
 
 
 async def _job_to_resume(store: Store, job_id: str) -> JobInfo:
@@ -97,18 +227,19 @@ async def _job_to_resume(store: Store, job_id: str) -> JobInfo:
 
 def scoped_job_id(source: JobSource, settings: Settings) -> str:
     """A job is the file's content run against one account at one API: the same file sent to
-    another account (or to a fresh sandbox) is another job, never a continuation."""
+    another account is another job, never a continuation."""
     scope = f"{source.job_id}|{settings.account_id}|{settings.base_url}"
     return hashlib.sha256(scope.encode()).hexdigest()[:16]
 
 
 def _check_same_target(job: JobInfo, settings: Settings) -> None:
-    """Refuse to resume a job against another account or API than the one it ran against."""
+    """Refuse to resume a job against another account or API than the one it ran against
+    (an empty setting means "the job's own")."""
     for what, stored, given in (
         ("account", job.account_id, settings.account_id),
         ("base URL", job.base_url, settings.base_url),
     ):
-        if stored and stored != given:
+        if stored and given and stored != given:
             raise ConfigError(
                 f"job {job.job_id} ran against {what} {stored}, not {given}: "
                 f"resume it with the same {what}"
@@ -116,12 +247,12 @@ def _check_same_target(job: JobInfo, settings: Settings) -> None:
 
 
 async def _run_engine(
-    store: Store, job: JobInfo, settings: Settings, stop: anyio.Event,
-    progress: tuple[TextIO, float, bool],
+    store: Store, job: JobInfo, settings: Settings, base_url: str, owner: str,
+    stop: anyio.Event, progress: tuple[TextIO, float, bool],
 ) -> RunResult:
     budget = AdaptiveBudget(settings.rate)
     async with WixClient(
-        base_url=settings.base_url,
+        base_url=base_url,
         api_key=settings.api_key,
         account_id=settings.account_id,
         budget=budget,
@@ -137,6 +268,7 @@ async def _run_engine(
                 max_attempts=settings.max_attempts,
                 settle=settings.settle,
                 backoff_base=settings.backoff_base,
+                owner=owner,
             ),
             breaker=FailureBreaker(
                 BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
@@ -149,11 +281,31 @@ async def _run_engine(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(display)
+            tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine)
             try:
                 result = await engine.run(job.job_id, stop)
             finally:
                 tg.cancel_scope.cancel()
         return result
+
+
+async def _heartbeat(
+    store: Store, job_id: str, owner: str, lease_seconds: float, engine: Engine
+) -> None:
+    """Renew the job's lease every third of its length. A lease found taken by another process
+    (this one stalled past its end) stops the run: both could otherwise send the same rows."""
+    while True:
+        await anyio.sleep(lease_seconds / 3)
+        try:
+            held = await store.renew_job(job_id, owner, now=time.time(),
+                                         lease_seconds=lease_seconds)
+        except StoreError as exc:  # a busy database: the next beat tries again
+            log.warning("lease_renew_failed", extra={"job": job_id, "error": str(exc)})
+            continue
+        if not held:
+            engine.halt(f"another process took over job {job_id} after this one stalled "
+                        "past its lease; stopped to avoid sending rows twice")
+            return
 
 
 async def _pick_job(store: Store, job_id: str | None) -> JobInfo:
@@ -191,3 +343,38 @@ async def write_report(
             async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
         }
         return await write_csv(store.iter_ops(job.job_id, only=only), produced, out)
+
+
+async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:
+    """Close a stored job: its unfinished rows become `cancelled` (a later run of its file
+    arms them again). Raises JobBusy while a live process runs it, ConfigError for no such
+    job. Returns the job and how many rows were cancelled."""
+    _require_existing(db_url)
+    async with opened_store(db_url) as store:
+        job = await _pick_job(store, job_id)
+        owner = lease_owner()
+        holder = await store.acquire_job(job.job_id, owner, now=time.time(), lease_seconds=60.0)
+        if holder is not None:
+            raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}: stop that "
+                          "run first (Ctrl-C or SIGTERM), then cancel")
+        try:
+            return job, await store.cancel_job(job.job_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.release_job(job.job_id, owner)
+
+
+async def outside_errors(
+    db_url: str | None, checked: CheckedJob, account_id: str, base_url: str
+) -> list[RowError]:
+    """`validate`: the `@key`s naming no row of the file, judged against the database when
+    there is one (`db_url` None: none exists). Without an account id, any account's
+    operation counts."""
+    if not checked.outside:
+        return []
+    if db_url is None:
+        return outside_ref_errors(checked.outside, {}, database=False)
+    async with opened_store(db_url) as store:
+        scope = scope_of(account_id, base_url) if account_id else None
+        known = await store.known_ops(scope, {ref.key for ref in checked.outside})
+    return outside_ref_errors(checked.outside, known, database=True)

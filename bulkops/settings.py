@@ -56,3 +56,6 @@ class Settings:
     backoff_base: float = 1.0
     breaker_window: int = 20
     breaker_ratio: float = 0.8
+    # Seconds a job's lease lasts without a heartbeat: how long a SIGKILLed run keeps others
+    # out. Heartbeats renew it every third of that.
+    lease_seconds: float = 30.0

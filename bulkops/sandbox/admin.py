@@ -97,6 +97,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
     async def reset(_: web.Request) -> web.StreamResponse:
         sandbox.reset()
+        sandbox.persist()
         return web.json_response({})
 
     async def seed(request: web.Request) -> web.StreamResponse:
@@ -106,6 +107,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         # Every spec is checked before any site is added: a bad body seeds nothing.
         seeders = [_seeder(sandbox, spec) for spec in specs]
         sites = [add() for add in seeders]
+        sandbox.persist()
         return web.json_response({"sites": [site.to_state() for site in sites]})
 
     return [

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from bulkops.errors import ConfigError
@@ -57,6 +58,12 @@ class SandboxConfig:
       listing_lag: seconds before a new or transferred site shows in its owner's Query Sites.
       fault_methods: endpoints the random faults apply to (the rate limit applies to all).
       seed: seed of the fault draws, for repeatable runs.
+
+    Persistence (of the world only: sites, listing, transfers, invites, e-mails sent; request
+    statistics and these options are not kept):
+      state_file: None keeps the world in memory only. A path: the sandbox starts from the
+          world saved there if the file exists (ConfigError if it is not sandbox state),
+          rewrites it atomically after every request that changes the world, and on shutdown.
     """
 
     api_key: str = field(default=DEFAULT_API_KEY, repr=False)
@@ -77,6 +84,7 @@ class SandboxConfig:
     listing_lag: float = 0.0
     fault_methods: frozenset[Endpoint] = frozenset(Endpoint)
     seed: int | None = None
+    state_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -176,5 +184,7 @@ def public_view(config: SandboxConfig) -> dict[str, Any]:
             value = sorted(str(v) for v in value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, Path):
+            value = str(value)
         view[item.name] = value
     return view

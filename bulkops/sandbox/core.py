@@ -13,6 +13,7 @@ from bulkops.errors import ConfigError
 from bulkops.sandbox.config import SandboxConfig, public_view
 from bulkops.sandbox.faults import FaultInjector
 from bulkops.sandbox.state import SandboxState, Site
+from bulkops.sandbox.statefile import read_state_file, write_state_file
 from bulkops.sandbox.stats import RequestStats
 from bulkops.sandbox.wire import JsonObject, format_instant, new_guid
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 # The template id Wix reports for a site created without one.
 BLANK_TEMPLATE_ID = "00000000-0000-4000-8000-000000000000"
 
-_IDENTITY_FIELDS = ("api_key", "account_id", "sub_accounts")
+# Fixed for the sandbox's life: changing them would orphan its world (or its saved copy).
+_IDENTITY_FIELDS = ("api_key", "account_id", "sub_accounts", "state_file")
 
 
 def _utc_now() -> datetime:
@@ -35,6 +37,9 @@ class Sandbox:
     `clock` (seconds, monotonic) drives the rate limit, the listing lag and the request
     times; `wall_clock` stamps createdDate and invite dates; `sleep` makes latency and slow
     answers. All three are injectable so that a test can control time.
+
+    With `config.state_file` set, the world starts as saved in that file (ConfigError if it
+    is not sandbox state) and `persist` keeps the file up to date.
     """
 
     def __init__(
@@ -49,9 +54,17 @@ class Sandbox:
         self.clock = clock
         self.wall_clock = wall_clock
         self.sleep = sleep
-        self.state = SandboxState()
+        self.state = self._initial_state()
+        # The revision last written to the state file; None: the file is behind (or absent).
+        self._saved_revision: int | None = self.state.revision
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
+
+    def _initial_state(self) -> SandboxState:
+        """The world saved in the state file, if there is one; else an empty world."""
+        path = self._config.state_file
+        loaded = None if path is None else read_state_file(path, self.clock(), self.wall_clock())
+        return loaded or SandboxState()
 
     def __repr__(self) -> str:
         return f"Sandbox(account_id={self._config.account_id!r}, sites={len(self.state.sites)})"
@@ -69,17 +82,32 @@ class Sandbox:
         return build_app(self)
 
     def reconfigure(self, config: SandboxConfig) -> None:
-        """Switch to new options at run time; the identity (key, accounts) must not change."""
+        """Switch to new options at run time; the identity (key, accounts) and the state file
+        must not change (ConfigError)."""
         if any(getattr(config, f) != getattr(self._config, f) for f in _IDENTITY_FIELDS):
-            raise ConfigError("the sandbox's key and accounts cannot change while it runs")
+            raise ConfigError(
+                "the sandbox's key, accounts and state file cannot change while it runs")
         self._config = config
         self.faults.reconfigure(config)
 
     def reset(self) -> None:
         """Forget every site, invite, transfer and statistic; restart the fault draws."""
         self.state = SandboxState()
+        self._saved_revision = None
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
+
+    def persist(self, *, force: bool = False) -> None:
+        """Write the world to `config.state_file` if it changed since the last write, or if
+        `force`. Does nothing without a state file. Raises OSError if the write fails.
+
+        Called after every request that may change the world and when the server stops.
+        """
+        path = self._config.state_file
+        if path is None or (not force and self.state.revision == self._saved_revision):
+            return
+        write_state_file(path, self.state, self.clock(), self.wall_clock())
+        self._saved_revision = self.state.revision
 
     def now_iso(self) -> str:
         return format_instant(self.wall_clock())

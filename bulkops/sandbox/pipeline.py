@@ -62,11 +62,15 @@ def too_many_requests(wait: float | None, with_retry_after: bool) -> ApiError:
     return error
 
 
-def _apply(effect: Effect) -> web.Response:
+def _apply(effect: Effect, sandbox: Sandbox) -> web.Response:
     try:
         return web.json_response(effect())
     except ApiError as error:
         return error_response(error)
+    finally:
+        # Saved before the answer leaves (or the connection drops): whatever a client may
+        # have seen happen survives a restart of the sandbox on the same state file.
+        sandbox.persist()
 
 
 async def _answer(fault: Fault | None, effect: Effect, request: web.Request,
@@ -79,7 +83,7 @@ async def _answer(fault: Fault | None, effect: Effect, request: web.Request,
         raise too_many_requests(1.0, sandbox.config.retry_after)
     if fault is Fault.DROP_BEFORE:
         return drop_connection(request)
-    response = _apply(effect)
+    response = _apply(effect, sandbox)
     if fault is Fault.DROP_AFTER:
         return drop_connection(request)
     if fault is Fault.SLOW:

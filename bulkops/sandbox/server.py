@@ -42,7 +42,10 @@ def _check_loopback(host: str) -> None:
 async def serve_sandbox(
     sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[RunningSandbox]:
-    """Serve an existing `sandbox` on host:port (0 = any free port) for the block's duration."""
+    """Serve an existing `sandbox` on host:port (0 = any free port) for the block's duration.
+
+    On the way out the sandbox's world is written to its state file, if it has one.
+    """
     _check_loopback(host)
     # A fresh application per serving: an aiohttp application is frozen once it has run.
     runner = web.AppRunner(build_app(sandbox), shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -56,7 +59,12 @@ async def serve_sandbox(
             break
         yield RunningSandbox(sandbox=sandbox, port=bound_port, host=host)
     finally:
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        finally:
+            # Every change was saved when made; this write covers changes made directly in
+            # Python (e.g. Sandbox.add_site) and leaves a file even for an untouched world.
+            sandbox.persist(force=True)
 
 
 @asynccontextmanager

@@ -128,7 +128,11 @@ def slugify(display_name: str) -> str:
 
 
 class SandboxState:
-    """Everything the sandbox remembers between requests (cleared by /_sandbox/reset)."""
+    """Everything the sandbox remembers between requests (cleared by /_sandbox/reset).
+
+    `revision` counts the changes made through the methods below, so that the sandbox can
+    tell whether a request changed the world (and its state file needs writing).
+    """
 
     def __init__(self) -> None:
         self.sites: dict[str, Site] = {}
@@ -136,6 +140,7 @@ class SandboxState:
         self.transfers: list[Transfer] = []
         self.invites: dict[str, Invite] = {}
         self.emails_sent: Counter[tuple[str, str]] = Counter()
+        self.revision = 0
         self._names: set[str] = set()
 
     # -- sites ---------------------------------------------------------------------------
@@ -151,9 +156,14 @@ class SandboxState:
 
     def add_site(self, site: Site, visible_from: float) -> Site:
         """Store a site; it shows in its owner's listing from `visible_from` (clock time)."""
+        return self.restore_site(site, [ListingEntry(site.owner_account_id, visible_from)])
+
+    def restore_site(self, site: Site, entries: list[ListingEntry]) -> Site:
+        """Store a site with its listing history as it is (e.g. as read from a state file)."""
         self.sites[site.id] = site
         self._names.add(site.name)
-        self.listing[site.id] = [ListingEntry(site.owner_account_id, visible_from)]
+        self.listing[site.id] = entries
+        self.revision += 1
         return site
 
     def move_site(self, transfer: Transfer, now: float, lag: float) -> None:
@@ -168,6 +178,7 @@ class SandboxState:
         ]
         self.listing[site.id] = [*entries, ListingEntry(transfer.target, switch)]
         self.transfers.append(transfer)
+        self.revision += 1
 
     def listed_sites(self, owner: str, now: float) -> list[JsonObject]:
         """Query Sites' view of `owner`'s sites at clock time `now` (stale within the lag)."""
@@ -188,11 +199,12 @@ class SandboxState:
     def add_invite(self, invite: Invite) -> Invite:
         """Store an invite; creating one sends its e-mail."""
         self.invites[invite.id] = invite
-        self.count_email(invite)
+        self.count_email(invite)  # also steps `revision`
         return invite
 
     def count_email(self, invite: Invite) -> None:
         self.emails_sent[(invite.scope, invite.email.lower())] += 1
+        self.revision += 1
 
     def pending_site_invite(self, invite_id: str, site_id: str) -> Invite | None:
         invite = self.invites.get(invite_id)
@@ -203,6 +215,7 @@ class SandboxState:
     def set_invite_status(self, invite: Invite, status: InviteStatus) -> Invite:
         updated = replace(invite, status=status)
         self.invites[invite.id] = updated
+        self.revision += 1
         return updated
 
     # -- inspection ----------------------------------------------------------------------

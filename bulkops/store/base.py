@@ -5,18 +5,65 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol
 
+from bulkops.errors import RowError
+from bulkops.identity import Holder, KnownOp, TakeOver
 from bulkops.model import JobInfo, JobSource, JobState, OpRecord, OpSpec, OpState
 
 
 class Store(Protocol):
-    async def add_job(self, job: JobSource, ops: Iterable[OpSpec]) -> tuple[JobInfo, bool]:
-        """Store a job and its operations (input order = iteration order) in one transaction.
+    async def add_job(
+        self, job: JobSource, ops: Iterable[OpSpec], *, owner: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> tuple[JobInfo, bool]:
+        """Store a job and its rows (input order = iteration order) in one transaction.
 
-        `ops` is consumed lazily and inserted in batches, so a million rows stay in bounded
-        memory. Dependencies (`OpSpec.dependency_keys`) are stored as op-to-op links. If a job
-        with this `job_id` exists already, nothing is written and `ops` is not consumed.
-        Returns the job and whether it was created now.
+        Each row names its operation by key in the job's scope (`identity.scope_of` of its
+        account and base URL): an existing op (or, for an invite, one that succeeded for the
+        same person, place and roles) or a new pending one the job owns. `ops` is consumed
+        lazily and inserted in batches, so a million rows stay in bounded memory. Dependencies
+        (`OpSpec.dependency_keys`) link each row to the op of the key it names, in the file or
+        done by an earlier run. A new job is stored leased to `owner` for `lease_seconds`.
+        If a job with this `job_id` exists already, nothing is written and `ops` is not
+        consumed. Returns the job and whether it was created now.
+
+        Raises JobFileError (and stores nothing) when rows reuse a key whose operation was done,
+        may have been done, or is being run by a live process, with other content.
         """
+        ...
+
+    async def conflicts(self, job: JobInfo) -> list[RowError]:
+        """The same check as `add_job`'s, for a stored job about to run again."""
+        ...
+
+    async def take_over(self, job_id: str, *, now: float, rerun: bool) -> TakeOver:
+        """Take on the unfinished ops the job's rows name that another job owns and no live
+        process runs; with `rerun` (a new run of the file) also its failed, blocked and
+        cancelled ones, armed again: PENDING with a fresh attempt budget, or UNKNOWN (looked up
+        first) when an earlier attempt may have taken effect. The caller holds the job's lease."""
+        ...
+
+    async def cancel_job(self, job_id: str) -> int:
+        """Unfinished ops the job owns become CANCELLED and the job CANCELLED. Returns how many."""
+        ...
+
+    async def known_ops(self, scope: str | None, keys: Iterable[str]) -> dict[str, KnownOp]:
+        """The ops of `scope` (None: of any scope) among `keys`, by key (absent: no such op)."""
+        ...
+
+    async def acquire_job(
+        self, job_id: str, owner: str, *, now: float, lease_seconds: float
+    ) -> Holder | None:
+        """Take the job's lease (free, expired, or already `owner`'s) until now+lease_seconds.
+        Returns None when taken, else who holds it. Raises StoreError for an unknown job."""
+        ...
+
+    async def renew_job(self, job_id: str, owner: str, *, now: float,
+                        lease_seconds: float) -> bool:
+        """Heartbeat: extend `owner`'s lease. False: the lease is no longer `owner`'s."""
+        ...
+
+    async def release_job(self, job_id: str, owner: str) -> None:
+        """Give `owner`'s lease up at once (nothing if it is not theirs)."""
         ...
 
     async def get_job(self, job_id: str) -> JobInfo | None: ...
@@ -30,14 +77,15 @@ class Store(Protocol):
     ) -> None: ...
 
     async def recover_in_flight(self, job_id: str) -> int:
-        """Start-up of a single-process run: every RUNNING op becomes UNKNOWN (its request may
-        have left), and every lease is released. Returns how many ops became UNKNOWN."""
+        """Start-up of a run holding the job's lease: every RUNNING op the job owns becomes
+        UNKNOWN (its request may have left), and their leases are released. Returns how many
+        ops became UNKNOWN."""
         ...
 
     async def claim_ready(
         self, job_id: str, *, now: float, limit: int, owner: str, lease_seconds: float
     ) -> list[OpRecord]:
-        """Lease up to `limit` ops that can be worked on now, in input order:
+        """Lease up to `limit` ops the job owns that can be worked on now, in input order:
         PENDING ops whose dependencies all SUCCEEDED, and UNKNOWN ops (to reconcile);
         in both cases `not_before` is NULL or <= now and no live lease is held by anyone (the
         claimer included: a worker claiming again before its own write-ahead record is committed
@@ -68,11 +116,13 @@ class Store(Protocol):
         ...
 
     async def counts(self, job_id: str) -> Mapping[OpState, int]:
-        """Number of ops in each state (every state present, zeros included)."""
+        """Number of the job's rows whose op is in each state (every state, zeros included)."""
         ...
 
     def iter_ops(self, job_id: str, *, only: OpState | None = None) -> AsyncIterator[OpRecord]:
-        """Every op of the job in input order (streamed in pages), optionally of one state."""
+        """Every row of the job in input order (streamed in pages), optionally of one state:
+        the row's line, key and spec with its op's state and results; `elsewhere` is set
+        when another job owns the op."""
         ...
 
     async def close(self) -> None: ...

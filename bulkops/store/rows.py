@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from bulkops.model import JobInfo, JobState, OpError, OpRecord, OpSpec, OpState
+from bulkops.invitees import invite_fingerprint
+from bulkops.model import JobInfo, JobState, OpError, OpRecord, OpSpec, OpState, is_ref
 
 # The columns `save` writes: everything about an op that changes after it is stored.
 MUTABLE_COLUMNS = (
@@ -27,6 +28,8 @@ MUTABLE_COLUMNS = (
     "checks",
     "note",
     "lease_owner",
+    "fingerprint",
+    "maybe_applied",
 )
 
 
@@ -42,10 +45,13 @@ def job_info(row: RowMapping) -> JobInfo:
         stop_reason=row["stop_reason"],
         account_id=row["account_id"],
         base_url=row["base_url"],
+        lease_owner=row["lease_owner"],
+        lease_since=row["lease_since"],
+        lease_expires_at=row["lease_expires_at"],
     )
 
 
-def op_record(row: RowMapping, refs: Mapping[str, str] | None = None) -> OpRecord:
+def op_record(row: Mapping[Any, Any], refs: Mapping[str, str] | None = None) -> OpRecord:
     spec = OpSpec.from_json(row["line"], row["key"], json.loads(row["spec"]))
     return OpRecord(
         op_id=row["op_id"],
@@ -64,10 +70,11 @@ def op_record(row: RowMapping, refs: Mapping[str, str] | None = None) -> OpRecor
         note=row["note"],
         lease_owner=row["lease_owner"],
         refs=dict(refs or {}),
+        maybe_applied=bool(row["maybe_applied"]),
     )
 
 
-def _op_error(row: RowMapping) -> OpError | None:
+def _op_error(row: Mapping[Any, Any]) -> OpError | None:
     if row["error_message"] is None and row["error_code"] is None:
         return None
     return OpError(
@@ -79,19 +86,33 @@ def _op_error(row: RowMapping) -> OpError | None:
     )
 
 
-def new_op_row(job_id: str, seq: int, spec: OpSpec, now: float) -> dict[str, Any]:
-    """The insert values of an op as `add_job` stores it: pending, never tried."""
+def spec_text(spec: OpSpec) -> str:
+    """Compact and key-sorted: the same spec is always stored as the same text."""
+    return json.dumps(spec.to_json(), separators=(",", ":"), sort_keys=True)
+
+
+def new_row(job_id: str, seq: int, spec: OpSpec, text: str) -> dict[str, Any]:
+    """The insert values of a job's row (its op_id is added once the op is known)."""
     return {
         "job_id": job_id,
         "seq": seq,
         "line": spec.line,
         "key": spec.key,
         "action": spec.action.value,
-        # Compact and key-sorted: the same spec is always stored as the same text.
-        "spec": json.dumps(spec.to_json(), separators=(",", ":"), sort_keys=True),
+        "spec": text,
+    }
+
+
+def new_op_row(row: dict[str, Any], scope: str, now: float) -> dict[str, Any]:
+    """The insert values of a new op for a job's `row` (see `new_row`): pending, never tried,
+    owned by that row's job."""
+    return {
+        **row,
+        "scope": scope,
         "state": OpState.PENDING.value,
         "attempts": 0,
         "checks": 0,
+        "maybe_applied": False,
         "updated_at": now,
     }
 
@@ -115,4 +136,18 @@ def mutable_values(op: OpRecord) -> dict[str, Any]:
         "checks": op.checks,
         "note": op.note,
         "lease_owner": op.lease_owner,
+        "fingerprint": _fingerprint(op),
+        "maybe_applied": op.maybe_applied,
     }
+
+
+def _fingerprint(op: OpRecord) -> str | None:
+    """Set once an invite succeeded: the same invitee, place and roles under another key is
+    then the same operation (`invitees.invite_fingerprint`)."""
+    if op.state is not OpState.SUCCEEDED:
+        return None
+
+    def resolve(value: str) -> str:
+        return op.refs.get(value[1:], value) if is_ref(value) else value
+
+    return invite_fingerprint(op.spec, resolve)

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, text, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bulkops.errors import StoreError
-from bulkops.model import JobInfo, JobSource, JobState, OpRecord, OpSpec, OpState
-from bulkops.store import statements
+from bulkops.errors import JobFileError, RowError, StoreError
+from bulkops.identity import Holder, KnownOp, TakeOver, scope_of
+from bulkops.model import Elsewhere, JobInfo, JobSource, JobState, OpRecord, OpSpec, OpState
+from bulkops.store import statements, takeover
+from bulkops.store.adding import ID_CHUNK, conflicts, insert_rows
 from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.migrate import upgrade_to_head
-from bulkops.store.rows import job_info, mutable_values, new_op_row, op_record
-from bulkops.store.tables import jobs, ops
+from bulkops.store.rows import job_info, mutable_values, op_record
+from bulkops.store.tables import job_rows, jobs, ops
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
 Clock = Callable[[], float]
 
-INSERT_BATCH = 2000  # ops per executemany while adding a job: bounded memory, few round trips
-PAGE_SIZE = 1000  # ops per page of iter_ops
-ID_CHUNK = 1000  # ids per IN (...) list: far below every driver's parameter limit
+PAGE_SIZE = 1000  # rows per page of iter_ops
 
 
 async def open_store(url: str, *, clock: Clock = time.time) -> SqlStore:
@@ -86,8 +86,12 @@ class SqlStore:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def add_job(self, job: JobSource, ops: Iterable[OpSpec]) -> tuple[JobInfo, bool]:
+    async def add_job(
+        self, job: JobSource, ops: Iterable[OpSpec], *, owner: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> tuple[JobInfo, bool]:
         now = self._clock()
+        leased = owner is not None
         async with self._write(f"cannot store job {job.job_id}") as conn:
             insert_job = statements.insert_job_if_absent(conn.dialect.name)
             values = {
@@ -100,13 +104,21 @@ class SqlStore:
                 "state": JobState.PENDING.value,
                 "created_at": now,
                 "updated_at": now,
+                # A new job is stored already held, so no other process can start it first.
+                "lease_owner": owner,
+                "lease_expires_at": now + lease_seconds if leased else None,
+                "lease_since": now if leased else None,
             }
             if (await conn.execute(insert_job, values)).rowcount == 0:
                 existing = await self._job_row(conn, job.job_id)
                 if existing is None:  # only possible if it vanished between the two statements
                     raise StoreError(f"job {job.job_id} exists but cannot be read")
                 return existing, False
-            await _insert_ops(conn, job, ops, now)
+            scope = scope_of(job.account_id, job.base_url)
+            await insert_rows(conn, job.job_id, scope, ops, job.total, now)
+            errors = await conflicts(conn, job.job_id, scope, now=now)
+            if errors:
+                raise JobFileError(job.path, errors)  # rolls the whole job back
         return JobInfo(
             job_id=job.job_id,
             path=job.path,
@@ -117,7 +129,85 @@ class SqlStore:
             updated_at=now,
             account_id=job.account_id,
             base_url=job.base_url,
+            lease_owner=owner,
+            lease_since=now if leased else None,
+            lease_expires_at=now + lease_seconds if leased else None,
         ), True
+
+    async def conflicts(self, job: JobInfo) -> list[RowError]:
+        now = self._clock()
+        async with self._read(f"cannot read job {job.job_id}") as conn:
+            return await conflicts(conn, job.job_id, scope_of(job.account_id, job.base_url),
+                                   now=now)
+
+    async def take_over(self, job_id: str, *, now: float, rerun: bool) -> TakeOver:
+        params = {"b_job_id": job_id, "b_now": now}
+        async with self._write(f"cannot take over operations of job {job_id}") as conn:
+            adopted = (await conn.execute(takeover.adopt(rerun=rerun), params)).rowcount
+            rearmed = 0
+            if rerun:
+                for rearm in (takeover.rearm_no_effect(), takeover.rearm_maybe_applied()):
+                    rearmed += (await conn.execute(rearm, params)).rowcount
+            held = (await conn.execute(takeover.held_elsewhere(), params)).scalar() or 0
+        return TakeOver(adopted=adopted, rearmed=rearmed, held_elsewhere=held)
+
+    async def cancel_job(self, job_id: str) -> int:
+        params = {"b_job_id": job_id, "b_now": self._clock()}
+        async with self._write(f"cannot cancel job {job_id}") as conn:
+            cancelled = 0
+            for in_flight in (False, True):
+                cancelled += (await conn.execute(takeover.cancel(in_flight=in_flight),
+                                                 params)).rowcount
+            await conn.execute(
+                update(jobs).where(jobs.c.job_id == job_id).values(
+                    state=JobState.CANCELLED.value, stop_reason="cancelled",
+                    updated_at=params["b_now"],
+                )
+            )
+        return cancelled
+
+    async def known_ops(self, scope: str | None, keys: Iterable[str]) -> dict[str, KnownOp]:
+        wanted = sorted(set(keys))
+        found: dict[str, KnownOp] = {}
+        async with self._read("cannot read operations") as conn:
+            for start in range(0, len(wanted), ID_CHUNK):
+                query = select(
+                    ops.c.key, ops.c.action, ops.c.state, ops.c.job_id, ops.c.line,
+                    ops.c.site_id,
+                ).where(ops.c.key.in_(wanted[start : start + ID_CHUNK]))
+                if scope is not None:
+                    query = query.where(ops.c.scope == scope)
+                for row in (await conn.execute(query)).mappings():
+                    found[row["key"]] = KnownOp(
+                        key=row["key"], action=row["action"], state=OpState(row["state"]),
+                        job_id=row["job_id"], line=row["line"], site_id=row["site_id"],
+                    )
+        return found
+
+    # -- the job lease ----------------------------------------------------------------------
+
+    async def acquire_job(
+        self, job_id: str, owner: str, *, now: float, lease_seconds: float
+    ) -> Holder | None:
+        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now,
+                  "b_until": now + lease_seconds}
+        async with self._write(f"cannot lease job {job_id}") as conn:
+            if (await conn.execute(takeover.acquire(), params)).rowcount == 1:
+                return None
+            job = await self._job_row(conn, job_id)
+        if job is None:
+            raise StoreError(f"no job {job_id} in the database")
+        return Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
+
+    async def renew_job(self, job_id: str, owner: str, *, now: float,
+                        lease_seconds: float) -> bool:
+        params = {"b_job_id": job_id, "b_owner": owner, "b_until": now + lease_seconds}
+        async with self._write(f"cannot renew the lease of job {job_id}") as conn:
+            return bool((await conn.execute(takeover.renew(), params)).rowcount)
+
+    async def release_job(self, job_id: str, owner: str) -> None:
+        async with self._write(f"cannot release job {job_id}") as conn:
+            await conn.execute(takeover.release(), {"b_job_id": job_id, "b_owner": owner})
 
     async def get_job(self, job_id: str) -> JobInfo | None:
         async with self._read(f"cannot read job {job_id}") as conn:
@@ -126,7 +216,9 @@ class SqlStore:
     async def latest_job(self, *, unfinished_only: bool = False) -> JobInfo | None:
         query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(1)
         if unfinished_only:
-            query = query.where(jobs.c.state != JobState.FINISHED.value)
+            query = query.where(
+                jobs.c.state.not_in((JobState.FINISHED.value, JobState.CANCELLED.value))
+            )
         async with self._read("cannot read jobs") as conn:
             row = (await conn.execute(query)).mappings().first()
         return job_info(row) if row is not None else None
@@ -235,7 +327,10 @@ class SqlStore:
 
     async def counts(self, job_id: str) -> Mapping[OpState, int]:
         query = (
-            select(ops.c.state, func.count()).where(ops.c.job_id == job_id).group_by(ops.c.state)
+            select(ops.c.state, func.count())
+            .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
+            .where(job_rows.c.job_id == job_id)
+            .group_by(ops.c.state)
         )
         async with self._read(f"cannot count operations of job {job_id}") as conn:
             found = {OpState(state): n for state, n in (await conn.execute(query)).all()}
@@ -249,18 +344,25 @@ class SqlStore:
         while True:
             page = await self._page(job_id, only, after)
             for row in page:
-                yield op_record(row)
+                yield _row_record(job_id, row)
             if len(page) < PAGE_SIZE:
                 return
-            after = page[-1]["seq"]
+            after = page[-1]["row_seq"]
 
     async def _page(self, job_id: str, only: OpState | None, after: int) -> Sequence[Any]:
         # One short read per page (keyset on seq, never OFFSET): a slow consumer holds neither
-        # a connection nor a snapshot between pages.
+        # a connection nor a snapshot between pages. The row is the job's; the state is its op's.
         query = (
-            select(ops)
-            .where(ops.c.job_id == job_id, ops.c.seq > after)
-            .order_by(ops.c.seq)
+            select(
+                ops,
+                job_rows.c.seq.label("row_seq"),
+                job_rows.c.line.label("row_line"),
+                job_rows.c.key.label("row_key"),
+                job_rows.c.spec.label("row_spec"),
+            )
+            .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
+            .where(job_rows.c.job_id == job_id, job_rows.c.seq > after)
+            .order_by(job_rows.c.seq)
             .limit(PAGE_SIZE)
         )
         if only is not None:
@@ -270,58 +372,6 @@ class SqlStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
-
-
-async def _insert_ops(
-    conn: AsyncConnection, job: JobSource, specs: Iterable[OpSpec], now: float
-) -> None:
-    """Insert the ops batch by batch, then link dependencies once every key exists."""
-    staging = statements.staged_deps
-    seq = 0
-    staged = False
-    source = iter(specs)
-    # Ends when the iterable does; each batch holds at most INSERT_BATCH specs in memory.
-    while batch := list(islice(source, INSERT_BATCH)):
-        rows: list[dict[str, Any]] = []
-        deps: list[dict[str, Any]] = []
-        for spec in batch:
-            rows.append(new_op_row(job.job_id, seq, spec, now))
-            deps.extend({"seq": seq, "dep_key": key} for key in spec.dependency_keys())
-            seq += 1
-        await conn.execute(insert(ops), rows)
-        if deps:
-            if not staged:
-                await conn.run_sync(staging.create)
-                staged = True
-            await conn.execute(insert(staging), deps)
-    if seq != job.total:
-        raise StoreError(f"job {job.job_id}: expected {job.total} operations, got {seq}")
-    await _refresh_statistics(conn, ["ops", staging.name] if staged else ["ops"])
-    if staged:
-        await _link_dependencies(conn, job.job_id)
-        await conn.run_sync(staging.drop)
-        await _refresh_statistics(conn, ["op_deps"])
-
-
-async def _refresh_statistics(conn: AsyncConnection, tables: list[str]) -> None:
-    """PostgreSQL only: re-sample tables a bulk insert has just changed out of recognition.
-
-    Until autovacuum catches up, the planner would believe the tables hold what they held
-    before this job, and join the new rows by nested scans, quadratic in the job's size.
-    Temporary tables are never analysed automatically at all.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    for table in tables:
-        await conn.execute(text(f"ANALYZE {table}"))
-
-
-async def _link_dependencies(conn: AsyncConnection, job_id: str) -> None:
-    dangling = (await conn.execute(statements.first_dangling_dependency(job_id))).first()
-    if dangling is not None:
-        line, key = dangling
-        raise StoreError(f"job {job_id}, line {line}: dependency @{key} names no row of the job")
-    await conn.execute(statements.link_dependencies(job_id))
 
 
 async def _refs(conn: AsyncConnection, op_ids: Sequence[int]) -> dict[int, dict[str, str]]:
@@ -345,3 +395,14 @@ def _save_params(op: OpRecord, now: float) -> dict[str, Any]:
 
 def _job_total(job_id: str) -> Select[int]:
     return select(jobs.c.total).where(jobs.c.job_id == job_id)
+
+
+def _row_record(job_id: str, row: Any) -> OpRecord:
+    """A job's row as a record: its own line, key and spec; its op's state and results."""
+    record = op_record({**row, "seq": row["row_seq"], "line": row["row_line"],
+                        "key": row["row_key"], "spec": row["row_spec"], "job_id": job_id})
+    if row["job_id"] == job_id:
+        return record
+    return dataclasses.replace(
+        record, elsewhere=Elsewhere(row["job_id"], row["line"], row["updated_at"])
+    )

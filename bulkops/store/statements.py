@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bulkops.model import OpState
 from bulkops.store.rows import MUTABLE_COLUMNS
-from bulkops.store.tables import jobs, op_deps, ops
+from bulkops.store.tables import job_rows, jobs, ops, row_deps
 
 # A dependency in one of these states can never succeed: whoever waits for it is blocked.
 DEAD_STATES = (OpState.FAILED.value, OpState.BLOCKED.value, OpState.CANCELLED.value)
@@ -45,7 +45,7 @@ JOB_TOUCH_INTERVAL = 1.0  # seconds: how stale a job's updated_at may get while 
 
 _dep = ops.alias("dep")
 
-# add_job's scratch table: (seq, dep_key) pairs of the job being added, kept until every op is
+# add_job's scratch table: (seq, dep_key) pairs of the job being added, kept until every row is
 # in so references can be resolved with one join whatever order the rows came in. Temporary:
 # private to the connection, never part of the schema Alembic manages.
 staged_deps = Table(
@@ -117,10 +117,15 @@ def _claimable(state: OpState, limit: ColumnElement[int], skip_locked: bool) -> 
     ]
     if state is OpState.PENDING:
         # An UNKNOWN op was sent already: it is reconciled whatever its dependencies did.
+        # Its dependencies are those of the row it runs for: the owner job's row.
         unmet = exists(
             select(1)
-            .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
-            .where(op_deps.c.op_id == ops.c.op_id, _dep.c.state != _inline(OpState.SUCCEEDED))
+            .select_from(row_deps.join(_dep, _dep.c.op_id == row_deps.c.dep_op_id))
+            .where(
+                row_deps.c.job_id == ops.c.job_id,
+                row_deps.c.seq == ops.c.seq,
+                _dep.c.state != _inline(OpState.SUCCEEDED),
+            )
         )
         conditions.append(~unmet)
     query = select(ops.c.op_id, ops.c.seq).where(*conditions).order_by(ops.c.seq).limit(limit)
@@ -143,9 +148,11 @@ def refs() -> Select[int, str, str | None]:
     ops first instead of starting from the few claimed op ids.
     """
     return (
-        select(op_deps.c.op_id, op_deps.c.dep_key, _dep.c.site_id)
-        .join(_dep, _dep.c.op_id == op_deps.c.dep_op_id)
-        .where(op_deps.c.op_id.in_(bindparam("b_op_ids", expanding=True)))
+        select(ops.c.op_id, row_deps.c.dep_key, _dep.c.site_id)
+        .select_from(ops)
+        .join(row_deps, and_(row_deps.c.job_id == ops.c.job_id, row_deps.c.seq == ops.c.seq))
+        .join(_dep, _dep.c.op_id == row_deps.c.dep_op_id)
+        .where(ops.c.op_id.in_(bindparam("b_op_ids", expanding=True)))
     )
 
 
@@ -172,22 +179,23 @@ def next_wakeup() -> Select[float | None]:
 
 @cache
 def block_waiting_on_dead() -> Update:
-    """One layer of blocking in `b_job_id`: PENDING ops with a FAILED/BLOCKED/CANCELLED
-    dependency. Parameters: b_job_id, b_now.
-
-    The candidates are found from the dead side (dead ops -> their dependents through the
-    dep_op_id index), so the cost follows the number of failures, not the size of the job.
-    """
+    """One layer of blocking in `b_job_id`: PENDING ops it owns with a FAILED/BLOCKED/CANCELLED
+    dependency (in this job or, through `@key` to an earlier run, in another). Parameters:
+    b_job_id, b_now."""
     waiting_on_dead = (
-        select(op_deps.c.op_id)
-        .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
-        .where(_dep.c.job_id == _job_id, _dep.c.state.in_(DEAD_STATES))
+        select(row_deps.c.seq)
+        .select_from(row_deps.join(_dep, _dep.c.op_id == row_deps.c.dep_op_id))
+        .where(row_deps.c.job_id == _job_id, _dep.c.state.in_(DEAD_STATES))
     )
     first_dead_key = (
-        select(op_deps.c.dep_key)
-        .select_from(op_deps.join(_dep, _dep.c.op_id == op_deps.c.dep_op_id))
-        .where(op_deps.c.op_id == ops.c.op_id, _dep.c.state.in_(DEAD_STATES))
-        .order_by(_dep.c.seq)
+        select(row_deps.c.dep_key)
+        .select_from(row_deps.join(_dep, _dep.c.op_id == row_deps.c.dep_op_id))
+        .where(
+            row_deps.c.job_id == ops.c.job_id,
+            row_deps.c.seq == ops.c.seq,
+            _dep.c.state.in_(DEAD_STATES),
+        )
+        .order_by(row_deps.c.dep_key)
         .limit(1)
         .scalar_subquery()
     )
@@ -196,7 +204,7 @@ def block_waiting_on_dead() -> Update:
         .where(
             ops.c.job_id == _job_id,
             ops.c.state == OpState.PENDING.value,
-            ops.c.op_id.in_(waiting_on_dead),
+            ops.c.seq.in_(waiting_on_dead),
         )
         .values(
             state=OpState.BLOCKED.value,
@@ -213,27 +221,44 @@ def block_waiting_on_dead() -> Update:
     )
 
 
-def link_dependencies(job_id: str) -> Insert:
-    """op_deps rows for every staged (seq, dep_key), both ends resolved to op ids in one join."""
-    waiter = ops.alias("waiter")
-    source = (
-        select(waiter.c.op_id, _dep.c.op_id, staged_deps.c.dep_key)
+def link_dependencies(job_id: str, scope: str) -> list[Insert]:
+    """row_deps for every staged (seq, dep_key): a key of the file names that row's op; any
+    other key names the op of an earlier run in the same scope."""
+    job = literal(job_id, Text)
+    in_file = (
+        select(job, staged_deps.c.seq, staged_deps.c.dep_key, job_rows.c.op_id)
         .select_from(staged_deps)
-        .join(waiter, and_(waiter.c.job_id == job_id, waiter.c.seq == staged_deps.c.seq))
-        .join(_dep, and_(_dep.c.job_id == job_id, _dep.c.key == staged_deps.c.dep_key))
+        .join(job_rows, and_(job_rows.c.job_id == job_id,
+                             job_rows.c.key == staged_deps.c.dep_key))
     )
-    return insert(op_deps).from_select(["op_id", "dep_op_id", "dep_key"], source)
+    named_in_file = exists(
+        select(1).where(job_rows.c.job_id == job_id, job_rows.c.key == staged_deps.c.dep_key)
+    )
+    earlier = (
+        select(job, staged_deps.c.seq, staged_deps.c.dep_key, ops.c.op_id)
+        .select_from(staged_deps)
+        .join(ops, and_(ops.c.scope == scope, ops.c.key == staged_deps.c.dep_key))
+        .where(~named_in_file)
+    )
+    columns = ["job_id", "seq", "dep_key", "dep_op_id"]
+    return [insert(row_deps).from_select(columns, query) for query in (in_file, earlier)]
 
 
 def first_dangling_dependency(job_id: str) -> Select[int, str]:
-    """(line, dep_key) of a staged dependency that names no op of the job, if any."""
-    waiter = ops.alias("waiter")
+    """(line, dep_key) of a staged dependency that was linked to no op, if any."""
+    waiter = job_rows.alias("waiter")
+    linked = exists(
+        select(1).where(
+            row_deps.c.job_id == job_id,
+            row_deps.c.seq == staged_deps.c.seq,
+            row_deps.c.dep_key == staged_deps.c.dep_key,
+        )
+    )
     return (
         select(waiter.c.line, staged_deps.c.dep_key)
         .select_from(staged_deps)
         .join(waiter, and_(waiter.c.job_id == job_id, waiter.c.seq == staged_deps.c.seq))
-        .outerjoin(_dep, and_(_dep.c.job_id == job_id, _dep.c.key == staged_deps.c.dep_key))
-        .where(_dep.c.op_id.is_(None))
+        .where(~linked)
         .order_by(staged_deps.c.seq)
         .limit(1)
     )

@@ -1,11 +1,18 @@
 """The checkpoint schema as SQLAlchemy Core tables. Alembic compares its migrations against it.
 
-Shape chosen for where the store is going, not only where it is:
-- `ops.op_id` is a global surrogate key (not `(job_id, key)`), so dependency links and any later
-  cross-job identity of an operation point at one row without repeating text keys.
-- Leases (`lease_owner`, `lease_expires_at`) live on rows, so many worker processes on PostgreSQL
-  can share a job with `FOR UPDATE SKIP LOCKED` and a dead worker's claims simply expire.
-- `jobs` carries the same lease pair so one runner per job can be enforced by a row, not a file.
+Shape:
+- `ops` holds one row per *operation*: its identity is `(scope, key)`, where the scope is the
+  Wix account and API it runs against, across every job and file of the database. That row is
+  what is sent, leased, reconciled and recorded, so a row of a re-run, grown or edited file
+  that names a done operation is never sent again.
+- `job_rows` holds what each job file said, row by row, pointing at its operation. A job's
+  report and counts are its rows joined to their operations.
+- An operation is *owned* by one job at a time (`ops.job_id`, `ops.seq`: the row it runs for),
+  the job that last took it on; claims walk the owner's ops in input order through partial
+  indexes. Its dependencies are its owner row's (`row_deps`).
+- Leases (`lease_owner`, `lease_expires_at`) live on ops, so many worker processes on
+  PostgreSQL can share a job with `FOR UPDATE SKIP LOCKED`; `jobs` carries a lease too (with
+  heartbeats), so one process at a time runs a job and a dead holder's lock simply expires.
 - Times are unix seconds in floats: one portable type on SQLite and PostgreSQL, no time zones.
 """
 
@@ -13,15 +20,19 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # Explicit constraint names, so migrations and the ORM-free code agree on them on every dialect.
@@ -52,6 +63,7 @@ jobs = Table(
     Column("updated_at", Float, nullable=False),
     Column("lease_owner", Text),
     Column("lease_expires_at", Float),
+    Column("lease_since", Float),  # when the holder took the lease: "held by ... since"
 )
 
 ops = Table(
@@ -81,8 +93,15 @@ ops = Table(
     Column("lease_owner", Text),
     Column("lease_expires_at", Float),
     Column("updated_at", Float, nullable=False),
-    UniqueConstraint("job_id", "key"),  # also resolves `@key` references when a job is added
-    UniqueConstraint("job_id", "seq"),  # also serves input-order paging (iter_ops)
+    # The account and API the operation runs against (`identity.scope_of`): keys are unique in it.
+    Column("scope", Text, nullable=False, server_default=""),
+    # Invites only, once succeeded: who was invited to what (`invitees.invite_fingerprint`).
+    Column("fingerprint", Text),
+    # A final state reached without knowing whether the last request took effect.
+    Column("maybe_applied", Boolean, nullable=False, server_default=false()),
+    # The owner job holds one row per key and per seq.
+    UniqueConstraint("job_id", "key"),
+    UniqueConstraint("job_id", "seq"),
     # Ops of one state in input order: counts, `iter_ops(only=...)`, finding failed ops.
     Index(None, "job_id", "state", "seq"),
     sqlite_autoincrement=True,  # never reuse an op_id, even after rows are deleted
@@ -119,12 +138,44 @@ SCHEDULED = Index(
     postgresql_where=_scheduled,
 )
 
-op_deps = Table(
-    "op_deps",
+# The operation's identity: one op per key in a scope, whichever job or file names it.
+SCOPE_KEY = Index("ux_ops_scope_key", ops.c.scope, ops.c.key, unique=True)
+_fingerprinted = ops.c.fingerprint.is_not(None)
+FINGERPRINT = Index(
+    "ix_ops_fingerprint",
+    ops.c.scope,
+    ops.c.fingerprint,
+    sqlite_where=_fingerprinted,
+    postgresql_where=_fingerprinted,
+)
+
+job_rows = Table(
+    "job_rows",
     metadata,
-    Column("op_id", OP_ID, ForeignKey("ops.op_id", ondelete="CASCADE"), primary_key=True),
-    Column("dep_op_id", OP_ID, ForeignKey("ops.op_id", ondelete="CASCADE"), primary_key=True),
+    Column("job_id", Text, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),  # input order, from 0
+    Column("line", Integer, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("spec", Text, nullable=False),  # OpSpec.to_json() as compact, key-sorted JSON text
+    Column("op_id", OP_ID, ForeignKey("ops.op_id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("job_id", "seq"),
+    UniqueConstraint("job_id", "key"),  # resolves the file's `@key` references
+    # Which jobs name an operation: take-over and "done in job ..." notes.
+    Index(None, "op_id"),
+)
+
+row_deps = Table(
+    "row_deps",
+    metadata,
+    Column("job_id", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
     Column("dep_key", Text, nullable=False),  # as written in the job file, without "@"
-    # block_dependents walks from a failed op to the ops waiting for it.
+    Column("dep_op_id", OP_ID, ForeignKey("ops.op_id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("job_id", "seq", "dep_key"),
+    ForeignKeyConstraint(
+        ["job_id", "seq"], ["job_rows.job_id", "job_rows.seq"], ondelete="CASCADE"
+    ),
+    # block_dependents walks from a failed op to the rows waiting for it.
     Index(None, "dep_op_id"),
 )

@@ -1,0 +1,183 @@
+"""An operation's identity across jobs and files, and when a row may not reuse a done one.
+
+An operation is named by its key (given in the file, or derived from the row's content) within
+a *scope*: the Wix account and API it runs against, in one database. A row whose operation
+already succeeded is never sent again; a row with a given key whose content differs from what
+was done (or may have been done) under that key is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bulkops.errors import RowError
+from bulkops.invitees import normalise_email
+from bulkops.jobgraph import OutsideRef
+from bulkops.model import Action, OpState, is_ref
+
+
+def scope_of(account_id: str, base_url: str) -> str:
+    """16 hex characters naming (account, API): one operation per key within it."""
+    return hashlib.sha256(f"{account_id}|{base_url}".encode()).hexdigest()[:16]
+
+
+def effect(spec: Mapping[str, Any], resolve: Callable[[str], str]) -> dict[str, Any]:
+    """What a stored spec (`OpSpec.to_json()`) asks Wix to do, for comparing two rows.
+
+    Left out: `depends_on`, which orders the work but sends nothing. E-mails compare as Wix
+    compares them; `@key` references compare as the site id the referenced row produced, where
+    `resolve` knows it, so a report of done rows run again as a file is the same work.
+    """
+    out = {name: value for name, value in spec.items() if name != "depends_on"}
+    if isinstance(out.get("email"), str):
+        out["email"] = normalise_email(out["email"])
+    if isinstance(out.get("site"), str):
+        out["site"] = resolve(out["site"]).casefold()
+    if isinstance(out.get("sites"), list):
+        out["sites"] = sorted(resolve(site).casefold() for site in out["sites"])
+    if isinstance(out.get("roles"), list):
+        out["roles"] = sorted(role.casefold() for role in out["roles"])
+    return out
+
+
+def referenced_keys(*specs: Mapping[str, Any]) -> set[str]:
+    """Keys named by `@key` in the site columns of stored specs."""
+    keys: set[str] = set()
+    for spec in specs:
+        values = [spec.get("site"), *(spec.get("sites") or [])]
+        keys.update(v[1:] for v in values if isinstance(v, str) and is_ref(v))
+    return keys
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The process holding a job's lease (`jobs.lease_owner` is `host:pid:token`)."""
+
+    owner: str
+    since: float | None
+    expires_at: float | None
+
+    @property
+    def host(self) -> str:
+        return self.owner.split(":", 2)[0]
+
+    @property
+    def pid(self) -> str:
+        parts = self.owner.split(":", 2)
+        return parts[1] if len(parts) > 1 else "?"
+
+    def describe(self) -> str:
+        since = f" since {when(self.since)}" if self.since is not None else ""
+        return f"pid {self.pid} on {self.host}{since}"
+
+
+@dataclass(frozen=True)
+class EarlierOp:
+    """The operation a row's key already names, as far as a conflict message needs it."""
+
+    key: str
+    spec: Mapping[str, Any]
+    state: OpState
+    maybe_applied: bool
+    job_id: str
+    line: int
+    updated_at: float
+    held_by: Holder | None  # a live process runs the owner job right now
+
+
+def conflict(
+    line: int, row: Mapping[str, Any], earlier: EarlierOp, resolve: Callable[[str], str]
+) -> RowError | None:
+    """The error for a row whose key names `earlier` with other content, or None if it may go.
+
+    May go: the same work (see `effect`), or an earlier attempt that surely had no effect
+    (pending, failed with Wix's answer, blocked, cancelled before sending) and that no live
+    process is running: the row's content then simply replaces it.
+    """
+    if effect(row, resolve) == effect(earlier.spec, resolve):
+        return None
+    where = f"in job {earlier.job_id} (line {earlier.line})"
+    if earlier.state is OpState.SUCCEEDED:
+        what = f"was done {where} on {when(earlier.updated_at)}"
+    elif earlier.maybe_applied or earlier.state in (OpState.RUNNING, OpState.UNKNOWN):
+        what = f"may already have taken effect {where} on {when(earlier.updated_at)}"
+    elif earlier.held_by is not None:
+        what = f"is being run {where} by {earlier.held_by.describe()}"
+    else:
+        return None
+    return RowError(
+        line, "key",
+        f"key {earlier.key!r} {what} with other content: give this row a new key for new "
+        "work, or restore the row as it was",
+    )
+
+
+def when(at: float | None) -> str:
+    """Unix seconds as `2026-11-28 02:14 UTC` (the form every message uses)."""
+    if at is None:
+        return "an unknown time"
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def done_note(job_id: str, line: int, at: float) -> str:
+    """The report's note for a row whose operation was done by another job."""
+    return f"done before: in job {job_id} (line {line}) on {when(at)}; not sent again"
+
+
+@dataclass(frozen=True)
+class KnownOp:
+    """An operation of the scope that a `@key` outside the file may name."""
+
+    key: str
+    action: str
+    state: OpState
+    job_id: str
+    line: int
+    site_id: str | None
+
+
+@dataclass(frozen=True)
+class TakeOver:
+    """What a run did with the operations its job's rows name (see `Store.take_over`)."""
+
+    adopted: int  # taken on from jobs no live process runs
+    rearmed: int  # failed, blocked or cancelled ops armed to run again
+    held_elsewhere: int  # unfinished ops a live process runs for another job
+
+
+def outside_ref_errors(
+    refs: Sequence[OutsideRef], known: Mapping[str, KnownOp], *, database: bool
+) -> list[RowError]:
+    """Errors for `@key`s naming no row of the file: fine only when they name an operation of
+    an earlier run that succeeded (a create_site, where a site id is needed). `database`: False
+    when there was no database to look in, which the message then says."""
+    errors: list[RowError] = []
+    for ref in refs:
+        shown = f"'@{ref.key}'"
+        found = known.get(ref.key)
+        if found is None:
+            where = (
+                "nor to an operation of an earlier run against this account in the database"
+                if database
+                else "and there is no database to look for an earlier run's in: pass the "
+                "--db (and --account-id) the earlier run used"
+            )
+            errors.append(RowError(ref.line, ref.column,
+                                   f"{shown} refers to no row in this file, {where}"))
+        elif found.state is not OpState.SUCCEEDED:
+            errors.append(RowError(
+                ref.line, ref.column,
+                f"{shown} is line {found.line} of job {found.job_id}, which is "
+                f"{found.state.value}, not succeeded: run that job to the end first",
+            ))
+        elif ref.needs_site and found.action != Action.CREATE_SITE.value:
+            errors.append(RowError(
+                ref.line, ref.column,
+                f"{shown} is line {found.line} of job {found.job_id} ({found.action}), "
+                "not a create_site row",
+            ))
+    return errors

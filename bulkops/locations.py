@@ -1,0 +1,66 @@
+"""Where bulkops keeps its files when the user does not say: one database per user.
+
+The default database lives in the platform's per-user data directory (platformdirs:
+`~/.local/share/bulkops` on Linux, `~/Library/Application Support/bulkops` on macOS,
+`%LOCALAPPDATA%\\bulkops` on Windows), so the same file run from any folder finds its history.
+An existing `bulkops.db` in the current folder (where older versions kept it) is still used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from bulkops.store.urls import normalise_url, sqlite_path
+
+APP_NAME = "bulkops"
+DB_NAME = "bulkops.db"
+# Stored as a job's base URL when it ran against the in-process sandbox: its port changes on
+# every start, and `resume` must know to start it again with the same state.
+SANDBOX_TARGET = "sandbox:in-process"
+
+
+@dataclass(frozen=True)
+class DbChoice:
+    """The database a command uses: `url` as given to the store, `default` when the user
+    named none, `note` a line to tell the user (the legacy folder database was picked)."""
+
+    url: str
+    default: bool
+    note: str | None = None
+
+
+def data_dir() -> Path:
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def choose_db(given: str | None, cwd: Path | None = None) -> DbChoice:
+    """The database for `--db`/`BULKOPS_DB` = `given` (None or "": the default)."""
+    if given:
+        return DbChoice(given, default=False)
+    legacy = (cwd or Path.cwd()) / DB_NAME
+    if legacy.is_file():
+        return DbChoice(
+            str(legacy), default=True,
+            note=f"note: using {DB_NAME} in this folder (new databases go to {data_dir()})",
+        )
+    return DbChoice(str(data_dir() / DB_NAME), default=True)
+
+
+def prepare_default(choice: DbChoice) -> None:
+    """Create the data directory for a default database about to be written."""
+    if choice.default:
+        Path(choice.url).parent.mkdir(parents=True, exist_ok=True)
+
+
+def sandbox_state_file(db_url: str) -> Path:
+    """Where the in-process sandbox of `run --sandbox` keeps its world: beside a SQLite
+    database, or in the data directory for a server database (named by its URL's digest)."""
+    path = sqlite_path(normalise_url(db_url))
+    if path is not None:
+        return path.with_name(path.name + ".sandbox.json")
+    digest = hashlib.sha256(db_url.encode()).hexdigest()[:12]
+    return data_dir() / f"sandbox-{digest}.json"

@@ -1,0 +1,229 @@
+"""Storing a job's rows: each row is mapped to its operation, an existing one or a new one.
+
+A row names the operation with its key in the job's scope. A row with no such operation yet may
+still be one that was done: an invite of the same person to the same place with the same roles
+under another key (`invitees.invite_fingerprint`). Otherwise a new pending operation is made,
+owned by the job. Existing operations are not changed here; `takeover` decides what a run does
+with them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Insert, Select, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bulkops.errors import RowError, StoreError
+from bulkops.identity import EarlierOp, Holder, conflict, referenced_keys
+from bulkops.invitees import INVITE_ACTIONS, invite_fingerprint
+from bulkops.model import OpSpec, OpState, is_ref
+from bulkops.store import statements
+from bulkops.store.rows import new_op_row, new_row, spec_text
+from bulkops.store.tables import job_rows, jobs, ops
+
+INSERT_BATCH = 2000  # rows per executemany while adding a job: bounded memory, few round trips
+ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter limit
+
+
+async def insert_rows(
+    conn: AsyncConnection, job_id: str, scope: str, specs: Iterable[OpSpec], total: int,
+    now: float,
+) -> None:
+    """Insert the job's rows batch by batch, each pointing at its op, then link dependencies
+    once every key of the file is known. Raises StoreError if the count is not `total` or a
+    dependency names no op."""
+    staging = statements.staged_deps
+    seq = 0
+    staged = False
+    source = iter(specs)
+    # Ends when the iterable does; each batch holds at most INSERT_BATCH specs in memory.
+    while batch := list(islice(source, INSERT_BATCH)):
+        rows: list[dict[str, Any]] = []
+        deps: list[dict[str, Any]] = []
+        for spec in batch:
+            rows.append(new_row(job_id, seq, spec, spec_text(spec)))
+            deps.extend({"seq": seq, "dep_key": key} for key in spec.dependency_keys())
+            seq += 1
+        op_ids = await _ops_of(conn, scope, batch, rows, now)
+        for row in rows:
+            row["op_id"] = op_ids[row["key"]]
+        await conn.execute(insert(job_rows), rows)
+        if deps:
+            if not staged:
+                await conn.run_sync(staging.create)
+                staged = True
+            await conn.execute(insert(staging), deps)
+    if seq != total:
+        raise StoreError(f"job {job_id}: expected {total} operations, got {seq}")
+    await refresh_statistics(conn, ["ops", "job_rows", staging.name] if staged else ["ops",
+                                                                                      "job_rows"])
+    if staged:
+        await _link_dependencies(conn, job_id, scope)
+        await conn.run_sync(staging.drop)
+        await refresh_statistics(conn, ["row_deps"])
+
+
+async def _ops_of(
+    conn: AsyncConnection, scope: str, specs: Sequence[OpSpec], rows: Sequence[dict[str, Any]],
+    now: float,
+) -> dict[str, int]:
+    """key -> op_id for every row of a batch, making the ops that do not exist yet."""
+    found = await _by_key(conn, scope, [spec.key for spec in specs])
+    missing = [spec for spec in specs if spec.key not in found]
+    found.update(await _same_invites(conn, scope, missing))
+    new = [
+        new_op_row(row, scope, now) for row in rows if row["key"] not in found
+    ]
+    if new:
+        # ON CONFLICT: on PostgreSQL another process adding a file with the same new keys may
+        # have made them a moment ago; the look-up below finds its ops then.
+        await conn.execute(_insert_ops(conn.dialect.name), new)
+        found.update(await _by_key(conn, scope, [row["key"] for row in new]))
+    return found
+
+
+def _insert_ops(dialect_name: str) -> Insert:
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return dialect_insert(ops).on_conflict_do_nothing(index_elements=["scope", "key"])
+
+
+async def _by_key(conn: AsyncConnection, scope: str, keys: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), ID_CHUNK):
+        chunk = list(keys[start : start + ID_CHUNK])
+        query = select(ops.c.key, ops.c.op_id).where(ops.c.scope == scope, ops.c.key.in_(chunk))
+        found.update({key: op_id for key, op_id in (await conn.execute(query)).all()})
+    return found
+
+
+async def _same_invites(
+    conn: AsyncConnection, scope: str, specs: Sequence[OpSpec]
+) -> dict[str, int]:
+    """key -> op_id of invites that succeeded under another key for the same person, place
+    and roles."""
+    invites = [spec for spec in specs if spec.action in INVITE_ACTIONS]
+    if not invites:
+        return {}
+    sites = await site_ids(conn, scope, referenced_keys(*(s.to_json() for s in invites)))
+
+    def resolve(value: str) -> str:
+        return sites.get(value[1:], value) if is_ref(value) else value
+
+    wanted = {invite_fingerprint(spec, resolve): spec.key for spec in invites}
+    prints = [fp for fp in wanted if fp is not None]
+    found: dict[str, int] = {}
+    for start in range(0, len(prints), ID_CHUNK):
+        query = select(ops.c.fingerprint, ops.c.op_id).where(
+            ops.c.scope == scope,
+            ops.c.fingerprint.in_(prints[start : start + ID_CHUNK]),
+            ops.c.state == OpState.SUCCEEDED.value,
+        )
+        for fingerprint, op_id in (await conn.execute(query)).all():
+            found[wanted[fingerprint]] = op_id
+    return found
+
+
+async def site_ids(conn: AsyncConnection, scope: str, keys: Iterable[str]) -> dict[str, str]:
+    """key -> the site id its op produced, for those of `keys` that produced one."""
+    wanted = sorted(keys)
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), ID_CHUNK):
+        query = select(ops.c.key, ops.c.site_id).where(
+            ops.c.scope == scope,
+            ops.c.key.in_(wanted[start : start + ID_CHUNK]),
+            ops.c.site_id.is_not(None),
+        )
+        found.update({key: site for key, site in (await conn.execute(query)).all()})
+    return found
+
+
+async def _link_dependencies(conn: AsyncConnection, job_id: str, scope: str) -> None:
+    for link in statements.link_dependencies(job_id, scope):
+        await conn.execute(link)
+    dangling = (await conn.execute(statements.first_dangling_dependency(job_id))).first()
+    if dangling is not None:
+        line, key = dangling
+        raise StoreError(f"job {job_id}, line {line}: dependency @{key} names no operation")
+
+
+async def refresh_statistics(conn: AsyncConnection, tables: list[str]) -> None:
+    """PostgreSQL only: re-sample tables a bulk insert has just changed out of recognition.
+
+    Until autovacuum catches up, the planner would believe the tables hold what they held
+    before this job, and join the new rows by nested scans, quadratic in the job's size.
+    Temporary tables are never analysed automatically at all.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for table in tables:
+        await conn.execute(text(f"ANALYZE {table}"))
+
+
+# -- rows whose key names other work -----------------------------------------------------------
+
+
+def _reused_keys(job_id: str) -> Select[Any]:
+    """The job's rows whose key names an op another job owns, with other spec text.
+
+    Fingerprint matches (another key) are the same invite by construction, so left out.
+    """
+    owner = jobs.alias("owner")
+    return (
+        select(
+            job_rows.c.line, job_rows.c.spec, ops.c.key, ops.c.spec.label("op_spec"),
+            ops.c.state, ops.c.maybe_applied, ops.c.job_id, ops.c.line.label("op_line"),
+            ops.c.updated_at, owner.c.lease_owner, owner.c.lease_since, owner.c.lease_expires_at,
+        )
+        .select_from(job_rows)
+        .join(ops, ops.c.op_id == job_rows.c.op_id)
+        .join(owner, owner.c.job_id == ops.c.job_id)
+        .where(
+            job_rows.c.job_id == job_id,
+            ops.c.job_id != job_id,
+            ops.c.key == job_rows.c.key,
+            ops.c.spec != job_rows.c.spec,
+        )
+        .order_by(job_rows.c.seq)
+    )
+
+
+async def conflicts(
+    conn: AsyncConnection, job_id: str, scope: str, *, now: float
+) -> list[RowError]:
+    """Rows of the job whose key names work done (or maybe done, or running now) with other
+    content: each one is an error naming the earlier job, line and date."""
+    found = (await conn.execute(_reused_keys(job_id))).mappings().all()
+    if not found:
+        return []
+    specs = [(json.loads(r["spec"]), json.loads(r["op_spec"])) for r in found]
+    sites = await site_ids(conn, scope, referenced_keys(*(s for pair in specs for s in pair)))
+
+    def resolve(value: str) -> str:
+        return sites.get(value[1:], value) if is_ref(value) else value
+
+    errors: list[RowError] = []
+    for row, (spec, op_spec) in zip(found, specs, strict=True):
+        error = conflict(row["line"], spec, _earlier(row, op_spec, now), resolve)
+        if error is not None:
+            errors.append(error)
+    return errors
+
+
+def _earlier(row: Mapping[str, Any], spec: Mapping[str, Any], now: float) -> EarlierOp:
+    live = row["lease_owner"] is not None and (row["lease_expires_at"] or 0.0) > now
+    holder = Holder(row["lease_owner"], row["lease_since"], row["lease_expires_at"])
+    return EarlierOp(
+        key=row["key"],
+        spec=spec,
+        state=OpState(row["state"]),
+        maybe_applied=bool(row["maybe_applied"]),
+        job_id=row["job_id"],
+        line=row["op_line"],
+        updated_at=row["updated_at"],
+        held_by=holder if live else None,
+    )

@@ -1,0 +1,212 @@
+"""What a run does with the operations its job's rows name: take them on, arm them again, or
+leave them to the process that runs them now; and the job lease that makes that process one.
+
+Statements only (no I/O). Parameters are `b_*` bind names, as in `statements`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import Float, Select, Text, Update, and_, bindparam, case, exists, func, select
+from sqlalchemy import update as sql_update
+
+from bulkops.model import OpState
+from bulkops.store.tables import job_rows, jobs, ops
+
+_job_id = bindparam("b_job_id", type_=Text)
+_now = bindparam("b_now", type_=Float)
+_owner = bindparam("b_owner", type_=Text)
+
+OPEN_STATES = (OpState.PENDING.value, OpState.RUNNING.value, OpState.UNKNOWN.value)
+# Final without success: a new run of the file runs them again (the fix-and-rerun loop).
+RERUNNABLE_STATES = (OpState.FAILED.value, OpState.BLOCKED.value, OpState.CANCELLED.value)
+_CLEARED = {
+    "error_code": None,
+    "error_message": None,
+    "error_hint": None,
+    "error_status": None,
+    "error_request_id": None,
+}
+_RELEASED = {"lease_owner": None, "lease_expires_at": None}
+
+
+def _owner_is_live() -> Select[int]:
+    """A live process holds the lease of the op's owner job (correlated to `ops`)."""
+    return select(1).where(
+        jobs.c.job_id == ops.c.job_id,
+        jobs.c.lease_owner.is_not(None),
+        jobs.c.lease_expires_at > _now,
+    )
+
+
+def _own_row(column: str) -> Select[object]:
+    """`column` of the job's row that names the op (one per key in a job)."""
+    return (
+        select(job_rows.c[column])
+        .where(job_rows.c.job_id == _job_id, job_rows.c.key == ops.c.key)
+        .scalar_subquery()  # type: ignore[return-value]
+    )
+
+
+@cache
+def adopt(*, rerun: bool) -> Update:
+    """Take on the ops the job's rows name that another job owns and no live process runs:
+    open ones (they were left unfinished), and with `rerun` also failed, blocked and cancelled
+    ones. The op then runs for this job's row: its line, its spec (an earlier attempt that had
+    no effect is replaced by the row's content), its dependencies. One that was in flight in a
+    dead process becomes UNKNOWN. Parameters: b_job_id, b_now."""
+    states = OPEN_STATES + (RERUNNABLE_STATES if rerun else ())
+    # By the row's key: an op a row names under another key (the same invite, found by its
+    # fingerprint) has succeeded, and is never taken on.
+    named = select(1).where(
+        job_rows.c.job_id == _job_id,
+        job_rows.c.op_id == ops.c.op_id,
+        job_rows.c.key == ops.c.key,
+    )
+    return (
+        sql_update(ops)
+        .where(
+            ops.c.op_id.in_(select(job_rows.c.op_id).where(job_rows.c.job_id == _job_id)),
+            exists(named),
+            ops.c.job_id != _job_id,
+            ops.c.state.in_(states),
+            ~exists(_owner_is_live()),
+        )
+        .values(
+            job_id=_job_id,
+            seq=_own_row("seq"),
+            line=_own_row("line"),
+            spec=_own_row("spec"),
+            state=case(
+                (ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
+                else_=ops.c.state,
+            ),
+            updated_at=_now,
+            **_RELEASED,
+        )
+    )
+
+
+@cache
+def rearm_no_effect() -> Update:
+    """Failed, blocked or cancelled ops of the job whose attempts surely had no effect go back
+    to PENDING with a fresh attempt budget. Parameters: b_job_id, b_now."""
+    return (
+        sql_update(ops)
+        .where(
+            ops.c.job_id == _job_id,
+            ops.c.state.in_(RERUNNABLE_STATES),
+            ops.c.maybe_applied.is_(False),
+        )
+        .values(
+            state=OpState.PENDING.value, attempts=0, checks=0, not_before=None, note=None,
+            updated_at=_now, **_CLEARED, **_RELEASED,
+        )
+    )
+
+
+@cache
+def rearm_maybe_applied() -> Update:
+    """Ops of the job given up on without knowing their effect become UNKNOWN: they are looked
+    up at Wix before anything is sent again. Parameters: b_job_id, b_now."""
+    return (
+        sql_update(ops)
+        .where(
+            ops.c.job_id == _job_id,
+            ops.c.state.in_(RERUNNABLE_STATES),
+            ops.c.maybe_applied.is_(True),
+        )
+        .values(
+            state=OpState.UNKNOWN.value, attempts=0, checks=0, not_before=None,
+            maybe_applied=False, updated_at=_now, **_RELEASED,
+        )
+    )
+
+
+@cache
+def held_elsewhere() -> Select[int]:
+    """How many of the job's rows name an unfinished op another job owns (after `adopt`, those
+    a live process runs). Parameters: b_job_id."""
+    return (
+        select(func.count())
+        .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
+        .where(
+            job_rows.c.job_id == _job_id,
+            ops.c.job_id != _job_id,
+            ops.c.state.in_(OPEN_STATES),
+        )
+    )
+
+
+@cache
+def cancel(*, in_flight: bool) -> Update:
+    """The job's unfinished ops become CANCELLED; with `in_flight`, those whose outcome is not
+    known (RUNNING, UNKNOWN), which keep that fact as `maybe_applied`. Parameters: b_job_id,
+    b_now."""
+    states = (
+        (OpState.RUNNING.value, OpState.UNKNOWN.value)
+        if in_flight
+        else (OpState.PENDING.value, OpState.BLOCKED.value)
+    )
+    values: dict[str, object] = {
+        "state": OpState.CANCELLED.value, "not_before": None, "updated_at": _now, **_RELEASED,
+    }
+    if in_flight:
+        values["maybe_applied"] = True
+        values["note"] = "cancelled while its outcome was unknown: a re-run looks it up first"
+    return (
+        sql_update(ops)
+        .where(ops.c.job_id == _job_id, ops.c.state.in_(states))
+        .values(values)
+    )
+
+
+# -- the job lease ---------------------------------------------------------------------------
+
+
+@cache
+def acquire() -> Update:
+    """Take the job's lease for `b_owner` until `b_until` if it is free, expired or already
+    ours. Parameters: b_job_id, b_owner, b_now, b_until. rowcount 1: taken."""
+    return (
+        sql_update(jobs)
+        .where(
+            jobs.c.job_id == _job_id,
+            (
+                jobs.c.lease_owner.is_(None)
+                | (jobs.c.lease_expires_at <= _now)
+                | (jobs.c.lease_owner == _owner)
+            ),
+        )
+        .values(
+            lease_owner=_owner,
+            lease_expires_at=bindparam("b_until", type_=Float),
+            lease_since=case(
+                (and_(jobs.c.lease_owner == _owner, jobs.c.lease_since.is_not(None)),
+                 jobs.c.lease_since),
+                else_=_now,
+            ),
+        )
+    )
+
+
+@cache
+def renew() -> Update:
+    """Extend our lease to `b_until`. Parameters: b_job_id, b_owner, b_until. rowcount 0: it
+    is no longer ours (it expired and another process took it)."""
+    return (
+        sql_update(jobs)
+        .where(jobs.c.job_id == _job_id, jobs.c.lease_owner == _owner)
+        .values(lease_expires_at=bindparam("b_until", type_=Float))
+    )
+
+
+@cache
+def release() -> Update:
+    """Give our lease up at once. Parameters: b_job_id, b_owner."""
+    return (
+        sql_update(jobs)
+        .where(jobs.c.job_id == _job_id, jobs.c.lease_owner == _owner)
+        .values(lease_owner=None, lease_expires_at=None, lease_since=None)
+    )
