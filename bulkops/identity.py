@@ -71,7 +71,11 @@ class Holder:
         return parts[1] if len(parts) > 1 else "?"
 
     def describe(self) -> str:
-        since = f" since {when(self.since)}" if self.since is not None else ""
+        since = ""
+        if self.since is not None:
+            since = " since " + datetime.fromtimestamp(self.since, UTC).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            )
         return f"pid {self.pid} on {self.host}{since}"
 
 
@@ -121,11 +125,6 @@ def when(at: float | None) -> str:
     if at is None:
         return "an unknown time"
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def done_note(job_id: str, line: int, at: float) -> str:
-    """The report's note for a row whose operation was done by another job."""
-    return f"done before: in job {job_id} (line {line}) on {when(at)}; not sent again"
 
 
 @dataclass(frozen=True)

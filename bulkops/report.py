@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, TextIO
 
 from bulkops.cells import escape
-from bulkops.model import OpRecord, OpState, is_ref
+from bulkops.identity import when
+from bulkops.model import FINAL_STATES, OpRecord, OpState, is_ref
 
 INPUT_COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
@@ -21,6 +22,21 @@ INPUT_COLUMNS = (
 )
 REPORT_COLUMNS = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
                   "error_hint", "note", "line")
+
+
+def note_of(op: OpRecord) -> str | None:
+    """The row's note; for a row whose operation another job ran (or runs), where and when."""
+    elsewhere = op.elsewhere
+    if elsewhere is None:
+        return op.note
+    where = f"in job {elsewhere.job_id} (line {elsewhere.line})"
+    if op.state is OpState.SUCCEEDED:
+        said = f"done before: {where} on {when(elsewhere.at)}; not sent again"
+    elif op.state in FINAL_STATES:
+        said = f"{op.state.value} {where} on {when(elsewhere.at)}"
+    else:
+        said = f"run {where}"
+    return f"{said}; {op.note}" if op.note else said
 
 
 def record_json(op: OpRecord) -> dict[str, Any]:
@@ -42,7 +58,7 @@ def record_json(op: OpRecord) -> dict[str, Any]:
         "attempts": op.attempts,
         "result": result or None,
         "error": error,
-        "note": op.note,
+        "note": note_of(op),
     }
 
 
@@ -88,7 +104,7 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
         "error_code": (error.code or "") if error else "",
         "error_message": error.message if error else "",
         "error_hint": (error.hint or "") if error else "",
-        "note": op.note or "",
+        "note": note_of(op) or "",
         "line": str(spec.line),
     }
     return [escape(values[c]) for c in (*INPUT_COLUMNS, *REPORT_COLUMNS)]

@@ -18,7 +18,7 @@ import anyio
 from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.engine import Engine, EngineConfig, RunResult
 from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreError
-from bulkops.identity import outside_ref_errors, scope_of, when
+from bulkops.identity import outside_ref_errors, scope_of
 from bulkops.jobfile import CheckedJob
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
 from bulkops.model import JobInfo, JobSource, OpState
@@ -172,15 +172,16 @@ async def _acquire(
         )
         if holder is None:
             return True
-        busy = (f"job {job.job_id} is being run by {holder.describe()}; a process that died "
-                f"frees it when its lease ends ({when(holder.expires_at)})")
+        ends_in = max(0.0, (holder.expires_at or 0.0) - time.time())
+        busy = (f"job {job.job_id} is being run by {holder.describe()} (if that process died, "
+                f"its lease ends in {ends_in:.0f} s)")
         left = None if wait is None else wait - (time.monotonic() - started)
         if left is None or left <= 0:
-            raise JobBusy(busy + ("" if wait else ": wait for it with --wait"))
+            raise JobBusy(busy + ("" if wait else "; wait for it with --wait"))
         if not told:
             progress[0].write(f"waiting: {busy}\n")
             told = True
-        with anyio.move_on_after(min(LEASE_POLL, left)):
+        with anyio.move_on_after(min(LEASE_POLL, left, ends_in + 0.05)):
             await stop.wait()
         if stop.is_set():
             return False

@@ -91,16 +91,18 @@ def cli_env(
 def fast_run_flags(
     db: str | Path, base_url: str, *, rate: str = "50/s", concurrency: int = 8,
     timeout: float = 1.0, settle: float = 0.3, backoff_base: float = 0.05,
-    max_attempts: int = 20,
+    max_attempts: int = 20, lease_seconds: float = 1.5, wait: float | None = 30.0,
 ) -> list[str]:
     """Flags of `run`/`resume` that make a test run take seconds: a fast budget, short
-    timeouts, a short listing-lag allowance and short backoffs."""
-    return [
+    timeouts, a short listing-lag allowance and short backoffs; a short job lease, and (unless
+    `wait` is None) waiting for a SIGKILLed run's lease to end instead of exiting 4."""
+    flags = [
         "--db", str(db), "--base-url", base_url, "--rate", rate,
         "--concurrency", str(concurrency), "--timeout", str(timeout),
         "--settle", str(settle), "--backoff-base", str(backoff_base),
-        "--max-attempts", str(max_attempts),
+        "--max-attempts", str(max_attempts), "--lease-seconds", str(lease_seconds),
     ]
+    return flags if wait is None else [*flags, f"--wait={wait}"]
 
 
 def run_cli(

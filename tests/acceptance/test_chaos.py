@@ -164,10 +164,14 @@ class Case:
     faults: tuple[tuple[Fault, float], ...]  # fault and its rate (the lag: its seconds)
     kills: tuple[KillPlan, ...]
     rows: int
+    # The file grows between runs: the first run has its first two thirds, every later run
+    # the whole file (a new job whose rows include the unfinished ones of the first).
+    grown: bool = False
 
     @property
     def label(self) -> str:
-        return "+".join(fault.value for fault, _ in self.faults)
+        return "+".join(fault.value for fault, _ in self.faults) + (" (grown)" if self.grown
+                                                                    else "")
 
     @property
     def mixed(self) -> bool:
@@ -272,7 +276,8 @@ def plan_cases(rng: random.Random, count: int, rows: int, most_kills: int = 3) -
         faults = tuple((fault, value(fault, rng)) for fault in Fault if fault in mix)
         first = Kill.RECONCILE if number == len(Fault) + 1 else list(Kill)[number % len(Kill)]
         kills = _kill_plans(rng, first, most_kills, mix)
-        cases.append(Case(number, rng.randrange(1 << 30), faults, kills, rows))
+        grown = len(mix) > 1 and number % 2 == 0
+        cases.append(Case(number, rng.randrange(1 << 30), faults, kills, rows, grown))
     return cases
 
 
@@ -413,24 +418,26 @@ def _read_checkpoint(db: str, query: str) -> Any:
     return _read_sqlite(db, query)
 
 
+# The latest job's rows, by the state of the operation each one names.
+_ROWS_IN = ("SELECT count(*) FROM job_rows r JOIN ops o ON o.op_id = r.op_id "
+            "WHERE r.job_id = {job} AND ")
+
+
 def unknown_rows(db: str) -> int:
     """Rows whose outcome the running process is looking up at Wix."""
-    return int(_read_checkpoint(
-        db, "SELECT count(*) FROM ops WHERE job_id = {job} AND state = 'unknown'") or 0)
+    return int(_read_checkpoint(db, _ROWS_IN + "o.state = 'unknown'") or 0)
 
 
 def open_rows(db: str) -> int | None:
     """Rows not yet final, or None before the job is stored."""
     count = _read_checkpoint(
-        db, "SELECT count(*) FROM ops WHERE job_id = {job} AND state NOT IN "
-            "('succeeded', 'failed', 'blocked', 'cancelled')")
+        db, _ROWS_IN + "o.state NOT IN ('succeeded', 'failed', 'blocked', 'cancelled')")
     return None if count is None else int(count)
 
 
 def running_rows(db: str) -> int:
     """Rows recorded as in flight (write-ahead done, outcome not yet recorded)."""
-    return int(_read_checkpoint(
-        db, "SELECT count(*) FROM ops WHERE job_id = {job} AND state = 'running'") or 0)
+    return int(_read_checkpoint(db, _ROWS_IN + "o.state = 'running'") or 0)
 
 
 def job_state(db: str) -> str | None:
@@ -524,20 +531,29 @@ def _status_and_report(db: str | Path, env: Mapping[str, str]) -> tuple[Json, li
     return parsed_status, parsed_report
 
 
-def _interrupted_runs(case: Case, job: Path, db: str, base_url: str,
-                      env: Mapping[str, str]) -> list[KillRecord]:
-    """One background run per planned kill, until the job is found finished."""
+def _interrupted_runs(case: Case, job: Path, rows: Sequence[Mapping[str, str]], db: str,
+                      base_url: str, env: Mapping[str, str]) -> list[KillRecord]:
+    """One background run per planned kill, until the job is found finished. A grown case's
+    first run has the first two thirds of the rows; the file then grows to all of them."""
     flags = run_flags(db, base_url)
     kills: list[KillRecord] = []
+    if case.grown:
+        write_job_csv(job, rows[: len(rows) * 2 // 3])
     for number, plan in enumerate(case.kills):
-        if job_state(db) == "finished":
+        if case.grown and number == 1:
+            write_job_csv(job, rows)
+        if job_state(db) == "finished" and not (case.grown and number == 1):
             kills.append(KillRecord(plan, False))
             continue
         # An unfinished job continues both ways a user would: the same file again, or resume.
-        args = ["resume", *flags] if number % 2 == 1 else ["run", str(job), *flags]
+        # The grown file is first run as a file: `resume` would continue the shorter one.
+        resume = number % 2 == 1 and not (case.grown and number == 1)
+        args = ["resume", *flags] if resume else ["run", str(job), *flags]
         work = open_rows(db) or case.rows
         baseline = request_count(base_url)
         kills.append(interrupt(start_cli(args, env), plan, base_url, db, baseline, work))
+    if case.grown:
+        write_job_csv(job, rows)  # the final run is of the whole file, however many kills
     return kills
 
 
@@ -549,8 +565,8 @@ def run_case(case: Case, sandbox: SandboxProcess, workdir: Path, db: str) -> Cas
     tag = f"q{case.number:02d}"
     rows = [*realistic_rows(case.rows, tag=tag), *failing_rows(tag)]
     job = write_job_csv(workdir / "job.csv", rows)
-    env = cli_env()
-    kills = _interrupted_runs(case, job, db, sandbox.base_url, env)
+    env = cli_env(XDG_DATA_HOME=str(workdir / "data"))
+    kills = _interrupted_runs(case, job, rows, db, sandbox.base_url, env)
     problems = [p for p in map(_unexpected_exit, kills) if p]
     final = run_cli(["run", str(job), *run_flags(db, sandbox.base_url)], env,
                     timeout=FINAL_TIMEOUT)
@@ -893,6 +909,7 @@ def test_plan_covers_every_fault_alone_and_mixed_and_every_kill_kind() -> None:
         assert all(value <= SETTLE / 2 for c in cases for f, value in c.faults
                    if f is Fault.LISTING_LAG)
         assert all(sum(v for f, v in c.faults if f is not Fault.LISTING_LAG) <= 1 for c in cases)
+        assert any(c.grown for c in cases)
 
 
 def test_exactly_once_under_random_faults_and_kills(tmp_path: Path) -> None:

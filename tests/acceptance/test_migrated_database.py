@@ -1,0 +1,100 @@
+"""A database written by schema 0001 (before operations had one identity across jobs) keeps
+every recorded outcome when it is upgraded: running its files again sends nothing.
+
+`tests/fixtures/schema_0001.db` was written by bulkops at schema 0001 against a sandbox:
+- a 40-row job (`realistic_rows(40, tag="mig")`), all succeeded;
+- a 3-row job (two `create_site` rows without `key`, an `account_invite` with the role
+  "Website Boss", which failed), then the same file with the role fixed: a second job that
+  created both sites again (the duplicates the new identity prevents).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+from harness import (
+    ACCOUNT_ID,
+    Json,
+    cli_env,
+    fast_run_flags,
+    realistic_rows,
+    report_json,
+    run_cli,
+    running_sandbox,
+    write_job_csv,
+)
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "schema_0001.db"
+MUTATING = ("create_site", "transfer_site", "account_invite", "site_invite_bulk")
+FIX_HEADER = "action,site_name,email,role\n"
+FIX_ROWS = ("create_site,Mig Fix Bakery,,\ncreate_site,Mig Fix Florist,,\n"
+            "account_invite,,team@agency.example.com,Website Manager\n")
+
+
+def _mutating(state: Json) -> int:
+    by_endpoint = state["requests"]["by_endpoint"]
+    return sum(int(by_endpoint.get(name, 0)) for name in MUTATING)
+
+
+def _old_database(tmp_path: Path, base_url: str) -> Path:
+    """A copy of the fixture, its jobs pointed at this test's sandbox (the only change: the
+    fixture's sandbox listened on another port)."""
+    db = tmp_path / "old.db"
+    shutil.copyfile(FIXTURE, db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+        conn.execute("UPDATE jobs SET base_url = ?", (base_url,))
+    return db
+
+
+def _old_site_ids(db: Path) -> set[str]:
+    with sqlite3.connect(FIXTURE) as conn:
+        rows = conn.execute("SELECT site_id FROM ops WHERE action = 'create_site' "
+                            "AND state = 'succeeded'").fetchall()
+    return {site for (site,) in rows}
+
+
+def test_an_upgraded_database_runs_its_files_again_without_sending_anything(
+    tmp_path: Path,
+) -> None:
+    with running_sandbox() as sandbox:
+        db = _old_database(tmp_path, sandbox.base_url)
+        env = cli_env(XDG_DATA_HOME=str(tmp_path / "data"))
+        flags = fast_run_flags(db, sandbox.base_url)
+        big = write_job_csv(tmp_path / "mig.csv", realistic_rows(40, tag="mig"))
+        fixed = tmp_path / "fix.csv"
+        fixed.write_text(FIX_HEADER + FIX_ROWS, encoding="utf-8")
+
+        for job_file in (big, fixed):
+            result = run_cli(["run", str(job_file), *flags], env, timeout=60)
+            assert result.returncode == 0, result.stderr
+            assert "done in earlier runs" in result.stdout
+            report = report_json(db, env)
+            assert {r["status"] for r in report} == {"succeeded"}, report
+            created = {r["result"]["site_id"] for r in report if r["action"] == "create_site"}
+            assert created <= _old_site_ids(db), "a create got a site the old database lacks"
+        assert _mutating(sandbox.state()) == 0
+
+
+def test_the_upgrade_keeps_one_operation_per_key_and_every_job_row(tmp_path: Path) -> None:
+    with running_sandbox() as sandbox:
+        db = _old_database(tmp_path, sandbox.base_url)
+        env = cli_env(XDG_DATA_HOME=str(tmp_path / "data"))
+        # Any command that opens the database upgrades it; status only reads.
+        result = run_cli(["status", "--json", "--db", str(db)], env, timeout=30)
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        duplicated = conn.execute(
+            "SELECT scope, key FROM ops GROUP BY scope, key HAVING COUNT(*) > 1").fetchall()
+        rows = conn.execute("SELECT COUNT(*) FROM job_rows").fetchone()
+        states = dict(conn.execute(
+            "SELECT o.state, COUNT(*) FROM job_rows r JOIN ops o ON o.op_id = r.op_id "
+            "GROUP BY o.state").fetchall())
+    assert duplicated == []
+    assert rows == (46,)  # 40 + 3 + 3 rows, as the three jobs were written
+    # The first 3-row job's rows now show what their operations came to: the two sites done
+    # (once, by whichever job), its own failed invite still failed (its role differs).
+    assert states == {"succeeded": 45, "failed": 1}
+    assert ACCOUNT_ID  # the fixture ran against the sandbox's default account
