@@ -349,7 +349,8 @@ class CaseResult:
         t = self.tally
         return (
             f"chaos seed={seed} case {self.case.number:02d} sandbox-seed={self.case.seed} "
-            f"[{self.case.describe_faults()}] rows={t.rows} kills: {kills}; "
+            f"[{self.case.describe_faults()}]{' grown file' if self.case.grown else ''} "
+            f"rows={t.rows} kills: {kills}; "
             f"final exit {self.final_exit}, case took {self.seconds:.1f}s; "
             f"dup_sites={t.duplicate_sites} dup_transfers={t.duplicate_transfers} "
             f"lost={t.lost_rows} dup_invite_emails={t.duplicate_invite_emails}; {verdict}"
