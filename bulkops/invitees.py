@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from bulkops.model import Action, OpSpec
+from bulkops.model import Action, OpSpec, is_ref
 
 INVITE_ACTIONS = frozenset({Action.SITE_INVITE, Action.ACCOUNT_INVITE})
 
@@ -49,10 +49,16 @@ def invite_fingerprint(spec: OpSpec, resolve: Callable[[str], str] = _same) -> s
     row that sent it had. Roles compare case-insensitively and in any order; the sites an account
     invite is limited to compare as a set of resolved site ids.
     """
-    target = invitee_target(spec, resolve)
+
+    def site_id(value: str) -> str:
+        # Site ids are GUIDs, whatever their case; an unresolved `@key` stays as written.
+        resolved = resolve(value)
+        return resolved if is_ref(resolved) else resolved.casefold()
+
+    target = invitee_target(spec, site_id)
     if target is None:
         return None
     roles = sorted({role.casefold() for role in spec.roles})
-    sites = sorted({resolve(site) for site in spec.sites})
+    sites = sorted({site_id(site) for site in spec.sites})
     text = "\x1f".join([*target, ";".join(roles), ";".join(sites)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -146,7 +146,8 @@ class SqlStore:
             adopted = (await conn.execute(takeover.adopt(rerun=rerun), params)).rowcount
             rearmed = 0
             if rerun:
-                for rearm in (takeover.rearm_no_effect(), takeover.rearm_maybe_applied()):
+                for maybe_applied in (False, True):
+                    rearm = takeover.rearm(maybe_applied=maybe_applied)
                     rearmed += (await conn.execute(rearm, params)).rowcount
             held = (await conn.execute(takeover.held_elsewhere(), params)).scalar() or 0
         return TakeOver(adopted=adopted, rearmed=rearmed, held_elsewhere=held)

@@ -89,38 +89,25 @@ def adopt(*, rerun: bool) -> Update:
 
 
 @cache
-def rearm_no_effect() -> Update:
-    """Failed, blocked or cancelled ops of the job whose attempts surely had no effect go back
-    to PENDING with a fresh attempt budget. Parameters: b_job_id, b_now."""
+def rearm(*, maybe_applied: bool) -> Update:
+    """Failed, blocked or cancelled ops of the job run again with a fresh attempt budget: those
+    whose attempts surely had no effect as PENDING; those given up on without knowing their
+    effect (`maybe_applied`) as UNKNOWN, looked up at Wix before anything is sent again.
+    Parameters: b_job_id, b_now."""
+    if maybe_applied:
+        # The error stays: it tells what was not known, and a transfer's SITE_NOT_FOUND
+        # keeps steering its reconciliation.
+        values: dict[str, object] = {"state": OpState.UNKNOWN.value, "maybe_applied": False}
+    else:
+        values = {"state": OpState.PENDING.value, "note": None, **_CLEARED}
     return (
         sql_update(ops)
         .where(
             ops.c.job_id == _job_id,
             ops.c.state.in_(RERUNNABLE_STATES),
-            ops.c.maybe_applied.is_(False),
+            ops.c.maybe_applied.is_(maybe_applied),
         )
-        .values(
-            state=OpState.PENDING.value, attempts=0, checks=0, not_before=None, note=None,
-            updated_at=_now, **_CLEARED, **_RELEASED,
-        )
-    )
-
-
-@cache
-def rearm_maybe_applied() -> Update:
-    """Ops of the job given up on without knowing their effect become UNKNOWN: they are looked
-    up at Wix before anything is sent again. Parameters: b_job_id, b_now."""
-    return (
-        sql_update(ops)
-        .where(
-            ops.c.job_id == _job_id,
-            ops.c.state.in_(RERUNNABLE_STATES),
-            ops.c.maybe_applied.is_(True),
-        )
-        .values(
-            state=OpState.UNKNOWN.value, attempts=0, checks=0, not_before=None,
-            maybe_applied=False, updated_at=_now, **_RELEASED,
-        )
+        .values(attempts=0, checks=0, not_before=None, updated_at=_now, **values, **_RELEASED)
     )
 
 
