@@ -27,6 +27,7 @@ from harness import (
     BOUNCE_DOMAIN,
     SUB_ACCOUNTS,
     Json,
+    SandboxFactory,
     SandboxProcess,
     cli_env,
     fast_run_flags,
@@ -189,6 +190,36 @@ def test_unchanged_file_run_again_sends_no_mutating_request(
     assert "(20 done in earlier runs, not sent again)" in again.stdout
     assert f"database: {db}" in again.stdout.splitlines()
     assert_exactly_once(rows, report_json(db, env), sandbox.state())
+
+
+def test_same_file_against_another_api_or_account_is_other_work_and_is_sent_again(
+    sandbox_factory: SandboxFactory, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """An operation is its key within the database *and* the account and API: the same file
+    sent to another sandbox, or for another account, is sent in full; to the first again,
+    not at all."""
+    first, second = sandbox_factory(), sandbox_factory()
+    rows = [row for row in realistic_rows(12, tag="scope") if row["action"] == "create_site"]
+    job = write_job_csv(tmp_path / "sites.csv", rows)
+    db = tmp_path / "jobs.db"
+    there = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)], env,
+                    timeout=RUN_TIMEOUT)
+    assert there.returncode == 0, _output(there)
+    before = _mutating(first)
+
+    other_api = run_cli(["run", str(job), *fast_run_flags(db, second.base_url)], env,
+                        timeout=RUN_TIMEOUT)
+    other_account = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)],
+                            {**env, "WIX_ACCOUNT_ID": SUB_ACCOUNTS[0]}, timeout=RUN_TIMEOUT)
+    sent_for_account = _sent_since(before, first)
+    same = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)], env,
+                   timeout=RUN_TIMEOUT)
+
+    for result in (other_api, other_account, same):
+        assert result.returncode == 0, _output(result)
+    assert _mutating(second) == _expected_sends(rows)
+    assert sent_for_account == _expected_sends(rows)
+    assert _sent_since(before, first) == _expected_sends(rows)  # `same` sent nothing
 
 
 def test_appended_rows_alone_are_sent_and_earlier_rows_report_where_they_were_done(
@@ -402,6 +433,9 @@ def test_validate_accepts_earlier_run_key_with_its_database_and_refuses_it_witho
 
     known = run_cli(["validate", str(second), "--db", str(db), "--account-id", ACCOUNT_ID,
                      "--base-url", sandbox.base_url], env, timeout=RUN_TIMEOUT)
+    other_account = run_cli(
+        ["validate", str(second), "--db", str(db), "--account-id", SUB_ACCOUNTS[0],
+         "--base-url", sandbox.base_url], env, timeout=RUN_TIMEOUT)
     empty_home = tmp_path / "empty-xdg"
     folder = tmp_path / "elsewhere"
     folder.mkdir()
@@ -409,11 +443,79 @@ def test_validate_accepts_earlier_run_key_with_its_database_and_refuses_it_witho
                       timeout=RUN_TIMEOUT, cwd=folder)
 
     assert known.returncode == 0, _output(known)
+    assert other_account.returncode == 2, _output(other_account)
+    assert "'@acme' refers to no row in this file" in other_account.stderr
     assert unknown.returncode == 2, _output(unknown)
     assert "'@acme' refers to no row in this file" in unknown.stderr
     assert "there is no database" in unknown.stderr
     assert not (empty_home / "bulkops" / "bulkops.db").exists()  # validate stores nothing
     assert request_count(sandbox.base_url) == before
+
+
+def _same_invite_under_two_keys(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, db: Path,
+) -> tuple[str, Path]:
+    """File A invites a person under key `team-a`; file B invites the same person (the e-mail
+    differs only by case) to the same place with the same role under key `team-b`. B's row is
+    found done (not sent again) and reported succeeded. Returns B's job id and file."""
+    flags = fast_run_flags(db, sandbox.base_url)
+    first = write_job_csv(tmp_path / "a.csv", [
+        {"action": "account_invite", "key": "team-a", "email": "sam@agency.example.com",
+         "role": "Website Manager"}])
+    done = run_cli(["run", str(first), *flags], env, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, _output(done)
+    before = _mutating(sandbox)
+    second = write_job_csv(tmp_path / "b.csv", [
+        {"action": "account_invite", "key": "team-b", "email": "Sam@Agency.example.com",
+         "role": "Website Manager"}])
+    same = run_cli(["run", str(second), *flags], env, timeout=RUN_TIMEOUT)
+    assert same.returncode == 0, _output(same)
+    assert _sent_since(before, sandbox) == Counter()
+    [record] = report_json(db, env)
+    assert (record["key"], record["status"]) == ("team-b", "succeeded"), record
+    return _job_of(same.stdout), second
+
+
+def test_key_of_a_row_found_done_as_the_same_invite_may_be_named_by_a_later_file(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """`team-b` succeeded in B's report, so a later file may wait for it with `@team-b`."""
+    db = tmp_path / "jobs.db"
+    _same_invite_under_two_keys(sandbox, env, tmp_path, db)
+    later = write_job_csv(tmp_path / "c.csv", [
+        {"action": "create_site", "key": "after-b", "site_name": "After Team B",
+         "depends_on": "@team-b"}])
+    before = _mutating(sandbox)
+
+    checked = run_cli(["validate", str(later), "--db", str(db), "--account-id", ACCOUNT_ID,
+                       "--base-url", sandbox.base_url], env, timeout=RUN_TIMEOUT)
+    result = run_cli(["run", str(later), *fast_run_flags(db, sandbox.base_url)], env,
+                     timeout=RUN_TIMEOUT)
+
+    assert checked.returncode == 0, _output(checked)
+    assert result.returncode == 0, _output(result)
+    assert _sent_since(before, sandbox) == Counter({"create_site": 1})
+
+
+def test_key_of_a_row_found_done_as_the_same_invite_is_refused_with_other_content(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """`team-b` succeeded in B's report; B's row then changed to invite someone else under
+    the same key is a key reused with other content, as for any other done key."""
+    db = tmp_path / "jobs.db"
+    _, second = _same_invite_under_two_keys(sandbox, env, tmp_path, db)
+    write_job_csv(second, [
+        {"action": "account_invite", "key": "team-b", "email": "kim@agency.example.com",
+         "role": "Website Manager"}])
+    before = _mutating(sandbox)
+
+    changed = run_cli(["run", str(second), *fast_run_flags(db, sandbox.base_url)], env,
+                      timeout=RUN_TIMEOUT)
+
+    assert changed.returncode == 2, _output(changed)
+    assert "key 'team-b'" in changed.stderr and "with other content" in changed.stderr, (
+        changed.stderr)
+    assert _sent_since(before, sandbox) == Counter()
 
 
 # -- the same person twice in one file ----------------------------------------------------------
@@ -525,6 +627,7 @@ def test_printed_next_steps_name_the_database_and_resume_pasted_as_is_completes(
     finally:
         cli.ensure_stopped()
     assert stopped.returncode == 130, _output(stopped)
+    assert f"database: {db}" in stopped.stdout.splitlines(), stopped.stdout
     job_id = _job_of(stopped.stdout)
     where = f"--db {shlex.quote(str(db))}"
     assert f"continue with: bulkops resume {job_id} {where}" in stopped.stderr, stopped.stderr
@@ -553,11 +656,12 @@ def test_second_run_of_a_running_job_exits_4_at_once_and_with_wait_completes_it(
     rows = realistic_rows(40, tag="lease")
     job = write_job_csv(tmp_path / "clients.csv", rows)
     db = tmp_path / "jobs.db"
-    flags = _flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=10)
+    # A 2 s lease: the first run (about 8 s) keeps the job only by renewing it every 2/3 s.
+    flags = _flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=2)
     first = start_cli(["run", str(job), *flags], env)
     waiter = None
     try:
-        _wait_requests(sandbox, 3, first)
+        _wait_requests(sandbox, 15, first)  # 3 s at 5/s: longer than one lease
         job_id = status_json(db, env)["job"]
         busy = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
         busy_resume = run_cli(["resume", job_id, *flags], env, timeout=RUN_TIMEOUT)
@@ -581,32 +685,40 @@ def test_second_run_of_a_running_job_exits_4_at_once_and_with_wait_completes_it(
     assert_exactly_once(rows, report_json(db, env), sandbox.state())
 
 
+@pytest.mark.parametrize("take_over", ["after-lease-ends", "with-wait"])
 def test_job_of_a_sigkilled_run_is_busy_until_its_lease_ends_then_taken_over(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, take_over: str,
 ) -> None:
-    """A 6 s lease renewed every 2 s: right after the SIGKILL at least ~4 s of it are left."""
+    """A 6 s lease renewed every 2 s: right after the SIGKILL at least ~4 s of it are left,
+    and 6 s after the SIGKILL it has surely ended."""
     rows = realistic_rows(30, tag="kill")
     job = write_job_csv(tmp_path / "clients.csv", rows)
     db = tmp_path / "jobs.db"
+    lease = 6.0
     first = start_cli(
-        ["run", str(job), *_flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=6)], env)
+        ["run", str(job), *_flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=lease)],
+        env)
     try:
         _wait_requests(sandbox, 5, first)
         first.kill()
+        killed_at = time.monotonic()
     finally:
         first.ensure_stopped()
     job_id = status_json(db, env)["job"]
-    flags = _flags(db, sandbox.base_url, lease_seconds=6)
+    flags = _flags(db, sandbox.base_url, lease_seconds=lease)
 
     busy = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
-    started = time.monotonic()
-    taken = run_cli(["run", str(job), *flags, "--wait=20"], env, timeout=RUN_TIMEOUT)
+    assert time.monotonic() - killed_at < lease - 1, "too slow to see the lease still held"
+    if take_over == "with-wait":
+        taken = run_cli(["run", str(job), *flags, "--wait=20"], env, timeout=RUN_TIMEOUT)
+    else:
+        time.sleep(max(0.0, killed_at + lease + 0.5 - time.monotonic()))
+        taken = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
 
     assert busy.returncode == 4, _output(busy)
     assert busy.stderr.startswith(f"busy: job {job_id} is being run by pid {first.pid} "), (
         busy.stderr)
     assert taken.returncode == 0, _output(taken)
-    assert time.monotonic() - started < 20
     report = report_json(db, env)
     state = sandbox.state()
     assert_exactly_once(rows, report, state)  # no site created or moved twice
@@ -629,15 +741,24 @@ def _state_file_sites(path: Path) -> list[Json]:
     return sites
 
 
+@pytest.mark.parametrize("database", ["given", "default"])
 def test_sandbox_run_interrupted_by_ctrl_c_completes_with_the_printed_resume_command(
-    env: dict[str, str], tmp_path: Path,
+    env: dict[str, str], tmp_path: Path, database: str,
 ) -> None:
     rows = realistic_rows(30, tag="demo")
     job = write_job_csv(tmp_path / "clients.csv", rows)
-    db = tmp_path / "demo.db"
-    world = tmp_path / "demo.db.sandbox.json"
-    cli = start_cli(["run", str(job), "--sandbox", "--db", str(db), "--rate", SLOW_RATE], env,
-                    cwd=tmp_path)
+    start, later = tmp_path / "start", tmp_path / "later"
+    start.mkdir()
+    later.mkdir()
+    if database == "given":
+        db = tmp_path / "demo.db"
+        db_flags = ["--db", str(db)]
+    else:
+        db = Path(env["XDG_DATA_HOME"]) / "bulkops" / "bulkops.db"
+        db_flags = []
+    world = db.with_name(db.name + ".sandbox.json")
+    cli = start_cli(["run", str(job), "--sandbox", *db_flags, "--rate", SLOW_RATE], env,
+                    cwd=start)
     try:
         wait_until(lambda: not cli.running() or len(_state_file_sites(world)) >= 3,
                    timeout=RUN_TIMEOUT)
@@ -650,9 +771,10 @@ def test_sandbox_run_interrupted_by_ctrl_c_completes_with_the_printed_resume_com
     assert stopped.returncode == 130, _output(stopped)
     job_id = _job_of(stopped.stdout)
     printed = _line_after(stopped.stderr, "continue with:")
-    assert printed == f"bulkops resume {job_id} --db {db}", stopped.stderr
+    expected = f"bulkops resume {job_id}" + (f" --db {db}" if database == "given" else "")
+    assert printed == expected, stopped.stderr
     clean = cli_env(api_key=None, account_id=None, XDG_DATA_HOME=env["XDG_DATA_HOME"])
-    resumed = run_cli(_pasted(printed), clean, timeout=RUN_TIMEOUT, cwd=tmp_path)
+    resumed = run_cli(_pasted(printed), clean, timeout=RUN_TIMEOUT, cwd=later)
 
     assert resumed.returncode == 0, _output(resumed)
     report = report_json(db, clean)
