@@ -257,7 +257,10 @@ def cancel(job: str, db: str | None) -> None:
 
     choice = _database(db)
     info, count = anyio.run(cancel_job, choice.url, job)
-    click.echo(f"job {info.job_id} cancelled: {count} unfinished row(s) marked cancelled")
+    if info.state.value == "finished":
+        click.echo(f"job {info.job_id} has finished: nothing to cancel")
+    else:
+        click.echo(f"job {info.job_id} cancelled: {count} unfinished row(s) marked cancelled")
     click.echo(f"database: {choice.url}")
 
 
@@ -426,7 +429,8 @@ async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
 def _finish(summary: RunSummary, db: DbChoice) -> int:
     info, counts = summary.job, summary.counts
     failed = counts.get(OpState.FAILED, 0)
-    blocked = counts.get(OpState.BLOCKED, 0)
+    # Rows left cancelled (by `cancel` of another job naming them) were not done either.
+    blocked = counts.get(OpState.BLOCKED, 0) + counts.get(OpState.CANCELLED, 0)
     parts = ", ".join(f"{counts[s]} {s.value}" for s in OpState if counts.get(s))
     before = counts.get(OpState.SUCCEEDED, 0) - summary.succeeded_now
     done_before = f" ({before} done in earlier runs, not sent again)" if before > 0 else ""

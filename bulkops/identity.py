@@ -120,6 +120,17 @@ def conflict(
     )
 
 
+def alias_conflict(line: int, key: str, job_id: str, first_line: int, at: float) -> RowError:
+    """The error for a row reusing a key that was found to be an invite already done (under
+    another key), for other work."""
+    return RowError(
+        line, "key",
+        f"key {key!r} was done in job {job_id} (line {first_line}) on {when(at)} with other "
+        "content (the same invite as one done before): give this row a new key for new work, "
+        "or restore the row as it was",
+    )
+
+
 def when(at: float | None) -> str:
     """Unix seconds as `2026-11-28 02:14 UTC` (the form every message uses)."""
     if at is None:

@@ -21,7 +21,7 @@ from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreEr
 from bulkops.identity import outside_ref_errors, scope_of
 from bulkops.jobfile import CheckedJob
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
-from bulkops.model import JobInfo, JobSource, OpState
+from bulkops.model import JobInfo, JobSource, JobState, OpState
 from bulkops.progress import show_progress
 from bulkops.ratelimit import AdaptiveBudget
 from bulkops.report import write_csv, write_json
@@ -223,6 +223,9 @@ async def _job_to_resume(store: Store, job_id: str) -> JobInfo:
     if job is None:
         raise ConfigError(f"no job {job_id!r} in this database" if job_id
                           else "no unfinished job in this database")
+    if job.state is JobState.CANCELLED:
+        raise ConfigError(f"job {job.job_id} was cancelled: run its file again to run its "
+                          "unfinished rows")
     return job
 
 
@@ -353,6 +356,8 @@ async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:
     _require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await _pick_job(store, job_id)
+        if job.state is JobState.FINISHED:
+            return job, 0  # every row is final: nothing to cancel, and the job stays finished
         owner = lease_owner()
         holder = await store.acquire_job(job.job_id, owner, now=time.time(), lease_seconds=60.0)
         if holder is not None:

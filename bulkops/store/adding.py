@@ -14,17 +14,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Insert, Select, insert, select, text
+from sqlalchemy import Insert, Select, Table, and_, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bulkops.errors import RowError, StoreError
-from bulkops.identity import EarlierOp, Holder, conflict, referenced_keys
+from bulkops.identity import EarlierOp, Holder, alias_conflict, conflict, referenced_keys
 from bulkops.invitees import INVITE_ACTIONS, invite_fingerprint
 from bulkops.model import OpSpec, OpState, is_ref
 from bulkops.store import statements
 from bulkops.store.rows import new_op_row, new_row, spec_text
-from bulkops.store.tables import job_rows, jobs, ops
+from bulkops.store.tables import job_rows, jobs, op_aliases, ops
 
 INSERT_BATCH = 2000  # rows per executemany while adding a job: bounded memory, few round trips
 ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter limit
@@ -75,29 +75,45 @@ async def _ops_of(
     """key -> op_id for every row of a batch, making the ops that do not exist yet."""
     found = await _by_key(conn, scope, [spec.key for spec in specs])
     missing = [spec for spec in specs if spec.key not in found]
-    found.update(await _same_invites(conn, scope, missing))
+    same = await _same_invites(conn, scope, missing)
+    if same:
+        # The row's own key names that invite from now on (a later file's `@key`, a later
+        # edit of the row): the same identity, reached by another name.
+        aliases = [
+            {"scope": scope, "key": row["key"], "op_id": same[row["key"]],
+             "job_id": row["job_id"], "line": row["line"]}
+            for row in rows if row["key"] in same
+        ]
+        await conn.execute(_insert_ignoring(conn.dialect.name, op_aliases, ["scope", "key"]),
+                           aliases)
+        found.update(same)
     new = [
         new_op_row(row, scope, now) for row in rows if row["key"] not in found
     ]
     if new:
         # ON CONFLICT: on PostgreSQL another process adding a file with the same new keys may
         # have made them a moment ago; the look-up below finds its ops then.
-        await conn.execute(_insert_ops(conn.dialect.name), new)
+        await conn.execute(_insert_ignoring(conn.dialect.name, ops, ["scope", "key"]), new)
         found.update(await _by_key(conn, scope, [row["key"] for row in new]))
     return found
 
 
-def _insert_ops(dialect_name: str) -> Insert:
+def _insert_ignoring(dialect_name: str, table: Table, unique: list[str]) -> Insert:
     dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return dialect_insert(ops).on_conflict_do_nothing(index_elements=["scope", "key"])
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=unique)
 
 
 async def _by_key(conn: AsyncConnection, scope: str, keys: Sequence[str]) -> dict[str, int]:
+    """key -> op_id of the ops `keys` name in the scope: by their own key, or by an alias."""
     found: dict[str, int] = {}
-    for start in range(0, len(keys), ID_CHUNK):
-        chunk = list(keys[start : start + ID_CHUNK])
-        query = select(ops.c.key, ops.c.op_id).where(ops.c.scope == scope, ops.c.key.in_(chunk))
-        found.update({key: op_id for key, op_id in (await conn.execute(query)).all()})
+    for table in (ops, op_aliases):
+        wanted = [key for key in keys if key not in found]
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            query = select(table.c.key, table.c.op_id).where(
+                table.c.scope == scope, table.c.key.in_(chunk)
+            )
+            found.update({key: op_id for key, op_id in (await conn.execute(query)).all()})
     return found
 
 
@@ -192,25 +208,63 @@ def _reused_keys(job_id: str) -> Select[Any]:
     )
 
 
+def _reused_aliases(job_id: str) -> Select[Any]:
+    """The job's rows whose key is another name of a done invite (see `op_aliases`), where
+    this job did not make that alias: their row must still be that invite."""
+    return (
+        select(
+            job_rows.c.line, job_rows.c.spec, op_aliases.c.key, ops.c.fingerprint,
+            op_aliases.c.job_id, op_aliases.c.line.label("alias_line"), ops.c.updated_at,
+        )
+        .select_from(job_rows)
+        .join(ops, ops.c.op_id == job_rows.c.op_id)
+        .join(op_aliases, and_(op_aliases.c.op_id == ops.c.op_id,
+                               op_aliases.c.key == job_rows.c.key))
+        .where(job_rows.c.job_id == job_id, op_aliases.c.job_id != job_id)
+        .order_by(job_rows.c.seq)
+    )
+
+
 async def conflicts(
     conn: AsyncConnection, job_id: str, scope: str, *, now: float
 ) -> list[RowError]:
     """Rows of the job whose key names work done (or maybe done, or running now) with other
     content: each one is an error naming the earlier job, line and date."""
+    errors = await _alias_conflicts(conn, job_id, scope)
     found = (await conn.execute(_reused_keys(job_id))).mappings().all()
     if not found:
-        return []
+        return errors
     specs = [(json.loads(r["spec"]), json.loads(r["op_spec"])) for r in found]
     sites = await site_ids(conn, scope, referenced_keys(*(s for pair in specs for s in pair)))
 
     def resolve(value: str) -> str:
         return sites.get(value[1:], value) if is_ref(value) else value
 
-    errors: list[RowError] = []
     for row, (spec, op_spec) in zip(found, specs, strict=True):
         error = conflict(row["line"], spec, _earlier(row, op_spec, now), resolve)
         if error is not None:
             errors.append(error)
+    return sorted(errors, key=lambda error: error.line)
+
+
+async def _alias_conflicts(conn: AsyncConnection, job_id: str, scope: str) -> list[RowError]:
+    """A key first seen as the same invite as one done under another key stays that invite:
+    another person, place or roles under it is other work (the invite's fingerprint differs)."""
+    found = (await conn.execute(_reused_aliases(job_id))).mappings().all()
+    if not found:
+        return []
+    specs = [json.loads(row["spec"]) for row in found]
+    sites = await site_ids(conn, scope, referenced_keys(*specs))
+
+    def resolve(value: str) -> str:
+        return sites.get(value[1:], value) if is_ref(value) else value
+
+    errors: list[RowError] = []
+    for row, data in zip(found, specs, strict=True):
+        spec = OpSpec.from_json(row["line"], row["key"], data)
+        if invite_fingerprint(spec, resolve) != row["fingerprint"]:
+            errors.append(alias_conflict(row["line"], row["key"], row["job_id"],
+                                         row["alias_line"], row["updated_at"]))
     return errors
 
 

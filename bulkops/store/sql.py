@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
@@ -21,7 +21,7 @@ from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.migrate import upgrade_to_head
 from bulkops.store.rows import job_info, mutable_values, op_record
-from bulkops.store.tables import job_rows, jobs, ops
+from bulkops.store.tables import job_rows, jobs, op_aliases, ops
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
 Clock = Callable[[], float]
@@ -171,18 +171,16 @@ class SqlStore:
         wanted = sorted(set(keys))
         found: dict[str, KnownOp] = {}
         async with self._read("cannot read operations") as conn:
-            for start in range(0, len(wanted), ID_CHUNK):
-                query = select(
-                    ops.c.key, ops.c.action, ops.c.state, ops.c.job_id, ops.c.line,
-                    ops.c.site_id,
-                ).where(ops.c.key.in_(wanted[start : start + ID_CHUNK]))
-                if scope is not None:
-                    query = query.where(ops.c.scope == scope)
-                for row in (await conn.execute(query)).mappings():
-                    found[row["key"]] = KnownOp(
-                        key=row["key"], action=row["action"], state=OpState(row["state"]),
-                        job_id=row["job_id"], line=row["line"], site_id=row["site_id"],
-                    )
+            for name, table in (("op", ops), ("alias", op_aliases)):
+                rest = [key for key in wanted if key not in found]
+                for start in range(0, len(rest), ID_CHUNK):
+                    query = _known(name, table, scope, rest[start : start + ID_CHUNK])
+                    for row in (await conn.execute(query)).mappings():
+                        found[row["name"]] = KnownOp(
+                            key=row["name"], action=row["action"],
+                            state=OpState(row["state"]), job_id=row["job_id"],
+                            line=row["line"], site_id=row["site_id"],
+                        )
         return found
 
     # -- the job lease ----------------------------------------------------------------------
@@ -407,3 +405,16 @@ def _row_record(job_id: str, row: Any) -> OpRecord:
     return dataclasses.replace(
         record, elsewhere=Elsewhere(row["job_id"], row["line"], row["updated_at"])
     )
+
+
+def _known(name: str, table: Table, scope: str | None, keys: list[str]) -> Select[Any]:
+    """The ops named by `keys` through `table` (ops: their own key; op_aliases: another)."""
+    query = select(
+        table.c.key.label("name"), ops.c.action, ops.c.state, ops.c.job_id, ops.c.line,
+        ops.c.site_id,
+    ).where(table.c.key.in_(keys))
+    if name == "alias":
+        query = query.join_from(table, ops, ops.c.op_id == table.c.op_id)
+    if scope is not None:
+        query = query.where(table.c.scope == scope)
+    return query

@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bulkops.model import OpState
 from bulkops.store.rows import MUTABLE_COLUMNS
-from bulkops.store.tables import job_rows, jobs, ops, row_deps
+from bulkops.store.tables import job_rows, jobs, op_aliases, ops, row_deps
 
 # A dependency in one of these states can never succeed: whoever waits for it is blocked.
 DEAD_STATES = (OpState.FAILED.value, OpState.BLOCKED.value, OpState.CANCELLED.value)
@@ -223,7 +223,7 @@ def block_waiting_on_dead() -> Update:
 
 def link_dependencies(job_id: str, scope: str) -> list[Insert]:
     """row_deps for every staged (seq, dep_key): a key of the file names that row's op; any
-    other key names the op of an earlier run in the same scope."""
+    other key names the op of an earlier run in the same scope (by its key, or an alias)."""
     job = literal(job_id, Text)
     in_file = (
         select(job, staged_deps.c.seq, staged_deps.c.dep_key, job_rows.c.op_id)
@@ -240,8 +240,20 @@ def link_dependencies(job_id: str, scope: str) -> list[Insert]:
         .join(ops, and_(ops.c.scope == scope, ops.c.key == staged_deps.c.dep_key))
         .where(~named_in_file)
     )
+    named_by_op = exists(
+        select(1).where(ops.c.scope == scope, ops.c.key == staged_deps.c.dep_key)
+    )
+    aliased = (
+        select(job, staged_deps.c.seq, staged_deps.c.dep_key, op_aliases.c.op_id)
+        .select_from(staged_deps)
+        .join(op_aliases, and_(op_aliases.c.scope == scope,
+                               op_aliases.c.key == staged_deps.c.dep_key))
+        .where(~named_in_file, ~named_by_op)
+    )
     columns = ["job_id", "seq", "dep_key", "dep_op_id"]
-    return [insert(row_deps).from_select(columns, query) for query in (in_file, earlier)]
+    return [
+        insert(row_deps).from_select(columns, query) for query in (in_file, earlier, aliased)
+    ]
 
 
 def first_dangling_dependency(job_id: str) -> Select[int, str]:

@@ -149,6 +149,19 @@ FINGERPRINT = Index(
     postgresql_where=_fingerprinted,
 )
 
+# Other keys that name an operation: a row found to be an invite already done under another
+# key (same person, place and roles) leaves its own key here, so a later file may name it.
+op_aliases = Table(
+    "op_aliases",
+    metadata,
+    Column("scope", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("op_id", OP_ID, ForeignKey("ops.op_id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", Text, nullable=False),  # where the key was first seen, for messages
+    Column("line", Integer, nullable=False),
+    PrimaryKeyConstraint("scope", "key"),
+)
+
 job_rows = Table(
     "job_rows",
     metadata,

@@ -105,6 +105,18 @@ def _create_rows_tables() -> None:
         ),
     )
     op.create_index("ix_row_deps_dep_op_id", "row_deps", ["dep_op_id"])
+    op.create_table(
+        "op_aliases",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("key", sa.Text(), nullable=False),
+        sa.Column("op_id", OP_ID, nullable=False),
+        sa.Column("job_id", sa.Text(), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "key", name="pk_op_aliases"),
+        sa.ForeignKeyConstraint(
+            ["op_id"], ["ops.op_id"], name="fk_op_aliases_op_id_ops", ondelete="CASCADE"
+        ),
+    )
 
 
 def _scope(account_id: str, base_url: str) -> str:
@@ -197,6 +209,7 @@ def downgrade() -> None:
         "SELECT o.op_id, d.dep_op_id, d.dep_key FROM row_deps d "
         "JOIN ops o ON o.job_id = d.job_id AND o.seq = d.seq"
     ))
+    op.drop_table("op_aliases")
     op.drop_table("row_deps")
     op.drop_table("job_rows")
     op.drop_index("ix_ops_fingerprint", table_name="ops")

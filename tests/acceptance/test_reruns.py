@@ -824,7 +824,8 @@ def test_cancel_closes_unfinished_rows_resume_skips_them_and_running_the_file_re
     assert latest.returncode == 2, _output(latest)
     assert "no unfinished job" in latest.stderr
     named = run_cli(["resume", job_id, *flags], env, timeout=RUN_TIMEOUT)
-    assert named.returncode in (0, 1), _output(named)
+    assert named.returncode == 2, _output(named)
+    assert "was cancelled: run its file again" in named.stderr
     assert _sent_since(before, sandbox) == Counter()
     assert status_json(db, env)["counts"]["cancelled"] == unfinished
 
