@@ -79,11 +79,19 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Progress:
+    """What the progress display shows. Times are unix seconds."""
+
     counts: Mapping[OpState, int]
     total: int
     budget: BudgetSnapshot
     started_at: float
     finished_this_run: int
+    # Why rows are not moving, as {reason: rows}: "settle" (unknown outcomes waiting for Wix's
+    # site listing to catch up before the next look-up), "retry" (waiting out a back-off after
+    # a retryable error), "elsewhere" (rows another live process runs for another job).
+    waiting: Mapping[str, int] = field(default_factory=dict)
+    paused_since: float | None = None  # Wix unreachable: sending paused since then
+    deadline: float | None = None  # --finish-by: no operation starts after it
 
 
 class Engine:

@@ -180,3 +180,55 @@ class OpRecord:
     refs: Mapping[str, str] = field(default_factory=dict)
     maybe_applied: bool = False
     elsewhere: Elsewhere | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One `run` or `resume` of a job, as the store keeps it (the morning-after account).
+
+    Times are unix seconds. `finished_at`/`outcome` are None for a run whose process died.
+    `timeline[i]` counts the HTTP requests sent in [started_at + i * bucket_seconds, + bucket).
+    """
+
+    run_id: int
+    job_id: str
+    command: str  # "run" | "resume"
+    started_at: float
+    finished_at: float | None = None
+    outcome: str | None = None  # "finished" | "stopped" | "interrupted"
+    reason: str | None = None
+    requests: int = 0  # every HTTP request: sends, look-ups, retries, the roles call
+    throttled: int = 0  # 429 answers
+    retries: int = 0  # sends scheduled again after a retryable error
+    reconciled: int = 0  # unknown outcomes settled by a look-up at Wix
+    succeeded: int = 0  # rows that succeeded in this run
+    failed: int = 0  # rows that failed in this run
+    budget_per_second: float = 0.0  # the configured --rate
+    bucket_seconds: float = 60.0
+    timeline: tuple[int, ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """One kind of failure among a job's rows: how many, with its hint and a first example."""
+
+    code: str | None
+    hint: str | None
+    count: int
+    first_line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class JobOverview:
+    """Everything a summary or report says about a job as a whole."""
+
+    job: JobInfo
+    counts: Mapping[OpState, int]
+    by_action: Mapping[Action, Mapping[OpState, int]]
+    runs: tuple[RunRecord, ...]
+    top_errors: tuple[ErrorCount, ...]
