@@ -123,6 +123,20 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--progress-interval", envvar="BULKOPS_PROGRESS_INTERVAL", default=10.0,
                      type=click.FloatRange(0.1, 3600), show_default=True,
                      help="Seconds between progress lines when not on a terminal."),
+        click.option("--finish-by", envvar="BULKOPS_FINISH_BY", show_envvar=True, default=None,
+                     help="No operation starts after this: a clock time (06:00), a date-time "
+                          "(2026-11-30T06:00) or a duration (2h30m). Rows left stay pending "
+                          "(exit 3)."),
+        click.option("--outage-limit", envvar="BULKOPS_OUTAGE_LIMIT", show_envvar=True,
+                     default=900.0, show_default=True, type=click.FloatRange(1, 7 * 86400),
+                     help="Seconds Wix may stay unreachable (every request failing) while the "
+                          "run waits and probes; then it stops (exit 3, rows pending)."),
+        click.option("--summary-json", envvar="BULKOPS_SUMMARY_JSON", show_envvar=True,
+                     default=None, type=click.Path(dir_okay=False),
+                     help="Also write the final summary to this file as JSON."),
+        click.option("--log-format", envvar="BULKOPS_LOG_FORMAT", show_envvar=True,
+                     type=click.Choice(["text", "json"]), default="text", show_default=True,
+                     help="Event log lines (-v) as key=value text or one JSON object each."),
         click.option("-v", "--verbose", count=True, help="Log events to stderr (-vv: debug)."),
         _db_option,
     ]
@@ -134,7 +148,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurrency: int,
               max_attempts: int, timeout: float, settle: float, backoff_base: float,
               breaker_window: int, breaker_ratio: float, lease_seconds: float,
-              api_key: str) -> Settings:
+              finish_by: str | None, outage_limit: float, api_key: str) -> Settings:
     from bulkops.wixwire import checked_base_url  # refuses plain http to a non-loopback host
 
     return Settings(
@@ -143,14 +157,25 @@ def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurren
         rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
         timeout=timeout, settle=settle, backoff_base=backoff_base,
         breaker_window=breaker_window, breaker_ratio=breaker_ratio, lease_seconds=lease_seconds,
+        deadline=_deadline(finish_by), outage_limit=outage_limit,
     )
 
 
-def _configure_logging(verbose: int, settings: Settings) -> None:
+def _deadline(finish_by: str | None) -> float | None:
+    if not finish_by:
+        return None
+    from datetime import datetime
+
+    from bulkops.deadline import parse_finish_by
+
+    return parse_finish_by(finish_by, datetime.now().astimezone()).timestamp()
+
+
+def _configure_logging(verbose: int, settings: Settings, log_format: str = "text") -> None:
     from bulkops import logs
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logs.configure(level, sys.stderr, [settings.api_key])
+    logs.configure(level, sys.stderr, [settings.api_key], fmt=log_format)
 
 
 @cli.command()
@@ -160,7 +185,7 @@ def _configure_logging(verbose: int, settings: Settings) -> None:
                    "keeps its world beside the database, so `resume` continues it.")
 @_run_options
 def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
-        wait: float | None, **opts: Any) -> None:
+        wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
     """Validate FILE, store it, and run every operation to the end.
 
     Only what is new or not yet done is sent: a row whose operation (its key, in this database
@@ -178,29 +203,30 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: st
 
     if not sandbox:
         require_credentials(settings)
-    _configure_logging(verbose, settings)
+    _configure_logging(verbose, settings, log_format)
     prepare_default(choice)
     summary = _run_async(run_job, checked=checked, settings=settings, sandbox=sandbox,
                          wait=wait, progress=_progress_options(progress_interval))
-    sys.exit(_finish(summary, choice))
+    sys.exit(_finish(summary, choice, summary_json))
 
 
 @cli.command()
 @click.argument("job", required=False)
 @_run_options
 def resume(job: str | None, verbose: int, progress_interval: float, db: str | None,
-           wait: float | None, **opts: Any) -> None:
+           wait: float | None, summary_json: str | None, log_format: str,
+           **opts: Any) -> None:
     """Continue an unfinished job (default: the latest unfinished one) against the account and
     API it was stored with; only the key comes from the environment."""
     choice = _database(db)
     settings = _settings(choice, **opts, api_key=_api_key())
-    _configure_logging(verbose, settings)
+    _configure_logging(verbose, settings, log_format)
     from bulkops.runner import run_job
 
     summary = _run_async(run_job, checked=None, settings=settings, sandbox=False,
                          resume_job=job or "", wait=wait,
                          progress=_progress_options(progress_interval))
-    sys.exit(_finish(summary, choice))
+    sys.exit(_finish(summary, choice, summary_json))
 
 
 @cli.command()
@@ -426,18 +452,27 @@ async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
             stop.set()
 
 
-def _finish(summary: RunSummary, db: DbChoice) -> int:
+def _finish(summary: RunSummary, db: DbChoice, summary_json: str | None = None) -> int:
     info, counts = summary.job, summary.counts
     failed = counts.get(OpState.FAILED, 0)
     # Rows left cancelled (by `cancel` of another job naming them) were not done either.
     blocked = counts.get(OpState.BLOCKED, 0) + counts.get(OpState.CANCELLED, 0)
+    code = _exit_code(summary.outcome, failed + blocked)
     parts = ", ".join(f"{counts[s]} {s.value}" for s in OpState if counts.get(s))
     before = counts.get(OpState.SUCCEEDED, 0) - summary.succeeded_now
     done_before = f" ({before} done in earlier runs, not sent again)" if before > 0 else ""
     click.echo(f"job {info.job_id}: {info.total} operation(s): {parts}{done_before}")
+    if summary.overview is not None:
+        from bulkops.summary import summary_lines
+
+        for line in summary_lines(summary.overview, summary.run, outcome=summary.outcome,
+                                  exit_code=code):
+            click.echo(line)
     click.echo(f"database: {db.url}")
     if summary.reason:
         click.echo(f"stopped: {summary.reason}", err=True)
+    if summary_json:
+        _write_summary_json(summary, db, code, summary_json)
     # Next steps can be pasted as they are: they name the database unless it is the default.
     where = "" if db.default else f" --db {shlex.quote(db.url)}"
     click.echo(f"report: bulkops report {info.job_id}{where}"
@@ -445,11 +480,32 @@ def _finish(summary: RunSummary, db: DbChoice) -> int:
     if summary.outcome == "interrupted":
         click.echo(f"progress saved; continue with: bulkops resume {info.job_id}{where}",
                    err=True)
-        return EXIT_INTERRUPTED
-    if summary.outcome == "stopped":
+    elif summary.outcome == "stopped":
         click.echo(f"continue with: bulkops resume {info.job_id}{where}", err=True)
+    return code
+
+
+def _exit_code(outcome: str, not_done: int) -> int:
+    if outcome == "interrupted":
+        return EXIT_INTERRUPTED
+    if outcome == "stopped":
         return EXIT_STOPPED
-    return EXIT_SOME_FAILED if failed or blocked else EXIT_OK
+    return EXIT_SOME_FAILED if not_done else EXIT_OK
+
+
+def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str) -> None:
+    from bulkops.summary import summary_json
+
+    if summary.overview is None:
+        return
+    document = summary_json(summary.overview, summary.run, outcome=summary.outcome,
+                            reason=summary.reason, exit_code=code, database=db.url)
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+    except OSError as exc:
+        click.echo(f"warning: cannot write the summary to {path}: {exc.strerror}", err=True)
 
 
 def main() -> None:

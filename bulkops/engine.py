@@ -14,6 +14,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from bulkops.breaker import FailureBreaker
 from bulkops.checkpoint import GroupCommitter
 from bulkops.errors import ConfigError, SendStopped, WixApiError, WixError
 from bulkops.model import FINAL_STATES, Action, JobState, OpError, OpRecord, OpState
+from bulkops.outage import OutageGate
 from bulkops.ratelimit import BudgetSnapshot, RequestBudget
 from bulkops.retry import Verdict, backoff_delay, classify, hint_for, retry_delay, retry_reads
 from bulkops.roles import RoleBook
@@ -56,7 +58,7 @@ INVITE_RESENT_NOTE = (
 class RunOutcome(StrEnum):
     FINISHED = "finished"  # every operation is final
     INTERRUPTED = "interrupted"  # stop requested (SIGINT/SIGTERM)
-    STOPPED = "stopped"  # a failure breaker tripped
+    STOPPED = "stopped"  # a failure breaker tripped, the deadline came, or Wix stayed down
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,18 @@ class EngineConfig:
     settle: float = 15.0
     backoff_base: float = 1.0  # first retry waits up to this; doubles per attempt (full jitter)
     owner: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
+    deadline: float | None = None  # unix seconds (--finish-by): no operation starts after it
+    outage_limit: float = 900.0  # seconds Wix may stay unreachable before the run stops
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What this run did, beyond the rows' states (the summary's and the run record's)."""
+
+    retries: int = 0
+    reconciled: int = 0
+    succeeded: int = 0
+    failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,10 +117,12 @@ class Engine:
         budget: RequestBudget,
         config: EngineConfig,
         breaker: FailureBreaker | None = None,
+        outage: OutageGate | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
+        self._outage = outage
         self._client = client
         self._budget = budget
         self._config = config
@@ -126,6 +142,13 @@ class Engine:
         self._started_at = clock()
         self._finished_this_run = 0
         self._succeeded_this_run = 0
+        self._failed_this_run = 0
+        self._retries = 0
+        self._reconciled = 0
+        self._waiting_retry: set[int] = set()
+        self._waiting_settle: set[int] = set()
+        self._elsewhere = 0
+        self._deadline_passed = False
         self._committer = GroupCommitter(store)
         # The latest failures, so that a storm's victims can be put back when the breaker trips.
         self._recent_failures: deque[OpRecord] = deque(maxlen=self._breaker.window)
@@ -133,12 +156,28 @@ class Engine:
     # -- public -------------------------------------------------------------------------------
 
     def progress(self) -> Progress:
+        waiting = {
+            "settle": len(self._waiting_settle),
+            "retry": len(self._waiting_retry),
+            "elsewhere": self._elsewhere,
+        }
         return Progress(
             counts=dict(self._counts),
             total=sum(self._counts.values()),
             budget=self._budget.snapshot(),
             started_at=self._started_at,
             finished_this_run=self._finished_this_run,
+            waiting={reason: rows for reason, rows in waiting.items() if rows},
+            paused_since=self._outage.since if self._outage else None,
+            deadline=self._config.deadline,
+        )
+
+    def stats(self) -> RunStats:
+        return RunStats(
+            retries=self._retries,
+            reconciled=self._reconciled,
+            succeeded=self._succeeded_this_run,
+            failed=self._failed_this_run,
         )
 
     async def run(self, job_id: str, stop: anyio.Event) -> RunResult:
@@ -177,7 +216,7 @@ class Engine:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _dispatch(self, job_id: str, workers: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
-        while not stop.is_set() and not self._breaker.tripped:
+        while not stop.is_set() and not self._breaker.tripped and not self._time_is_up():
             # Workers finishing between the claim and the checks below may have made ops
             # claimable: the job is over only if none finished in between. A fresh event before
             # the claim means a finish during it wakes the wait below at once.
@@ -217,6 +256,7 @@ class Engine:
         are taken on once no live process runs that job. Returns when to look again (now, if
         some were taken on), or None when the job has nothing left anywhere."""
         taken = await self._store.take_over(job_id, now=self._clock(), rerun=False)
+        self._elsewhere = taken.held_elsewhere
         if not taken.adopted and not taken.held_elsewhere:
             return None
         await self._refresh_counts(job_id)
@@ -227,9 +267,29 @@ class Engine:
         log.info("ops_held_elsewhere", extra={"job": job_id, "count": taken.held_elsewhere})
         return self._clock() + SHARED_ROWS_POLL
 
+    def _time_is_up(self) -> bool:
+        """The deadline came, or Wix has been unreachable for longer than allowed: no more
+        operations start (the breaker carries the reason to the run's result)."""
+        now = self._clock()
+        deadline = self._config.deadline
+        if deadline is not None and now >= deadline:
+            self._deadline_passed = True
+            return True
+        since = self._outage.since if self._outage else None
+        if since is not None and now - since > self._config.outage_limit:
+            self._breaker.trip(
+                f"Wix unreachable since {_local_time(since)} ({now - since:.0f} s, over "
+                f"--outage-limit {self._config.outage_limit:.0f} s): rows not done stay "
+                "pending for the next run"
+            )
+            return True
+        return False
+
     async def _wait_for_change(self, wakeup: float | None, stop: anyio.Event) -> None:
         """Sleep until a worker finishes, the next retry is due, or a stop is asked for."""
         delay = 1.0 if wakeup is None else max(0.0, min(1.0, wakeup - self._clock()))
+        if self._config.deadline is not None:
+            delay = max(0.0, min(delay, self._config.deadline - self._clock()))
         with anyio.move_on_after(delay):
             async with anyio.create_task_group() as waiters:
 
@@ -297,6 +357,17 @@ class Engine:
             await self._fail(op, _op_error(exc))
 
     async def _retry_later(self, op: OpRecord, exc: WixError) -> None:
+        self._retries += 1
+        if self._outage_suspected():
+            # Every request is failing: Wix is down, not this row. The attempt is not held
+            # against it; the gate holds the next send back until a probe gets an answer.
+            log.info("op_retry", extra={"op": op.spec.key, "line": op.spec.line,
+                                        "outage": True, "error": str(exc)})
+            await self._send_again_later(
+                replace(op, attempts=op.attempts - 1), self._backoff(1),
+                error=_op_error(exc), note=op.note,
+            )
+            return
         if op.attempts >= self._config.max_attempts:
             await self._fail(op, _op_error(exc, gave_up_after=op.attempts))
             return
@@ -338,6 +409,8 @@ class Engine:
 
     async def _resend_invite(self, op: OpRecord, error: OpError | None) -> None:
         """Policy for invites: one duplicate email is better than a missing invite."""
+        if self._outage_suspected():
+            op = replace(op, attempts=op.attempts - 1)  # Wix is down, not this row
         if op.attempts >= self._config.max_attempts:
             await self._give_up_unknown(
                 op,
@@ -389,6 +462,7 @@ class Engine:
                 # An earlier attempt may still show up later: the report must keep saying so.
                 note = f"{note}; {NOT_FOUND_RESENT_NOTE}"
             log.info("op_reconciled", extra={"op": op.spec.key, "attempt": op.attempts})
+            self._reconciled += 1
             await self._succeed(op, found, note=note)
             return
         await self._not_found(op, sent_at)
@@ -507,6 +581,7 @@ class Engine:
 
     async def _save(self, old: OpRecord, new: OpRecord) -> None:
         await self._committer.save(new)
+        self._note_wait(new)
         if old.state is not new.state:
             self._counts[old.state] -= 1
             self._counts[new.state] += 1
@@ -514,6 +589,22 @@ class Engine:
                 self._finished_this_run += 1
             if new.state is OpState.SUCCEEDED:
                 self._succeeded_this_run += 1
+            elif new.state is OpState.FAILED:
+                self._failed_this_run += 1
+
+    def _note_wait(self, op: OpRecord) -> None:
+        """Keep track of rows that wait for a time, so that progress can say why."""
+        self._waiting_retry.discard(op.op_id)
+        self._waiting_settle.discard(op.op_id)
+        if op.not_before is None or op.lease_owner is not None:
+            return
+        if op.state is OpState.PENDING:
+            self._waiting_retry.add(op.op_id)
+        elif op.state is OpState.UNKNOWN:
+            self._waiting_settle.add(op.op_id)
+
+    def _outage_suspected(self) -> bool:
+        return self._outage is not None and self._outage.suspect
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -573,6 +664,12 @@ class Engine:
         if stop.is_set() and self._open_ops():
             await self._store.set_job_state(job_id, JobState.INTERRUPTED)
             return self._result(RunOutcome.INTERRUPTED, counts, "interrupted")
+        if self._deadline_passed and self._open_ops():
+            deadline = self._config.deadline or 0.0
+            reason = (f"deadline {_local_time(deadline)} reached: {self._open_ops()} row(s) "
+                      "left pending for the next run")
+            await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
+            return self._result(RunOutcome.STOPPED, counts, reason)
         if self._open_ops():
             reason = "operations are left that no worker can run now"
             await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
@@ -600,6 +697,11 @@ def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
         )
     hint = f"gave up after {gave_up_after} attempts" if gave_up_after is not None else None
     return OpError(code="CONNECTION_ERROR", message=str(exc), hint=hint)
+
+
+def _local_time(at: float) -> str:
+    """Unix seconds as the local time of day (HH:MM) a nightly run's owner reads."""
+    return datetime.fromtimestamp(at).strftime("%H:%M")
 
 
 def _is_repeated_transfer(op: OpRecord, exc: WixError) -> bool:

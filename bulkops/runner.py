@@ -21,7 +21,8 @@ from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreEr
 from bulkops.identity import outside_ref_errors, scope_of
 from bulkops.jobfile import CheckedJob
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
-from bulkops.model import JobInfo, JobSource, JobState, OpState
+from bulkops.model import JobInfo, JobOverview, JobSource, JobState, OpState, RunRecord
+from bulkops.outage import OutageGate
 from bulkops.progress import show_progress
 from bulkops.ratelimit import AdaptiveBudget
 from bulkops.report import write_csv, write_json
@@ -29,6 +30,7 @@ from bulkops.settings import DEFAULT_BASE_URL, Settings
 from bulkops.store import open_store
 from bulkops.store.base import Store
 from bulkops.store.urls import normalise_url, sqlite_path
+from bulkops.timeline import BUCKET_SECONDS, RequestTimeline
 from bulkops.wix import WixClient
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class RunSummary:
     outcome: str  # RunOutcome value
     reason: str | None
     succeeded_now: int = 0  # rows that succeeded in this run; the other succeeded were done before
+    overview: JobOverview | None = None  # the job as a whole, after this run
+    run: RunRecord | None = None  # what this run did (None: it never started)
 
 
 @asynccontextmanager
@@ -102,7 +106,7 @@ async def run_job(
         if not created and not await _acquire(store, job, owner, settings, wait, stop, progress):
             return RunSummary(job, await store.counts(job.job_id), "interrupted", "interrupted")
         try:
-            result = await _take_over_and_run(
+            result, run = await _take_over_and_run(
                 store, job, settings, owner, stop, progress, rerun=checked is not None
             )
         finally:
@@ -111,7 +115,7 @@ async def run_job(
         final = await store.get_job(job.job_id)
         assert final is not None
         return RunSummary(final, result.counts, result.outcome.value, result.reason,
-                          result.succeeded_now)
+                          result.succeeded_now, await store.overview(final), run)
 
 
 def _sandbox_target(settings: Settings) -> Settings:
@@ -190,7 +194,7 @@ async def _acquire(
 async def _take_over_and_run(
     store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
     progress: tuple[TextIO, float, bool], *, rerun: bool,
-) -> RunResult:
+) -> tuple[RunResult, RunRecord]:
     if rerun:
         # The file is run again: rows that reuse a done key with other content are refused
         # before anything changes (a job stored just now was checked when it was added).
@@ -200,8 +204,14 @@ async def _take_over_and_run(
     taken = await store.take_over(job.job_id, now=time.time(), rerun=rerun)
     log.info("job_taken", extra={"job": job.job_id, "adopted": taken.adopted,
                                  "rearmed": taken.rearmed, "elsewhere": taken.held_elsewhere})
+    run = await store.start_run(
+        RunRecord(run_id=0, job_id=job.job_id, command="run" if rerun else "resume",
+                  started_at=time.time(), budget_per_second=settings.rate.per_second,
+                  bucket_seconds=BUCKET_SECONDS),
+        owner,
+    )
     async with _wix(settings, job) as base_url:
-        return await _run_engine(store, job, settings, base_url, owner, stop, progress)
+        return await _run_engine(store, job, settings, base_url, owner, run, stop, progress)
 
 
 @asynccontextmanager
@@ -251,21 +261,24 @@ def _check_same_target(job: JobInfo, settings: Settings) -> None:
 
 
 async def _run_engine(
-    store: Store, job: JobInfo, settings: Settings, base_url: str, owner: str,
+    store: Store, job: JobInfo, settings: Settings, base_url: str, owner: str, run: RunRecord,
     stop: anyio.Event, progress: tuple[TextIO, float, bool],
-) -> RunResult:
-    budget = AdaptiveBudget(settings.rate)
+) -> tuple[RunResult, RunRecord]:
+    # Every request passes the outage gate, is counted on the run's timeline, and then waits
+    # for its turn in the adaptive budget.
+    timeline = RequestTimeline(AdaptiveBudget(settings.rate), bucket_seconds=run.bucket_seconds)
+    gate = OutageGate(timeline)
     async with WixClient(
         base_url=base_url,
         api_key=settings.api_key,
         account_id=settings.account_id,
-        budget=budget,
+        budget=gate,
         timeout=settings.timeout,
     ) as client:
         engine = Engine(
             store=store,
             client=client,
-            budget=budget,
+            budget=gate,
             config=EngineConfig(
                 account_id=settings.account_id,
                 concurrency=settings.concurrency,
@@ -273,36 +286,74 @@ async def _run_engine(
                 settle=settings.settle,
                 backoff_base=settings.backoff_base,
                 owner=owner,
+                deadline=settings.deadline,
+                outage_limit=settings.outage_limit,
             ),
             breaker=FailureBreaker(
                 BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
             ),
+            outage=gate,
         )
         stream, interval, live = progress
+        record = _RunRecorder(run, engine, timeline)
 
         async def display() -> None:
             await show_progress(engine.progress, stream, interval=interval, live=live)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(display)
-            tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine)
+            tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine,
+                          record)
             try:
                 result = await engine.run(job.job_id, stop)
             finally:
                 tg.cancel_scope.cancel()
-        return result
+        final = record.now(finished=True, outcome=result.outcome.value, reason=result.reason)
+        with anyio.CancelScope(shield=True):
+            await store.save_run(final)
+        return result, final
+
+
+class _RunRecorder:
+    """The run's record as it stands: the engine's counts, the budget's, the timeline."""
+
+    def __init__(self, run: RunRecord, engine: Engine, timeline: RequestTimeline) -> None:
+        self._run = run
+        self._engine = engine
+        self._timeline = timeline
+
+    def now(self, *, finished: bool = False, outcome: str | None = None,
+            reason: str | None = None) -> RunRecord:
+        stats = self._engine.stats()
+        budget = self._engine.progress().budget
+        return replace(
+            self._run,
+            finished_at=time.time() if finished else None,
+            outcome=outcome,
+            reason=reason,
+            requests=budget.requests,
+            throttled=budget.throttled,
+            retries=stats.retries,
+            reconciled=stats.reconciled,
+            succeeded=stats.succeeded,
+            failed=stats.failed,
+            timeline=self._timeline.counts,
+        )
 
 
 async def _heartbeat(
-    store: Store, job_id: str, owner: str, lease_seconds: float, engine: Engine
+    store: Store, job_id: str, owner: str, lease_seconds: float, engine: Engine,
+    record: _RunRecorder,
 ) -> None:
-    """Renew the job's lease every third of its length. A lease found taken by another process
-    (this one stalled past its end) stops the run: both could otherwise send the same rows."""
+    """Renew the job's lease every third of its length, and save the run's record so far (a
+    run killed later still leaves its account). A lease found taken by another process (this
+    one stalled past its end) stops the run: both could otherwise send the same rows."""
     while True:
         await anyio.sleep(lease_seconds / 3)
         try:
             held = await store.renew_job(job_id, owner, now=time.time(),
                                          lease_seconds=lease_seconds)
+            await store.save_run(record.now())
         except StoreError as exc:  # a busy database: the next beat tries again
             log.warning("lease_renew_failed", extra={"job": job_id, "error": str(exc)})
             continue

@@ -59,3 +59,5 @@ class Settings:
     # Seconds a job's lease lasts without a heartbeat: how long a SIGKILLed run keeps others
     # out. Heartbeats renew it every third of that.
     lease_seconds: float = 30.0
+    deadline: float | None = None  # unix seconds (--finish-by): no operation starts after it
+    outage_limit: float = 900.0  # seconds Wix may stay unreachable before the run stops

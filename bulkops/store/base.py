@@ -7,7 +7,17 @@ from typing import Protocol
 
 from bulkops.errors import RowError
 from bulkops.identity import Holder, KnownOp, TakeOver
-from bulkops.model import JobInfo, JobSource, JobState, OpRecord, OpSpec, OpState
+from bulkops.model import (
+    JobInfo,
+    JobOverview,
+    JobSource,
+    JobState,
+    OpRecord,
+    OpSpec,
+    OpState,
+    RunRecord,
+)
+from bulkops.store.history import JobListing, PruneResult
 
 
 class Store(Protocol):
@@ -123,6 +133,28 @@ class Store(Protocol):
         """Every row of the job in input order (streamed in pages), optionally of one state:
         the row's line, key and spec with its op's state and results; `elsewhere` is set
         when another job owns the op."""
+        ...
+
+    async def start_run(self, record: RunRecord, owner: str) -> RunRecord:
+        """Record the start of a run (`record.run_id` is ignored); returns it with its id."""
+        ...
+
+    async def save_run(self, record: RunRecord) -> None:
+        """Write what the run did so far (again at its end, with finished_at and outcome)."""
+        ...
+
+    async def overview(self, job: JobInfo) -> JobOverview:
+        """Counts per state and per action, every run, and the commonest errors of a job."""
+        ...
+
+    async def list_jobs(self, *, limit: int | None = None) -> list[JobListing]:
+        """Every job, newest first, with its counts and when it ran."""
+        ...
+
+    async def prune(self, *, before: float) -> PruneResult:
+        """Remove the rows of finished or cancelled jobs last changed before `before` (unix
+        seconds), and the operations they alone named that never succeeded. Succeeded
+        operations stay, so a later file never repeats them. Jobs held by a process are kept."""
         ...
 
     async def close(self) -> None: ...

@@ -14,11 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
 from bulkops.identity import Holder, KnownOp, TakeOver, scope_of
-from bulkops.model import Elsewhere, JobInfo, JobSource, JobState, OpRecord, OpSpec, OpState
-from bulkops.store import statements, takeover
+from bulkops.model import (
+    Elsewhere,
+    JobInfo,
+    JobOverview,
+    JobSource,
+    JobState,
+    OpRecord,
+    OpSpec,
+    OpState,
+    RunRecord,
+)
+from bulkops.store import history, statements, takeover
 from bulkops.store.adding import ID_CHUNK, conflicts, insert_rows
 from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
+from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.migrate import upgrade_to_head
 from bulkops.store.rows import job_info, mutable_values, op_record
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops
@@ -182,6 +193,69 @@ class SqlStore:
                             line=row["line"], site_id=row["site_id"],
                         )
         return found
+
+    # -- runs and the morning after --------------------------------------------------------
+
+    async def start_run(self, record: RunRecord, owner: str) -> RunRecord:
+        async with self._write(f"cannot record a run of job {record.job_id}") as conn:
+            run_id = (await conn.execute(history.insert_run(record, owner))).scalar_one()
+        return dataclasses.replace(record, run_id=run_id)
+
+    async def save_run(self, record: RunRecord) -> None:
+        async with self._write(f"cannot record a run of job {record.job_id}") as conn:
+            await conn.execute(history.update_run(record))
+
+    async def overview(self, job: JobInfo) -> JobOverview:
+        async with self._read(f"cannot read job {job.job_id}") as conn:
+            actions = (await conn.execute(history.counts_by_action(job.job_id))).all()
+            found = (await conn.execute(history.runs_of(job.job_id))).mappings().all()
+            errors = (await conn.execute(history.top_errors(job.job_id))).all()
+        per_action = history.by_action(list(actions))
+        counts = {state: sum(c[state] for c in per_action.values()) for state in OpState}
+        return JobOverview(
+            job=job,
+            counts=counts,
+            by_action=per_action,
+            runs=tuple(history.run_record(row) for row in found),
+            top_errors=history.error_counts(list(errors)),
+        )
+
+    async def list_jobs(self, *, limit: int | None = None) -> list[JobListing]:
+        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._read("cannot read jobs") as conn:
+            found = (await conn.execute(query)).mappings().all()
+            counts: dict[str, dict[OpState, int]] = {}
+            for job_id, state, count in (await conn.execute(history.job_counts())).all():
+                counts.setdefault(job_id, {s: 0 for s in OpState})[OpState(state)] = count
+            spans = {row[0]: row[1:] for row in (await conn.execute(history.run_spans())).all()}
+        listing = []
+        for row in found:
+            started, finished, run_count = spans.get(row["job_id"], (None, None, 0))
+            listing.append(history.JobListing(
+                job=job_info(row),
+                counts=counts.get(row["job_id"], {s: 0 for s in OpState}),
+                started_at=started,
+                finished_at=finished,
+                runs=run_count,
+                pruned_at=row["pruned_at"],
+            ))
+        return listing
+
+    async def prune(self, *, before: float) -> PruneResult:
+        now = self._clock()
+        async with self._write("cannot prune old jobs") as conn:
+            job_ids = list((await conn.execute(history.prunable(before))).scalars().all())
+            if not job_ids:
+                return PruneResult(jobs=0, rows=0, ops=0)
+            rows = ops_gone = 0
+            for start in range(0, len(job_ids), ID_CHUNK):
+                chunk = job_ids[start : start + ID_CHUNK]
+                rows += (await conn.execute(history.delete_rows(chunk))).rowcount
+                ops_gone += (await conn.execute(history.forget_ops(chunk))).rowcount
+                await conn.execute(history.mark_pruned(chunk, now))
+        return PruneResult(jobs=len(job_ids), rows=rows, ops=ops_gone)
 
     # -- the job lease ----------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ jobs = Table(
     Column("lease_owner", Text),
     Column("lease_expires_at", Float),
     Column("lease_since", Float),  # when the holder took the lease: "held by ... since"
+    Column("pruned_at", Float),  # `prune` removed its rows (its succeeded ops stay)
 )
 
 ops = Table(
@@ -191,4 +192,29 @@ row_deps = Table(
     ),
     # block_dependents walks from a failed op to the rows waiting for it.
     Index(None, "dep_op_id"),
+)
+
+# One row per `run`/`resume` of a job: what it did, for summaries, `jobs` and the HTML report.
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", OP_ID, primary_key=True, autoincrement=True),
+    Column("job_id", Text, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("command", Text, nullable=False),  # run | resume
+    Column("owner", Text, nullable=False),  # host:pid:token, as the job lease names it
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),  # NULL: the process died before it could say
+    Column("outcome", Text),
+    Column("reason", Text),
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("throttled", Integer, nullable=False, server_default="0"),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("reconciled", Integer, nullable=False, server_default="0"),
+    Column("succeeded", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("budget_per_second", Float, nullable=False, server_default="0"),
+    Column("bucket_seconds", Float, nullable=False, server_default="60"),
+    Column("timeline", Text, nullable=False, server_default="[]"),  # JSON: requests per bucket
+    Index(None, "job_id", "started_at"),
+    sqlite_autoincrement=True,
 )
