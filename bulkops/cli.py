@@ -25,6 +25,7 @@ from bulkops.model import FINAL_STATES, OpState
 
 if TYPE_CHECKING:
     from bulkops.runner import RunSummary
+    from bulkops.store.history import JobListing
 from bulkops.settings import DEFAULT_BASE_URL, DEFAULT_RATE, Settings, parse_rate
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_BUSY, EXIT_INTERRUPTED = (
@@ -295,24 +296,104 @@ def cancel(job: str, db: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_db_option
 def status(job: str | None, as_json: bool, db: str | None) -> None:
-    """Counts per state of a job (default: the latest)."""
-    from bulkops.runner import job_status
+    """Counts per state of a job (default: the latest), and whether a process runs it."""
+    import time
+
+    from bulkops.runner import job_status, shown_state
 
     info, counts = anyio.run(job_status, _database(db).url, job or None)
+    state, why = shown_state(info, time.time())
     if as_json:
         click.echo(json.dumps({
-            "job": info.job_id, "state": info.state.value, "total": info.total,
+            "job": info.job_id, "state": state, "total": info.total,
             "counts": {state.value: counts.get(state, 0) for state in OpState},
-            "stop_reason": info.stop_reason,
+            "stop_reason": info.stop_reason, "detail": why,
         }))
         return
-    click.echo(f"job {info.job_id} ({info.path}): {info.state.value}"
-               + (f" — {info.stop_reason}" if info.stop_reason else ""))
+    click.echo(f"job {info.job_id} ({info.path}): {state}" + (f" — {why}" if why else ""))
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     click.echo(f"  {done}/{info.total} final")
-    for state in OpState:
-        if counts.get(state):
-            click.echo(f"  {state.value:<10} {counts[state]}")
+    for op_state in OpState:
+        if counts.get(op_state):
+            click.echo(f"  {op_state.value:<10} {counts[op_state]}")
+
+
+@cli.command(name="jobs")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@_db_option
+def jobs_command(as_json: bool, db: str | None) -> None:
+    """Every job of the database, newest first: state, counts, when it ran."""
+    import time
+
+    from bulkops.runner import jobs_listing, shown_state
+
+    listing = anyio.run(jobs_listing, _database(db).url)
+    now = time.time()
+    if as_json:
+        click.echo(json.dumps([_job_json(entry, shown_state(entry.job, now)[0])
+                               for entry in listing], indent=1))
+        return
+    if not listing:
+        click.echo("no jobs in this database yet")
+        return
+    click.echo(f"{'job':<16}  {'state':<11}  {'rows':>6}  {'done':>6}  {'failed':>6}  "
+               f"{'started (UTC)':<16}  {'duration':>8}  file")
+    for entry in listing:
+        counts = entry.counts
+        failed = counts.get(OpState.FAILED, 0) + counts.get(OpState.BLOCKED, 0)
+        state = "pruned" if entry.pruned_at else shown_state(entry.job, now)[0]
+        click.echo(
+            f"{entry.job.job_id:<16}  {state:<11}  {entry.job.total:>6}  "
+            f"{counts.get(OpState.SUCCEEDED, 0):>6}  {failed:>6}  "
+            f"{_utc(entry.started_at):<16}  {_duration(entry):>8}  {entry.job.path}"
+        )
+
+
+def _job_json(entry: JobListing, state: str) -> dict[str, Any]:
+    started, finished = entry.started_at, entry.finished_at
+    return {
+        "job": entry.job.job_id, "file": entry.job.path, "state": state,
+        "total": entry.job.total,
+        "counts": {s.value: entry.counts.get(s, 0) for s in OpState},
+        "runs": entry.runs,
+        "started_at": _iso(started), "finished_at": _iso(finished),
+        "duration_seconds": None if started is None or finished is None
+        else round(finished - started, 3),
+        "pruned_at": _iso(entry.pruned_at),
+    }
+
+
+def _iso(at: float | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def _utc(at: float | None) -> str:
+    from datetime import UTC, datetime
+
+    return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(entry: JobListing) -> str:
+    if entry.started_at is None or entry.finished_at is None:
+        return "-"
+    seconds = int(entry.finished_at - entry.started_at)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@cli.command()
+@click.option("--older-than", "older_than", required=True, type=click.FloatRange(0),
+              metavar="DAYS", help="Prune jobs finished or cancelled more than DAYS days ago.")
+@_db_option
+def prune(older_than: float, db: str | None) -> None:
+    """Remove old jobs' per-row detail; every succeeded operation stays, so it is never
+    repeated by a later file."""
+    from bulkops.runner import prune_jobs
+
+    result = anyio.run(prune_jobs, _database(db).url, older_than)
+    click.echo(f"pruned {result.jobs} job(s): {result.rows} row(s) removed, "
+               f"{result.ops} operation(s) that never succeeded forgotten")
 
 
 @cli.command()
@@ -359,12 +440,17 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
 @click.option("--listing-lag", default=0.0, type=click.FloatRange(0),
               help="Seconds before a new or moved site shows in Query Sites.")
 @click.option("--seed", default=None, type=int, help="Seed of the fault draws.")
+@click.option("--state-file", default=None, type=click.Path(dir_okay=False),
+              help="Keep the sandbox's world (sites, transfers, invites) in this file: a "
+                   "sandbox started again on it continues where the last one stopped.")
 def sandbox_command(port: int, api_key: str | None, account_id: str | None,
-                    rate_limit: str | None, **faults: Any) -> None:
+                    rate_limit: str | None, state_file: str | None, **faults: Any) -> None:
     """Serve the local fake Wix API on 127.0.0.1 (it never contacts the real Wix)."""
+    from pathlib import Path
+
     from bulkops.sandbox import SandboxConfig, serve_forever
 
-    config = SandboxConfig()
+    config = SandboxConfig(state_file=Path(state_file) if state_file else None)
     if api_key:
         config = replace(config, api_key=api_key)
     if account_id:

@@ -112,7 +112,7 @@ class RunView:
     duration: str
     outcome: str  # "finished" | "stopped" | "interrupted" | "died" | "unknown"
     reason: str | None
-    figures: tuple[tuple[str, str], ...]  # (label, value), in display order
+    figures: tuple[tuple[str, str, str], ...]  # (label, value, tone: "" | "warn" | "bad")
     chart: RateChart | None
     bucket_seconds: str
 
@@ -277,12 +277,12 @@ def _run_view(number: int, run: RunRecord) -> RunView:
         duration = _duration(run.duration or 0.0)
     outcome = "died" if died else (run.outcome or "unknown")
     figures = (
-        ("requests", _num(run.requests)),
-        ("429s", _num(run.throttled)),
-        ("retries", _num(run.retries)),
-        ("reconciled", _num(run.reconciled)),
-        ("rows succeeded", _num(run.succeeded)),
-        ("rows failed", _num(run.failed)),
+        ("requests", _num(run.requests), ""),
+        ("429s", _num(run.throttled), "warn" if run.throttled else ""),
+        ("retries", _num(run.retries), "warn" if run.retries else ""),
+        ("reconciled", _num(run.reconciled), ""),
+        ("rows succeeded", _num(run.succeeded), ""),
+        ("rows failed", _num(run.failed), "bad" if run.failed else ""),
     )
     return RunView(
         number=number,

@@ -16,12 +16,21 @@ from typing import TextIO
 import anyio
 
 from bulkops.breaker import BreakerSettings, FailureBreaker
+from bulkops.deadline import describe_deadline, format_span
 from bulkops.engine import Engine, EngineConfig, RunResult
 from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreError
-from bulkops.identity import outside_ref_errors, scope_of
+from bulkops.identity import Holder, outside_ref_errors, scope_of, when
 from bulkops.jobfile import CheckedJob
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
-from bulkops.model import JobInfo, JobOverview, JobSource, JobState, OpState, RunRecord
+from bulkops.model import (
+    FINAL_STATES,
+    JobInfo,
+    JobOverview,
+    JobSource,
+    JobState,
+    OpState,
+    RunRecord,
+)
 from bulkops.outage import OutageGate
 from bulkops.progress import show_progress
 from bulkops.ratelimit import AdaptiveBudget
@@ -29,6 +38,7 @@ from bulkops.report import write_csv, write_json
 from bulkops.settings import DEFAULT_BASE_URL, Settings
 from bulkops.store import open_store
 from bulkops.store.base import Store
+from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.urls import normalise_url, sqlite_path
 from bulkops.timeline import BUCKET_SECONDS, RequestTimeline
 from bulkops.wix import WixClient
@@ -204,6 +214,8 @@ async def _take_over_and_run(
     taken = await store.take_over(job.job_id, now=time.time(), rerun=rerun)
     log.info("job_taken", extra={"job": job.job_id, "adopted": taken.adopted,
                                  "rearmed": taken.rearmed, "elsewhere": taken.held_elsewhere})
+    if settings.deadline is not None:
+        _warn_if_late(await store.counts(job.job_id), settings, progress[0])
     run = await store.start_run(
         RunRecord(run_id=0, job_id=job.job_id, command="run" if rerun else "resume",
                   started_at=time.time(), budget_per_second=settings.rate.per_second,
@@ -435,3 +447,44 @@ async def outside_errors(
         scope = scope_of(account_id, base_url) if account_id else None
         known = await store.known_ops(scope, {ref.key for ref in checked.outside})
     return outside_ref_errors(checked.outside, known, database=True)
+
+
+async def jobs_listing(db_url: str) -> list[JobListing]:
+    """Every job of the database, newest first (`bulkops jobs`)."""
+    _require_existing(db_url)
+    async with opened_store(db_url) as store:
+        return await store.list_jobs()
+
+
+async def prune_jobs(db_url: str, older_than_days: float) -> PruneResult:
+    """Remove the row detail of jobs done with more than `older_than_days` days ago."""
+    _require_existing(db_url)
+    async with opened_store(db_url) as store:
+        return await store.prune(before=time.time() - older_than_days * 86400)
+
+
+def shown_state(job: JobInfo, now: float) -> tuple[str, str | None]:
+    """The state to show for a job, and why: a job stored `running` whose lease no live process
+    holds was interrupted (its process died); the time is when its last holder's lease ended."""
+    if job.state is JobState.RUNNING and not job.held_at(now):
+        since = job.lease_expires_at or job.updated_at
+        return "interrupted", f"no process holds it since {when(since)}"
+    if job.state is JobState.RUNNING:
+        holder = Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
+        return "running", f"run by {holder.describe()}"
+    return job.state.value, job.stop_reason
+
+
+def _warn_if_late(counts: Mapping[OpState, int], settings: Settings, stream: TextIO) -> None:
+    """Say at once when the rows left cannot all be sent before --finish-by: each takes at least
+    one request, and the budget allows `rate` of them."""
+    assert settings.deadline is not None
+    left = sum(n for state, n in counts.items() if state not in FINAL_STATES)
+    now = time.time()
+    needed = left / settings.rate.per_second
+    if left and now + needed > settings.deadline:
+        stream.write(
+            f"warning: {left} row(s) need at least {format_span(needed)} at {settings.rate}, "
+            f"more than the time left until {describe_deadline(settings.deadline, now)}: what "
+            "is not done by then stays pending for the next run\n"
+        )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from bulkops.deadline import format_span
 from bulkops.model import Action, JobOverview, OpState, RunRecord
 
 SUMMARY_VERSION = 1
@@ -22,15 +23,6 @@ def _iso(at: float | None) -> str | None:
     return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
-def _span(seconds: float) -> str:
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def _counts(counts: Mapping[OpState, int]) -> str:
     return ", ".join(f"{counts[s]} {s.value}" for s in _STATE_ORDER if counts.get(s))
 
@@ -42,7 +34,8 @@ def summary_lines(
     the run cost (requests, 429s, retries, look-ups), the commonest errors with their hints."""
     job = overview.job
     lines = []
-    took = f" in {_span(run.duration)}" if run is not None and run.duration is not None else ""
+    duration = run.duration if run is not None else None
+    took = f" in {format_span(duration)}" if duration is not None else ""
     lines.append(f"summary: {outcome}{took}, exit {exit_code} — {job.path}")
     before = overview.counts.get(OpState.SUCCEEDED, 0) - (run.succeeded if run else 0)
     rows = f"  rows: {_counts(overview.counts)}"
