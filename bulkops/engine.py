@@ -14,7 +14,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -25,6 +24,7 @@ from bulkops import actions
 from bulkops.actions import ActionContext, Done, OpRejected, OutcomeMissing
 from bulkops.breaker import FailureBreaker
 from bulkops.checkpoint import GroupCommitter
+from bulkops.deadline import format_deadline
 from bulkops.errors import ConfigError, SendStopped, WixApiError, WixError
 from bulkops.model import FINAL_STATES, Action, JobState, OpError, OpRecord, OpState
 from bulkops.outage import OutageGate
@@ -278,7 +278,7 @@ class Engine:
         since = self._outage.since if self._outage else None
         if since is not None and now - since > self._config.outage_limit:
             self._breaker.trip(
-                f"Wix unreachable since {_local_time(since)} ({now - since:.0f} s, over "
+                f"Wix unreachable since {format_deadline(since, now)} ({now - since:.0f} s, over "
                 f"--outage-limit {self._config.outage_limit:.0f} s): rows not done stay "
                 "pending for the next run"
             )
@@ -666,7 +666,8 @@ class Engine:
             return self._result(RunOutcome.INTERRUPTED, counts, "interrupted")
         if self._deadline_passed and self._open_ops():
             deadline = self._config.deadline or 0.0
-            reason = (f"deadline {_local_time(deadline)} reached: {self._open_ops()} row(s) "
+            reason = (f"deadline {format_deadline(deadline, self._clock())} reached: "
+                      f"{self._open_ops()} row(s) "
                       "left pending for the next run")
             await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
             return self._result(RunOutcome.STOPPED, counts, reason)
@@ -697,11 +698,6 @@ def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
         )
     hint = f"gave up after {gave_up_after} attempts" if gave_up_after is not None else None
     return OpError(code="CONNECTION_ERROR", message=str(exc), hint=hint)
-
-
-def _local_time(at: float) -> str:
-    """Unix seconds as the local time of day (HH:MM) a nightly run's owner reads."""
-    return datetime.fromtimestamp(at).strftime("%H:%M")
 
 
 def _is_repeated_transfer(op: OpRecord, exc: WixError) -> bool:

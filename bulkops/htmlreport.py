@@ -36,8 +36,8 @@ STATE_COLOURS: Mapping[OpState, str] = {
 }
 
 # Chart geometry, in SVG user units (the SVG scales to the page width, keeping its aspect).
-CHART_WIDTH = 760.0
-CHART_HEIGHT = 240.0
+CHART_WIDTH = 1000.0
+CHART_HEIGHT = 260.0
 PLOT_LEFT = 64.0  # room for the y tick labels and the rotated y axis title
 PLOT_RIGHT = 24.0
 PLOT_TOP = 14.0
@@ -98,6 +98,7 @@ class RateChart:
     budget_y: float | None
     budget_label: str
     peak_label: str
+    x_title: str
     summary: str
 
 
@@ -314,13 +315,14 @@ _TIME_STEPS = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 2160
 
 
 def _time_label(seconds: float, step: float) -> str:
-    """Elapsed time as a tick label: `0`, `30 s`, `5 min`, `1 h`, `1 h 30`."""
+    """Elapsed time as a tick label: `0`, `0:30` (steps under a minute), `5 min`, `1 h`,
+    `1 h 30`."""
     whole = round(seconds)
     if whole == 0:
         return "0"
     if step < 60:
         minutes, secs = divmod(whole, 60)
-        return f"{minutes}:{secs:02d}" if minutes else f"{secs} s"
+        return f"{minutes}:{secs:02d}"
     hours, minutes = divmod(whole // 60, 60)
     if not hours:
         return f"{minutes} min"
@@ -386,6 +388,7 @@ def rate_chart(run: RunRecord) -> RateChart | None:
         budget_y=round(y_of(budget), 2) if budget > 0 else None,
         budget_label=f"budget {_num(budget)}/min",
         peak_label=f"peak {_num(peak)}/min",
+        x_title="time since the run started" + (" (m:ss)" if step < 60 else ""),
         summary=(
             f"Requests per minute over {_duration(span)}: peak {_num(peak)}/min"
             + (f" against a budget of {_num(budget)}/min" if budget > 0 else "")

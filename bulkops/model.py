@@ -124,6 +124,7 @@ class JobInfo:
     lease_owner: str | None = None  # `host:pid:token` of the process running it, if any
     lease_since: float | None = None
     lease_expires_at: float | None = None
+    pruned_at: float | None = None  # `prune` removed its rows; running its file adds them again
 
     def held_at(self, now: float) -> bool:
         """Whether a live process holds the job's lease at `now` (unix seconds)."""

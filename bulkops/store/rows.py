@@ -48,6 +48,7 @@ def job_info(row: RowMapping) -> JobInfo:
         lease_owner=row["lease_owner"],
         lease_since=row["lease_since"],
         lease_expires_at=row["lease_expires_at"],
+        pruned_at=row["pruned_at"],
     )
 
 

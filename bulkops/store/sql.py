@@ -124,7 +124,15 @@ class SqlStore:
                 existing = await self._job_row(conn, job.job_id)
                 if existing is None:  # only possible if it vanished between the two statements
                     raise StoreError(f"job {job.job_id} exists but cannot be read")
-                return existing, False
+                if existing.pruned_at is None or existing.held_at(now):
+                    return existing, False
+                # Pruned: its file is run again, so its rows come back (their done ops stayed).
+                await conn.execute(
+                    update(jobs).where(jobs.c.job_id == job.job_id).values(
+                        pruned_at=None, lease_owner=owner, lease_since=values["lease_since"],
+                        lease_expires_at=values["lease_expires_at"], updated_at=now,
+                    )
+                )
             scope = scope_of(job.account_id, job.base_url)
             await insert_rows(conn, job.job_id, scope, ops, job.total, now)
             errors = await conflicts(conn, job.job_id, scope, now=now)

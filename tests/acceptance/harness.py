@@ -256,7 +256,7 @@ _FLAG_OF = {
     "drop_before": "--drop-before", "drop_after": "--drop-after", "slow_rate": "--slow-rate",
     "slow_delay": "--slow-delay", "listing_lag": "--listing-lag", "rate_limit": "--rate-limit",
     "seed": "--seed", "latency": "--latency", "api_key": "--api-key",
-    "account_id": "--account-id",
+    "account_id": "--account-id", "state_file": "--state-file",
 }
 
 
@@ -279,14 +279,15 @@ def sandbox_flags(**options: Any) -> list[str]:
 _LISTENING = "sandbox listening on "
 
 
-def start_sandbox(**options: Any) -> SandboxProcess:
-    """Start `bulkops sandbox --port 0` with `options` (see `sandbox_flags`) and wait for its
-    "sandbox listening on URL" line. The caller must `.stop()` it (or use `running_sandbox`).
+def start_sandbox(port: int = 0, **options: Any) -> SandboxProcess:
+    """Start `bulkops sandbox --port PORT` (0: any free port) with `options` (see
+    `sandbox_flags`) and wait for its "sandbox listening on URL" line. The caller must `.stop()`
+    it (or use `running_sandbox`).
 
     Its output goes to a temporary file, not a pipe: nobody reads it while tests run, and a
     sandbox blocked on a full pipe would look like a hung Wix.
     """
-    command = [*bulkops_command(), "sandbox", "--port", "0", *sandbox_flags(**options)]
+    command = [*bulkops_command(), "sandbox", "--port", str(port), *sandbox_flags(**options)]
     output = _spool()
     process = subprocess.Popen(
         command, env=cli_env(api_key=None, account_id=None, PYTHONUNBUFFERED="1"),
