@@ -398,10 +398,11 @@ def prune(older_than: float, db: str | None) -> None:
 
 @cli.command()
 @click.argument("job", required=False)
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
-              show_default=True)
-@click.option("--only", type=click.Choice([s.value for s in OpState]),
-              help="Only rows in this state (e.g. failed: a file to fix and run again).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
+              show_default=True, help="html: one self-contained page to open in a browser.")
+@click.option("--only", metavar="STATES",
+              help="Only rows in these states, comma-separated (e.g. failed,blocked: a file to "
+                   "fix and run again). json and csv.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @_db_option
 def report(job: str | None, fmt: str, only: str | None, output: str | None,
@@ -410,13 +411,27 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
     from bulkops.runner import write_report
 
     db = _database(db).url
-    state = OpState(only) if only else None
+    states = _states(only)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as out:
-            count = anyio.run(write_report, db, job or None, fmt, state, out)
+            count = anyio.run(write_report, db, job or None, fmt, states, out)
         click.echo(f"wrote {count} row(s) to {output}", err=True)
     else:
-        anyio.run(write_report, db, job or None, fmt, state, sys.stdout)
+        anyio.run(write_report, db, job or None, fmt, states, sys.stdout)
+
+
+def _states(only: str | None) -> list[OpState] | None:
+    if not only:
+        return None
+    names = [name.strip().lower() for name in only.split(",") if name.strip()]
+    known = {state.value: state for state in OpState}
+    wrong = [name for name in names if name not in known]
+    if wrong or not names:
+        raise click.BadParameter(
+            f"{', '.join(wrong) or repr(only)}: states are {', '.join(known)}",
+            param_hint="'--only'",
+        )
+    return [known[name] for name in names]
 
 
 @cli.command(name="sandbox")

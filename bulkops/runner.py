@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TextIO
@@ -28,6 +28,7 @@ from bulkops.model import (
     JobOverview,
     JobSource,
     JobState,
+    OpRecord,
     OpState,
     RunRecord,
 )
@@ -398,11 +399,15 @@ async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[
 
 
 async def write_report(
-    db_url: str, job_id: str | None, fmt: str, only: OpState | None, out: TextIO
+    db_url: str, job_id: str | None, fmt: str, only: Collection[OpState] | None, out: TextIO
 ) -> int:
+    """Write the job's report (`fmt`: json, csv or html) to `out`; returns the rows written
+    (html: the rows listed). `only`: just rows in these states (json and csv)."""
     _require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await _pick_job(store, job_id)
+        if fmt == "html":
+            return await _write_html(store, job, db_url, out)
         if fmt == "json":
             return await write_json(store.iter_ops(job.job_id, only=only), out)
         produced = {
@@ -410,6 +415,25 @@ async def write_report(
             async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
         }
         return await write_csv(store.iter_ops(job.job_id, only=only), produced, out)
+
+
+HTML_ROWS = 2000  # failed and blocked rows listed on the page; the CSV report has them all
+
+
+async def _write_html(store: Store, job: JobInfo, db_url: str, out: TextIO) -> int:
+    from bulkops.htmlreport import render_html  # jinja2 is loaded only for this
+
+    problems: list[OpRecord] = []
+    more = 0
+    async for op in store.iter_ops(job.job_id, only=(OpState.FAILED, OpState.BLOCKED)):
+        if len(problems) < HTML_ROWS:
+            problems.append(op)
+        else:
+            more += 1
+    overview = await store.overview(job)
+    out.write(render_html(overview, problems, more_problems=more, database=db_url,
+                          generated_at=time.time()))
+    return len(problems)
 
 
 async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:

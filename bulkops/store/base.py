@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from bulkops.errors import RowError
@@ -129,8 +129,10 @@ class Store(Protocol):
         """Number of the job's rows whose op is in each state (every state, zeros included)."""
         ...
 
-    def iter_ops(self, job_id: str, *, only: OpState | None = None) -> AsyncIterator[OpRecord]:
-        """Every row of the job in input order (streamed in pages), optionally of one state:
+    def iter_ops(
+        self, job_id: str, *, only: OpState | Collection[OpState] | None = None
+    ) -> AsyncIterator[OpRecord]:
+        """Every row of the job in input order (streamed in pages), optionally of some states:
         the row's line, key and spec with its op's state and results; `elsewhere` is set
         when another job owns the op."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -418,19 +418,22 @@ class SqlStore:
         return {state: found.get(state, 0) for state in OpState}
 
     async def iter_ops(
-        self, job_id: str, *, only: OpState | None = None
+        self, job_id: str, *, only: OpState | Collection[OpState] | None = None
     ) -> AsyncIterator[OpRecord]:
+        states = None if only is None else (only,) if isinstance(only, OpState) else tuple(only)
         after = -1
         # Ends: every page starts after the last seq seen, and seq is unique within a job.
         while True:
-            page = await self._page(job_id, only, after)
+            page = await self._page(job_id, states, after)
             for row in page:
                 yield _row_record(job_id, row)
             if len(page) < PAGE_SIZE:
                 return
             after = page[-1]["row_seq"]
 
-    async def _page(self, job_id: str, only: OpState | None, after: int) -> Sequence[Any]:
+    async def _page(
+        self, job_id: str, only: tuple[OpState, ...] | None, after: int
+    ) -> Sequence[Any]:
         # One short read per page (keyset on seq, never OFFSET): a slow consumer holds neither
         # a connection nor a snapshot between pages. The row is the job's; the state is its op's.
         query = (
@@ -447,7 +450,7 @@ class SqlStore:
             .limit(PAGE_SIZE)
         )
         if only is not None:
-            query = query.where(ops.c.state == only.value)
+            query = query.where(ops.c.state.in_([state.value for state in only]))
         async with self._read(f"cannot read operations of job {job_id}") as conn:
             return (await conn.execute(query)).mappings().all()
 
