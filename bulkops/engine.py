@@ -193,6 +193,7 @@ class Engine:
         if self._open_ops():
             await self._preflight()
         await self._store.set_job_state(job_id, JobState.RUNNING)
+        log.info("job_started", extra={"job": job_id, "open": self._open_ops()})
         async with anyio.create_task_group() as writer:
             writer.start_soon(self._committer.run)
             try:
@@ -205,7 +206,10 @@ class Engine:
                 self._committer.close()
         await self._store.block_dependents(job_id)
         await self._refresh_counts(job_id)
-        return await self._finish(job_id, stop)
+        result = await self._finish(job_id, stop)
+        log.info("job_stopped", extra={"job": job_id, "outcome": result.outcome.value,
+                                       "reason": result.reason})
+        return result
 
     def halt(self, reason: str) -> None:
         """Stop the run as a tripped breaker does (exit 3, rows left as they are): used when
@@ -325,7 +329,7 @@ class Engine:
             checks=0,
         )
         await self._save(op, running)  # write-ahead: durable before the request leaves
-        log.info("op_sent", extra={"op": op.spec.key, "attempt": running.attempts})
+        log.info("op_sent", extra={**_fields(op), "attempt": running.attempts})
         try:
             done = await actions.perform(running, self._ctx)
         except SendStopped:
@@ -361,7 +365,7 @@ class Engine:
         if self._outage_suspected():
             # Every request is failing: Wix is down, not this row. The attempt is not held
             # against it; the gate holds the next send back until a probe gets an answer.
-            log.info("op_retry", extra={"op": op.spec.key, "line": op.spec.line,
+            log.info("op_retry", extra={**_fields(op),
                                         "outage": True, "error": str(exc)})
             await self._send_again_later(
                 replace(op, attempts=op.attempts - 1), self._backoff(1),
@@ -372,7 +376,7 @@ class Engine:
             await self._fail(op, _op_error(exc, gave_up_after=op.attempts))
             return
         delay = retry_delay(exc, op.attempts, base=self._config.backoff_base, rand=self._rand)
-        log.info("op_retry", extra={"op": op.spec.key, "delay": round(delay, 2), "error": str(exc)})
+        log.info("op_retry", extra={**_fields(op), "delay": round(delay, 2), "error": str(exc)})
         await self._send_again_later(op, delay, error=_op_error(exc), note=op.note)
 
     async def _send_again_later(
@@ -404,7 +408,7 @@ class Engine:
             error=error,
         )
         await self._save(op, unknown)
-        log.info("op_unknown", extra={"op": op.spec.key, "attempt": op.attempts})
+        log.info("op_unknown", extra={**_fields(op), "attempt": op.attempts})
         await self._reconcile(unknown)
 
     async def _resend_invite(self, op: OpRecord, error: OpError | None) -> None:
@@ -418,7 +422,7 @@ class Engine:
                 "the invite may have been sent; check with the invitee before re-running",
             )
             return
-        log.info("op_resend_unknown_invite", extra={"op": op.spec.key, "attempt": op.attempts})
+        log.info("op_resend_unknown_invite", extra={**_fields(op), "attempt": op.attempts})
         await self._send_again_later(
             op, self._backoff(op.attempts), error=error, note=INVITE_RESENT_NOTE
         )
@@ -443,7 +447,7 @@ class Engine:
             if classify(exc) is Verdict.FINAL:
                 await self._lookup_refused(op, sent_at, exc)
                 return
-            log.warning("op_check_failed", extra={"op": op.spec.key, "error": str(exc)})
+            log.warning("op_check_failed", extra={**_fields(op), "error": str(exc)})
             await self._save(
                 op,
                 replace(
@@ -461,7 +465,7 @@ class Engine:
             if op.note == NOT_FOUND_RESENT_NOTE:
                 # An earlier attempt may still show up later: the report must keep saying so.
                 note = f"{note}; {NOT_FOUND_RESENT_NOTE}"
-            log.info("op_reconciled", extra={"op": op.spec.key, "attempt": op.attempts})
+            log.info("op_reconciled", extra={**_fields(op), "attempt": op.attempts})
             self._reconciled += 1
             await self._succeed(op, found, note=note)
             return
@@ -514,7 +518,7 @@ class Engine:
                 "raise --settle if Wix's listing is slow, then resume",
             )
         else:
-            log.info("op_not_found_resend", extra={"op": op.spec.key, "checks": checks})
+            log.info("op_not_found_resend", extra={**_fields(op), "checks": checks})
             note = NOT_FOUND_RESENT_NOTE
             await self._save(
                 op,
@@ -532,7 +536,7 @@ class Engine:
 
     async def _succeed(self, op: OpRecord, done: Done, *, note: str | None) -> None:
         self._breaker.record_success(op.spec.action)
-        log.info("op_succeeded", extra={"op": op.spec.key, "attempt": op.attempts})
+        log.info("op_succeeded", extra={**_fields(op), "attempt": op.attempts})
         await self._save(
             op,
             replace(
@@ -551,7 +555,7 @@ class Engine:
         if self._breaker.is_storm_error(op.spec.action, error):
             await self._pause(op)  # in flight when the breaker tripped: one more of its rows
             return
-        log.info("op_failed", extra={"op": op.spec.key, "code": error.code, "status": error.status})
+        log.info("op_failed", extra={**_fields(op), "code": error.code, "status": error.status})
         failed = replace(op, state=OpState.FAILED, error=error, not_before=None, lease_owner=None)
         await self._save(op, failed)
         self._need_blocking = True
@@ -560,7 +564,7 @@ class Engine:
         if self._breaker.is_storm_error(op.spec.action, error):
             # A storm says the cause is not the rows but something the user must fix (a
             # permission, an account setting): its rows wait for `resume` instead of failing.
-            log.warning("breaker_tripped", extra={"reason": self._breaker.reason})
+            log.warning("breaker_tripped", extra={"job": op.job_id, "reason": self._breaker.reason})
             victims = [
                 f for f in self._recent_failures
                 if self._breaker.is_storm_error(f.spec.action, f.error)
@@ -698,6 +702,11 @@ def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
         )
     hint = f"gave up after {gave_up_after} attempts" if gave_up_after is not None else None
     return OpError(code="CONNECTION_ERROR", message=str(exc), hint=hint)
+
+
+def _fields(op: OpRecord) -> dict[str, object]:
+    """The fields every op event carries: its job, its line in the file, its key."""
+    return {"job": op.job_id, "line": op.spec.line, "op": op.spec.key}
 
 
 def _is_repeated_transfer(op: OpRecord, exc: WixError) -> bool:
