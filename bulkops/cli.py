@@ -53,6 +53,19 @@ class BulkOpsGroup(click.Group):
         except JobBusy as exc:
             click.echo(f"busy: {exc}", err=True)
             sys.exit(EXIT_BUSY)
+        except BulkOpsError as exc:
+            # A failure that ended a run (Wix answering in a way no retry fixed): what was done
+            # is in the database, and the next run continues from it.
+            click.echo(f"stopped: {exc}; progress is saved", err=True)
+            sys.exit(EXIT_STOPPED)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            # Never a traceback for a user: one line, the details for -vv and bug reports.
+            log.debug("unexpected_error", exc_info=True)
+            click.echo(f"error: unexpected failure ({type(exc).__name__}: {exc}); progress is "
+                       "saved; run again with -vv for the details", err=True)
+            sys.exit(EXIT_STOPPED)
 
 
 @click.group(cls=BulkOpsGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -191,7 +191,7 @@ class Engine:
         await self._store.block_dependents(job_id)
         await self._refresh_counts(job_id)
         if self._open_ops():
-            await self._preflight()
+            await self._preflight(stop)
         await self._store.set_job_state(job_id, JobState.RUNNING)
         log.info("job_started", extra={"job": job_id, "open": self._open_ops()})
         async with anyio.create_task_group() as writer:
@@ -619,22 +619,47 @@ class Engine:
                 self._roles = RoleBook(roles)
             return self._roles
 
-    async def _preflight(self) -> None:
-        """One cheap read before any write: a refused key or account fails here, nothing sent."""
-        try:
+    async def _preflight(self, stop: anyio.Event) -> None:
+        """One cheap read before any write: a refused key or account fails here, nothing sent.
 
-            async def first_page() -> None:
-                async for _ in self._client.iter_sites(page_size=1):
-                    break
+        Wix unreachable at the start is an outage like any other: the read is tried again with
+        back-off until it answers, a stop is asked for, or --outage-limit passes (the breaker
+        then carries the reason, and the run stops with every row as it was)."""
 
-            await self._read(first_page)
-        except WixApiError as exc:
-            if exc.status in (401, 403):
-                raise ConfigError(
-                    f"Wix refused the credentials (HTTP {exc.status} {exc.code or ''}): check "
-                    "WIX_API_KEY and WIX_ACCOUNT_ID".replace("  ", " ")
-                ) from exc
-            raise
+        async def first_page() -> None:
+            async for _ in self._client.iter_sites(page_size=1):
+                break
+
+        down_since: float | None = None
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self._read(first_page)
+                return
+            except WixApiError as exc:
+                if exc.status in (401, 403):
+                    raise ConfigError(
+                        f"Wix refused the credentials (HTTP {exc.status} {exc.code or ''}): "
+                        "check WIX_API_KEY and WIX_ACCOUNT_ID".replace("  ", " ")
+                    ) from exc
+                if classify(exc) is Verdict.FINAL:
+                    raise
+                failure = str(exc)
+            except WixError as exc:  # no answer at all
+                failure = str(exc)
+            now = self._clock()
+            down_since = down_since or now
+            if now - down_since > self._config.outage_limit:
+                self._breaker.trip(
+                    f"Wix unreachable since {format_deadline(down_since, now)} "
+                    f"({now - down_since:.0f} s, over --outage-limit "
+                    f"{self._config.outage_limit:.0f} s): nothing was sent"
+                )
+                return
+            attempt += 1
+            log.warning("preflight_failed", extra={"error": failure, "attempt": attempt})
+            with anyio.move_on_after(min(self._backoff(attempt), 60.0)):
+                await stop.wait()
 
     def _key_refused(self, exc: WixError) -> bool:
         """A refused key (401) stops the whole job at once: no row can succeed without a fix."""

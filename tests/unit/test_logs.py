@@ -13,23 +13,38 @@ import pytest
 from bulkops import logs
 
 SECRET = "sk_live_TOPSECRET123"
-THIRD_PARTY = ("sqlalchemy", "sqlalchemy.engine", "aiosqlite", "asyncio", "asyncpg", "aiohttp",
-               "urllib3", "alembic")
+THIRD_PARTY = ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.Engine", "sqlalchemy.pool",
+               "aiosqlite", "asyncio", "asyncpg", "aiohttp", "aiohttp.client", "urllib3",
+               "alembic", "somelib")
+OURS = ("bulkops", "bulkops.engine", "bulkops.runner", "bulkops.wix")
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """configure() rewires the root logger; put it (and the loggers it touches) back."""
+    """configure() rewires the root logger; put it (and the loggers used here) back.
+
+    Loggers start each test pristine (no level, enabled, propagating): another test in the
+    same process may have run `logging.config.fileConfig` (alembic's command line does), which
+    disables existing loggers and sets levels of its own.
+    """
     root = logging.getLogger()
-    touched = [logging.getLogger(name) for name in ("bulkops", *THIRD_PARTY)]
+    loggers = [logging.getLogger(name) for name in (*OURS, *THIRD_PARTY)]
     saved_handlers = root.handlers[:]
-    saved_levels = [(logger, logger.level) for logger in (root, *touched)]
+    saved_root_level = root.level
+    saved = [(logger, logger.level, logger.disabled, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.NOTSET)
+        logger.disabled = False
+        logger.propagate = True
     try:
         yield
     finally:
         root.handlers[:] = saved_handlers
-        for logger, level in saved_levels:
+        root.setLevel(saved_root_level)
+        for logger, level, disabled, propagate in saved:
             logger.setLevel(level)
+            logger.disabled = disabled
+            logger.propagate = propagate
 
 
 def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -275,6 +290,8 @@ def test_levels_after_configure() -> None:
     assert logging.getLogger("bulkops.engine").getEffectiveLevel() == logging.DEBUG
     for name in THIRD_PARTY:
         assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING, name
+    for name in OURS:
+        assert logging.getLogger(name).getEffectiveLevel() == logging.DEBUG, name
 
 
 def test_warning_level_hides_bulkops_info() -> None:
