@@ -295,3 +295,26 @@ def test_html_report_of_a_job_with_failures_is_one_self_contained_page(
     assert "<svg" in html and "budget" in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "an external asset"
     assert "<script src" not in html and "<link" not in html
+
+
+def test_status_of_a_job_whose_process_died_says_interrupted(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    job = write_job_csv(tmp_path / "nightly.csv", realistic_rows(30, tag="dead"))
+    db = tmp_path / "jobs.db"
+    with running_sandbox() as sandbox:
+        flags = fast_run_flags(db, sandbox.base_url, rate="5/s", lease_seconds=1.5)
+        cli = start_cli(["run", str(job), *flags], env)
+        try:
+            assert wait_until(lambda: _requests(sandbox) >= 3, timeout=RUN_TIMEOUT)
+            assert status_json(db, env)["state"] == "running"
+            cli.process.kill()
+            cli.wait(timeout=RUN_TIMEOUT)
+        finally:
+            cli.ensure_stopped()
+    time.sleep(2.0)  # the dead holder's lease ends
+    status = status_json(db, env)
+    assert status["state"] == "interrupted", status
+    assert status["detail"].startswith("no process holds it since"), status
+    text = run_cli(["status", "--db", str(db)], env, timeout=RUN_TIMEOUT)
+    assert ": interrupted — no process holds it since" in text.stdout, text.stdout
