@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import Select, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -38,6 +39,7 @@ from bulkops.store.urls import describe, normalise_url, sqlite_path
 Clock = Callable[[], float]
 
 PAGE_SIZE = 1000  # rows per page of iter_ops
+OPEN_ATTEMPTS = 6  # tries to open a database another process is creating (0.1 s, doubling)
 
 
 async def open_store(url: str, *, clock: Clock = time.time) -> SqlStore:
@@ -52,8 +54,18 @@ async def open_store(url: str, *, clock: Clock = time.time) -> SqlStore:
         _check_sqlite_location(path)
     engine = create_engine(target)
     try:
-        async with store_errors(f"cannot open database {describe(target)}", target):
-            await upgrade_to_head(engine)
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                async with store_errors(f"cannot open database {describe(target)}", target):
+                    await upgrade_to_head(engine)
+                break
+            except StoreError as exc:
+                # SQLite: switching a new file to WAL while another process migrates it can be
+                # refused at once ("database is locked") instead of waiting for busy_timeout.
+                if "locked" not in str(exc) or attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                await engine.dispose()
+                await anyio.sleep(0.1 * 2**attempt)
     except BaseException:
         await engine.dispose()
         raise
