@@ -9,15 +9,39 @@ was done (or may have been done) under that key is refused before anything is se
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bulkops.errors import RowError
-from bulkops.invitees import normalise_email
+from bulkops.invitees import invite_fingerprint, normalise_email
 from bulkops.jobgraph import OutsideRef
-from bulkops.model import Action, OpState, is_ref
+from bulkops.model import Action, OpSpec, OpState, is_ref
+
+
+def site_name_key(name: str) -> str:
+    """A display name as names compare: Unicode NFC, case-folded, white space collapsed."""
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+def fingerprint(spec: OpSpec, resolve: Callable[[str], str]) -> str | None:
+    """What the row does at Wix, in a short stable text; None while it cannot be known (a
+    `@key` whose site is not made yet). Two rows with one fingerprint in a scope are the same
+    work whatever their keys: a site of this display name created; this site moved to this
+    account; this person invited here with these roles (`invitees.invite_fingerprint`).
+    """
+    if spec.action is Action.CREATE_SITE:
+        parts = [spec.action.value, site_name_key(spec.site_name or "")]
+    elif spec.action is Action.TRANSFER_SITE:
+        site = resolve(spec.site or "")
+        if is_ref(site):
+            return None
+        parts = [spec.action.value, site.casefold(), (spec.to_account or "").casefold()]
+    else:
+        return invite_fingerprint(spec, resolve)
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
 def scope_of(account_id: str, base_url: str) -> str:

@@ -1,8 +1,9 @@
 """Storing a job's rows: each row is mapped to its operation, an existing one or a new one.
 
 A row names the operation with its key in the job's scope. A row with no such operation yet may
-still be one that was done: an invite of the same person to the same place with the same roles
-under another key (`invitees.invite_fingerprint`). Otherwise a new pending operation is made,
+still name one under another key: the same work (`identity.fingerprint`: a site of that name
+created, that site moved there, that person invited there with those roles). Its key then
+becomes another name of that op (`op_aliases`). Otherwise a new pending operation is made,
 owned by the job. Existing operations are not changed here; `takeover` decides what a run does
 with them.
 """
@@ -19,9 +20,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bulkops.errors import RowError, StoreError
-from bulkops.identity import EarlierOp, Holder, alias_conflict, conflict, referenced_keys
-from bulkops.invitees import INVITE_ACTIONS, invite_fingerprint
-from bulkops.model import OpSpec, OpState, is_ref
+from bulkops.identity import (
+    EarlierOp,
+    Holder,
+    alias_conflict,
+    conflict,
+    fingerprint,
+    referenced_keys,
+)
+from bulkops.model import Action, OpSpec, OpState, is_ref
 from bulkops.store import statements
 from bulkops.store.rows import new_op_row, new_row, spec_text
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops
@@ -74,28 +81,45 @@ async def _ops_of(
 ) -> dict[str, int]:
     """key -> op_id for every row of a batch, making the ops that do not exist yet."""
     found = await _by_key(conn, scope, [spec.key for spec in specs])
+    # Creates first: a transfer or invite of the batch may name a site by a create's new key.
     missing = [spec for spec in specs if spec.key not in found]
-    same = await _same_invites(conn, scope, missing)
-    if same:
-        # The row's own key names that invite from now on (a later file's `@key`, a later
-        # edit of the row): the same identity, reached by another name.
-        aliases = [
-            {"scope": scope, "key": row["key"], "op_id": same[row["key"]],
-             "job_id": row["job_id"], "line": row["line"]}
-            for row in rows if row["key"] in same
+    row_of = {row["key"]: row for row in rows}
+    new: list[dict[str, Any]] = []
+    for group in (
+        [spec for spec in missing if spec.action is Action.CREATE_SITE],
+        [spec for spec in missing if spec.action is not Action.CREATE_SITE],
+    ):
+        same = await _same_work(conn, scope, group)
+        if same:
+            # The row's own key names that op from now on (a later file's `@key`, a later
+            # edit of the row): the same identity, reached by another name.
+            aliases = [
+                {"scope": scope, "key": key, "op_id": op_id,
+                 "job_id": row_of[key]["job_id"], "line": row_of[key]["line"]}
+                for key, op_id in same.items()
+            ]
+            await conn.execute(
+                _insert_ignoring(conn.dialect.name, op_aliases, ["scope", "key"]), aliases
+            )
+            found.update(same)
+        new += [
+            new_op_row(row_of[spec.key], scope, now, _create_fingerprint(spec))
+            for spec in group if spec.key not in same
         ]
-        await conn.execute(_insert_ignoring(conn.dialect.name, op_aliases, ["scope", "key"]),
-                           aliases)
-        found.update(same)
-    new = [
-        new_op_row(row, scope, now) for row in rows if row["key"] not in found
-    ]
     if new:
         # ON CONFLICT: on PostgreSQL another process adding a file with the same new keys may
         # have made them a moment ago; the look-up below finds its ops then.
         await conn.execute(_insert_ignoring(conn.dialect.name, ops, ["scope", "key"]), new)
         found.update(await _by_key(conn, scope, [row["key"] for row in new]))
     return found
+
+
+def _create_fingerprint(spec: OpSpec) -> str | None:
+    """A create's fingerprint is known before it runs (its display name): stored at once, so
+    a later row with another key waits for, or takes on, the same site instead of a second."""
+    if spec.action is not Action.CREATE_SITE:
+        return None
+    return fingerprint(spec, lambda value: value)
 
 
 def _insert_ignoring(dialect_name: str, table: Table, unique: list[str]) -> Insert:
@@ -117,44 +141,53 @@ async def _by_key(conn: AsyncConnection, scope: str, keys: Sequence[str]) -> dic
     return found
 
 
-async def _same_invites(
+async def _same_work(
     conn: AsyncConnection, scope: str, specs: Sequence[OpSpec]
 ) -> dict[str, int]:
-    """key -> op_id of invites that succeeded under another key for the same person, place
-    and roles."""
-    invites = [spec for spec in specs if spec.action in INVITE_ACTIONS]
-    if not invites:
+    """key -> op_id of the ops that do what these rows do under another key: the same site
+    created (any state: it may be under way), or the same move or invite done."""
+    if not specs:
         return {}
-    sites = await site_ids(conn, scope, referenced_keys(*(s.to_json() for s in invites)))
+    sites = await site_ids(conn, scope, referenced_keys(*(s.to_json() for s in specs)))
 
     def resolve(value: str) -> str:
         return sites.get(value[1:], value) if is_ref(value) else value
 
-    wanted = {invite_fingerprint(spec, resolve): spec.key for spec in invites}
-    prints = [fp for fp in wanted if fp is not None]
+    wanted: dict[str, str] = {}
+    for spec in specs:
+        print_ = fingerprint(spec, resolve)
+        if print_ is not None:
+            wanted.setdefault(print_, spec.key)
+    prints = list(wanted)
     found: dict[str, int] = {}
     for start in range(0, len(prints), ID_CHUNK):
         query = select(ops.c.fingerprint, ops.c.op_id).where(
-            ops.c.scope == scope,
-            ops.c.fingerprint.in_(prints[start : start + ID_CHUNK]),
-            ops.c.state == OpState.SUCCEEDED.value,
+            ops.c.scope == scope, ops.c.fingerprint.in_(prints[start : start + ID_CHUNK])
         )
-        for fingerprint, op_id in (await conn.execute(query)).all():
-            found[wanted[fingerprint]] = op_id
+        for print_, op_id in (await conn.execute(query)).all():
+            found[wanted[print_]] = op_id
     return found
 
 
 async def site_ids(conn: AsyncConnection, scope: str, keys: Iterable[str]) -> dict[str, str]:
-    """key -> the site id its op produced, for those of `keys` that produced one."""
+    """key -> the site id its op produced, for those of `keys` (own keys or aliases) whose op
+    produced one."""
     wanted = sorted(keys)
     found: dict[str, str] = {}
-    for start in range(0, len(wanted), ID_CHUNK):
-        query = select(ops.c.key, ops.c.site_id).where(
-            ops.c.scope == scope,
-            ops.c.key.in_(wanted[start : start + ID_CHUNK]),
-            ops.c.site_id.is_not(None),
-        )
-        found.update({key: site for key, site in (await conn.execute(query)).all()})
+    for table in (ops, op_aliases):
+        rest = [key for key in wanted if key not in found]
+        for start in range(0, len(rest), ID_CHUNK):
+            query = (
+                select(table.c.key, ops.c.site_id)
+                .select_from(table if table is ops else table.join(
+                    ops, ops.c.op_id == table.c.op_id))
+                .where(
+                    table.c.scope == scope,
+                    table.c.key.in_(rest[start : start + ID_CHUNK]),
+                    ops.c.site_id.is_not(None),
+                )
+            )
+            found.update({key: site for key, site in (await conn.execute(query)).all()})
     return found
 
 
@@ -248,8 +281,8 @@ async def conflicts(
 
 
 async def _alias_conflicts(conn: AsyncConnection, job_id: str, scope: str) -> list[RowError]:
-    """A key first seen as the same invite as one done under another key stays that invite:
-    another person, place or roles under it is other work (the invite's fingerprint differs)."""
+    """A key first seen as the same work as an op of another key stays that work: another
+    site name, move, person, place or roles under it is other work (its fingerprint differs)."""
     found = (await conn.execute(_reused_aliases(job_id))).mappings().all()
     if not found:
         return []
@@ -262,7 +295,7 @@ async def _alias_conflicts(conn: AsyncConnection, job_id: str, scope: str) -> li
     errors: list[RowError] = []
     for row, data in zip(found, specs, strict=True):
         spec = OpSpec.from_json(row["line"], row["key"], data)
-        if invite_fingerprint(spec, resolve) != row["fingerprint"]:
+        if fingerprint(spec, resolve) != row["fingerprint"]:
             errors.append(alias_conflict(row["line"], row["key"], row["job_id"],
                                          row["alias_line"], row["updated_at"]))
     return errors

@@ -8,8 +8,17 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from bulkops.invitees import invite_fingerprint
-from bulkops.model import JobInfo, JobState, OpError, OpRecord, OpSpec, OpState, is_ref
+from bulkops.identity import fingerprint
+from bulkops.model import (
+    Action,
+    JobInfo,
+    JobState,
+    OpError,
+    OpRecord,
+    OpSpec,
+    OpState,
+    is_ref,
+)
 
 # The columns `save` writes: everything about an op that changes after it is stored.
 MUTABLE_COLUMNS = (
@@ -104,11 +113,14 @@ def new_row(job_id: str, seq: int, spec: OpSpec, text: str) -> dict[str, Any]:
     }
 
 
-def new_op_row(row: dict[str, Any], scope: str, now: float) -> dict[str, Any]:
+def new_op_row(
+    row: dict[str, Any], scope: str, now: float, fingerprint: str | None = None
+) -> dict[str, Any]:
     """The insert values of a new op for a job's `row` (see `new_row`): pending, never tried,
-    owned by that row's job."""
+    owned by that row's job; `fingerprint` where it is known already (a create's)."""
     return {
         **row,
+        "fingerprint": fingerprint,
         "scope": scope,
         "state": OpState.PENDING.value,
         "attempts": 0,
@@ -143,12 +155,13 @@ def mutable_values(op: OpRecord) -> dict[str, Any]:
 
 
 def _fingerprint(op: OpRecord) -> str | None:
-    """Set once an invite succeeded: the same invitee, place and roles under another key is
-    then the same operation (`invitees.invite_fingerprint`)."""
-    if op.state is not OpState.SUCCEEDED:
+    """What the op does (`identity.fingerprint`), once it can be known: at once for a create,
+    and for the others once they succeeded (their `@key` sites are resolved by then). A row of
+    a later file with another key but the same fingerprint names this op."""
+    if op.state is not OpState.SUCCEEDED and op.spec.action is not Action.CREATE_SITE:
         return None
 
     def resolve(value: str) -> str:
         return op.refs.get(value[1:], value) if is_ref(value) else value
 
-    return invite_fingerprint(op.spec, resolve)
+    return fingerprint(op.spec, resolve)

@@ -41,10 +41,12 @@ def _owner_is_live() -> Select[int]:
 
 
 def _own_row(column: str) -> Select[object]:
-    """`column` of the job's row that names the op (one per key in a job)."""
+    """`column` of the job's (first) row that names the op, by key or by another name."""
     return (
         select(job_rows.c[column])
-        .where(job_rows.c.job_id == _job_id, job_rows.c.key == ops.c.key)
+        .where(job_rows.c.job_id == _job_id, job_rows.c.op_id == ops.c.op_id)
+        .order_by(job_rows.c.seq)
+        .limit(1)
         .scalar_subquery()  # type: ignore[return-value]
     )
 
@@ -57,18 +59,10 @@ def adopt(*, rerun: bool) -> Update:
     no effect is replaced by the row's content), its dependencies. One that was in flight in a
     dead process becomes UNKNOWN. Parameters: b_job_id, b_now."""
     states = OPEN_STATES + (RERUNNABLE_STATES if rerun else ())
-    # By the row's key: an op a row names under another key (the same invite, found by its
-    # fingerprint) has succeeded, and is never taken on.
-    named = select(1).where(
-        job_rows.c.job_id == _job_id,
-        job_rows.c.op_id == ops.c.op_id,
-        job_rows.c.key == ops.c.key,
-    )
     return (
         sql_update(ops)
         .where(
             ops.c.op_id.in_(select(job_rows.c.op_id).where(job_rows.c.job_id == _job_id)),
-            exists(named),
             ops.c.job_id != _job_id,
             ops.c.state.in_(states),
             ~exists(_owner_is_live()),

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from bulkops.invitees import invite_fingerprint
+from bulkops.identity import fingerprint
 from bulkops.model import OpSpec
 
 revision: str = "0002"
@@ -159,20 +159,20 @@ def _merge_duplicates(bind: sa.Connection) -> None:
 
 
 def _fill_fingerprints(bind: sa.Connection) -> None:
-    """Succeeded invites get the fingerprint that makes "the same person, the same place, the
-    same roles" one operation whatever the key of the row that sent it."""
-    invites = bind.execute(sa.text(
+    """Succeeded ops and every create get the fingerprint that makes the same work one
+    operation whatever the key of the row that did it (bulkops.identity.fingerprint)."""
+    done = bind.execute(sa.text(
         "SELECT op_id, scope, key, line, spec FROM ops "
-        "WHERE state = 'succeeded' AND action IN ('site_invite', 'account_invite')"
+        "WHERE state = 'succeeded' OR action = 'create_site'"
     )).all()
-    if not invites:
+    if not done:
         return
     site_of: dict[str, dict[str, str]] = defaultdict(dict)
     for scope, key, site_id in bind.execute(sa.text(
         "SELECT scope, key, site_id FROM ops WHERE state = 'succeeded' AND site_id IS NOT NULL"
     )).all():
         site_of[scope][key] = site_id
-    for op_id, scope, key, line, spec_text in invites:
+    for op_id, scope, key, line, spec_text in done:
         data: dict[str, Any] = json.loads(spec_text)
         spec = OpSpec.from_json(line, key, data)
         sites = site_of[scope]
@@ -182,7 +182,7 @@ def _fill_fingerprints(bind: sa.Connection) -> None:
 
         bind.execute(
             sa.text("UPDATE ops SET fingerprint = :fp WHERE op_id = :op"),
-            {"fp": invite_fingerprint(spec, resolve), "op": op_id},
+            {"fp": fingerprint(spec, resolve), "op": op_id},
         )
 
 

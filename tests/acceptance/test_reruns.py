@@ -15,6 +15,7 @@ import shlex
 import signal
 import socket
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from evidence import assert_exactly_once
 from harness import (
     ACCOUNT_ID,
     BOUNCE_DOMAIN,
+    JOB_COLUMNS,
     SUB_ACCOUNTS,
     Json,
     SandboxFactory,
@@ -870,3 +872,81 @@ def test_concurrent_runs_of_two_files_sharing_rows_send_each_shared_row_once(
     shared_b = [r["result"] for r in report_b[12:]]
     assert shared_a == shared_b  # one operation per shared row, seen from both files
 
+
+
+# -- the same work under another key ----------------------------------------------------------
+
+
+def _run_file(rows: Sequence[Mapping[str, str]], tmp_path: Path, sandbox: SandboxProcess,
+              env: dict[str, str], columns: Sequence[str] | None = None) -> Any:
+    job = tmp_path / "clients.csv"
+    if columns is None:
+        write_job_csv(job, rows)
+    else:
+        write_job_csv(job, rows, columns)
+    return run_cli(["run", str(job), *fast_run_flags(tmp_path / "jobs.db", sandbox.base_url)],
+                   env, timeout=RUN_TIMEOUT)
+
+
+def test_removing_the_key_column_sends_nothing_again(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """Without keys every row gets a key derived from its content; the sites, moves and
+    invites are still recognised by what they do, and nothing is sent twice."""
+    rows = _tagged_rows(16, tag="nokey")
+    first = _run_file(rows, tmp_path, sandbox, env)
+    assert first.returncode == 0, _output(first)
+    before = _mutating(sandbox)
+    columns = [c for c in JOB_COLUMNS if c != "key"]
+    keyless = [{c: v for c, v in row.items() if c != "key"} for row in rows]
+    # References by key have no key to point at any more: the rows name the sites by id.
+    ids = {r["key"]: r["result"]["site_id"] for r in report_json(tmp_path / "jobs.db", env)
+           if r["action"] == "create_site"}
+    for row in keyless:
+        for column in ("site", "sites"):
+            if row.get(column, "").startswith("@"):
+                row[column] = ids[row[column][1:]]
+    again = _run_file(keyless, tmp_path, sandbox, env, columns)
+    assert again.returncode == 0, _output(again)
+    assert _sent_since(before, sandbox) == Counter()
+    assert "16 done in earlier runs" in again.stdout, again.stdout
+    _no_duplicate_effects(sandbox.state())
+
+
+def test_renaming_keys_of_done_rows_sends_nothing_again(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    rows = _tagged_rows(16, tag="rename")
+    first = _run_file(rows, tmp_path, sandbox, env)
+    assert first.returncode == 0, _output(first)
+    before = _mutating(sandbox)
+    renamed = []
+    for row in rows:
+        row = dict(row, key=row["key"] + "-renamed")
+        for column in ("site", "sites"):
+            if row.get(column, "").startswith("@"):
+                row[column] += "-renamed"
+        renamed.append(row)
+    again = _run_file(renamed, tmp_path, sandbox, env)
+    assert again.returncode == 0, _output(again)
+    assert _sent_since(before, sandbox) == Counter()
+    _no_duplicate_effects(sandbox.state())
+
+
+def test_a_keyless_create_edited_after_it_succeeded_makes_no_second_site(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """A site of that display name was created in this account: the edited row (a template
+    added, the name's case and Unicode form changed) is the same site, reported done."""
+    first = _run_file([{"action": "create_site", "site_name": "Crème Brûlée Café"}],
+                      tmp_path, sandbox, env, ["action", "site_name", "template_id"])
+    assert first.returncode == 0, _output(first)
+    before = _mutating(sandbox)
+    edited = {"action": "create_site",
+              "site_name": unicodedata.normalize("NFD", "crème brûlée café"),
+              "template_id": "3b1f6c2e-8a4d-4e7b-9c1a-5d2e7f8a9b01"}
+    again = _run_file([edited], tmp_path, sandbox, env, ["action", "site_name", "template_id"])
+    assert again.returncode == 0, _output(again)
+    assert _sent_since(before, sandbox) == Counter()
+    [record] = report_json(tmp_path / "jobs.db", env)
+    assert record["status"] == "succeeded" and record["note"].startswith("done before"), record
