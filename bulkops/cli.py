@@ -254,22 +254,30 @@ def resume(job: str | None, verbose: int, progress_interval: float, db: str | No
 def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str | None) -> None:
     """Check FILE only; nothing is sent and nothing is stored.
 
-    A `@key` naming no row of the file is checked against the database (--db, or the default
-    one if it exists): it must name an operation of an earlier run that succeeded.
+    With a database (--db, or the default one if it exists), the file is also checked against
+    what earlier runs did: a `@key` naming no row of the file must name an operation that
+    succeeded, and a row whose key was done with other content is refused, as `run` would.
     """
+    from bulkops.wixwire import checked_base_url
+
     checked = jobfile.check_job(file)
     errors = list(checked.errors)
-    if checked.outside:
+    choice = _database(db)
+    exists = _db_exists(choice.url)
+    if not choice.default and not exists:
+        raise ConfigError(f"no database at {choice.url}: nothing to check the file against "
+                          "(leave --db out to check the file alone)")
+    if exists or checked.outside:
         from bulkops.locations import SANDBOX_TARGET
-        from bulkops.runner import outside_errors
+        from bulkops.runner import validation_errors
 
-        choice = _database(db)
-        exists = not choice.default or _db_exists(choice.url)
         if sandbox:
             from bulkops.sandbox import SandboxConfig
 
             account_id, base_url = SandboxConfig().account_id, SANDBOX_TARGET
-        errors += anyio.run(outside_errors, choice.url if exists else None, checked,
+        else:
+            base_url = checked_base_url(base_url)
+        errors += anyio.run(validation_errors, choice.url if exists else None, checked,
                             account_id, base_url)
     if errors:
         raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
@@ -426,7 +434,11 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
     db = _database(db).url
     states = _states(only)
     if output:
-        with open(output, "w", encoding="utf-8", newline="") as out:
+        try:
+            out = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {output}: {exc.strerror}") from None
+        with out:
             count = anyio.run(write_report, db, job or None, fmt, states, out)
         click.echo(f"wrote {count} row(s) to {output}", err=True)
     else:
@@ -589,13 +601,16 @@ def _finish(summary: RunSummary, db: DbChoice, summary_json: str | None = None) 
         _write_summary_json(summary, db, code, summary_json)
     # Next steps can be pasted as they are: they name the database unless it is the default.
     where = "" if db.default else f" --db {shlex.quote(db.url)}"
+    problems = ",".join(state.value for state in (OpState.FAILED, OpState.BLOCKED)
+                        if counts.get(state))
     click.echo(f"report: bulkops report {info.job_id}{where}"
-               + (" --only failed" if failed else ""))
+               + (f" --only {problems}" if problems else ""))
     if summary.outcome == "interrupted":
         click.echo(f"progress saved; continue with: bulkops resume {info.job_id}{where}",
                    err=True)
     elif summary.outcome == "stopped":
-        click.echo(f"continue with: bulkops resume {info.job_id}{where}", err=True)
+        click.echo(f"continue with: bulkops resume {info.job_id}{where} (once the cause is "
+                   f"fixed), or close it: bulkops cancel {info.job_id}{where}", err=True)
     return code
 
 

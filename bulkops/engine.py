@@ -50,6 +50,7 @@ MOVED_OR_MISSING_HINT = (
     "outcome was unknown, so it may have moved already: check to_account before sending it "
     "again (raise --settle if Wix's listing is slow)"
 )
+PAUSED_NOTE = "paused by the failure breaker; retried on resume"
 INVITE_RESENT_NOTE = (
     "outcome of an earlier attempt unknown; sent again (the invitee may get two emails)"
 )
@@ -322,6 +323,8 @@ class Engine:
         running = replace(
             op,
             state=OpState.RUNNING,
+            # A pause by the breaker is over once the row is sent again.
+            note=None if op.note == PAUSED_NOTE else op.note,
             attempts=op.attempts + 1,
             first_sent_at=op.first_sent_at or now,
             last_sent_at=now,
@@ -578,7 +581,7 @@ class Engine:
         await self._fail(replace(op, maybe_applied=True), error)
 
     async def _pause(self, op: OpRecord) -> None:
-        note = "paused by the failure breaker; retried on resume"
+        note = PAUSED_NOTE
         await self._save(
             op, replace(op, state=OpState.PENDING, note=note, not_before=None, lease_owner=None)
         )

@@ -126,7 +126,8 @@ def conflict(
     (pending, failed with Wix's answer, blocked, cancelled before sending) and that no live
     process is running: the row's content then simply replaces it.
     """
-    if effect(row, resolve) == effect(earlier.spec, resolve):
+    now_, then = effect(row, resolve), effect(earlier.spec, resolve)
+    if now_ == then:
         return None
     where = f"in job {earlier.job_id} (line {earlier.line})"
     if earlier.state is OpState.SUCCEEDED:
@@ -139,9 +140,24 @@ def conflict(
         return None
     return RowError(
         line, "key",
-        f"key {earlier.key!r} {what} with other content: give this row a new key for new "
-        "work, or restore the row as it was",
+        f"key {earlier.key!r} {what} with other content ({_differences(then, now_)}): give "
+        "this row a new key for new work, or restore the row as it was",
     )
+
+
+def _differences(then: Mapping[str, Any], now: Mapping[str, Any], limit: int = 3) -> str:
+    """`site_name 'Acme' → 'Acme & Co'`, for the columns that differ (at most `limit`)."""
+    names = [name for name in sorted(set(then) | set(now)) if then.get(name) != now.get(name)]
+
+    def shown(value: object) -> str:
+        if value is None:
+            return "empty"
+        text = ";".join(map(str, value)) if isinstance(value, list) else str(value)
+        return repr(text if len(text) <= 40 else text[:39] + "…")
+
+    parts = [f"{name} {shown(then.get(name))} → {shown(now.get(name))}" for name in names]
+    more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
 
 
 def alias_conflict(line: int, key: str, job_id: str, first_line: int, at: float) -> RowError:
@@ -203,10 +219,12 @@ def outside_ref_errors(
             errors.append(RowError(ref.line, ref.column,
                                    f"{shown} refers to no row in this file, {where}"))
         elif found.state is not OpState.SUCCEEDED:
+            what = ("run that job's file again" if found.state is OpState.CANCELLED
+                    else "run that job to the end first")
             errors.append(RowError(
                 ref.line, ref.column,
                 f"{shown} is line {found.line} of job {found.job_id}, which is "
-                f"{found.state.value}, not succeeded: run that job to the end first",
+                f"{found.state.value}, not succeeded: {what}",
             ))
         elif ref.needs_site and found.action != Action.CREATE_SITE.value:
             errors.append(RowError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bulkops.errors import JobFileError, RowError
@@ -38,18 +38,23 @@ class CheckedJob:
     errors: list[RowError]
     outside: list[OutsideRef]
     specs: Callable[[], Iterator[OpSpec]]
+    # Site invites whose site is an outside `@key`: (line, key, e-mail). Once the key's site id
+    # is known, `invited_at(site_id, email)` says whether another row invites that person there.
+    outside_invitees: list[tuple[int, str, str]] = field(default_factory=list)
+    invited_at: Callable[[str, str], int | None] = lambda site_id, email: None
 
 
 def check_job(path: str | Path) -> CheckedJob:
     """The first pass over the whole file (streaming). Raises JobFileError only when the file
     cannot be read at all (unknown type, missing, unreadable); row problems are returned."""
     file = Path(path)
-    source, stamp, errors, outside = _first_pass(file)
+    source, stamp, checks = _first_pass(file)
 
     def specs() -> Iterator[OpSpec]:
         return _second_pass(file, JobFormat(source.format), stamp, source.total)
 
-    return CheckedJob(source, errors, outside, specs)
+    return CheckedJob(source, checks.finish(), checks.outside_refs(), specs,
+                      checks.outside_invitees(), checks.invited_at)
 
 
 def validate(path: str | Path) -> JobSource:
@@ -69,7 +74,7 @@ def load_job(path: str | Path) -> tuple[JobSource, Callable[[], Iterator[OpSpec]
     return checked.source, checked.specs
 
 
-def _first_pass(file: Path) -> tuple[JobSource, _Stamp, list[RowError], list[OutsideRef]]:
+def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
     fmt = job_format(file)
     if fmt is None:
         reason = f"unknown job file type {show(file.suffix)}: use .csv, .json or .jsonl"
@@ -85,7 +90,7 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, list[RowError], list[Out
     except OSError as exc:
         raise _unreadable(file, exc) from None
     source = JobSource(job_id=job_id, path=str(file), format=fmt.value, total=checks.total)
-    return source, stamp, checks.finish(), checks.outside_refs()
+    return source, stamp, checks
 
 
 def _second_pass(file: Path, fmt: JobFormat, stamp: _Stamp, total: int) -> Iterator[OpSpec]:
@@ -117,6 +122,10 @@ def _unreadable(file: Path, exc: OSError) -> JobFileError:
     return JobFileError(str(file), [RowError(1, None, f"cannot read the file: {exc.strerror}")])
 
 
+def _digest(target: tuple[str, ...]) -> bytes:
+    return hashlib.blake2b("\x1f".join(target).encode(), digest_size=16).digest()
+
+
 class _Checks:
     """The first pass: per-row problems as they come, cross-row ones at the end."""
 
@@ -127,6 +136,7 @@ class _Checks:
         self._site_names: dict[str, int] = {}  # casefolded name -> first line
         # Digest of an invite's (action, site, e-mail) -> first line: 16 bytes a row, not the text.
         self._invitees: dict[bytes, int] = {}
+        self._maybe_outside: list[tuple[int, str, str]] = []
         self._header: CsvHeader | None = None
         # Required columns a CSV header lacks: column -> (first line needing it, its action).
         self._not_in_header: dict[str, tuple[int, Action | None]] = {}
@@ -141,6 +151,14 @@ class _Checks:
 
     def outside_refs(self) -> list[OutsideRef]:
         return self._graph.outside_refs()
+
+    def outside_invitees(self) -> list[tuple[int, str, str]]:
+        """(line, key, e-mail) of site invites whose `@key` no row of the file defines."""
+        return [entry for entry in self._maybe_outside if not self._graph.defines(entry[1])]
+
+    def invited_at(self, site_id: str, email: str) -> int | None:
+        """The line of the first row inviting `email` (normalised) to `site_id`, if any."""
+        return self._invitees.get(_digest((Action.SITE_INVITE.value, site_id.casefold(), email)))
 
     def finish(self) -> list[RowError]:
         errors = self._errors + self._graph.errors() + self._header_errors()
@@ -186,7 +204,10 @@ class _Checks:
             return
         if spec.action is Action.SITE_INVITE and not is_ref(target[1]):
             target = (target[0], target[1].casefold(), target[2])
-        digest = hashlib.blake2b("\x1f".join(target).encode(), digest_size=16).digest()
+        elif spec.action is Action.SITE_INVITE and not self._graph.defines(target[1][1:]):
+            # Maybe an earlier run's site: its id, known later, may be written on another row.
+            self._maybe_outside.append((spec.line, target[1][1:], target[2]))
+        digest = _digest(target)
         earlier = self._invitees.setdefault(digest, spec.line)
         if earlier != spec.line:
             where = "this site" if spec.action is Action.SITE_INVITE else "the account"

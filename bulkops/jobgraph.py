@@ -94,6 +94,11 @@ class RefGraph:
         no row defines are not errors here: see `outside_refs`."""
         return self._reference_errors() + (self._cycle_errors() if self._maybe_cyclic else [])
 
+    def defines(self, key: str) -> bool:
+        """Whether a row read so far has this key."""
+        node = self._node.get(key)
+        return node is not None and self._line[node] != _UNDEFINED
+
     def outside_refs(self) -> list[OutsideRef]:
         """Every reference to a key no row of the file defines, in the order rows made them."""
         lines, keys = self._line, self._keys

@@ -38,13 +38,19 @@ def data_dir() -> Path:
 
 
 def choose_db(given: str | None, cwd: Path | None = None) -> DbChoice:
-    """The database for `--db`/`BULKOPS_DB` = `given` (None or "": the default)."""
+    """The database for `--db`/`BULKOPS_DB` = `given` (None or "": the default).
+
+    A file path is made absolute, so that the commands bulkops prints can be pasted anywhere.
+    Only the per-user database is `default`: the folder's old `bulkops.db` is named in them.
+    """
     if given:
-        return DbChoice(given, default=False)
+        if "://" in given or given == ":memory:":
+            return DbChoice(given, default=False)
+        return DbChoice(str((cwd or Path.cwd()) / Path(given).expanduser()), default=False)
     legacy = (cwd or Path.cwd()) / DB_NAME
     if legacy.is_file():
         return DbChoice(
-            str(legacy), default=True,
+            str(legacy), default=False,
             note=f"note: using {DB_NAME} in this folder (new databases go to {data_dir()})",
         )
     return DbChoice(str(data_dir() / DB_NAME), default=True)

@@ -138,6 +138,7 @@ class Elsewhere:
     job_id: str
     line: int
     at: float  # unix seconds of the operation's last change
+    replaced: bool = False  # that job's row asked for other work under this key
 
 
 @dataclass(frozen=True)

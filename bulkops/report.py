@@ -30,7 +30,12 @@ def note_of(op: OpRecord) -> str | None:
     if elsewhere is None:
         return op.note
     where = f"in job {elsewhere.job_id} (line {elsewhere.line})"
-    if op.state is OpState.SUCCEEDED:
+    if elsewhere.replaced:
+        # The key now names the work of a later version of this row: this row's own content
+        # was never done, and the key's state is not this row's.
+        said = (f"replaced: this key was run {where} with other content ({op.state.value} on "
+                f"{when(elsewhere.at)}); this row's own content was not run")
+    elif op.state is OpState.SUCCEEDED:
         said = f"done before: {where} on {when(elsewhere.at)}; not sent again"
     elif op.state in FINAL_STATES:
         said = f"{op.state.value} {where} on {when(elsewhere.at)}"

@@ -19,7 +19,7 @@ from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.deadline import describe_deadline, format_span
 from bulkops.engine import Engine, EngineConfig, RunResult
 from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreError
-from bulkops.identity import Holder, outside_ref_errors, scope_of, when
+from bulkops.identity import Holder, KnownOp, outside_ref_errors, scope_of, when
 from bulkops.jobfile import CheckedJob
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
 from bulkops.model import (
@@ -169,6 +169,7 @@ async def _check_outside_refs(store: Store, checked: CheckedJob, settings: Setti
         scope = scope_of(settings.account_id, settings.base_url)
         known = await store.known_ops(scope, {ref.key for ref in checked.outside})
         errors += outside_ref_errors(checked.outside, known, database=True)
+        errors += _invited_twice(checked, known)
     if errors:
         raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
 
@@ -448,8 +449,10 @@ async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:
         owner = lease_owner()
         holder = await store.acquire_job(job.job_id, owner, now=time.time(), lease_seconds=60.0)
         if holder is not None:
+            ends_in = max(0.0, (holder.expires_at or 0.0) - time.time())
             raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}: stop that "
-                          "run first (Ctrl-C or SIGTERM), then cancel")
+                          "run first (Ctrl-C or SIGTERM), then cancel; if that process died, "
+                          f"its lease ends in {ends_in:.0f} s")
         try:
             return job, await store.cancel_job(job.job_id)
         finally:
@@ -457,20 +460,24 @@ async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:
                 await store.release_job(job.job_id, owner)
 
 
-async def outside_errors(
+async def validation_errors(
     db_url: str | None, checked: CheckedJob, account_id: str, base_url: str
 ) -> list[RowError]:
-    """`validate`: the `@key`s naming no row of the file, judged against the database when
-    there is one (`db_url` None: none exists). Without an account id, any account's
-    operation counts."""
-    if not checked.outside:
-        return []
+    """`validate`: what the database says of the file (`db_url` None: there is none). `@key`s
+    naming no row of the file must name a done operation; rows whose key names work done
+    with other content are refused, as `run` would refuse them. Without an account id, any
+    account's operation answers a `@key`, and the content check is skipped."""
     if db_url is None:
         return outside_ref_errors(checked.outside, {}, database=False)
     async with opened_store(db_url) as store:
         scope = scope_of(account_id, base_url) if account_id else None
-        known = await store.known_ops(scope, {ref.key for ref in checked.outside})
-    return outside_ref_errors(checked.outside, known, database=True)
+        errors: list[RowError] = []
+        if checked.outside:
+            known = await store.known_ops(scope, {ref.key for ref in checked.outside})
+            errors += outside_ref_errors(checked.outside, known, database=True)
+        if scope is not None and not checked.errors and not errors:
+            errors += await store.conflicts_of(scope, checked.specs())
+    return errors
 
 
 async def jobs_listing(db_url: str) -> list[JobListing]:
@@ -496,7 +503,8 @@ def shown_state(job: JobInfo, now: float) -> tuple[str, str | None]:
     if job.state is JobState.RUNNING:
         holder = Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
         return "running", f"run by {holder.describe()}"
-    return job.state.value, job.stop_reason
+    reason = job.stop_reason if job.stop_reason != job.state.value else None
+    return job.state.value, reason
 
 
 def _warn_if_late(counts: Mapping[OpState, int], settings: Settings, stream: TextIO) -> None:
@@ -512,3 +520,23 @@ def _warn_if_late(counts: Mapping[OpState, int], settings: Settings, stream: Tex
             f"more than the time left until {describe_deadline(settings.deadline, now)}: what "
             "is not done by then stays pending for the next run\n"
         )
+
+
+def _invited_twice(checked: CheckedJob, known: Mapping[str, KnownOp]) -> list[RowError]:
+    """Site invites naming an earlier run's site by `@key` that invite the same person as
+    another row naming that site by its id, or by another key of the same site."""
+    errors: list[RowError] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, key, email in checked.outside_invitees:
+        site = known[key].site_id if key in known else None
+        if site is None:
+            continue
+        earlier = checked.invited_at(site, email) or seen.setdefault((site.casefold(), email),
+                                                                    line)
+        if earlier != line:
+            errors.append(RowError(
+                line, "email",
+                f"{email!r} is already invited to this site at line {min(earlier, line)} "
+                f"(@{key} is site {site}; the same person twice)",
+            ))
+    return errors

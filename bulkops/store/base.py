@@ -45,6 +45,10 @@ class Store(Protocol):
         """The same check as `add_job`'s, for a stored job about to run again."""
         ...
 
+    async def conflicts_of(self, scope: str, specs: Iterable[OpSpec]) -> list[RowError]:
+        """The same check as `add_job`'s for rows not stored (`validate`), streamed."""
+        ...
+
     async def take_over(self, job_id: str, *, now: float, rerun: bool) -> TakeOver:
         """Take on the unfinished ops the job's rows name that another job owns and no live
         process runs; with `rerun` (a new run of the file) also its failed, blocked and

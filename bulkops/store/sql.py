@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from sqlalchemy import Select, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
-from bulkops.identity import Holder, KnownOp, TakeOver, scope_of
+from bulkops.identity import Holder, KnownOp, TakeOver, effect, scope_of
 from bulkops.model import (
     Elsewhere,
     JobInfo,
@@ -27,7 +28,7 @@ from bulkops.model import (
     RunRecord,
 )
 from bulkops.store import history, statements, takeover
-from bulkops.store.adding import ID_CHUNK, conflicts, insert_rows
+from bulkops.store.adding import ID_CHUNK, conflicts, conflicts_of, insert_rows
 from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
@@ -170,6 +171,10 @@ class SqlStore:
         async with self._read(f"cannot read job {job.job_id}") as conn:
             return await conflicts(conn, job.job_id, scope_of(job.account_id, job.base_url),
                                    now=now)
+
+    async def conflicts_of(self, scope: str, specs: Iterable[OpSpec]) -> list[RowError]:
+        async with self._read("cannot read operations") as conn:
+            return await conflicts_of(conn, scope, specs, now=self._clock())
 
     async def take_over(self, job_id: str, *, now: float, rerun: bool) -> TakeOver:
         params = {"b_job_id": job_id, "b_now": now}
@@ -499,9 +504,16 @@ def _row_record(job_id: str, row: Any) -> OpRecord:
                         "key": row["row_key"], "spec": row["row_spec"], "job_id": job_id})
     if row["job_id"] == job_id:
         return record
+    # The same key asking for other work (not the same work found under another key).
+    replaced = row["key"] == row["row_key"] and row["spec"] != row["row_spec"] and effect(
+        json.loads(row["spec"]), _as_written) != effect(json.loads(row["row_spec"]), _as_written)
     return dataclasses.replace(
-        record, elsewhere=Elsewhere(row["job_id"], row["line"], row["updated_at"])
+        record, elsewhere=Elsewhere(row["job_id"], row["line"], row["updated_at"], replaced)
     )
+
+
+def _as_written(value: str) -> str:
+    return value
 
 
 def _known(name: str, table: Table, scope: str | None, keys: list[str]) -> Select[Any]:

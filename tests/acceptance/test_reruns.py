@@ -950,3 +950,64 @@ def test_a_keyless_create_edited_after_it_succeeded_makes_no_second_site(
     assert _sent_since(before, sandbox) == Counter()
     [record] = report_json(tmp_path / "jobs.db", env)
     assert record["status"] == "succeeded" and record["note"].startswith("done before"), record
+
+
+def test_validate_with_the_database_refuses_what_run_would_refuse(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    rows = _tagged_rows(8, tag="valdb")
+    first = _run_file(rows, tmp_path, sandbox, env)
+    assert first.returncode == 0, _output(first)
+    changed = [dict(rows[0], site_name=rows[0]["site_name"] + " & Bar"), *rows[1:]]
+    job = write_job_csv(tmp_path / "changed.csv", changed)
+    db = tmp_path / "jobs.db"
+    checked = run_cli(["validate", str(job), "--db", str(db), "--account-id", ACCOUNT_ID,
+                       "--base-url", sandbox.base_url + "/"], env, timeout=RUN_TIMEOUT)
+    assert checked.returncode == 2, _output(checked)
+    assert f"key '{rows[0]['key']}' was done in job" in checked.stderr
+    assert "site_name" in checked.stderr and "→" in checked.stderr  # what differs
+
+
+def test_validate_with_a_database_that_does_not_exist_says_so_and_creates_none(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    job = write_job_csv(tmp_path / "job.csv", _tagged_rows(3, tag="nodb"))
+    missing = tmp_path / "nowhere.db"
+    result = run_cli(["validate", str(job), "--db", str(missing)], env, timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, _output(result)
+    assert f"no database at {missing}" in result.stderr
+    assert not missing.exists()
+
+
+def test_report_to_a_path_that_cannot_be_written_is_one_line_exit_2(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    first = _run_file(_tagged_rows(3, tag="badout"), tmp_path, sandbox, env)
+    assert first.returncode == 0, _output(first)
+    result = run_cli(["report", "--db", str(tmp_path / "jobs.db"), "-o",
+                      str(tmp_path / "no" / "dir" / "r.csv")], env, timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, _output(result)
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_the_same_person_invited_by_an_earlier_runs_key_and_by_the_site_id_is_refused(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    first = _run_file([{"action": "create_site", "key": "fx-site", "site_name": "FX Site"}],
+                      tmp_path, sandbox, env)
+    assert first.returncode == 0, _output(first)
+    [created] = report_json(tmp_path / "jobs.db", env)
+    site_id = created["result"]["site_id"]
+    before = _mutating(sandbox)
+    second = write_job_csv(tmp_path / "invites.csv", [
+        {"action": "site_invite", "key": "dd-1", "site": "@fx-site",
+         "email": "new.dd@example.com", "role": "Website Manager"},
+        {"action": "site_invite", "key": "dd-2", "site": site_id.upper(),
+         "email": "NEW.DD@example.com", "role": "Back Office Manager"},
+    ])
+    result = run_cli(["run", str(second), *fast_run_flags(tmp_path / "jobs.db",
+                                                           sandbox.base_url)],
+                     env, timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, _output(result)
+    assert "already invited to this site at line 2" in result.stderr, result.stderr
+    assert _sent_since(before, sandbox) == Counter()
