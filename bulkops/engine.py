@@ -427,7 +427,7 @@ class Engine:
             return
         log.info("op_resend_unknown_invite", extra={**_fields(op), "attempt": op.attempts})
         await self._send_again_later(
-            op, self._backoff(op.attempts), error=error, note=INVITE_RESENT_NOTE
+            op, self._backoff(max(op.attempts, 1)), error=error, note=INVITE_RESENT_NOTE
         )
 
     # -- reconciling --------------------------------------------------------------------------

@@ -277,6 +277,11 @@ def plan_cases(rng: random.Random, count: int, rows: int, most_kills: int = 3) -
         first = Kill.RECONCILE if number == len(Fault) + 1 else list(Kill)[number % len(Kill)]
         kills = _kill_plans(rng, first, most_kills, mix)
         grown = len(mix) > 1 and number % 2 == 0
+        if grown:
+            # The second run is the grown file's first: kill it mid-way, while it works
+            # through the rows the first run left and the new ones.
+            mid = KillPlan(Kill.MID, rng.uniform(0.2, 0.7), rng.uniform(0.0, 0.05))
+            kills = (kills[0], mid, *kills[2:])
         cases.append(Case(number, rng.randrange(1 << 30), faults, kills, rows, grown))
     return cases
 
@@ -907,6 +912,7 @@ def test_plan_covers_every_fault_alone_and_mixed_and_every_kill_kind() -> None:
                    and c.kills[0].kind is Kill.RECONCILE for c in cases)
         assert {plan.kind for c in cases for plan in c.kills} == set(Kill)
         assert all(1 <= len(c.kills) <= 3 for c in cases)
+        assert all(c.kills[1].kind is Kill.MID for c in cases if c.grown)
         assert all(value <= SETTLE / 2 for c in cases for f, value in c.faults
                    if f is Fault.LISTING_LAG)
         assert all(sum(v for f, v in c.faults if f is not Fault.LISTING_LAG) <= 1 for c in cases)
