@@ -21,11 +21,10 @@ import click
 from bulkops import jobfile
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.locations import DbChoice, choose_db, prepare_default
-from bulkops.model import FINAL_STATES, OpState
+from bulkops.model import OpState
 
 if TYPE_CHECKING:
     from bulkops.runner import RunSummary
-    from bulkops.store.history import JobListing
 from bulkops.settings import DEFAULT_BASE_URL, DEFAULT_RATE, Settings, parse_rate
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_BUSY, EXIT_INTERRUPTED = (
@@ -79,7 +78,7 @@ def cli() -> None:
     """
 
 
-def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db", envvar="BULKOPS_DB", show_envvar=True, default=None,
         help="Checkpoint database: a SQLAlchemy URL or a file path. Default: one per user in "
@@ -87,7 +86,7 @@ def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-def _database(db: str | None) -> DbChoice:
+def database_choice(db: str | None) -> DbChoice:
     """The database a command uses, telling the user when an old folder database is picked."""
     choice = choose_db(db)
     if choice.note:
@@ -152,7 +151,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      type=click.Choice(["text", "json"]), default="text", show_default=True,
                      help="Event log lines (-v) as key=value text or one JSON object each."),
         click.option("-v", "--verbose", count=True, help="Log events to stderr (-vv: debug)."),
-        _db_option,
+        db_option,
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -210,7 +209,7 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: st
     checked = jobfile.check_job(file)
     if checked.errors and not checked.outside:
         raise JobFileError(checked.source.path, checked.errors)
-    choice = _database(db)
+    choice = database_choice(db)
     opts["base_url"] = opts["base_url"] or DEFAULT_BASE_URL
     settings = _settings(choice, **opts, api_key=_api_key())
     from bulkops.runner import require_credentials, run_job  # here: --help stays instant
@@ -232,7 +231,7 @@ def resume(job: str | None, verbose: int, progress_interval: float, db: str | No
            **opts: Any) -> None:
     """Continue an unfinished job (default: the latest unfinished one) against the account and
     API it was stored with; only the key comes from the environment."""
-    choice = _database(db)
+    choice = database_choice(db)
     settings = _settings(choice, **opts, api_key=_api_key())
     _configure_logging(verbose, settings, log_format)
     from bulkops.runner import run_job
@@ -250,7 +249,7 @@ def resume(job: str | None, verbose: int, progress_interval: float, db: str | No
 @click.option("--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True,
               default=DEFAULT_BASE_URL, show_default=True, help="The API those runs used.")
 @click.option("--sandbox", is_flag=True, help="The file is for `run --sandbox`.")
-@_db_option
+@db_option
 def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str | None) -> None:
     """Check FILE only; nothing is sent and nothing is stored.
 
@@ -262,14 +261,14 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
 
     checked = jobfile.check_job(file)
     errors = list(checked.errors)
-    choice = _database(db)
+    choice = database_choice(db)
     exists = _db_exists(choice.url)
     if not choice.default and not exists:
         raise ConfigError(f"no database at {choice.url}: nothing to check the file against "
                           "(leave --db out to check the file alone)")
     if exists or checked.outside:
+        from bulkops.jobviews import validation_errors
         from bulkops.locations import SANDBOX_TARGET
-        from bulkops.runner import validation_errors
 
         if sandbox:
             from bulkops.sandbox import SandboxConfig
@@ -294,169 +293,22 @@ def _db_exists(url: str) -> bool:
 
 @cli.command()
 @click.argument("job")
-@_db_option
+@db_option
 def cancel(job: str, db: str | None) -> None:
     """Close JOB: its unfinished rows become `cancelled` and are not run by `resume`.
 
     Running its file again arms them again (rows whose outcome was unknown are looked up at
     Wix first). Exit 4 while another process runs the job.
     """
-    from bulkops.runner import cancel_job
+    from bulkops.jobviews import cancel_job
 
-    choice = _database(db)
+    choice = database_choice(db)
     info, count = anyio.run(cancel_job, choice.url, job)
     if info.state.value == "finished":
         click.echo(f"job {info.job_id} has finished: nothing to cancel")
     else:
         click.echo(f"job {info.job_id} cancelled: {count} unfinished row(s) marked cancelled")
     click.echo(f"database: {choice.url}")
-
-
-@cli.command()
-@click.argument("job", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_db_option
-def status(job: str | None, as_json: bool, db: str | None) -> None:
-    """Counts per state of a job (default: the latest), and whether a process runs it."""
-    import time
-
-    from bulkops.runner import job_status, shown_state
-
-    info, counts = anyio.run(job_status, _database(db).url, job or None)
-    state, why = shown_state(info, time.time())
-    if as_json:
-        click.echo(json.dumps({
-            "job": info.job_id, "state": state, "total": info.total,
-            "counts": {state.value: counts.get(state, 0) for state in OpState},
-            "stop_reason": info.stop_reason, "detail": why,
-        }))
-        return
-    click.echo(f"job {info.job_id} ({info.path}): {state}" + (f" — {why}" if why else ""))
-    done = sum(counts.get(s, 0) for s in FINAL_STATES)
-    click.echo(f"  {done}/{info.total} final")
-    for op_state in OpState:
-        if counts.get(op_state):
-            click.echo(f"  {op_state.value:<10} {counts[op_state]}")
-
-
-@cli.command(name="jobs")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
-@_db_option
-def jobs_command(as_json: bool, db: str | None) -> None:
-    """Every job of the database, newest first: state, counts, when it ran."""
-    import time
-
-    from bulkops.runner import jobs_listing, shown_state
-
-    listing = anyio.run(jobs_listing, _database(db).url)
-    now = time.time()
-    if as_json:
-        click.echo(json.dumps([_job_json(entry, shown_state(entry.job, now)[0])
-                               for entry in listing], indent=1))
-        return
-    if not listing:
-        click.echo("no jobs in this database yet")
-        return
-    click.echo(f"{'job':<16}  {'state':<11}  {'rows':>6}  {'done':>6}  {'failed':>6}  "
-               f"{'started (UTC)':<16}  {'duration':>8}  file")
-    for entry in listing:
-        counts = entry.counts
-        failed = counts.get(OpState.FAILED, 0) + counts.get(OpState.BLOCKED, 0)
-        state = "pruned" if entry.pruned_at else shown_state(entry.job, now)[0]
-        click.echo(
-            f"{entry.job.job_id:<16}  {state:<11}  {entry.job.total:>6}  "
-            f"{counts.get(OpState.SUCCEEDED, 0):>6}  {failed:>6}  "
-            f"{_utc(entry.started_at):<16}  {_duration(entry):>8}  {entry.job.path}"
-        )
-
-
-def _job_json(entry: JobListing, state: str) -> dict[str, Any]:
-    started, finished = entry.started_at, entry.finished_at
-    return {
-        "job": entry.job.job_id, "file": entry.job.path, "state": state,
-        "total": entry.job.total,
-        "counts": {s.value: entry.counts.get(s, 0) for s in OpState},
-        "runs": entry.runs,
-        "started_at": _iso(started), "finished_at": _iso(finished),
-        "duration_seconds": None if started is None or finished is None
-        else round(finished - started, 3),
-        "pruned_at": _iso(entry.pruned_at),
-    }
-
-
-def _iso(at: float | None) -> str | None:
-    from datetime import UTC, datetime
-
-    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
-
-
-def _utc(at: float | None) -> str:
-    from datetime import UTC, datetime
-
-    return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _duration(entry: JobListing) -> str:
-    if entry.started_at is None or entry.finished_at is None:
-        return "-"
-    seconds = int(entry.finished_at - entry.started_at)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-@cli.command()
-@click.option("--older-than", "older_than", required=True, type=click.FloatRange(0),
-              metavar="DAYS", help="Prune jobs finished or cancelled more than DAYS days ago.")
-@_db_option
-def prune(older_than: float, db: str | None) -> None:
-    """Remove old jobs' per-row detail; every succeeded operation stays, so it is never
-    repeated by a later file."""
-    from bulkops.runner import prune_jobs
-
-    result = anyio.run(prune_jobs, _database(db).url, older_than)
-    click.echo(f"pruned {result.jobs} job(s): {result.rows} row(s) removed, "
-               f"{result.ops} operation(s) that never succeeded forgotten")
-
-
-@cli.command()
-@click.argument("job", required=False)
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
-              show_default=True, help="html: one self-contained page to open in a browser.")
-@click.option("--only", metavar="STATES",
-              help="Only rows in these states, comma-separated (e.g. failed,blocked: a file to "
-                   "fix and run again). json and csv.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
-@_db_option
-def report(job: str | None, fmt: str, only: str | None, output: str | None,
-           db: str | None) -> None:
-    """One record per input row, in input order (default job: the latest)."""
-    from bulkops.runner import write_report
-
-    db = _database(db).url
-    states = _states(only)
-    if output:
-        try:
-            out = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the report to {output}: {exc.strerror}") from None
-        with out:
-            count = anyio.run(write_report, db, job or None, fmt, states, out)
-        click.echo(f"wrote {count} row(s) to {output}", err=True)
-    else:
-        anyio.run(write_report, db, job or None, fmt, states, sys.stdout)
-
-
-def _states(only: str | None) -> list[OpState] | None:
-    if not only:
-        return None
-    names = [name.strip().lower() for name in only.split(",") if name.strip()]
-    known = {state.value: state for state in OpState}
-    wrong = [name for name in names if name not in known]
-    if wrong or not names:
-        raise click.BadParameter(
-            f"{', '.join(wrong) or repr(only)}: states are {', '.join(known)}",
-            param_hint="'--only'",
-        )
-    return [known[name] for name in names]
 
 
 @cli.command(name="sandbox")
@@ -635,6 +487,10 @@ def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str)
             out.write("\n")
     except OSError as exc:
         click.echo(f"warning: cannot write the summary to {path}: {exc.strerror}", err=True)
+
+
+# The commands that look at stored jobs live in their own module; importing it registers them.
+from bulkops import cli_views  # noqa: E402, F401
 
 
 def main() -> None:

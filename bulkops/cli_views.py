@@ -1,0 +1,162 @@
+"""The `bulkops` commands that look at stored jobs or tidy them: status, jobs, prune, report.
+
+They print; nothing here sends anything to Wix. The group, the shared options and the error
+handling are `cli`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import click
+
+from bulkops.cli import cli, database_choice, db_option
+from bulkops.errors import ConfigError
+from bulkops.model import FINAL_STATES, OpState
+from bulkops.store.history import JobListing
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@db_option
+def status(job: str | None, as_json: bool, db: str | None) -> None:
+    """Counts per state of a job (default: the latest), and whether a process runs it."""
+
+    from bulkops.jobviews import job_status, shown_state
+
+    info, counts = anyio.run(job_status, database_choice(db).url, job or None)
+    state, why = shown_state(info, time.time())
+    if as_json:
+        click.echo(json.dumps({
+            "job": info.job_id, "state": state, "total": info.total,
+            "counts": {state.value: counts.get(state, 0) for state in OpState},
+            "stop_reason": info.stop_reason, "detail": why,
+        }))
+        return
+    click.echo(f"job {info.job_id} ({info.path}): {state}" + (f" — {why}" if why else ""))
+    done = sum(counts.get(s, 0) for s in FINAL_STATES)
+    click.echo(f"  {done}/{info.total} final")
+    for op_state in OpState:
+        if counts.get(op_state):
+            click.echo(f"  {op_state.value:<10} {counts[op_state]}")
+
+
+@cli.command(name="jobs")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@db_option
+def jobs_command(as_json: bool, db: str | None) -> None:
+    """Every job of the database, newest first: state, counts, when it ran."""
+
+    from bulkops.jobviews import jobs_listing, shown_state
+
+    listing = anyio.run(jobs_listing, database_choice(db).url)
+    now = time.time()
+    if as_json:
+        click.echo(json.dumps([_job_json(entry, shown_state(entry.job, now)[0])
+                               for entry in listing], indent=1))
+        return
+    if not listing:
+        click.echo("no jobs in this database yet")
+        return
+    click.echo(f"{'job':<16}  {'state':<11}  {'rows':>6}  {'done':>6}  {'failed':>6}  "
+               f"{'started (UTC)':<16}  {'duration':>8}  file")
+    for entry in listing:
+        counts = entry.counts
+        failed = counts.get(OpState.FAILED, 0) + counts.get(OpState.BLOCKED, 0)
+        state = "pruned" if entry.pruned_at else shown_state(entry.job, now)[0]
+        click.echo(
+            f"{entry.job.job_id:<16}  {state:<11}  {entry.job.total:>6}  "
+            f"{counts.get(OpState.SUCCEEDED, 0):>6}  {failed:>6}  "
+            f"{_utc(entry.started_at):<16}  {_duration(entry):>8}  {entry.job.path}"
+        )
+
+
+def _job_json(entry: JobListing, state: str) -> dict[str, Any]:
+    started, finished = entry.started_at, entry.finished_at
+    return {
+        "job": entry.job.job_id, "file": entry.job.path, "state": state,
+        "total": entry.job.total,
+        "counts": {s.value: entry.counts.get(s, 0) for s in OpState},
+        "runs": entry.runs,
+        "started_at": _iso(started), "finished_at": _iso(finished),
+        "duration_seconds": None if started is None or finished is None
+        else round(finished - started, 3),
+        "pruned_at": _iso(entry.pruned_at),
+    }
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def _utc(at: float | None) -> str:
+    return "-" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(entry: JobListing) -> str:
+    if entry.started_at is None or entry.finished_at is None:
+        return "-"
+    seconds = int(entry.finished_at - entry.started_at)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@cli.command()
+@click.option("--older-than", "older_than", required=True, type=click.FloatRange(0),
+              metavar="DAYS", help="Prune jobs finished or cancelled more than DAYS days ago.")
+@db_option
+def prune(older_than: float, db: str | None) -> None:
+    """Remove old jobs' per-row detail; every succeeded operation stays, so it is never
+    repeated by a later file."""
+    from bulkops.jobviews import prune_jobs
+
+    result = anyio.run(prune_jobs, database_choice(db).url, older_than)
+    click.echo(f"pruned {result.jobs} job(s): {result.rows} row(s) removed, "
+               f"{result.ops} operation(s) that never succeeded forgotten")
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
+              show_default=True, help="html: one self-contained page to open in a browser.")
+@click.option("--only", metavar="STATES",
+              help="Only rows in these states, comma-separated (e.g. failed,blocked: a file to "
+                   "fix and run again). json and csv.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+@db_option
+def report(job: str | None, fmt: str, only: str | None, output: str | None,
+           db: str | None) -> None:
+    """One record per input row, in input order (default job: the latest)."""
+    from bulkops.jobviews import write_report
+
+    db = database_choice(db).url
+    states = _states(only)
+    if output:
+        try:
+            out = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {output}: {exc.strerror}") from None
+        with out:
+            count = anyio.run(write_report, db, job or None, fmt, states, out)
+        click.echo(f"wrote {count} row(s) to {output}", err=True)
+    else:
+        anyio.run(write_report, db, job or None, fmt, states, sys.stdout)
+
+
+def _states(only: str | None) -> list[OpState] | None:
+    if not only:
+        return None
+    names = [name.strip().lower() for name in only.split(",") if name.strip()]
+    known = {state.value: state for state in OpState}
+    wrong = [name for name in names if name not in known]
+    if wrong or not names:
+        raise click.BadParameter(
+            f"{', '.join(wrong) or repr(only)}: states are {', '.join(known)}",
+            param_hint="'--only'",
+        )
+    return [known[name] for name in names]

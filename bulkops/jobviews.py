@@ -1,0 +1,171 @@
+"""Commands that look at stored jobs, or tidy them: status, reports, listings, cancel, prune,
+and what `validate` learns from the database. None of them sends anything to Wix."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+import anyio
+
+from bulkops.errors import ConfigError, JobBusy, RowError
+from bulkops.identity import Holder, outside_ref_errors, scope_of, when
+from bulkops.jobfile import CheckedJob
+from bulkops.model import JobInfo, JobState, OpRecord, OpState
+from bulkops.report import write_csv, write_json
+from bulkops.store import open_store
+from bulkops.store.base import Store
+from bulkops.store.history import JobListing, PruneResult
+from bulkops.store.urls import normalise_url, sqlite_path
+
+
+@asynccontextmanager
+async def opened_store(db_url: str) -> AsyncIterator[Store]:
+    store = await open_store(db_url)
+    try:
+        yield store
+    finally:
+        # Shielded: a run aborted by a second signal still closes its database cleanly,
+        # instead of the pool logging the cancelled close as an error.
+        with anyio.CancelScope(shield=True):
+            await store.close()
+
+
+def lease_owner() -> str:
+    """`host:pid:token`: who holds a job, as `bulkops` tells another process that wants it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def pick_job(store: Store, job_id: str | None) -> JobInfo:
+    job = await store.get_job(job_id) if job_id else await store.latest_job()
+    if job is None:
+        raise ConfigError(f"no job {job_id!r} in this database" if job_id
+                          else "no job in this database yet")
+    return job
+
+
+def require_existing(db_url: str) -> None:
+    """Reading commands never create a database: a mistyped --db should say so."""
+    path = sqlite_path(normalise_url(db_url))
+    if path is not None and not path.exists():
+        raise ConfigError(f"no database at {path}: run a job first, or point --db at its database")
+
+
+async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[OpState, int]]:
+    require_existing(db_url)
+    async with opened_store(db_url) as store:
+        job = await pick_job(store, job_id)
+        return job, await store.counts(job.job_id)
+
+
+async def write_report(
+    db_url: str, job_id: str | None, fmt: str, only: Collection[OpState] | None, out: TextIO
+) -> int:
+    """Write the job's report (`fmt`: json, csv or html) to `out`; returns the rows written
+    (html: the rows listed). `only`: just rows in these states (json and csv)."""
+    require_existing(db_url)
+    async with opened_store(db_url) as store:
+        job = await pick_job(store, job_id)
+        if fmt == "html":
+            return await _write_html(store, job, db_url, out)
+        if fmt == "json":
+            return await write_json(store.iter_ops(job.job_id, only=only), out)
+        produced = {
+            op.spec.key: op.site_id or ""
+            async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
+        }
+        return await write_csv(store.iter_ops(job.job_id, only=only), produced, out)
+
+
+HTML_ROWS = 2000  # failed and blocked rows listed on the page; the CSV report has them all
+
+
+async def _write_html(store: Store, job: JobInfo, db_url: str, out: TextIO) -> int:
+    from bulkops.htmlreport import render_html  # jinja2 is loaded only for this
+
+    problems: list[OpRecord] = []
+    more = 0
+    async for op in store.iter_ops(job.job_id, only=(OpState.FAILED, OpState.BLOCKED)):
+        if len(problems) < HTML_ROWS:
+            problems.append(op)
+        else:
+            more += 1
+    overview = await store.overview(job)
+    out.write(render_html(overview, problems, more_problems=more, database=db_url,
+                          generated_at=time.time()))
+    return len(problems)
+
+
+async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:
+    """Close a stored job: its unfinished rows become `cancelled` (a later run of its file
+    arms them again). Raises JobBusy while a live process runs it, ConfigError for no such
+    job. Returns the job and how many rows were cancelled."""
+    require_existing(db_url)
+    async with opened_store(db_url) as store:
+        job = await pick_job(store, job_id)
+        if job.state is JobState.FINISHED:
+            return job, 0  # every row is final: nothing to cancel, and the job stays finished
+        owner = lease_owner()
+        holder = await store.acquire_job(job.job_id, owner, now=time.time(), lease_seconds=60.0)
+        if holder is not None:
+            ends_in = max(0.0, (holder.expires_at or 0.0) - time.time())
+            raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}: stop that "
+                          "run first (Ctrl-C or SIGTERM), then cancel; if that process died, "
+                          f"its lease ends in {ends_in:.0f} s")
+        try:
+            return job, await store.cancel_job(job.job_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.release_job(job.job_id, owner)
+
+
+async def validation_errors(
+    db_url: str | None, checked: CheckedJob, account_id: str, base_url: str
+) -> list[RowError]:
+    """`validate`: what the database says of the file (`db_url` None: there is none). `@key`s
+    naming no row of the file must name a done operation; rows whose key names work done
+    with other content are refused, as `run` would refuse them. Without an account id, any
+    account's operation answers a `@key`, and the content check is skipped."""
+    if db_url is None:
+        return outside_ref_errors(checked.outside, {}, database=False)
+    async with opened_store(db_url) as store:
+        scope = scope_of(account_id, base_url) if account_id else None
+        errors: list[RowError] = []
+        if checked.outside:
+            known = await store.known_ops(scope, {ref.key for ref in checked.outside})
+            errors += outside_ref_errors(checked.outside, known, database=True)
+        if scope is not None and not checked.errors and not errors:
+            errors += await store.conflicts_of(scope, checked.specs())
+    return errors
+
+
+async def jobs_listing(db_url: str) -> list[JobListing]:
+    """Every job of the database, newest first (`bulkops jobs`)."""
+    require_existing(db_url)
+    async with opened_store(db_url) as store:
+        return await store.list_jobs()
+
+
+async def prune_jobs(db_url: str, older_than_days: float) -> PruneResult:
+    """Remove the row detail of jobs done with more than `older_than_days` days ago."""
+    require_existing(db_url)
+    async with opened_store(db_url) as store:
+        return await store.prune(before=time.time() - older_than_days * 86400)
+
+
+def shown_state(job: JobInfo, now: float) -> tuple[str, str | None]:
+    """The state to show for a job, and why: a job stored `running` whose lease no live process
+    holds was interrupted (its process died); the time is when its last holder's lease ended."""
+    if job.state is JobState.RUNNING and not job.held_at(now):
+        since = job.lease_expires_at or job.updated_at
+        return "interrupted", f"no process holds it since {when(since)}"
+    if job.state is JobState.RUNNING:
+        holder = Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
+        return "running", f"run by {holder.describe()}"
+    reason = job.stop_reason if job.stop_reason != job.state.value else None
+    return job.state.value, reason
