@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "acceptance"))
 
 from harness import (  # noqa: E402  (after the path is set)
+    SandboxProcess,
     cli_env,
     fast_run_flags,
     realistic_rows,
@@ -44,22 +46,36 @@ def duplicates(state: dict[str, object]) -> tuple[int, int]:
     return int(state["duplicate_sites"]), int(state["duplicate_invite_emails"])  # type: ignore[call-overload]
 
 
+def second_run(
+    name: str, first: list[str], second: list[str], *, cwd: tuple[Path, Path] | None = None,
+    between: Callable[[], None] = lambda: None, env: dict[str, str],
+    sandbox: SandboxProcess,
+) -> str:
+    """Run `bulkops FIRST`, then `between()`, then `bulkops SECOND`; say what the second run
+    sent and what duplicates the sandbox holds afterwards."""
+    run_cli(first, env, timeout=120, cwd=cwd[0] if cwd else None)
+    before = mutating(sandbox.state())
+    between()
+    result = run_cli(second, env, timeout=120, cwd=cwd[1] if cwd else None)
+    state = sandbox.state()
+    sites, emails = duplicates(state)
+    return (f"{name}: second run exit {result.returncode}, {mutating(state) - before} "
+            f"mutating requests, {sites} duplicate sites, {emails} duplicate invite e-mails")
+
+
 def grown_file(work: Path) -> str:
     with running_sandbox() as sandbox:
         rows = realistic_rows(45, tag="grow")
         job = write_job_csv(work / "grow.csv", rows[:40])
-        db = work / "grow.db"
-        env = cli_env(XDG_DATA_HOME=str(work / "data"))
-        run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env, timeout=120)
-        before = mutating(sandbox.state())
-        write_job_csv(job, rows)
-        second = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
-                         timeout=120)
-        state = sandbox.state()
-        sites, emails = duplicates(state)
-        return (f"grown file (40 rows, then 45): second run exit {second.returncode}, "
-                f"{mutating(state) - before} mutating requests (5 new rows), "
-                f"{sites} duplicate sites, {emails} duplicate invite e-mails")
+        args = ["run", str(job), *fast_run_flags(work / "grow.db", sandbox.base_url)]
+
+        def grow() -> None:
+            write_job_csv(job, rows)
+
+        return second_run(
+            "grown file (40 rows, then 45; 5 new rows)", args, args, between=grow,
+            env=cli_env(XDG_DATA_HOME=str(work / "data")), sandbox=sandbox,
+        )
 
 
 def fixed_file(work: Path) -> str:
@@ -69,37 +85,30 @@ def fixed_file(work: Path) -> str:
                 "account_invite,,team@agency.example.com,{role}\n")
         job = work / "fix.csv"
         job.write_text(header + rows.format(role="Website Boss"), encoding="utf-8")
-        db = work / "fix.db"
-        env = cli_env(XDG_DATA_HOME=str(work / "data"))
-        run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env, timeout=120)
-        before = mutating(sandbox.state())
-        job.write_text(header + rows.format(role="Website Manager"), encoding="utf-8")
-        second = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
-                         timeout=120)
-        state = sandbox.state()
-        sites, emails = duplicates(state)
-        return (f"fixed file (3 rows, role fixed): second run exit {second.returncode}, "
-                f"{mutating(state) - before} mutating requests (1 fixed row), "
-                f"{sites} duplicate sites, {emails} duplicate invite e-mails")
+        args = ["run", str(job), *fast_run_flags(work / "fix.db", sandbox.base_url)]
+
+        def fix() -> None:
+            job.write_text(header + rows.format(role="Website Manager"), encoding="utf-8")
+
+        return second_run(
+            "fixed file (3 rows, a failed row's role fixed; 1 row to send)", args, args,
+            between=fix, env=cli_env(XDG_DATA_HOME=str(work / "data")), sandbox=sandbox,
+        )
 
 
 def other_folder(work: Path) -> str:
     with running_sandbox() as sandbox:
         job = write_job_csv(work / "folder.csv", realistic_rows(40, tag="fold"))
-        env = cli_env(XDG_DATA_HOME=str(work / "data"))
-        flags = fast_run_flags("bulkops.db", sandbox.base_url)
-        flags = flags[2:]  # no --db: the default database
+        flags = fast_run_flags("bulkops.db", sandbox.base_url)[2:]  # no --db: the default
         first_dir, second_dir = work / "one", work / "two"
         first_dir.mkdir()
         second_dir.mkdir()
-        run_cli(["run", str(job), *flags], env, timeout=120, cwd=first_dir)
-        before = mutating(sandbox.state())
-        second = run_cli(["run", str(job), *flags], env, timeout=120, cwd=second_dir)
-        state = sandbox.state()
-        sites, emails = duplicates(state)
-        return (f"other folder (40 rows, default database): second run exit "
-                f"{second.returncode}, {mutating(state) - before} mutating requests, "
-                f"{sites} duplicate sites, {emails} duplicate invite e-mails")
+        args = ["run", str(job), *flags]
+        return second_run(
+            "other folder (40 rows, default database; nothing new)", args, args,
+            cwd=(first_dir, second_dir), env=cli_env(XDG_DATA_HOME=str(work / "data")),
+            sandbox=sandbox,
+        )
 
 
 def main() -> int:

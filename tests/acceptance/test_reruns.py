@@ -382,6 +382,19 @@ def test_key_reused_with_other_content_after_success_is_refused_and_nothing_is_s
 # -- references to earlier runs -------------------------------------------------------------
 
 
+def _acme_created_by_an_earlier_file(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path
+) -> Path:
+    """Run a first file that creates the site `acme`; returns the database it used."""
+    db = tmp_path / "jobs.db"
+    first = write_job_csv(tmp_path / "a.csv", [
+        {"action": "create_site", "key": "acme", "site_name": "Acme Outside"}])
+    done = run_cli(["run", str(first), *fast_run_flags(db, sandbox.base_url)], env,
+                   timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, _output(done)
+    return db
+
+
 def _outside_rows() -> list[dict[str, str]]:
     return [
         {"action": "site_invite", "key": "out-owner", "site": "@acme",
@@ -396,12 +409,7 @@ def _outside_rows() -> list[dict[str, str]]:
 def test_key_reference_to_a_site_created_by_an_earlier_file_targets_that_site(
     sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
 ) -> None:
-    db = tmp_path / "jobs.db"
-    first = write_job_csv(tmp_path / "a.csv", [
-        {"action": "create_site", "key": "acme", "site_name": "Acme Outside"}])
-    done = run_cli(["run", str(first), *fast_run_flags(db, sandbox.base_url)], env,
-                   timeout=RUN_TIMEOUT)
-    assert done.returncode == 0, _output(done)
+    db = _acme_created_by_an_earlier_file(sandbox, env, tmp_path)
     [acme] = [s["id"] for s in sandbox.state()["sites"] if s["displayName"] == "Acme Outside"]
     before = _mutating(sandbox)
 
@@ -424,12 +432,7 @@ def test_key_reference_to_a_site_created_by_an_earlier_file_targets_that_site(
 def test_validate_accepts_earlier_run_key_with_its_database_and_refuses_it_without_one(
     sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
 ) -> None:
-    db = tmp_path / "jobs.db"
-    first = write_job_csv(tmp_path / "a.csv", [
-        {"action": "create_site", "key": "acme", "site_name": "Acme Outside"}])
-    done = run_cli(["run", str(first), *fast_run_flags(db, sandbox.base_url)], env,
-                   timeout=RUN_TIMEOUT)
-    assert done.returncode == 0, _output(done)
+    db = _acme_created_by_an_earlier_file(sandbox, env, tmp_path)
     second = write_job_csv(tmp_path / "b.csv", _outside_rows())
     before = request_count(sandbox.base_url)
 
