@@ -8,10 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -59,6 +60,10 @@ class BulkOpsGroup(click.Group):
             sys.exit(EXIT_STOPPED)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`bulkops jobs | head`): what it wanted was written.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (flushed at exit, never read)
+            sys.exit(EXIT_OK)
         except Exception as exc:
             # Never a traceback for a user: one line, the details for -vv and bug reports.
             log.debug("unexpected_error", exc_info=True)
@@ -199,6 +204,14 @@ def _configure_logging(verbose: int, settings: Settings, log_format: str = "text
 @_run_options
 def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
         wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
+    _check_summary_path(summary_json)
+    with _summary_on_refusal(summary_json, file):
+        _run(file, sandbox, verbose, progress_interval, db, wait, summary_json, log_format,
+             **opts)
+
+
+def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
+         wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
     """Validate FILE, store it, and run every operation to the end.
 
     Only what is new or not yet done is sent: a row whose operation (its key, in this database
@@ -231,6 +244,14 @@ def resume(job: str | None, verbose: int, progress_interval: float, db: str | No
            **opts: Any) -> None:
     """Continue an unfinished job (default: the latest unfinished one) against the account and
     API it was stored with; only the key comes from the environment."""
+    _check_summary_path(summary_json)
+    with _summary_on_refusal(summary_json, None):
+        _resume(job, verbose, progress_interval, db, wait, summary_json, log_format, **opts)
+
+
+def _resume(job: str | None, verbose: int, progress_interval: float, db: str | None,
+            wait: float | None, summary_json: str | None, log_format: str,
+            **opts: Any) -> None:
     choice = database_choice(db)
     settings = _settings(choice, **opts, api_key=_api_key())
     _configure_logging(verbose, settings, log_format)
@@ -460,6 +481,9 @@ def _finish(summary: RunSummary, db: DbChoice, summary_json: str | None = None) 
     if summary.outcome == "interrupted":
         click.echo(f"progress saved; continue with: bulkops resume {info.job_id}{where}",
                    err=True)
+    elif summary.outcome == "stopped" and summary.stop_kind in ("deadline", "outage"):
+        click.echo(f"the next run of the file continues it (or now: bulkops resume "
+                   f"{info.job_id}{where})", err=True)
     elif summary.outcome == "stopped":
         click.echo(f"continue with: bulkops resume {info.job_id}{where} (once the cause is "
                    f"fixed), or close it: bulkops cancel {info.job_id}{where}", err=True)
@@ -474,19 +498,52 @@ def _exit_code(outcome: str, not_done: int) -> int:
     return EXIT_SOME_FAILED if not_done else EXIT_OK
 
 
-def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str) -> None:
-    from bulkops.summary import summary_json
-
-    if summary.overview is None:
+def _check_summary_path(path: str | None) -> None:
+    """A summary that cannot be written is found out before the run, not after it."""
+    if path is None:
         return
-    document = summary_json(summary.overview, summary.run, outcome=summary.outcome,
-                            reason=summary.reason, exit_code=code, database=db.url)
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir() or not target.parent.is_dir():
+        raise ConfigError(f"--summary-json {path}: not a file in an existing directory")
+
+
+@contextlib.contextmanager
+def _summary_on_refusal(path: str | None, file: str | None) -> Iterator[None]:
+    """A run refused before it began (exit 2) or held by another process (exit 4) still
+    leaves a summary, so that a monitor reading it never sees last night's."""
+    try:
+        yield
+    except (JobFileError, ConfigError, StoreError, JobBusy) as exc:
+        if path is not None:
+            busy = isinstance(exc, JobBusy)
+            reason = str(exc) if not isinstance(exc, JobFileError) else (
+                f"{len(exc.errors)} problem(s) in {exc.path}: " + "; ".join(
+                    str(error) for error in exc.errors[:5]))
+            _dump_json(path, {
+                "version": 1, "file": file, "outcome": "busy" if busy else "refused",
+                "reason": reason, "exit_code": EXIT_BUSY if busy else EXIT_INVALID,
+            })
+        raise
+
+
+def _dump_json(path: str, document: dict[str, Any]) -> None:
     try:
         with open(path, "w", encoding="utf-8") as out:
             json.dump(document, out, indent=2)
             out.write("\n")
     except OSError as exc:
         click.echo(f"warning: cannot write the summary to {path}: {exc.strerror}", err=True)
+
+
+def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str) -> None:
+    from bulkops.summary import summary_json
+
+    if summary.overview is None:
+        return
+    _dump_json(path, summary_json(summary.overview, summary.run, outcome=summary.outcome,
+                                  reason=summary.reason, exit_code=code, database=db.url))
 
 
 # The commands that look at stored jobs live in their own module; importing it registers them.

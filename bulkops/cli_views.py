@@ -31,7 +31,7 @@ def status(job: str | None, as_json: bool, db: str | None) -> None:
     from bulkops.jobviews import job_status, shown_state
 
     info, counts = anyio.run(job_status, database_choice(db).url, job or None)
-    state, why = shown_state(info, time.time())
+    state, why = shown_state(info, time.time(), counts)
     if as_json:
         click.echo(json.dumps({
             "job": info.job_id, "state": state, "total": info.total,
@@ -58,7 +58,7 @@ def jobs_command(as_json: bool, db: str | None) -> None:
     listing = anyio.run(jobs_listing, database_choice(db).url)
     now = time.time()
     if as_json:
-        click.echo(json.dumps([_job_json(entry, shown_state(entry.job, now)[0])
+        click.echo(json.dumps([_job_json(entry, shown_state(entry.job, now, entry.counts)[0])
                                for entry in listing], indent=1))
         return
     if not listing:
@@ -69,7 +69,7 @@ def jobs_command(as_json: bool, db: str | None) -> None:
     for entry in listing:
         counts = entry.counts
         failed = counts.get(OpState.FAILED, 0) + counts.get(OpState.BLOCKED, 0)
-        state = "pruned" if entry.pruned_at else shown_state(entry.job, now)[0]
+        state = shown_state(entry.job, now, entry.counts)[0]
         click.echo(
             f"{entry.job.job_id:<16}  {state:<11}  {entry.job.total:>6}  "
             f"{counts.get(OpState.SUCCEEDED, 0):>6}  {failed:>6}  "

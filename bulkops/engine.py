@@ -52,8 +52,18 @@ MOVED_OR_MISSING_HINT = (
 )
 PAUSED_NOTE = "paused by the failure breaker; retried on resume"
 INVITE_RESENT_NOTE = (
-    "outcome of an earlier attempt unknown; sent again (the invitee may get two emails)"
+    "outcome of an earlier attempt unknown; sent again (the invitee may get the email more "
+    "than once)"
 )
+
+
+class StopKind(StrEnum):
+    """Why a run stopped early: what the user is told to do next depends on it."""
+
+    BREAKER = "breaker"  # the key was refused, or one error on most rows: a person must look
+    DEADLINE = "deadline"  # --finish-by came: the next run continues
+    OUTAGE = "outage"  # Wix stayed unreachable: the next run continues
+    LEASE = "lease"  # another process took the job over
 
 
 class RunOutcome(StrEnum):
@@ -90,6 +100,7 @@ class RunResult:
     counts: Mapping[OpState, int]
     reason: str | None = None
     succeeded_now: int = 0  # rows that succeeded in this run (the rest were done before)
+    stop_kind: StopKind | None = None  # set when outcome is STOPPED
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,7 @@ class Engine:
         self._waiting_settle: set[int] = set()
         self._elsewhere = 0
         self._deadline_passed = False
+        self.stop_kind = StopKind.BREAKER  # why a STOPPED run stopped, when it did
         self._committer = GroupCommitter(store)
         # The latest failures, so that a storm's victims can be put back when the breaker trips.
         self._recent_failures: deque[OpRecord] = deque(maxlen=self._breaker.window)
@@ -191,9 +203,18 @@ class Engine:
         await self._store.reopen_blocked(job_id)
         await self._store.block_dependents(job_id)
         await self._refresh_counts(job_id)
-        if self._open_ops():
-            await self._preflight(stop)
+        # Running from here on: `status` must not show an earlier run's state while this one
+        # waits for Wix to answer its first read.
+        previous = await self._store.get_job(job_id)
         await self._store.set_job_state(job_id, JobState.RUNNING)
+        if self._open_ops():
+            try:
+                await self._preflight(stop)
+            except ConfigError:
+                if previous is not None:  # nothing was done: the job is as it was
+                    await self._store.set_job_state(job_id, previous.state,
+                                                    stop_reason=previous.stop_reason)
+                raise
         log.info("job_started", extra={"job": job_id, "open": self._open_ops()})
         async with anyio.create_task_group() as writer:
             writer.start_soon(self._committer.run)
@@ -216,6 +237,7 @@ class Engine:
         """Stop the run as a tripped breaker does (exit 3, rows left as they are): used when
         the job's lease is lost to another process, which may now be running the same rows."""
         self._breaker.trip(reason)
+        self.stop_kind = StopKind.LEASE
         self._changed.set()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -272,21 +294,24 @@ class Engine:
         log.info("ops_held_elsewhere", extra={"job": job_id, "count": taken.held_elsewhere})
         return self._clock() + SHARED_ROWS_POLL
 
-    def _time_is_up(self) -> bool:
-        """The deadline came, or Wix has been unreachable for longer than allowed: no more
-        operations start (the breaker carries the reason to the run's result)."""
+    def _time_is_up(self, *, outage_since: float | None = None) -> bool:
+        """The deadline came, or Wix has been unreachable for longer than allowed (since the
+        gate closed, or `outage_since`): no more operations start (the breaker carries the
+        reason to the run's result)."""
         now = self._clock()
         deadline = self._config.deadline
         if deadline is not None and now >= deadline:
             self._deadline_passed = True
+            self.stop_kind = StopKind.DEADLINE
             return True
-        since = self._outage.since if self._outage else None
-        if since is not None and now - since > self._config.outage_limit:
+        since = self._outage.since if self._outage and self._outage.since else outage_since
+        if since is not None and now - since >= self._config.outage_limit:
             self._breaker.trip(
                 f"Wix unreachable since {format_deadline(since, now)} ({now - since:.0f} s, over "
                 f"--outage-limit {self._config.outage_limit:.0f} s): rows not done stay "
                 "pending for the next run"
             )
+            self.stop_kind = StopKind.OUTAGE
             return True
         return False
 
@@ -626,42 +651,37 @@ class Engine:
         """One cheap read before any write: a refused key or account fails here, nothing sent.
 
         Wix unreachable at the start is an outage like any other: the read is tried again with
-        back-off until it answers, a stop is asked for, or --outage-limit passes (the breaker
-        then carries the reason, and the run stops with every row as it was)."""
+        back-off until it answers, or a stop is asked for, or the deadline comes, or Wix has
+        been unreachable for --outage-limit (the run then stops with every row as it was).
+        Each try is bounded by all three, so none of them waits for a slow probe.
+        """
 
         async def first_page() -> None:
             async for _ in self._client.iter_sites(page_size=1):
                 break
 
-        down_since: float | None = None
+        down_since = self._clock()
         attempt = 0
-        while not stop.is_set():
-            try:
-                await self._read(first_page)
+        while True:
+            give_up_at = down_since + self._config.outage_limit
+            if self._config.deadline is not None:
+                give_up_at = min(give_up_at, self._config.deadline)
+            failure = await _bounded(first_page, stop, give_up_at - self._clock())
+            if failure is None or stop.is_set() or self._time_is_up(outage_since=down_since):
                 return
-            except WixApiError as exc:
-                if exc.status in (401, 403):
+            if isinstance(failure, WixApiError):
+                if failure.status in (401, 403):
                     raise ConfigError(
-                        f"Wix refused the credentials (HTTP {exc.status} {exc.code or ''}): "
-                        "check WIX_API_KEY and WIX_ACCOUNT_ID".replace("  ", " ")
-                    ) from exc
-                if classify(exc) is Verdict.FINAL:
-                    raise
-                failure = str(exc)
-            except WixError as exc:  # no answer at all
-                failure = str(exc)
-            now = self._clock()
-            down_since = down_since or now
-            if now - down_since > self._config.outage_limit:
-                self._breaker.trip(
-                    f"Wix unreachable since {format_deadline(down_since, now)} "
-                    f"({now - down_since:.0f} s, over --outage-limit "
-                    f"{self._config.outage_limit:.0f} s): nothing was sent"
-                )
-                return
+                        f"Wix refused the credentials (HTTP {failure.status} "
+                        f"{failure.code or ''}): check WIX_API_KEY and WIX_ACCOUNT_ID"
+                        .replace("  ", " ")
+                    ) from failure
+                if classify(failure) is Verdict.FINAL:
+                    raise failure
             attempt += 1
-            log.warning("preflight_failed", extra={"error": failure, "attempt": attempt})
-            with anyio.move_on_after(min(self._backoff(attempt), 60.0)):
+            log.warning("preflight_failed", extra={"error": str(failure), "attempt": attempt})
+            pause = min(self._backoff(attempt), 30.0, max(0.0, give_up_at - self._clock()))
+            with anyio.move_on_after(pause):
                 await stop.wait()
 
     def _key_refused(self, exc: WixError) -> bool:
@@ -699,8 +719,7 @@ class Engine:
         if self._deadline_passed and self._open_ops():
             deadline = self._config.deadline or 0.0
             reason = (f"deadline {format_deadline(deadline, self._clock())} reached: "
-                      f"{self._open_ops()} row(s) "
-                      "left pending for the next run")
+                      f"{self._open_ops()} row(s) not done, left for the next run")
             await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
             return self._result(RunOutcome.STOPPED, counts, reason)
         if self._open_ops():
@@ -713,7 +732,9 @@ class Engine:
     def _result(
         self, outcome: RunOutcome, counts: Mapping[OpState, int], reason: str | None
     ) -> RunResult:
-        return RunResult(outcome, counts, reason, succeeded_now=self._succeeded_this_run)
+        kind = self.stop_kind if outcome is RunOutcome.STOPPED else None
+        return RunResult(outcome, counts, reason, succeeded_now=self._succeeded_this_run,
+                         stop_kind=kind)
 
 
 def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
@@ -730,6 +751,29 @@ def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
         )
     hint = f"gave up after {gave_up_after} attempts" if gave_up_after is not None else None
     return OpError(code="CONNECTION_ERROR", message=str(exc), hint=hint)
+
+
+async def _bounded(
+    fn: Callable[[], Awaitable[None]], stop: anyio.Event, seconds: float
+) -> BaseException | None:
+    """Run `fn` for at most `seconds`, or until `stop` is set. Returns None when it finished,
+    the WixError it raised, or TimeoutError when it was cut short."""
+    outcome: BaseException | None = TimeoutError()
+    with anyio.move_on_after(max(seconds, 0.0)):
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                await stop.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            try:
+                await fn()
+                outcome = None
+            except WixError as exc:
+                outcome = exc
+            group.cancel_scope.cancel()
+    return outcome
 
 
 def _fields(op: OpRecord) -> dict[str, object]:

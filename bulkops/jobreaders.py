@@ -4,22 +4,37 @@ CSV and JSON Lines are read one physical line at a time, so a million-row file n
 memory; a `.json` file is one document and is parsed whole. Problems of the file's shape come out
 as `RowError` items in the stream; problems after which nothing can be read reliably (text that
 is not UTF-8, broken JSON, broken CSV quoting) raise `JobFileError` with that single problem.
+
+CSV files are read the way spreadsheets save them: UTF-8 with or without a BOM or UTF-16/32 with
+one; CRLF, LF or old-Mac CR line ends; cells separated by commas, semicolons or tabs (found from
+the header, or from Excel's `sep=` first line); invisible characters dropped and odd spaces made
+plain; header names matched without case, spaces or underscores; Excel's ="0123" unwrapped.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 
 from bulkops.cells import unescape
 from bulkops.errors import JobFileError, RowError
-from bulkops.jobrows import COLUMNS, REPORT_COLUMNS, show, unknown_column_reason
+from bulkops.jobrows import (
+    COLUMNS,
+    LIST_COLUMNS,
+    REPORT_COLUMNS,
+    show,
+    unknown_column_reason,
+)
 
 _KNOWN = frozenset(COLUMNS)
 _NO_DEFAULTS: Mapping[str, object] = MappingProxyType({})
@@ -85,24 +100,31 @@ def _utf8_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
 
 def _read_csv(path: Path) -> Iterator[ReadItem]:
     with path.open("rb") as raw:
+        lines = _csv_lines(raw, path)
+        start = _CsvStart.find(lines)
+        if start is None:
+            return  # only blank lines: the caller reports "no operations"
+        yield from start.problems
         # strict: a quote left open would otherwise swallow the rest of the file into one cell.
-        reader = csv.reader(_utf8_lines(raw, path), strict=True)
+        reader = csv.reader(chain([start.header], lines), delimiter=start.delimiter, strict=True)
+        before = start.skipped  # physical lines above the header: a sep= line, blank lines
         layout: _CsvLayout | None = None
-        end_of_previous = 0
+        end_of_previous = before
         try:
             for cells in reader:
                 # A quoted cell may span several lines: a row starts right after the last one.
-                line, end_of_previous = end_of_previous + 1, reader.line_num
+                line, end_of_previous = end_of_previous + 1, before + reader.line_num
                 if not "".join(cells).strip():
                     continue
                 if layout is None:
                     layout = _CsvLayout(line, cells)
                     yield from layout.problems
                     yield CsvHeader(line, layout.columns)
-                else:
-                    row, problem = layout.row(line, cells)
-                    if problem is not None:
-                        yield problem
+                    continue
+                row, problem = layout.row(line, cells)
+                if problem is not None:
+                    yield problem
+                if row is not None:
                     yield row
         except csv.Error as exc:
             detail = str(exc)
@@ -112,37 +134,270 @@ def _read_csv(path: Path) -> Iterator[ReadItem]:
             raise JobFileError(str(path), [problem]) from None
 
 
+# --- Bytes → text lines, the way spreadsheets save them -------------------------------------
+#
+# The encoding comes from a byte order mark, else UTF-8. Lines end at CRLF, LF or a lone CR (old
+# Mac "CSV"), as editors count them, so every line number matches what the user sees. A line
+# that is not plain ASCII is cleaned: invisible characters go, odd spaces become spaces.
+
+_SNIFF_BYTES = 512  # enough to recognise a workbook or BOM-less UTF-16, never the whole file
+# Longest first: a UTF-32 LE mark starts like a UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_WORKBOOKS = (
+    (b"PK\x03\x04", "a spreadsheet workbook (.xlsx, .ods or .numbers)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls)"),
+)
+_SAVE_AS = "save it as CSV UTF-8"
+# Zero-width characters, bidi marks and embeddings, word joiner and invisible operators, BOM,
+# soft hyphen, Arabic letter mark, Mongolian vowel separator: removed wherever they are.
+_INVISIBLE = ("\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+              "\ufeff")
+# No-break, typographic and ideographic spaces, line and paragraph separators: a plain space.
+_SPACES = "\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _translation() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for ranges, replacement in ((_INVISIBLE, None), (_SPACES, " ")):
+        for first, last in re.findall(r"(.)(?:-(.))?", ranges):
+            for code in range(ord(first), ord(last or first) + 1):
+                table[code] = replacement
+    return table
+
+
+_CLEAN = _translation()
+# What the decoders leave for bytes they cannot read: surrogateescape (UTF-8) maps a bad byte to
+# U+DC80..U+DCFF, surrogatepass (UTF-16/32) lets an unpaired surrogate through.
+_UNDECODABLE = re.compile("[\ud800-\udfff]")
+# Any of the above: one scan of a non-ASCII line finds whether it needs a closer look.
+_SUSPECT = re.compile(f"[\ud800-\udfff{_INVISIBLE}{_SPACES}]")
+_EOF = "\x1a"  # Ctrl-Z: the end-of-file mark old DOS tools append
+
+
+def _csv_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
+    """The file's physical lines, decoded and cleaned, line endings kept for the csv module."""
+    encoding = _csv_encoding(raw, path)
+    errors = "surrogateescape" if encoding == "utf-8-sig" else "surrogatepass"
+    text = io.TextIOWrapper(raw, encoding=encoding, errors=errors, newline="")
+    number = 0
+    try:
+        for number, line in enumerate(text, 1):
+            if not line.isascii() and _SUSPECT.search(line):
+                line = _clean_line(number, line, encoding, path)
+            if line.endswith(_EOF):  # only the last line can end without a line break
+                line = line.rstrip(_EOF)
+            yield line
+    except UnicodeDecodeError as exc:  # UTF-16/32 only: cut off mid-character, or out of range
+        reason = f"the file is not valid {_label(encoding)} text here ({exc.reason}): {_SAVE_AS}"
+        raise JobFileError(str(path), [RowError(number + 1, None, reason)]) from None
+
+
+def _csv_encoding(raw: BinaryIO, path: Path) -> str:
+    """The codec named by the byte order mark, else UTF-8; one clear error for files that are not
+    text at all (a workbook saved under a .csv name) or UTF-16 without a byte order mark."""
+    head = raw.read(_SNIFF_BYTES)
+    raw.seek(0)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    problem = None
+    for magic, what in _WORKBOOKS:
+        if head.startswith(magic):
+            problem = (f"this is {what}, not CSV text: in the spreadsheet, save or export it "
+                       f"as CSV UTF-8")
+    if problem is None and _bomless_utf16(head):
+        problem = f"the file looks like UTF-16 text without a byte order mark: {_SAVE_AS}"
+    if problem is not None:
+        raise JobFileError(str(path), [RowError(1, None, problem)])
+    return "utf-8-sig"
+
+
+def _bomless_utf16(head: bytes) -> bool:
+    """ASCII text written as UTF-16 without a byte order mark: every other byte is zero."""
+    even, odd = head[0::2], head[1::2]
+    if len(odd) < 2:
+        return False
+    return any(zeros.count(0) >= len(odd) * 3 // 4 and not others.count(0)
+               for zeros, others in ((even, odd), (odd, even)))
+
+
+def _clean_line(number: int, line: str, encoding: str, path: Path) -> str:
+    bad = _UNDECODABLE.search(line)
+    if bad is not None:
+        code, position = ord(bad[0]), bad.start() + 1
+        if encoding == "utf-8-sig":
+            # The wording that JSON files get too; Excel's plain "CSV" writes Windows-1252.
+            reason = (f"the file is not UTF-8 text: byte 0x{code - 0xDC00:02X} at character "
+                      f"{position} cannot be decoded; save the file as UTF-8")
+        else:
+            reason = (f"the file is not valid {_label(encoding)} text: an unpaired surrogate "
+                      f"U+{code:04X} at character {position}; {_SAVE_AS}")
+        raise JobFileError(str(path), [RowError(number, None, reason)])
+    return line.translate(_CLEAN)
+
+
+def _label(encoding: str) -> str:
+    return encoding.upper().removesuffix("-SIG")
+
+
+# --- Where the header is, and what separates its cells -------------------------------------
+
+# Excel's "sep=;" first line names the delimiter; a spreadsheet that kept it as a cell may have
+# quoted it or padded it with empty cells.
+_SEP_LINE = re.compile(r'"?sep=([^"\r\n ])"?[,;\t| ]*', re.IGNORECASE)
+_DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
+_BLANK = " \t\r\n,;|\""
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvStart:
+    """The header line, the physical lines above it, and the delimiter it is written with."""
+
+    skipped: int
+    header: str
+    delimiter: str
+    problems: list[RowError]
+
+    @staticmethod
+    def find(lines: Iterator[str]) -> _CsvStart | None:
+        sep = None
+        for skipped, text in enumerate(lines):
+            if skipped == 0 and (match := _SEP_LINE.fullmatch(text.rstrip("\r\n"))):
+                sep = match[1]
+            elif text.strip(_BLANK):
+                delimiter, problems = _delimiter(text, sep, skipped + 1)
+                return _CsvStart(skipped, text, delimiter, problems)
+        return None
+
+
+def _delimiter(header: str, sep: str | None, line: int) -> tuple[str, list[RowError]]:
+    """The delimiter that makes the header name the action column (and the most known columns);
+    a `sep=` line is believed unless only another delimiter finds the action column."""
+    candidates = ((sep,) if sep else ()) + tuple(d for d in _DELIMITERS if d != sep)
+    scores = [(_header_score(header, d), d) for d in candidates]
+    best_score, best = scores[0]
+    for score, delimiter in scores[1:]:
+        if score > best_score:  # ties go to the earlier candidate
+            best_score, best = score, delimiter
+    if sep is None or best == sep:
+        return best, []
+    reason = (f"the first line says sep={sep} but the header on line {line} is separated by "
+              f"{_DELIMITER_NAMES.get(best, repr(best))}: remove the sep= line or correct it")
+    return best, [RowError(1, None, reason)]
+
+
+def _header_score(header: str, delimiter: str) -> tuple[bool, int]:
+    """(names the action column, how many known columns) when split at `delimiter`."""
+    try:
+        cells = next(csv.reader([header], delimiter=delimiter), [])
+    except csv.Error:
+        return False, 0
+    names = {_column_name(cell) for cell in cells}
+    return "action" in names, len(names - {None})
+
+
+# --- Header names and cells -----------------------------------------------------------------
+
+# Header names compare without case, spaces, underscores or hyphens: "Site Name", "SITE_NAME",
+# "site-name" and "SiteName" are all site_name; "E-mail" is email and "Roles" is role.
+_NAME_NOISE = re.compile(r"[\s_\-]+")
+_COLUMN_BY_KEY = {name.replace("_", ""): name for name in (*COLUMNS, *REPORT_COLUMNS)}
+_COLUMN_BY_KEY["roles"] = "role"
+
+
+def _column_name(cell: str) -> str | None:
+    """The known (job or report) column a header cell names, or None."""
+    return _COLUMN_BY_KEY.get(_NAME_NOISE.sub("", cell).lower())
+
+
+def _header_key(cell: str) -> str:
+    written = cell.strip()
+    return _column_name(written) or written.lower()
+
+
+# A value whose first character is one of these may be wrapped: Excel's keep-as-text formula
+# ="0123", a report's formula guard '=..., typographic quotes “…” ‘…’ „…“ «…».
+_QUOTE_FAMILIES = ("“”„‟«»", "‘’‚‛")
+_WRAPPED = frozenset("'=" + "".join(_QUOTE_FAMILIES))
+_KEEP_AS_TEXT = re.compile(r'="((?:[^"]|"")*)"')
+_KEEP_AS_TEXT_START = '="'
+
+
+def _unwrap(value: str, entries: bool) -> str:
+    """A cell's value as the spreadsheet meant it, without the wrapping it saved it in; in a
+    `;`-separated list column (`entries`), each entry's own wrapping too."""
+    value = _unwrap_one(value)
+    if entries and ";" in value:
+        value = ";".join(_unwrap_one(entry.strip()) for entry in value.split(";"))
+    return value
+
+
+def _unwrap_one(value: str) -> str:
+    if not value:
+        return value
+    if value[0] == "'":
+        rest = value[1:]
+        if rest.isascii() and rest.isdigit():
+            return rest  # '0123: the apostrophe that keeps digits as text, written out
+        value = unescape(value)
+    if value.startswith(_KEEP_AS_TEXT_START) and (match := _KEEP_AS_TEXT.fullmatch(value)):
+        return match[1].replace('""', '"').strip()
+    for quotes in _QUOTE_FAMILIES:
+        # “Joe’s Diner” is unwrapped; “a”;“b” is two wrapped entries, not one.
+        if (len(value) > 1 and value[0] in quotes and value[-1] in quotes
+                and not any(quote in value[1:-1] for quote in quotes)):
+            return value[1:-1].strip()
+    return value
+
+
 class _CsvLayout:
     """Which cell holds which column, learnt from the header."""
 
     def __init__(self, line: int, header: list[str]) -> None:
         self.problems: list[RowError] = []
+        self._line = line
         self._named: list[tuple[int, str]] = []
         self._unnamed: list[int] = []
         self._width = len(header)
-        seen: set[str] = set()
+        first: dict[str, tuple[int, str]] = {}  # column -> (position, as written)
         for position, cell in enumerate(header):
-            name = cell.strip().lower()
+            written = cell.strip()
+            name = _column_name(written) or written.lower()
             if not name:
                 self._unnamed.append(position)
-            elif name in seen:
-                self.problems.append(RowError(line, name, "column appears twice in the header"))
-            elif name not in _KNOWN and name not in REPORT_COLUMNS:
-                self.problems.append(RowError(line, name, unknown_column_reason(name)))
-            elif name in _KNOWN:
-                self._named.append((position, name))
-            seen.add(name)
+            elif name in first:
+                reason = _twice_reason(first[name], (position, written))
+                self.problems.append(RowError(line, name, reason))
+            else:
+                first[name] = (position, written)
+                if name in _KNOWN:
+                    self._named.append((position, name))
+                elif name not in REPORT_COLUMNS:
+                    self.problems.append(RowError(line, name, unknown_column_reason(name)))
         self.columns = frozenset(name for _, name in self._named)
         # The known column read from each cell position ("" for cells to leave alone).
         self._name_at = [""] * self._width
         for position, name in self._named:
             self._name_at[position] = name
+        self._keys = _trimmed([_header_key(cell) for cell in header])
 
-    def row(self, line: int, cells: list[str]) -> tuple[RawRow, RowError | None]:
-        fields: dict[str, object] = {
-            name: value for name, cell in zip(self._name_at, cells, strict=False)
-            if name and (value := unescape(cell.strip()))
-        }
+    def row(self, line: int, cells: list[str]) -> tuple[RawRow | None, RowError | None]:
+        fields: dict[str, object] = {}
+        for name, cell in zip(self._name_at, cells, strict=False):
+            if name:
+                value = cell.strip()
+                if value[:1] in _WRAPPED or _KEEP_AS_TEXT_START in value:
+                    value = _unwrap(value, name in LIST_COLUMNS)
+                if value:
+                    fields[name] = value
+        action = fields.get("action")
+        if isinstance(action, str) and len(action) == 6 and action.lower() == "action":
+            return None, self._second_header(line, cells)
         problem = None
         if len(cells) > self._width or self._unnamed:  # the common row skips this check
             problem = self._stray_cell(line, cells)
@@ -157,6 +412,28 @@ class _CsvLayout:
             return None
         return RowError(line, None, f"cell {stray[0] + 1} has a value but no column name "
                                     f"in the header (the header has {self._width} columns)")
+
+    def _second_header(self, line: int, cells: list[str]) -> RowError | None:
+        """A header again, as two exports joined together leave it: skipped when it names the
+        same columns in the same order, else the rows below it cannot be read by this header."""
+        if _trimmed([_header_key(cell) for cell in cells]) == self._keys:
+            return None
+        return RowError(line, None, f"a second header row, with other columns than the header "
+                                    f"on line {self._line} (two files joined together?): keep "
+                                    f"one header and put every row's cells in its column order")
+
+
+def _twice_reason(first: tuple[int, str], again: tuple[int, str]) -> str:
+    if first[1].lower() == again[1].lower():
+        return "column appears twice in the header"
+    return (f"column appears twice in the header: cell {first[0] + 1} {show(first[1])} and "
+            f"cell {again[0] + 1} {show(again[1])} name the same column")
+
+
+def _trimmed(names: list[str]) -> list[str]:
+    while names and not names[-1]:
+        names.pop()
+    return names
 
 
 def _read_jsonl(path: Path) -> Iterator[ReadItem]:

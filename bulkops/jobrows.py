@@ -176,7 +176,7 @@ def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
             return None, items
         check_item = _ITEM_CHECKS[name]
         for item in items:
-            reason = check_item(item)
+            reason = _cell_problem(item) or check_item(item)
             if reason is not None:
                 return None, reason
         if name == "depends_on":
@@ -185,7 +185,9 @@ def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
     if not isinstance(raw, str):
         return None, f"must be text, not {_json_type(raw)}"
     text = raw.strip()
-    return (text, _TEXT_CHECKS[name](text)) if text else (None, None)
+    if not text:
+        return None, None
+    return text, _cell_problem(text) or _TEXT_CHECKS[name](text)
 
 
 def _text(raw: object) -> str | None:
@@ -223,6 +225,52 @@ def _json_type(raw: object) -> str:
     return names.get(type(raw), type(raw).__name__)
 
 
+# Error values spreadsheets write in place of a formula's result (Excel, Google Sheets, Numbers,
+# LibreOffice): the row was built by a formula that failed, e.g. a VLOOKUP that found nothing.
+_SHEET_ERRORS = frozenset({
+    "#N/A", "#NAME?", "#REF!", "#VALUE!", "#DIV/0!", "#NUM!", "#NULL!", "#SPILL!", "#CALC!",
+    "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#GETTING_DATA", "#ERROR!",
+})
+_LIBREOFFICE_ERROR = re.compile(r"Err:\d{3}")
+# C0 and C1 controls and DEL; tabs and line breaks (a multi-line cell) are text.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _cell_problem(text: str) -> str | None:
+    """What no value may be, whatever its column: spreadsheet debris that must not reach Wix."""
+    if text[0] in "#E" and (text in _SHEET_ERRORS or _LIBREOFFICE_ERROR.fullmatch(text)):
+        return (f"{show(text)} is a spreadsheet error value, not data: the formula behind this "
+                "cell failed; fix it, or paste the values you meant")
+    if text.isascii() and text.isprintable():
+        return None
+    control = _CONTROL.search(text)
+    if control is not None:
+        return (f"contains the control character U+{ord(control[0]):04X} at character "
+                f"{control.start() + 1}: remove it")
+    return None if _MOJIBAKE.search(text) is None else _garbled_problem(text)
+
+
+# UTF-8 read as Windows-1252 or Latin-1 turns each non-ASCII character into a lead byte's
+# character (Â..ô) followed by continuation bytes' ones (U+0080..U+00BF, or what cp1252 puts
+# at 0x80..0x9F): "Ã©" for "é", "â€™" for "’".
+_MOJIBAKE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178"
+                       "\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201a"
+                       "\u201c-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]")
+
+
+def _garbled_problem(text: str) -> str | None:
+    """UTF-8 text read once as Windows-1252 or Latin-1 ("CafÃ©" for "Café"), then saved again."""
+    for codec in ("cp1252", "latin-1"):
+        try:
+            meant = text.encode(codec).decode("utf-8")
+        except UnicodeError:
+            continue
+        return (f"garbled text {show(text)}: it reads {show(meant)} once decoded as UTF-8, so "
+                "the file was opened with the wrong encoding at some point; correct the text and "
+                "save as CSV UTF-8")
+    return None
+
+
 def _key_problem(text: str) -> str | None:
     if "@" in text or ";" in text:
         return f"key must not contain '@' or ';': {show(text)}"
@@ -256,11 +304,36 @@ def _site_problem(text: str) -> str | None:
 
 
 def _email_problem(text: str) -> str | None:
+    if not text.isascii():
+        return _non_ascii_email(text)
     return None if _EMAIL.fullmatch(text) else f"not a valid email address: {show(text)}"
+
+
+def _non_ascii_email(text: str) -> str:
+    """Wix takes plain ASCII addresses: name the first other character (it may be invisible)."""
+    char = next(c for c in text if not c.isascii())
+    reason = (f"not a valid email address: {show(text)} contains {char!r} (U+{ord(char):04X}); "
+              "email addresses must be plain ASCII")
+    local, _, domain = text.rpartition("@")
+    if local and local.isascii() and domain and not domain.isascii():
+        try:
+            ascii_domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            return reason
+        reason += f": write the domain as {ascii_domain}"
+    return reason
+
+
+# A number as a spreadsheet shows a long one, "7.08451E+18" (or "7,08451E+18" where the decimal
+# mark is a comma): the id's last digits are already lost.
+_SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+")
 
 
 def _role_problem(text: str) -> str | None:
     # A role is a numeric id or a title; titles are resolved against Wix's role list at run time.
+    if _SCIENTIFIC.fullmatch(text):
+        return (f"role {show(text)} is a number in scientific notation: the spreadsheet rounded "
+                "this id: format the column as text and paste the id again")
     return None
 
 

@@ -16,7 +16,7 @@ import anyio
 from bulkops.errors import ConfigError, JobBusy, RowError
 from bulkops.identity import Holder, outside_ref_errors, scope_of, when
 from bulkops.jobfile import CheckedJob
-from bulkops.model import JobInfo, JobState, OpRecord, OpState
+from bulkops.model import FINAL_STATES, JobInfo, JobState, OpRecord, OpState
 from bulkops.report import write_csv, write_json
 from bulkops.store import open_store
 from bulkops.store.base import Store
@@ -66,11 +66,15 @@ async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[
 async def write_report(
     db_url: str, job_id: str | None, fmt: str, only: Collection[OpState] | None, out: TextIO
 ) -> int:
-    """Write the job's report (`fmt`: json, csv or html) to `out`; returns the rows written
-    (html: the rows listed). `only`: just rows in these states (json and csv)."""
+    """Write the job's report (`fmt`: json, csv or html) to `out`; returns the rows reported
+    (html: every row of the job, counted on the page). `only`: just rows in these states (json
+    and csv). Raises ConfigError for a pruned job (its rows are gone)."""
     require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await pick_job(store, job_id)
+        if job.pruned_at is not None:
+            raise ConfigError(f"job {job.job_id} was pruned on {when(job.pruned_at)}: its "
+                              "per-row detail is gone (done work stays done)")
         if fmt == "html":
             return await _write_html(store, job, db_url, out)
         if fmt == "json":
@@ -98,7 +102,7 @@ async def _write_html(store: Store, job: JobInfo, db_url: str, out: TextIO) -> i
     overview = await store.overview(job)
     out.write(render_html(overview, problems, more_problems=more, database=db_url,
                           generated_at=time.time()))
-    return len(problems)
+    return sum(overview.counts.values())
 
 
 async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:
@@ -158,10 +162,23 @@ async def prune_jobs(db_url: str, older_than_days: float) -> PruneResult:
         return await store.prune(before=time.time() - older_than_days * 86400)
 
 
-def shown_state(job: JobInfo, now: float) -> tuple[str, str | None]:
+def shown_state(
+    job: JobInfo, now: float, counts: Mapping[OpState, int] | None = None
+) -> tuple[str, str | None]:
     """The state to show for a job, and why: a job stored `running` whose lease no live process
-    holds was interrupted (its process died); the time is when its last holder's lease ended."""
-    if job.state is JobState.RUNNING and not job.held_at(now):
+    holds was interrupted (its process died); the time is when its last holder's lease ended.
+    With its rows' `counts`: a stopped or interrupted job whose rows later runs finished is
+    shown finished."""
+    if job.pruned_at is not None:
+        return "pruned", f"its rows were pruned on {when(job.pruned_at)}; done work stays done"
+    open_rows = None if counts is None else sum(
+        n for state, n in counts.items() if state not in FINAL_STATES)
+    unheld = not job.held_at(now)
+    if open_rows == 0 and unheld and job.state in (
+        JobState.STOPPED, JobState.INTERRUPTED, JobState.RUNNING
+    ):
+        return "finished", "its rows were finished by later runs"
+    if job.state is JobState.RUNNING and unheld:
         since = job.lease_expires_at or job.updated_at
         return "interrupted", f"no process holds it since {when(since)}"
     if job.state is JobState.RUNNING:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
+from bulkops.errors import ConfigError
 from bulkops.store.urls import normalise_url, sqlite_path
 
 APP_NAME = "bulkops"
@@ -57,9 +58,16 @@ def choose_db(given: str | None, cwd: Path | None = None) -> DbChoice:
 
 
 def prepare_default(choice: DbChoice) -> None:
-    """Create the data directory for a default database about to be written."""
-    if choice.default:
-        Path(choice.url).parent.mkdir(parents=True, exist_ok=True)
+    """Create the data directory for a default database about to be written. Raises
+    ConfigError when it cannot be made (say, XDG_DATA_HOME names a file)."""
+    if not choice.default:
+        return
+    folder = Path(choice.url).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data directory {folder}: {exc.strerror}; "
+                          "pass --db to keep the database elsewhere") from None
 
 
 def sandbox_state_file(db_url: str) -> Path:

@@ -14,12 +14,15 @@ run (exit 3, rows pending) once the outage has lasted longer than `--outage-limi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import anyio
 
 from bulkops.ratelimit import BudgetSnapshot, RequestBudget
+
+log = logging.getLogger(__name__)
 
 # Statuses of a service that is down or unreachable behind its gateway (not of a bad request).
 OUTAGE_STATUSES = frozenset({500, 502, 503, 504})
@@ -100,6 +103,7 @@ class OutageGate:
                 self.since = self._streak_since
                 self._probe_wait = self._first_wait
                 self._next_probe = now + self._probe_wait
+                log.warning("wix_unreachable", extra={"failures": self._streak})
                 self._wake()
         elif self._probing:
             # The probe failed too: wait longer before the next one.
@@ -112,6 +116,8 @@ class OutageGate:
         self._streak = 0
         self._streak_since = None
         if self.since is not None:
+            log.warning("wix_reachable", extra={"down_seconds": round(self._clock() - self.since,
+                                                                      1)})
             self.since = None
             self._probing = False
             self._wake()

@@ -51,6 +51,7 @@ class RunSummary:
     succeeded_now: int = 0  # rows that succeeded in this run; the other succeeded were done before
     overview: JobOverview | None = None  # the job as a whole, after this run
     run: RunRecord | None = None  # what this run did (None: it never started)
+    stop_kind: str | None = None  # StopKind value, when outcome is "stopped"
 
 
 async def run_job(
@@ -102,7 +103,8 @@ async def run_job(
         final = await store.get_job(job.job_id)
         assert final is not None
         return RunSummary(final, result.counts, result.outcome.value, result.reason,
-                          result.succeeded_now, await store.overview(final), run)
+                          result.succeeded_now, await store.overview(final), run,
+                          result.stop_kind.value if result.stop_kind else None)
 
 
 def _sandbox_target(settings: Settings) -> Settings:

@@ -36,7 +36,9 @@ def summary_lines(
     lines = []
     duration = run.duration if run is not None else None
     took = f" in {format_span(duration)}" if duration is not None else ""
-    lines.append(f"summary: {outcome}{took}, exit {exit_code} — {job.path}")
+    # Dated, so that a log of many nights tells them apart.
+    ended = _iso(run.finished_at if run else None) or "-"
+    lines.append(f"summary {ended}: {outcome}{took}, exit {exit_code} — {job.path}")
     before = overview.counts.get(OpState.SUCCEEDED, 0) - (run.succeeded if run else 0)
     rows = f"  rows: {_counts(overview.counts)}"
     if before > 0:

@@ -76,7 +76,7 @@ def test_finish_by_stops_on_time_and_the_next_run_completes(
         first = run_cli(["run", str(job), *flags, "--finish-by", "3s"], env, timeout=RUN_TIMEOUT)
         took = time.monotonic() - started
         assert first.returncode == 3, _output(first)
-        assert "deadline" in first.stderr and "left pending for the next run" in first.stderr
+        assert "deadline" in first.stderr and "left for the next run" in first.stderr
         # It said at once that 40 rows at 5/s cannot fit in 3 s.
         assert "warning:" in first.stderr, _output(first)
         assert took < 3 + 10, f"the deadline run took {took:.1f}s"
@@ -213,7 +213,8 @@ def test_summary_json_and_json_log_lines_carry_the_documented_fields(
     assert error["count"] == 1 and error["first_line"] == 14 and error["code"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", document["finished_at"])
     # The same account, for people, on stdout.
-    assert "summary: finished" in result.stdout and "requests:" in result.stdout
+    assert re.search(r"^summary \S+: finished", result.stdout, re.MULTILINE)
+    assert "requests:" in result.stdout
 
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert events, result.stderr
@@ -318,3 +319,85 @@ def test_status_of_a_job_whose_process_died_says_interrupted(
     assert status["detail"].startswith("no process holds it since"), status
     text = run_cli(["status", "--db", str(db)], env, timeout=RUN_TIMEOUT)
     assert ": interrupted — no process holds it since" in text.stdout, text.stdout
+
+
+def test_wix_down_at_the_start_honours_the_outage_limit_and_sigterm(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The first read waits for Wix like any outage: it stops at --outage-limit (exit 3,
+    nothing sent or failed), and a SIGTERM meanwhile ends the run at once (exit 130)."""
+    port = _free_port()  # nothing listens there: Wix is down from the start
+    job = write_job_csv(tmp_path / "nightly.csv", realistic_rows(10, tag="down"))
+    db = tmp_path / "jobs.db"
+    flags = fast_run_flags(db, f"http://127.0.0.1:{port}", rate="10/s")
+    started = time.monotonic()
+    limited = run_cli(["run", str(job), *flags, "--outage-limit", "3"], env,
+                      timeout=RUN_TIMEOUT)
+    took = time.monotonic() - started
+    assert limited.returncode == 3, _output(limited)
+    assert "Wix unreachable since" in limited.stderr and "nothing" not in limited.stdout
+    assert took < 3 + 8, f"--outage-limit 3 took {took:.1f}s"
+    status = status_json(db, env)
+    assert status["counts"]["pending"] == 10 and status["counts"]["failed"] == 0, status
+
+    cli = start_cli(["run", str(job), *flags, "--outage-limit", "600"], env)
+    try:
+        time.sleep(3.0)
+        cli.send(signal.SIGTERM)
+        stopping = time.monotonic()
+        stopped = cli.wait(timeout=RUN_TIMEOUT)
+    finally:
+        cli.ensure_stopped()
+    assert stopped.returncode == 130, _output(stopped)
+    assert time.monotonic() - stopping < 5, "SIGTERM while Wix was down was not prompt"
+
+
+def test_a_refused_run_still_writes_its_summary_and_a_bad_summary_path_is_refused_first(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    job = tmp_path / "bad.csv"
+    job.write_text("action,site_name\ncreate_site,\n", encoding="utf-8")
+    summary = tmp_path / "last.json"
+    summary.write_text('{"exit_code": 0}', encoding="utf-8")  # yesterday's
+    refused = run_cli(["run", str(job), "--db", str(tmp_path / "jobs.db"),
+                       "--summary-json", str(summary)], env, timeout=RUN_TIMEOUT)
+    assert refused.returncode == 2, _output(refused)
+    document = json.loads(summary.read_text(encoding="utf-8"))
+    assert (document["outcome"], document["exit_code"]) == ("refused", 2), document
+    nowhere = run_cli(["run", str(job), "--summary-json", str(tmp_path / "no" / "x.json")],
+                      env, timeout=RUN_TIMEOUT)
+    assert nowhere.returncode == 2 and "--summary-json" in nowhere.stderr, _output(nowhere)
+
+
+def test_listing_into_a_closed_pipe_is_not_an_error(env: dict[str, str], tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    with running_sandbox() as sandbox:
+        for n in range(3):
+            job = write_job_csv(tmp_path / f"f{n}.csv", realistic_rows(3, tag=f"pipe{n}"))
+            run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
+                    timeout=RUN_TIMEOUT)
+    import subprocess
+
+    from harness import bulkops_command
+    jobs = subprocess.Popen([*bulkops_command(), "jobs", "--db", str(db)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert jobs.stdout is not None and jobs.stderr is not None
+    jobs.stdout.readline()
+    jobs.stdout.close()  # like `| head -1`
+    code = jobs.wait(timeout=RUN_TIMEOUT)
+    error = jobs.stderr.read().decode()
+    assert "unexpected failure" not in error and "Traceback" not in error, error
+    assert code in (0, -13), code  # done, or SIGPIPE: never "failed"
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_clear_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("", encoding="utf-8")
+    job = write_job_csv(tmp_path / "job.csv", realistic_rows(2, tag="xdg"))
+    result = run_cli(["run", str(job), "--sandbox"], dict(env, XDG_DATA_HOME=str(not_a_folder)),
+                     timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, _output(result)
+    assert "cannot create the data directory" in result.stderr
+    assert "Traceback" not in result.stderr
