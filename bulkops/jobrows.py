@@ -27,7 +27,7 @@ COLUMNS = (
 # failed rows can be fixed and submitted again as it is.
 REPORT_COLUMNS = frozenset({
     "line", "status", "attempts", "site_id", "invite_id", "error_code", "error_message",
-    "error_hint", "note",
+    "error_hint", "request_id", "note",
 })
 LIST_COLUMNS = frozenset({"role", "sites", "depends_on"})
 

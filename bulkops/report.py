@@ -21,7 +21,7 @@ INPUT_COLUMNS = (
     "from_account", "email", "role", "sites", "depends_on",
 )
 REPORT_COLUMNS = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
-                  "error_hint", "note", "line")
+                  "error_hint", "request_id", "note", "line")
 
 
 def note_of(op: OpRecord) -> str | None:
@@ -109,6 +109,8 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
         "error_code": (error.code or "") if error else "",
         "error_message": error.message if error else "",
         "error_hint": (error.hint or "") if error else "",
+        # What Wix support asks for about a failed call.
+        "request_id": (error.request_id or "") if error else "",
         "note": note_of(op) or "",
         "line": str(spec.line),
     }

@@ -1014,3 +1014,26 @@ def test_the_same_person_invited_by_an_earlier_runs_key_and_by_the_site_id_is_re
     assert result.returncode == 2, _output(result)
     assert "already invited to this site at line 2" in result.stderr, result.stderr
     assert _sent_since(before, sandbox) == Counter()
+
+
+def test_csv_report_carries_wix_request_id_of_a_failed_call_and_runs_again_as_is(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    from harness import UNKNOWN_ACCOUNT, read_report_csv
+
+    rows = [{"action": "create_site", "key": "rid", "site_name": "Request Id Site"},
+            {"action": "transfer_site", "key": "rid-move", "site": "@rid",
+             "to_account": UNKNOWN_ACCOUNT}]
+    first = _run_file(rows, tmp_path, sandbox, env)
+    assert first.returncode == 1, _output(first)
+    failed = tmp_path / "failed.csv"
+    written = run_cli(["report", "--db", str(tmp_path / "jobs.db"), "--format", "csv",
+                       "--only", "failed", "-o", str(failed)], env, timeout=RUN_TIMEOUT)
+    assert written.returncode == 0, _output(written)
+    [record] = read_report_csv(failed)
+    assert record["status"] == "failed" and record["request_id"], record
+    # The report is a job file as it is: it validates, with its report columns ignored.
+    checked = run_cli(["validate", str(failed), "--db", str(tmp_path / "jobs.db"),
+                       "--account-id", ACCOUNT_ID, "--base-url", sandbox.base_url], env,
+                      timeout=RUN_TIMEOUT)
+    assert checked.returncode == 0, _output(checked)
