@@ -29,7 +29,15 @@ from bulkops.errors import ConfigError, SendStopped, WixApiError, WixError
 from bulkops.model import FINAL_STATES, Action, JobState, OpError, OpRecord, OpState
 from bulkops.outage import OutageGate
 from bulkops.ratelimit import BudgetSnapshot, RequestBudget
-from bulkops.retry import Verdict, backoff_delay, classify, hint_for, retry_delay, retry_reads
+from bulkops.retry import (
+    Verdict,
+    backoff_delay,
+    classify,
+    hint_for,
+    hint_for_rejection,
+    retry_delay,
+    retry_reads,
+)
 from bulkops.roles import RoleBook
 from bulkops.settle import next_check_at
 from bulkops.store.base import Store
@@ -364,7 +372,8 @@ class Engine:
             # Stopping, and the request never left: the row is as it was before the claim.
             await self._save(running, replace(op, lease_owner=None))
         except OpRejected as exc:
-            await self._fail(running, OpError(code=exc.code, message=exc.message))
+            await self._fail(running, OpError(code=exc.code, message=exc.message,
+                                              hint=hint_for_rejection(exc.code)))
         except OutcomeMissing:
             await self._unknown(running)
         except WixError as exc:

@@ -149,7 +149,24 @@ _HINT_BY_CODE: dict[str, str] = {
     "SITE_NOT_FOUND": "check the site id and from_account: the site is not in the source account",
 }
 
+# Rows refused without an HTTP error (bulkops.actions.OpRejected): the row's own values.
+_HINT_BY_REJECTION: dict[str, str] = {
+    "ROLE_NOT_RESOLVED": (
+        "use a role title from the list (any case) or its numeric id; several roles are "
+        "separated by ';' — a spreadsheet may also have rounded a long id: format the column "
+        "as text"
+    ),
+    "INVITE_FAILED": (
+        "Wix refused this invitee: check the e-mail address (an address it cannot invite, or "
+        "one that is a member already)"
+    ),
+}
+
 _HINT_BY_STATUS: dict[int, str] = {
+    400: (
+        "Wix refused the request as invalid: check this row's values (a create's "
+        "template_id must name an existing template)"
+    ),
     401: "check WIX_API_KEY: the key is missing, mistyped or revoked",
     403: "the key lacks permission for this call: grant it in the API key's permissions",
     404: "check the ids in this row: Wix does not know them",
@@ -162,3 +179,8 @@ def hint_for(error: WixApiError) -> str | None:
     if error.code is not None and error.code in _HINT_BY_CODE:
         return _HINT_BY_CODE[error.code]
     return _HINT_BY_STATUS.get(error.status)
+
+
+def hint_for_rejection(code: str) -> str | None:
+    """The hint for a row Wix refused inside an answer (not by an HTTP error), if known."""
+    return _HINT_BY_REJECTION.get(code)

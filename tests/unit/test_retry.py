@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from bulkops.errors import WixApiError, WixConnectionError, WixError, WixTimeout
-from bulkops.retry import Verdict, backoff_delay, classify, hint_for, retry_delay, retry_reads
+from bulkops.retry import (
+    Verdict,
+    backoff_delay,
+    classify,
+    hint_for,
+    hint_for_rejection,
+    retry_delay,
+    retry_reads,
+)
 
 RETRY, UNCERTAIN, FINAL = Verdict.RETRY, Verdict.UNCERTAIN, Verdict.FINAL
 
@@ -177,6 +185,7 @@ async def test_retry_reads_needs_at_least_one_attempt() -> None:
         (api_error(428, "TARGET_ACCOUNT_ID_NOT_FOUND"), "to_account"),
         (api_error(428), "retrying will not help"),
         (api_error(400, "SITE_NOT_FOUND"), "source account"),
+        (api_error(400), "template_id"),  # a plain 400: the row's values, e.g. a template id
     ],
 )
 def test_hint_for_known_final_failures(error: WixApiError, hint_contains: str) -> None:
@@ -185,6 +194,19 @@ def test_hint_for_known_final_failures(error: WixApiError, hint_contains: str) -
     assert hint_contains in hint
 
 
-@pytest.mark.parametrize("error", [api_error(400), api_error(409, "SOMETHING_ELSE")])
+@pytest.mark.parametrize("error", [api_error(409, "SOMETHING_ELSE")])
 def test_no_hint_when_there_is_nothing_useful_to_say(error: WixApiError) -> None:
     assert hint_for(error) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "hint_contains"),
+    [("ROLE_NOT_RESOLVED", "separated by ';'"), ("INVITE_FAILED", "e-mail address")],
+)
+def test_hint_for_rows_wix_refused_inside_an_answer(code: str, hint_contains: str) -> None:
+    hint = hint_for_rejection(code)
+    assert hint is not None and hint_contains in hint
+
+
+def test_no_hint_for_an_unknown_rejection() -> None:
+    assert hint_for_rejection("SOMETHING_ELSE") is None
