@@ -137,6 +137,7 @@ class _Checks:
         # Digest of an invite's (action, site, e-mail) -> first line: 16 bytes a row, not the text.
         self._invitees: dict[bytes, int] = {}
         self._maybe_outside: list[tuple[int, str, str]] = []
+        self._loose_refs: list[tuple[int, str, str]] = []  # (line, column, key) of bad rows
         self._header: CsvHeader | None = None
         # Required columns a CSV header lacks: column -> (first line needing it, its action).
         self._not_in_header: dict[str, tuple[int, Action | None]] = {}
@@ -150,7 +151,10 @@ class _Checks:
             self._row(item)
 
     def outside_refs(self) -> list[OutsideRef]:
-        return self._graph.outside_refs()
+        """References to keys no row of the file defines: the good rows' and the bad rows'."""
+        loose = [OutsideRef(line, column, key) for line, column, key in self._loose_refs
+                 if not self._graph.defines(key)]
+        return sorted([*self._graph.outside_refs(), *loose], key=lambda ref: ref.line)
 
     def outside_invitees(self) -> list[tuple[int, str, str]]:
         """(line, key, e-mail) of site invites whose `@key` no row of the file defines."""
@@ -184,6 +188,8 @@ class _Checks:
             )
             if duplicate is not None:
                 self._errors.append(duplicate)
+        if result.spec is None:
+            self._loose_refs += [(row.line, column, key) for column, key in result.refs]
         if result.spec is not None and result.spec.site_name is not None:
             self._check_site_name(row.line, result.spec.site_name)
         if result.spec is not None and duplicate is None:  # a duplicate row is reported once

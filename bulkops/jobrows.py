@@ -75,6 +75,9 @@ class RowResult:
     errors: tuple[RowError, ...] = ()
     missing: tuple[str, ...] = ()
     derived_key: bool = False
+    # A bad row's `@key` references (column, key), so that a dangling one is reported in the
+    # same pass as the row's own problems instead of after they are fixed.
+    refs: tuple[tuple[str, str], ...] = ()
 
 
 def show(value: str, limit: int = 60) -> str:
@@ -119,9 +122,23 @@ def check_row(
         bad = {error.column for error in errors}  # a present but bad value is not "missing"
         missing = [name for name in missing if name not in bad]
     if errors or missing:
-        return RowResult(None, key, action, tuple(errors), tuple(missing))
+        return RowResult(None, key, action, tuple(errors), tuple(missing), refs=_refs_of(values))
     spec = _spec(line, action, values, key)
     return RowResult(spec, spec.key, action, derived_key=key is None)
+
+
+def _refs_of(values: Mapping[str, Value]) -> tuple[tuple[str, str], ...]:
+    """(column, key) of every `@key` among a row's well-formed values."""
+    refs: list[tuple[str, str]] = []
+    for column in ("site", "sites"):
+        value = values.get(column)
+        for item in (value,) if isinstance(value, str) else value or ():
+            if is_ref(item):
+                refs.append((column, item[len(REF_PREFIX):]))
+    depends_on = values.get("depends_on")
+    if isinstance(depends_on, tuple):
+        refs += [("depends_on", key) for key in depends_on]
+    return tuple(refs)
 
 
 def _inherited(

@@ -131,3 +131,14 @@ def test_specs_list_their_dependency_keys(tmp_path: Path) -> None:
     path = write(tmp_path, "create_site,shop,Shop,,,,,,\ncreate_site,cafe,Cafe,,,,,,\n"
                            "account_invite,,,,,a@example.com,R,@shop;@cafe,@shop\n")
     assert list(load_job(path)[1]())[2].dependency_keys() == ("shop", "cafe")
+
+
+def test_a_bad_rows_dangling_reference_is_reported_with_its_other_problems(
+    tmp_path: Path,
+) -> None:
+    """One pass: the bad e-mail and the reference to no row come out together."""
+    path = write(tmp_path, "create_site,shop,Shop,,,,,,\n"
+                           "site_invite,,,@ghost,,not-an-email,R,,\n"
+                           "site_invite,,,@shop,,also-bad,R,,@nobody\n")
+    found = {(line, column) for line, column, _ in problems(path)}
+    assert found == {(3, "email"), (3, "site"), (4, "email"), (4, "depends_on")}
