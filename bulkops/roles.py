@@ -63,12 +63,24 @@ class RoleBook:
             ids = ", ".join(r.id for r in matches)
             raise RoleError(f"role {text!r} is ambiguous (ids {ids}); give the numeric id")
         if text.isdigit():
-            raise RoleError(f"unknown role id {text!r}")
+            rounded = ""
+            if len(text) >= 16 and text.endswith("000"):
+                # A spreadsheet keeps 15 significant digits: a 19-digit id comes back rounded.
+                rounded = (" (it ends in zeros: a spreadsheet may have rounded it; format the "
+                           "column as text and paste the id again)")
+            raise RoleError(f"unknown role id {text!r}{rounded}")
         raise RoleError(f"unknown role {text!r}{self._suggestion(text)}; known: {self._known()}")
 
     def _suggestion(self, text: str) -> str:
         titles = {_title_key(r.title): r.title for r in self._by_id.values()}
-        close = difflib.get_close_matches(_title_key(text), list(titles), n=1, cutoff=0.75)
+        key = _title_key(text)
+        if "," in text and all(_title_key(part) in titles for part in text.split(",")):
+            return " (several roles are separated by ';', not ',')"
+        # An older or shorter name of a role: "Admin" for "Admin (Co-owner)".
+        longer = [title for k, title in titles.items() if k.startswith(key + " (")]
+        if len(longer) == 1:
+            return f" (did you mean {longer[0]!r}?)"
+        close = difflib.get_close_matches(key, list(titles), n=1, cutoff=0.75)
         return f" (did you mean {titles[close[0]]!r}?)" if close else ""
 
     def _known(self) -> str:

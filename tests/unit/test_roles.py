@@ -95,3 +95,21 @@ def test_role_error_is_a_bulkops_error_so_the_cli_reports_it_as_such() -> None:
 
 def test_book_counts_each_role_once() -> None:
     assert len(BOOK) == len(ROLES)
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        # An older, shorter name of a role.
+        ("Admin", "did you mean 'Admin (Co-owner)'?"),
+        # Two roles in one cell, written as a spreadsheet user would.
+        ("Website Manager, Back Office Manager", "separated by ';', not ','"),
+        # A 19-digit id that a spreadsheet rounded to 15 significant digits.
+        ("1111111111111110000", "a spreadsheet may have rounded it"),
+    ],
+)
+def test_unknown_roles_name_their_likely_cause(value: str, hint: str) -> None:
+    book = RoleBook([*ROLES, Role("7777777777777777777", "Admin (Co-owner)", None)])
+    with pytest.raises(RoleError) as caught:
+        book.resolve(value, "site")
+    assert hint in str(caught.value)
