@@ -21,7 +21,7 @@ import click
 
 from bulkops import jobfile
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
-from bulkops.locations import DbChoice, choose_db, prepare_default
+from bulkops.locations import DbChoice, choose_db, database_exists, prepare_default
 from bulkops.model import OpState
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
     checked = jobfile.check_job(file)
     errors = list(checked.errors)
     choice = database_choice(db)
-    exists = _db_exists(choice.url)
+    exists = database_exists(choice.url)
     if not choice.default and not exists:
         raise ConfigError(f"no database at {choice.url}: nothing to check the file against "
                           "(leave --db out to check the file alone)")
@@ -303,13 +303,6 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
         raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
     source = checked.source
     click.echo(f"{file}: {source.total} operation(s), valid ({source.format})")
-
-
-def _db_exists(url: str) -> bool:
-    from bulkops.store.urls import normalise_url, sqlite_path
-
-    path = sqlite_path(normalise_url(url))
-    return path is None or path.exists()
 
 
 @cli.command()

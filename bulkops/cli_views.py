@@ -19,6 +19,7 @@ from bulkops.cli import cli, database_choice, db_option
 from bulkops.errors import ConfigError
 from bulkops.model import FINAL_STATES, OpState
 from bulkops.store.history import JobListing
+from bulkops.summary import iso_utc
 
 
 @cli.command()
@@ -84,15 +85,11 @@ def _job_json(entry: JobListing, state: str) -> dict[str, Any]:
         "total": entry.job.total,
         "counts": {s.value: entry.counts.get(s, 0) for s in OpState},
         "runs": entry.runs,
-        "started_at": _iso(started), "finished_at": _iso(finished),
+        "started_at": iso_utc(started), "finished_at": iso_utc(finished),
         "duration_seconds": None if started is None or finished is None
         else round(finished - started, 3),
-        "pruned_at": _iso(entry.pruned_at),
+        "pruned_at": iso_utc(entry.pruned_at),
     }
-
-
-def _iso(at: float | None) -> str | None:
-    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
 def _utc(at: float | None) -> str:

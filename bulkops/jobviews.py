@@ -14,8 +14,9 @@ from typing import TextIO
 import anyio
 
 from bulkops.errors import ConfigError, JobBusy, RowError
-from bulkops.identity import Holder, outside_ref_errors, scope_of, when
+from bulkops.identity import Holder, KnownOp, outside_ref_errors, scope_of, when
 from bulkops.jobfile import CheckedJob
+from bulkops.locations import database_exists
 from bulkops.model import FINAL_STATES, JobInfo, JobState, OpRecord, OpState
 from bulkops.report import write_csv, write_json
 from bulkops.store import open_store
@@ -51,9 +52,9 @@ async def pick_job(store: Store, job_id: str | None) -> JobInfo:
 
 def require_existing(db_url: str) -> None:
     """Reading commands never create a database: a mistyped --db should say so."""
-    path = sqlite_path(normalise_url(db_url))
-    if path is not None and not path.exists():
-        raise ConfigError(f"no database at {path}: run a job first, or point --db at its database")
+    if not database_exists(db_url):
+        raise ConfigError(f"no database at {sqlite_path(normalise_url(db_url))}: run a job "
+                          "first, or point --db at its database")
 
 
 async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[OpState, int]]:
@@ -139,12 +140,42 @@ async def validation_errors(
         return outside_ref_errors(checked.outside, {}, database=False)
     async with opened_store(db_url) as store:
         scope = scope_of(account_id, base_url) if account_id else None
-        errors: list[RowError] = []
-        if checked.outside:
-            known = await store.known_ops(scope, {ref.key for ref in checked.outside})
-            errors += outside_ref_errors(checked.outside, known, database=True)
+        errors = await outside_problems(store, checked, scope)
         if scope is not None and not checked.errors and not errors:
             errors += await store.conflicts_of(scope, checked.specs())
+    return errors
+
+
+async def outside_problems(
+    store: Store, checked: CheckedJob, scope: str | None
+) -> list[RowError]:
+    """The file's `@key`s naming no row of it, judged against the operations of `scope` (None:
+    any scope): each must name one that succeeded, and a site invite naming such a site must not
+    invite someone another row invites there. `run` and `validate` both ask this."""
+    if not checked.outside:
+        return []
+    known = await store.known_ops(scope, {ref.key for ref in checked.outside})
+    return [*outside_ref_errors(checked.outside, known, database=True),
+            *_invited_twice(checked, known)]
+
+
+def _invited_twice(checked: CheckedJob, known: Mapping[str, KnownOp]) -> list[RowError]:
+    """Site invites naming an earlier run's site by `@key` that invite the same person as
+    another row naming that site by its id, or by another key of the same site."""
+    errors: list[RowError] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line, key, email in checked.outside_invitees:
+        site = known[key].site_id if key in known else None
+        if site is None:
+            continue
+        earlier = checked.invited_at(site, email) or seen.setdefault((site.casefold(), email),
+                                                                    line)
+        if earlier != line:
+            errors.append(RowError(
+                line, "email",
+                f"{email!r} is already invited to this site at line {min(earlier, line)} "
+                f"(@{key} is site {site}; the same person twice)",
+            ))
     return errors
 
 

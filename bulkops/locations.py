@@ -70,6 +70,13 @@ def prepare_default(choice: DbChoice) -> None:
                           "pass --db to keep the database elsewhere") from None
 
 
+def database_exists(db_url: str) -> bool:
+    """Whether the database at `db_url` is there already (a server database always counts:
+    only a SQLite file can be missing)."""
+    path = sqlite_path(normalise_url(db_url))
+    return path is None or path.exists()
+
+
 def sandbox_state_file(db_url: str) -> Path:
     """Where the in-process sandbox of `run --sandbox` keeps its world: beside a SQLite
     database, or in the data directory for a server database (named by its URL's digest)."""

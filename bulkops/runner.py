@@ -15,10 +15,10 @@ import anyio
 from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.deadline import describe_deadline, format_span
 from bulkops.engine import Engine, EngineConfig, RunResult
-from bulkops.errors import ConfigError, JobBusy, JobFileError, RowError, StoreError
-from bulkops.identity import KnownOp, outside_ref_errors, scope_of
+from bulkops.errors import ConfigError, JobBusy, JobFileError, StoreError
+from bulkops.identity import scope_of
 from bulkops.jobfile import CheckedJob
-from bulkops.jobviews import lease_owner, opened_store
+from bulkops.jobviews import lease_owner, opened_store, outside_problems
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
 from bulkops.model import (
     FINAL_STATES,
@@ -142,12 +142,8 @@ def require_credentials(settings: Settings) -> None:
 
 async def _check_outside_refs(store: Store, checked: CheckedJob, settings: Settings) -> None:
     """Every problem of the file at once: its own, and `@key`s naming no done operation."""
-    errors = list(checked.errors)
-    if checked.outside:
-        scope = scope_of(settings.account_id, settings.base_url)
-        known = await store.known_ops(scope, {ref.key for ref in checked.outside})
-        errors += outside_ref_errors(checked.outside, known, database=True)
-        errors += _invited_twice(checked, known)
+    scope = scope_of(settings.account_id, settings.base_url)
+    errors = [*checked.errors, *await outside_problems(store, checked, scope)]
     if errors:
         raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
 
@@ -368,23 +364,3 @@ def _warn_if_late(counts: Mapping[OpState, int], settings: Settings, stream: Tex
             f"more than the time left until {describe_deadline(settings.deadline, now)}: what "
             "is not done by then stays pending for the next run\n"
         )
-
-
-def _invited_twice(checked: CheckedJob, known: Mapping[str, KnownOp]) -> list[RowError]:
-    """Site invites naming an earlier run's site by `@key` that invite the same person as
-    another row naming that site by its id, or by another key of the same site."""
-    errors: list[RowError] = []
-    seen: dict[tuple[str, str], int] = {}
-    for line, key, email in checked.outside_invitees:
-        site = known[key].site_id if key in known else None
-        if site is None:
-            continue
-        earlier = checked.invited_at(site, email) or seen.setdefault((site.casefold(), email),
-                                                                    line)
-        if earlier != line:
-            errors.append(RowError(
-                line, "email",
-                f"{email!r} is already invited to this site at line {min(earlier, line)} "
-                f"(@{key} is site {site}; the same person twice)",
-            ))
-    return errors

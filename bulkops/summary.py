@@ -19,7 +19,8 @@ _STATE_ORDER = (
 )
 
 
-def _iso(at: float | None) -> str | None:
+def iso_utc(at: float | None) -> str | None:
+    """Unix seconds as ISO 8601 in UTC to the second (`2026-11-29T01:41:19+00:00`)."""
     return None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
@@ -37,7 +38,7 @@ def summary_lines(
     duration = run.duration if run is not None else None
     took = f" in {format_span(duration)}" if duration is not None else ""
     # Dated, so that a log of many nights tells them apart.
-    ended = _iso(run.finished_at if run else None) or "-"
+    ended = iso_utc(run.finished_at if run else None) or "-"
     lines.append(f"summary {ended}: {outcome}{took}, exit {exit_code} — {job.path}")
     before = overview.counts.get(OpState.SUCCEEDED, 0) - (run.succeeded if run else 0)
     rows = f"  rows: {_counts(overview.counts)}"
@@ -74,8 +75,8 @@ def summary_json(
         "outcome": outcome,
         "reason": reason,
         "exit_code": exit_code,
-        "started_at": _iso(run.started_at if run else None),
-        "finished_at": _iso(run.finished_at if run else None),
+        "started_at": iso_utc(run.started_at if run else None),
+        "finished_at": iso_utc(run.finished_at if run else None),
         "duration_seconds": round(run.duration, 3) if run and run.duration is not None else None,
         "total": job.total,
         "counts": {state.value: overview.counts.get(state, 0) for state in OpState},

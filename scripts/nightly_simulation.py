@@ -15,7 +15,6 @@ duplicate sites and invite e-mails. `--html` writes the last night's HTML report
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from harness import (  # noqa: E402  (after the path is set)
     UNKNOWN_ACCOUNT,
     cli_env,
     fast_run_flags,
+    free_port,
     realistic_rows,
     request_count,
     run_cli,
@@ -36,13 +36,6 @@ from harness import (  # noqa: E402  (after the path is set)
     wait_until,
     write_job_csv,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _show(night: str, result: object) -> None:
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = cli_env(XDG_DATA_HOME=str(work / "data"))
-        db, world, port = work / "agency.db", work / "wix.json", _free_port()
+        db, world, port = work / "agency.db", work / "wix.json", free_port()
         rows = realistic_rows(100, tag="night")
         invite = next(i for i, row in enumerate(rows) if row["action"] == "site_invite")
         move = next(i for i, row in enumerate(rows) if row["action"] == "transfer_site")

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -277,6 +278,15 @@ def sandbox_flags(**options: Any) -> list[str]:
 
 
 _LISTENING = "sandbox listening on "
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now: for a sandbox that must come back on the same
+    address after being stopped (an outage), or for a Wix that is not there at all."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def start_sandbox(port: int = 0, **options: Any) -> SandboxProcess:

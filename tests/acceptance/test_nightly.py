@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from harness import (
     SandboxProcess,
     cli_env,
     fast_run_flags,
+    free_port,
     realistic_rows,
     report_json,
     run_cli,
@@ -39,13 +39,6 @@ RUN_TIMEOUT = 60.0
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return cli_env(XDG_DATA_HOME=str(tmp_path / "data"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _requests(sandbox: SandboxProcess) -> int:
@@ -100,7 +93,7 @@ def test_an_outage_pauses_the_run_instead_of_failing_rows(
 ) -> None:
     """Wix unreachable for a few seconds mid-run: the run waits and probes, then finishes with
     every row succeeded once; no row spends its attempts or fails with CONNECTION_ERROR."""
-    port = _free_port()
+    port = free_port()
     rows = realistic_rows(30, tag="out")
     job = write_job_csv(tmp_path / "nightly.csv", rows)
     db = tmp_path / "jobs.db"
@@ -128,7 +121,7 @@ def test_an_outage_longer_than_the_limit_stops_the_run_with_rows_pending(
 ) -> None:
     """Wix does not come back: after --outage-limit the run stops (exit 3) with the reason,
     nothing failed, and the untouched rows pending for the next run, which completes."""
-    port = _free_port()
+    port = free_port()
     rows = realistic_rows(30, tag="long")
     job = write_job_csv(tmp_path / "nightly.csv", rows)
     db = tmp_path / "jobs.db"
@@ -326,7 +319,7 @@ def test_wix_down_at_the_start_honours_the_outage_limit_and_sigterm(
 ) -> None:
     """The first read waits for Wix like any outage: it stops at --outage-limit (exit 3,
     nothing sent or failed), and a SIGTERM meanwhile ends the run at once (exit 130)."""
-    port = _free_port()  # nothing listens there: Wix is down from the start
+    port = free_port()  # nothing listens there: Wix is down from the start
     job = write_job_csv(tmp_path / "nightly.csv", realistic_rows(10, tag="down"))
     db = tmp_path / "jobs.db"
     flags = fast_run_flags(db, f"http://127.0.0.1:{port}", rate="10/s")
