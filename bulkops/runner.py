@@ -95,7 +95,8 @@ async def run_job(
             return RunSummary(job, await store.counts(job.job_id), "interrupted", "interrupted")
         try:
             result, run = await _take_over_and_run(
-                store, job, settings, owner, stop, progress, rerun=checked is not None
+                store, job, settings, owner, stop, progress, rerun=checked is not None,
+                stored_now=created,
             )
         finally:
             with anyio.CancelScope(shield=True):
@@ -179,9 +180,9 @@ async def _acquire(
 
 async def _take_over_and_run(
     store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
-    progress: tuple[TextIO, float, bool], *, rerun: bool,
+    progress: tuple[TextIO, float, bool], *, rerun: bool, stored_now: bool,
 ) -> tuple[RunResult, RunRecord]:
-    if rerun:
+    if rerun and not stored_now:
         # The file is run again: rows that reuse a done key with other content are refused
         # before anything changes (a job stored just now was checked when it was added).
         errors = await store.conflicts(job)
