@@ -658,10 +658,11 @@ def test_printed_next_steps_name_the_database_and_resume_pasted_as_is_completes(
 def test_second_run_of_a_running_job_exits_4_at_once_and_with_wait_completes_it(
     sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
 ) -> None:
-    rows = realistic_rows(40, tag="lease")
+    rows = realistic_rows(80, tag="lease")
     job = write_job_csv(tmp_path / "clients.csv", rows)
     db = tmp_path / "jobs.db"
-    # A 2 s lease: the first run (about 8 s) keeps the job only by renewing it every 2/3 s.
+    # A 2 s lease: the first run (about 16 s, long enough for two more commands to start even
+    # on a busy machine) keeps the job only by renewing it every 2/3 s.
     flags = _flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=2)
     first = start_cli(["run", str(job), *flags], env)
     waiter = None
@@ -694,12 +695,12 @@ def test_second_run_of_a_running_job_exits_4_at_once_and_with_wait_completes_it(
 def test_job_of_a_sigkilled_run_is_busy_until_its_lease_ends_then_taken_over(
     sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, take_over: str,
 ) -> None:
-    """A 6 s lease renewed every 2 s: right after the SIGKILL at least ~4 s of it are left,
-    and 6 s after the SIGKILL it has surely ended."""
+    """A 12 s lease renewed every 4 s: right after the SIGKILL at least ~8 s of it are left
+    (time for two commands even on a busy machine), and 12 s after it has surely ended."""
     rows = realistic_rows(30, tag="kill")
     job = write_job_csv(tmp_path / "clients.csv", rows)
     db = tmp_path / "jobs.db"
-    lease = 6.0
+    lease = 12.0
     first = start_cli(
         ["run", str(job), *_flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=lease)],
         env)
