@@ -92,7 +92,7 @@ def cli_env(
 def fast_run_flags(
     db: str | Path, base_url: str, *, rate: str = "50/s", concurrency: int = 8,
     timeout: float = 1.0, settle: float = 0.3, backoff_base: float = 0.05,
-    max_attempts: int = 20, lease_seconds: float = 1.5, wait: float | None = 30.0,
+    max_attempts: int = 20, lease_seconds: float = 3.0, wait: float | None = 30.0,
 ) -> list[str]:
     """Flags of `run`/`resume` that make a test run take seconds: a fast budget, short
     timeouts, a short listing-lag allowance and short backoffs; a short job lease, and (unless
