@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TypeVar
@@ -20,8 +20,16 @@ from typing import TypeVar
 import anyio
 import anyio.abc
 
-from bulkops import actions
-from bulkops.actions import ActionContext, Done, OpRejected, OutcomeMissing
+from bulkops.actions import (
+    ActionContext,
+    ActionFamily,
+    CallFailed,
+    Done,
+    Missing,
+    Rejected,
+    RowOutcome,
+    family_of,
+)
 from bulkops.breaker import FailureBreaker
 from bulkops.checkpoint import GroupCommitter
 from bulkops.deadline import format_deadline
@@ -63,6 +71,11 @@ INVITE_RESENT_NOTE = (
     "outcome of an earlier attempt unknown; sent again (the invitee may get the email more "
     "than once)"
 )
+# A call that is not full waits this long (seconds) for more rows that may share it, while
+# other calls are in flight (their outcomes are what makes more rows ready).
+LINGER = 0.5
+# Rows claimed and waiting for their call, per unit of concurrency: enough to fill full batches.
+QUEUED_ROWS_PER_SLOT = 50
 
 
 class StopKind(StrEnum):
@@ -100,6 +113,7 @@ class RunStats:
     reconciled: int = 0
     succeeded: int = 0
     failed: int = 0
+    calls: int = 0  # requests this run sent to Wix, reads included
 
 
 @dataclass(frozen=True)
@@ -138,9 +152,12 @@ class Engine:
         config: EngineConfig,
         breaker: FailureBreaker | None = None,
         outage: OutageGate | None = None,
+        roles: RoleBook | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
+        """`roles`: the account's roles when the caller read them already (the checks before
+        a run do); otherwise they are read once, before the first call."""
         self._store = store
         self._outage = outage
         self._client = client
@@ -149,11 +166,13 @@ class Engine:
         self._breaker = breaker or FailureBreaker()
         self._clock = clock
         self._rand = rand
-        self._roles: RoleBook | None = None
-        self._roles_lock = anyio.Lock()
-        self._ctx = ActionContext(
-            client=client, account_id=config.account_id, roles=self._role_book
-        )
+        self._roles = roles
+        self._ctx: ActionContext | None = None
+        # Rows claimed and waiting for the call that will carry them, by batch key.
+        self._queued: dict[Hashable, _Group] = {}
+        self._full: deque[_Group] = deque()  # calls ready to go when a slot is free
+        self._queued_rows = 0
+        self._calls_at_start = 0
         self._counts: Counter[OpState] = Counter()
         self._in_flight = 0
         self._completions = 0
@@ -195,6 +214,7 @@ class Engine:
 
     def stats(self) -> RunStats:
         return RunStats(
+            calls=self._budget.snapshot().requests - self._calls_at_start,
             retries=self._retries,
             reconciled=self._reconciled,
             succeeded=self._succeeded_this_run,
@@ -204,6 +224,7 @@ class Engine:
     async def run(self, job_id: str, stop: anyio.Event) -> RunResult:
         """Run the job until every operation is final, `stop` is set, or a breaker trips."""
         self._started_at = self._clock()
+        self._calls_at_start = self._budget.snapshot().requests
         recovered = await self._store.recover_in_flight(job_id)
         if recovered:
             log.info("ops_recovered", extra={"job": job_id, "count": recovered})
@@ -223,6 +244,8 @@ class Engine:
                     await self._store.set_job_state(job_id, previous.state,
                                                     stop_reason=previous.stop_reason)
                 raise
+            if not stop.is_set() and not self._time_is_up():
+                await self._read_roles()
         log.info("job_started", extra={"job": job_id, "open": self._open_ops()})
         async with anyio.create_task_group() as writer:
             writer.start_soon(self._committer.run)
@@ -232,6 +255,7 @@ class Engine:
                     # Stopping (signal or breaker): rows in flight finish, but a request that
                     # is still waiting for its turn in the budget does not leave.
                     self._budget.close()
+                    await self._release_queued()
             finally:
                 self._committer.close()
         await self._store.block_dependents(job_id)
@@ -261,30 +285,90 @@ class Engine:
                 self._need_blocking = False
                 if await self._store.block_dependents(job_id):
                     await self._refresh_counts(job_id)
-            free = self._config.concurrency - self._in_flight
+            room = self._config.concurrency * QUEUED_ROWS_PER_SLOT - self._queued_rows
             claimed = []
-            if free > 0:
+            if room > 0 and self._ctx is not None:
                 claimed = await self._store.claim_ready(
                     job_id,
                     now=self._clock(),
-                    limit=free,
+                    limit=room,
                     owner=self._config.owner,
                     lease_seconds=SINGLE_PROCESS_LEASE,
                 )
             for op in claimed:
-                self._in_flight += 1
-                workers.start_soon(self._work, op)
-            if claimed:
+                self._enqueue(op)
+            started = self._start_calls(workers)
+            if claimed or started:
                 continue
             # With every slot busy, the next event is a worker finishing: no need to ask.
-            wakeup = await self._store.next_wakeup(job_id) if free > 0 else None
-            idle = self._in_flight == 0 and seen == self._completions
+            free = self._in_flight < self._config.concurrency
+            wakeup = await self._store.next_wakeup(job_id) if free else None
+            lingering = self._linger_ends()
+            if lingering is not None:
+                wakeup = lingering if wakeup is None else min(wakeup, lingering)
+            idle = (self._in_flight == 0 and seen == self._completions
+                    and not self._queued and not self._full)
             if idle and wakeup is None and not self._need_blocking:
                 shared = await self._rows_run_elsewhere(job_id)
                 if shared is None:
                     return
                 wakeup = shared
             await self._wait_for_change(wakeup, stop)
+
+    def _enqueue(self, op: OpRecord) -> None:
+        """Put a claimed row with the rows that may share its call."""
+        assert self._ctx is not None
+        family = family_of(op.spec.action)
+        if op.state is OpState.UNKNOWN:
+            key: Hashable = ("look_up", op.spec.action)
+            size = family.look_up_size if family.checkable else 1
+        else:
+            key = ("send", op.spec.action, family.batch_key(op, self._ctx.roles))
+            size = family.batch_size
+        group = self._queued.get(key)
+        if group is None:
+            group = self._queued[key] = _Group(family, op.state is OpState.UNKNOWN, size,
+                                               self._clock())
+        group.ops.append(op)
+        self._queued_rows += 1
+        if len(group.ops) >= size:
+            self._full.append(self._queued.pop(key))
+
+    def _start_calls(self, workers: anyio.abc.TaskGroup) -> int:
+        """Start the queued calls that are due while call slots are free: full ones first, then
+        the rest once they have lingered or when no call in flight could bring them more rows."""
+        now = self._clock()
+        due = list(self._full)
+        self._full.clear()
+        for key, group in list(self._queued.items()):
+            if self._in_flight == 0 or now - group.since >= LINGER:
+                due.append(self._queued.pop(key))
+        started = 0
+        for group in due:
+            if self._in_flight >= self._config.concurrency:
+                self._full.append(group)  # its turn comes when a call finishes
+                continue
+            self._queued_rows -= len(group.ops)
+            self._in_flight += 1
+            started += 1
+            workers.start_soon(self._call, group)
+        return started
+
+    def _linger_ends(self) -> float | None:
+        """When the first queued call that is not full stops waiting for more rows."""
+        if self._full or not self._queued or self._in_flight >= self._config.concurrency:
+            return None
+        return min(group.since for group in self._queued.values()) + LINGER
+
+    async def _release_queued(self) -> None:
+        """Stopping: rows claimed but never sent go back as they were, unclaimed."""
+        groups = [*self._full, *self._queued.values()]
+        self._full.clear()
+        self._queued.clear()
+        self._queued_rows = 0
+        queued = [replace(op, lease_owner=None) for group in groups for op in group.ops]
+        if queued:
+            await self._committer.save(*queued)
 
     async def _rows_run_elsewhere(self, job_id: str) -> float | None:
         """Nothing of its own left to do: rows of the job whose operation another job holds
@@ -338,12 +422,12 @@ class Engine:
                 waiters.start_soon(wait_and_cancel, self._changed)
                 waiters.start_soon(wait_and_cancel, stop)
 
-    async def _work(self, op: OpRecord) -> None:
+    async def _call(self, group: _Group) -> None:
         try:
-            if op.state is OpState.UNKNOWN:
-                await self._reconcile(op)
+            if group.look_up:
+                await self._reconcile(group.family, group.ops)
             else:
-                await self._send(op)
+                await self._send(group.family, group.ops)
         finally:
             self._in_flight -= 1
             self._completions += 1
@@ -351,35 +435,60 @@ class Engine:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def _send(self, op: OpRecord) -> None:
+    async def _send(self, family: ActionFamily, ops: Sequence[OpRecord]) -> None:
+        """One call for `ops`: one write-ahead record for all of them, durable before the call
+        leaves, then each row's outcome from the answer."""
+        assert self._ctx is not None
         now = self._clock()
-        running = replace(
-            op,
-            state=OpState.RUNNING,
-            # A pause by the breaker is over once the row is sent again.
-            note=None if op.note == PAUSED_NOTE else op.note,
-            attempts=op.attempts + 1,
-            first_sent_at=op.first_sent_at or now,
-            last_sent_at=now,
-            not_before=None,
-            checks=0,
-        )
-        await self._save(op, running)  # write-ahead: durable before the request leaves
-        log.info("op_sent", extra={**_fields(op), "attempt": running.attempts})
+        running = [
+            replace(
+                op,
+                state=OpState.RUNNING,
+                # A pause by the breaker is over once the row is sent again.
+                note=None if op.note == PAUSED_NOTE else op.note,
+                attempts=op.attempts + 1,
+                first_sent_at=op.first_sent_at or now,
+                last_sent_at=now,
+                not_before=None,
+                checks=0,
+            )
+            for op in ops
+        ]
+        await self._save_all(ops, running)  # write-ahead: durable before the request leaves
+        for op in running:
+            log.info("op_sent", extra={**_fields(op), "attempt": op.attempts,
+                                       "batch": len(running)})
         try:
-            done = await actions.perform(running, self._ctx)
+            outcomes = await family.send(running, self._ctx)
         except SendStopped:
-            # Stopping, and the request never left: the row is as it was before the claim.
-            await self._save(running, replace(op, lease_owner=None))
-        except OpRejected as exc:
-            await self._fail(running, OpError(code=exc.code, message=exc.message,
-                                              hint=hint_for_rejection(exc.code)))
-        except OutcomeMissing:
-            await self._unknown(running)
+            # Stopping, and the request never left: the rows are as they were before the claim.
+            await self._save_all(running, [replace(op, lease_owner=None) for op in ops])
         except WixError as exc:
-            await self._on_error(running, exc)
+            if len(running) > 1 and _refused_as_invalid(exc):
+                # One row's value may have sunk the whole call: each row goes alone, so that
+                # only the rows at fault fail.
+                log.info("batch_split", extra={"rows": len(running), "error": str(exc)})
+                for op in running:
+                    await self._send(family, [replace(op, attempts=op.attempts - 1)])
+                return
+            for op in running:
+                await self._on_error(op, exc)
         else:
-            await self._succeed(running, done, note=running.note)
+            for op, outcome in zip(running, outcomes, strict=True):
+                await self._settle(op, outcome)
+
+    async def _settle(self, op: OpRecord, outcome: RowOutcome) -> None:
+        """Record one row's part of a call's answer."""
+        if isinstance(outcome, Done):
+            await self._succeed(op, outcome, note=op.note)
+        elif isinstance(outcome, Rejected):
+            hint = family_of(op.spec.action).hint(outcome.code) or hint_for_rejection(outcome.code)
+            await self._fail(op, OpError(code=outcome.code, message=outcome.message, hint=hint))
+        elif isinstance(outcome, Missing):
+            await self._unknown(op)
+        else:
+            assert isinstance(outcome, CallFailed)
+            await self._on_error(op, outcome.error)
 
     async def _on_error(self, op: OpRecord, exc: WixError) -> None:
         if self._key_refused(exc):
@@ -388,14 +497,14 @@ class Engine:
             return
         verdict = classify(exc)
         if verdict is Verdict.UNCERTAIN:
-            await self._unknown(op, error=_op_error(exc))
+            await self._unknown(op, error=_op_error(op, exc))
         elif verdict is Verdict.RETRY:
             await self._retry_later(op, exc)
         elif _is_repeated_transfer(op, exc):
             # A re-sent transfer that already happened answers SITE_NOT_FOUND: look at the target.
-            await self._unknown(op, error=_op_error(exc))
+            await self._unknown(op, error=_op_error(op, exc))
         else:
-            await self._fail(op, _op_error(exc))
+            await self._fail(op, _op_error(op, exc))
 
     async def _retry_later(self, op: OpRecord, exc: WixError) -> None:
         self._retries += 1
@@ -406,15 +515,15 @@ class Engine:
                                         "outage": True, "error": str(exc)})
             await self._send_again_later(
                 replace(op, attempts=op.attempts - 1), self._backoff(1),
-                error=_op_error(exc), note=op.note,
+                error=_op_error(op, exc), note=op.note,
             )
             return
         if op.attempts >= self._config.max_attempts:
-            await self._fail(op, _op_error(exc, gave_up_after=op.attempts))
+            await self._fail(op, _op_error(op, exc, gave_up_after=op.attempts))
             return
         delay = retry_delay(exc, op.attempts, base=self._config.backoff_base, rand=self._rand)
         log.info("op_retry", extra={**_fields(op), "delay": round(delay, 2), "error": str(exc)})
-        await self._send_again_later(op, delay, error=_op_error(exc), note=op.note)
+        await self._send_again_later(op, delay, error=_op_error(op, exc), note=op.note)
 
     async def _send_again_later(
         self, op: OpRecord, delay: float, *, error: OpError | None, note: str | None
@@ -430,9 +539,10 @@ class Engine:
         await self._save(op, later)
 
     async def _unknown(self, op: OpRecord, error: OpError | None = None) -> None:
-        """The request may or may not have taken effect. Checkable actions are looked up at once;
+        """The request may or may not have taken effect. Rows of checkable actions are looked
+        up at once, together with the other unknown rows of their action (one listing pass);
         invites cannot be looked up (no listing exists), so the documented policy applies."""
-        if op.spec.action not in actions.CHECKABLE_ACTIONS:
+        if not family_of(op.spec.action).checkable:
             await self._resend_invite(op, error)
             return
         now = self._clock()
@@ -443,10 +553,10 @@ class Engine:
             checks=0,
             not_before=now,
             error=error,
+            lease_owner=None,
         )
         await self._save(op, unknown)
         log.info("op_unknown", extra={**_fields(op), "attempt": op.attempts})
-        await self._reconcile(unknown)
 
     async def _resend_invite(self, op: OpRecord, error: OpError | None) -> None:
         """Policy for invites: one duplicate email is better than a missing invite."""
@@ -466,36 +576,34 @@ class Engine:
 
     # -- reconciling --------------------------------------------------------------------------
 
-    async def _reconcile(self, op: OpRecord) -> None:
-        if op.spec.action not in actions.CHECKABLE_ACTIONS:
-            await self._resend_invite(op, op.error)
+    async def _reconcile(self, family: ActionFamily, ops: Sequence[OpRecord]) -> None:
+        """Settle rows whose outcome is unknown: one look-up for all of them where the family
+        can look up, the resend policy where it cannot."""
+        assert self._ctx is not None
+        ctx = self._ctx
+        if not family.checkable:
+            for op in ops:
+                await self._resend_invite(op, op.error)
             return
         # A row found `running` at start-up may have left just before the process died:
         # its settle time counts from this run's start at the earliest.
-        sent_at = op.last_sent_at or self._started_at
-        if op.checks == 0:
-            sent_at = max(sent_at, self._started_at)
+        sent = [op.last_sent_at or self._started_at for op in ops]
+        sent = [max(at, self._started_at) if op.checks == 0 else at
+                for op, at in zip(ops, sent, strict=True)]
         try:
-            found = await self._read(lambda: actions.check(op, self._ctx))
+            found = await self._read(lambda: family.look_up(ops, ctx, now=self._clock()))
         except SendStopped:
-            await self._save(op, replace(op, last_sent_at=sent_at, lease_owner=None))
+            await self._save_all(ops, [replace(op, last_sent_at=at, lease_owner=None)
+                                       for op, at in zip(ops, sent, strict=True)])
             return
         except WixError as exc:
-            if classify(exc) is Verdict.FINAL:
-                await self._lookup_refused(op, sent_at, exc)
-                return
-            log.warning("op_check_failed", extra={**_fields(op), "error": str(exc)})
-            await self._save(
-                op,
-                replace(
-                    op,
-                    last_sent_at=sent_at,
-                    not_before=self._clock() + self._backoff(LOOKUP_ATTEMPTS),
-                    lease_owner=None,
-                ),
-            )
+            for op, at in zip(ops, sent, strict=True):
+                await self._look_up_failed(op, at, exc)
             return
-        if found is not None:
+        for op, at, done in zip(ops, sent, found, strict=True):
+            if done is None:
+                await self._not_found(op, at)
+                continue
             # Attempt 0: re-armed by a new run of the file, the attempt was an earlier run's.
             which = f"attempt {op.attempts}" if op.attempts else "sent by an earlier run"
             note = f"reconciled: found at Wix after an unknown outcome ({which})"
@@ -504,9 +612,22 @@ class Engine:
                 note = f"{note}; {NOT_FOUND_RESENT_NOTE}"
             log.info("op_reconciled", extra={**_fields(op), "attempt": op.attempts})
             self._reconciled += 1
-            await self._succeed(op, found, note=note)
+            await self._succeed(op, done, note=note)
+
+    async def _look_up_failed(self, op: OpRecord, sent_at: float, exc: WixError) -> None:
+        if classify(exc) is Verdict.FINAL:
+            await self._lookup_refused(op, sent_at, exc)
             return
-        await self._not_found(op, sent_at)
+        log.warning("op_check_failed", extra={**_fields(op), "error": str(exc)})
+        await self._save(
+            op,
+            replace(
+                op,
+                last_sent_at=sent_at,
+                not_before=self._clock() + self._backoff(LOOKUP_ATTEMPTS),
+                lease_owner=None,
+            ),
+        )
 
     async def _lookup_refused(self, op: OpRecord, sent_at: float, exc: WixError) -> None:
         """Wix refuses the look-up itself (a 4xx: e.g. 403 for a target account the key may not
@@ -514,7 +635,7 @@ class Engine:
         if self._key_refused(exc):
             await self._save(op, replace(op, last_sent_at=sent_at, lease_owner=None))
             return
-        refused = _op_error(exc)
+        refused = _op_error(op, exc)
         await self._fail(
             replace(op, maybe_applied=True),
             replace(
@@ -622,6 +743,9 @@ class Engine:
 
     async def _save(self, old: OpRecord, new: OpRecord) -> None:
         await self._committer.save(new)
+        self._count(old, new)
+
+    def _count(self, old: OpRecord, new: OpRecord) -> None:
         self._note_wait(new)
         if old.state is not new.state:
             self._counts[old.state] -= 1
@@ -632,6 +756,12 @@ class Engine:
                 self._succeeded_this_run += 1
             elif new.state is OpState.FAILED:
                 self._failed_this_run += 1
+
+    async def _save_all(self, old: Sequence[OpRecord], new: Sequence[OpRecord]) -> None:
+        """Several rows' changes in one commit (a call's write-ahead record)."""
+        await self._committer.save(*new)
+        for before, after in zip(old, new, strict=True):
+            self._count(before, after)
 
     def _note_wait(self, op: OpRecord) -> None:
         """Keep track of rows that wait for a time, so that progress can say why."""
@@ -649,12 +779,14 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _role_book(self) -> RoleBook:
-        async with self._roles_lock:
-            if self._roles is None:
-                roles = await self._read(self._client.list_roles)
-                self._roles = RoleBook(roles)
-            return self._roles
+    async def _read_roles(self) -> None:
+        """The account's roles, read once per run unless the caller gave them: every invite
+        row's roles are resolved from this one read."""
+        if self._roles is None:
+            self._roles = RoleBook(await self._read(self._client.list_roles))
+        self._ctx = ActionContext(
+            client=self._client, account_id=self._config.account_id, roles=self._roles
+        )
 
     async def _preflight(self, stop: anyio.Event) -> None:
         """One cheap read before any write: a refused key or account fails here, nothing sent.
@@ -746,9 +878,11 @@ class Engine:
                          stop_kind=kind)
 
 
-def _op_error(exc: WixError, *, gave_up_after: int | None = None) -> OpError:
+def _op_error(op: OpRecord, exc: WixError, *, gave_up_after: int | None = None) -> OpError:
+    """The row's error as the report shows it; the hint is the action family's for the code,
+    else the general one for the status."""
     if isinstance(exc, WixApiError):
-        hint = hint_for(exc)
+        hint = family_of(op.spec.action).hint(exc.code) or hint_for(exc)
         if gave_up_after is not None:
             hint = f"gave up after {gave_up_after} attempts" + (f"; {hint}" if hint else "")
         return OpError(
@@ -783,6 +917,22 @@ async def _bounded(
                 outcome = exc
             group.cancel_scope.cancel()
     return outcome
+
+
+@dataclass
+class _Group:
+    """Rows that will go in one call: sends of one batch key, or look-ups of one action."""
+
+    family: ActionFamily
+    look_up: bool
+    size: int  # rows the call may carry
+    since: float  # when its first row was queued (clock seconds)
+    ops: list[OpRecord] = field(default_factory=list)
+
+
+def _refused_as_invalid(exc: WixError) -> bool:
+    """A whole call refused for its content (400): maybe one row's value, not every row's."""
+    return isinstance(exc, WixApiError) and exc.status == 400
 
 
 def _fields(op: OpRecord) -> dict[str, object]:

@@ -42,6 +42,9 @@ def describe(progress: Progress, now: float, *, tz: tzinfo | None = None) -> str
     done = sum(counts.get(s, 0) for s in FINAL_STATES)
     parts = [f"{done}/{progress.total} done"]
     parts += [f"{counts[s]} {s.value}" for s in STATE_ORDER if counts.get(s)]
+    if progress.budget.requests:
+        # Rows and calls differ once invites share calls: both are shown.
+        parts.append(_calls(progress.budget.requests))
     parts.append(_rate(progress.budget))
     parts += _waits(progress)
     if progress.paused_since is not None:
@@ -50,6 +53,10 @@ def describe(progress: Progress, now: float, *, tz: tzinfo | None = None) -> str
     if finish:
         parts.append(finish)
     return " · ".join(parts)
+
+
+def _calls(count: int) -> str:
+    return f"{count} call" if count == 1 else f"{count} calls"
 
 
 def _rate(budget: BudgetSnapshot) -> str:

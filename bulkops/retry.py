@@ -139,15 +139,7 @@ async def retry_reads(
 
 # Actionable hints for failures that retrying will not fix. By `applicationError.code` first
 # (the more precise), then by status.
-_HINT_BY_CODE: dict[str, str] = {
-    "SITE_TRANSFER_NOT_ALLOWED": (
-        "this source/target account pair may not transfer sites; the target must be your "
-        "own account or one of its sub-accounts"
-    ),
-    "SITE_TRANSFER_NOT_SUPPORTED": "cancel the site's paid services first, then submit it again",
-    "TARGET_ACCOUNT_ID_NOT_FOUND": "check to_account: Wix knows no such target account",
-    "SITE_NOT_FOUND": "check the site id and from_account: the site is not in the source account",
-}
+_HINT_BY_CODE: dict[str, str] = {}  # codes of one action family: its module's hints
 
 # Rows refused without an HTTP error (bulkops.actions.OpRejected): the row's own values.
 _HINT_BY_REJECTION: dict[str, str] = {

@@ -32,7 +32,8 @@ BASE = Progress(
     started_at=NOW - 600,
     finished_this_run=42,
 )
-COUNTS = "42/100 done · 40 succeeded · 2 failed · 4 running · 54 pending"
+# Rows and calls: 100 calls so far (invites share calls, so the two differ).
+COUNTS = "42/100 done · 40 succeeded · 2 failed · 4 running · 54 pending · 100 calls"
 RATE = "rate 90/min of 120/min"
 # The line as it was before waits, pauses and deadlines were shown.
 PLAIN = f"{COUNTS} · {RATE} · ETA 0:13:48"
@@ -100,7 +101,7 @@ def progress(budget: dict[str, Any] | None = None, **changes: Any) -> Progress:
             progress(
                 counts={OpState.SUCCEEDED: 100}, finished_this_run=100, deadline=NOW + 60
             ),
-            f"100/100 done · 100 succeeded · {RATE}",
+            f"100/100 done · 100 succeeded · 100 calls · {RATE}",
         ),
         (progress(total=0, counts={}), "starting…"),
     ],
@@ -125,6 +126,12 @@ def test_describe(case: Progress, expected: str) -> None:
 )
 def test_rate(budget: dict[str, Any], rate: str) -> None:
     assert describe(progress(budget=budget), NOW, tz=UTC) == f"{COUNTS} · {rate} · ETA 0:13:48"
+
+
+def test_calls_are_shown_once_any_was_made() -> None:
+    """The budget counts calls, not rows: the line says how many calls carried the rows."""
+    assert "· 1 call ·" in describe(progress(budget={"requests": 1}), NOW, tz=UTC)
+    assert "call" not in describe(progress(budget={"requests": 0}), NOW, tz=UTC)
 
 
 def test_everything_at_once() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bulkops.actions import family_of
 from bulkops.errors import WixApiError, WixConnectionError, WixError, WixTimeout
+from bulkops.model import Action
 from bulkops.retry import (
     Verdict,
     backoff_delay,
@@ -180,11 +182,7 @@ async def test_retry_reads_needs_at_least_one_attempt() -> None:
     [
         (api_error(401), "WIX_API_KEY"),
         (api_error(403), "lacks permission"),
-        (api_error(403, "SITE_TRANSFER_NOT_ALLOWED"), "may not transfer"),  # the code wins
-        (api_error(428, "SITE_TRANSFER_NOT_SUPPORTED"), "cancel the site's paid services first"),
-        (api_error(428, "TARGET_ACCOUNT_ID_NOT_FOUND"), "to_account"),
         (api_error(428), "retrying will not help"),
-        (api_error(400, "SITE_NOT_FOUND"), "source account"),
         (api_error(400), "template_id"),  # a plain 400: the row's values, e.g. a template id
     ],
 )
@@ -192,6 +190,22 @@ def test_hint_for_known_final_failures(error: WixApiError, hint_contains: str) -
     hint = hint_for(error)
     assert hint is not None
     assert hint_contains in hint
+
+
+@pytest.mark.parametrize(
+    ("code", "hint_contains"),
+    [
+        ("SITE_TRANSFER_NOT_ALLOWED", "may not transfer"),
+        ("SITE_TRANSFER_NOT_SUPPORTED", "cancel the site's paid services first"),
+        ("TARGET_ACCOUNT_ID_NOT_FOUND", "to_account"),
+        ("SITE_NOT_FOUND", "source account"),
+    ],
+)
+def test_transfer_errors_have_the_transfer_family_hints(code: str, hint_contains: str) -> None:
+    """Codes of one action family carry that family's hint, more precise than the status's."""
+    hint = family_of(Action.TRANSFER_SITE).hint(code)
+    assert hint is not None and hint_contains in hint
+    assert family_of(Action.CREATE_SITE).hint(code) is None
 
 
 @pytest.mark.parametrize("error", [api_error(409, "SOMETHING_ELSE")])

@@ -1,0 +1,105 @@
+"""The one small interface every action family implements, and the per-row outcomes of a call.
+
+The engine sends *calls*, each carrying one or more rows of one family that may share it. A
+family says which rows may share a call (`batch_key`, `batch_size`), sends a call and maps its
+answer back to each row (`send`), looks up rows whose outcome is unknown (`look_up`, when
+`checkable`), and knows the hints for its own errors (`hint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bulkops.errors import WixError
+from bulkops.model import Action, OpRecord, is_ref
+from bulkops.roles import RoleBook
+from bulkops.wix import WixClient
+
+
+@dataclass(frozen=True)
+class Done:
+    """The effect happened: what the report keeps."""
+
+    site_id: str | None = None
+    invite_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The row was refused without an HTTP error: an invitee Wix listed as failed inside a 200
+    answer, or a role that cannot be resolved. Final: sending the same row again cannot help."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A 200 answer that does not mention the row: its outcome is unknown."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallFailed:
+    """The call that carried the row failed as a whole (when a batch needed several calls and
+    only some of them failed): handled as that error would be for a call of its own."""
+
+    error: WixError
+
+
+RowOutcome = Done | Rejected | Missing | CallFailed
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What a family needs to build and send its calls.
+
+    `roles` is the account's role book, read once before the run's first write; `now` is the
+    clock (unix seconds) look-ups measure their window with.
+    """
+
+    client: WixClient
+    account_id: str
+    roles: RoleBook
+
+
+class ActionFamily(Protocol):
+    """One family of actions behind one interface: the engine never branches on the action."""
+
+    actions: frozenset[Action]
+    batch_size: int  # rows one call may carry (1: a call per row)
+    checkable: bool  # an unknown outcome can be looked up at Wix (else: the resend policy)
+    look_up_size: int  # unknown rows one `look_up` settles together
+
+    def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:
+        """Rows of this family with equal keys may share one call. `op.refs` are resolved."""
+        ...
+
+    async def send(self, ops: Sequence[OpRecord], ctx: ActionContext) -> list[RowOutcome]:
+        """Send one call for `ops` (same batch key, at most `batch_size`); one outcome per op,
+        in order. Raises WixError when the call as a whole failed (every row shares it)."""
+        ...
+
+    async def look_up(
+        self, ops: Sequence[OpRecord], ctx: ActionContext, *, now: float
+    ) -> list[Done | None]:
+        """For each op whose earlier send has an unknown outcome: its effect as found at Wix,
+        or None when not (yet) visible. Raises WixError when a look-up call failed. Only
+        called when `checkable`; `now` is unix seconds."""
+        ...
+
+    def hint(self, code: str | None) -> str | None:
+        """The hint for an error code of this family's calls, or None when none is known."""
+        ...
+
+
+def site_of(op: OpRecord, value: str) -> str:
+    """A site id as written in the row, or the site id produced by the referenced row."""
+    return op.refs.get(value[1:], value) if is_ref(value) else value
+
+
+def hint_in(table: Mapping[str, str], code: str | None) -> str | None:
+    return table.get(code) if code is not None else None
