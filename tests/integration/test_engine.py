@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -16,7 +15,6 @@ from bulkops.model import FINAL_STATES, Action, JobSource, OpSpec, OpState
 from bulkops.ratelimit import AdaptiveBudget
 from bulkops.sandbox import Endpoint, SandboxConfig, running_sandbox
 from bulkops.settings import parse_rate
-from bulkops.store import open_store
 from bulkops.store.base import Store
 from bulkops.wix import WixClient
 
@@ -44,15 +42,6 @@ def onboarding_specs(n: int) -> list[OpSpec]:
     specs.append(OpSpec(line=line + 1, key="team", action=Action.ACCOUNT_INVITE,
                         email="ops@example.com", roles=("Website Manager",), sites=("@hq",)))
     return specs
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(str(tmp_path / "engine.db"))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def add(store: Store, specs: Iterable[OpSpec], job_id: str = "job1") -> str:
