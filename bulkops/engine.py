@@ -482,6 +482,8 @@ class Engine:
         if isinstance(outcome, Done):
             await self._succeed(op, outcome, note=op.note)
         elif isinstance(outcome, Rejected):
+            if not outcome.sent:
+                op = replace(op, attempts=op.attempts - 1)  # nothing left for this row
             hint = family_of(op.spec.action).hint(outcome.code) or hint_for_rejection(outcome.code)
             await self._fail(op, OpError(code=outcome.code, message=outcome.message, hint=hint))
         elif isinstance(outcome, Missing):

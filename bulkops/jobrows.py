@@ -24,10 +24,11 @@ COLUMNS = (
     "from_account", "email", "role", "sites", "depends_on",
 )
 # Columns that `bulkops report --format csv` adds: accepted and ignored, so that a report of the
-# failed rows can be fixed and submitted again as it is.
+# failed rows can be fixed and submitted again as it is (`error_hint`: reports written before
+# the column took the contract's name, `hint`).
 REPORT_COLUMNS = frozenset({
     "line", "status", "attempts", "site_id", "invite_id", "error_code", "error_message",
-    "error_hint", "request_id", "note",
+    "hint", "error_hint", "request_id", "note",
 })
 LIST_COLUMNS = frozenset({"role", "sites", "depends_on"})
 
@@ -188,6 +189,8 @@ def _action(line: int, raw: object, errors: list[RowError]) -> Action | None:
 def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
     """(value, None) when fine (value None = empty, i.e. absent), else (None, reason)."""
     if name in LIST_COLUMNS:
+        if name == "role" and _is_number(raw):
+            raw = [raw]  # one role id written as a JSON number: as in a list of one
         items = _items(raw, allow_numbers=name == "role")
         if isinstance(items, str):
             return None, items
@@ -230,10 +233,17 @@ def _items(raw: object, *, allow_numbers: bool) -> tuple[str, ...] | str:
         # subclass and is never a role id.
         if allow_numbers and isinstance(entry, int) and not isinstance(entry, bool):
             entry = str(entry)
+        elif allow_numbers and isinstance(entry, float):
+            return (f"role id {entry!r} is a JSON number with a fraction or exponent: its last "
+                    "digits are lost; write the id as text in quotes")
         if not isinstance(entry, str) or not entry.strip():
             return "every entry must be non-empty text"
         items.append(entry.strip())
     return tuple(items)
+
+
+def _is_number(raw: object) -> bool:
+    return isinstance(raw, int | float) and not isinstance(raw, bool)
 
 
 def _json_type(raw: object) -> str:

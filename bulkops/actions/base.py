@@ -33,6 +33,7 @@ class Rejected:
 
     code: str
     message: str
+    sent: bool = True  # False: refused before the request left (the attempt does not count)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class SiteInvites(_Invites):
         try:
             policy_ids = _resolve(first, ctx.roles, "site")
         except BulkOpsError as exc:
-            return [Rejected("ROLE_NOT_RESOLVED", str(exc)) for _ in ops]
+            return [Rejected("ROLE_NOT_RESOLVED", str(exc), sent=False) for _ in ops]
         emails = [_email(op) for op in ops]
         results = await ctx.client.create_site_invites(
             site_id=site_of(first, first.spec.site), policy_ids=policy_ids, emails=emails
@@ -89,7 +89,7 @@ class AccountInvites(_Invites):
             try:
                 policy_ids = _resolve(op, ctx.roles, _level(op))
             except BulkOpsError as exc:
-                outcomes[index] = Rejected("ROLE_NOT_RESOLVED", str(exc))
+                outcomes[index] = Rejected("ROLE_NOT_RESOLVED", str(exc), sent=False)
                 continue
             sites = tuple(site_of(op, site) for site in op.spec.sites)
             invitees.append(AccountInvitee(_email(op), policy_ids, sites))

@@ -205,3 +205,20 @@ async def test_transfers_and_creates_stay_one_call_per_row(store: Store) -> None
         state = await sandbox_state(fake.base_url)
     assert calls(state)[CREATE] == 2
     assert calls(state)[TRANSFER] == 2
+
+
+async def test_a_role_that_cannot_be_resolved_fails_its_row_with_no_attempt(store: Store) -> None:
+    """Rows whose role the account does not have (a run without the checks before the first
+    write): refused before any request, 0 attempts, a hint; the rest share their call."""
+    specs = team(4)
+    specs[1] = dataclasses.replace(specs[1], roles=("Website Boss",))
+    async with running_sandbox(SandboxConfig(), port=0) as fake:
+        job = await add(store, specs)
+        await run_engine(store, fake.base_url, job)
+        state = await sandbox_state(fake.base_url)
+    ops = await by_key(store, job)
+    boss = ops["t1"]
+    assert boss.state is OpState.FAILED and boss.attempts == 0 and boss.error is not None
+    assert boss.error.code == "ROLE_NOT_RESOLVED" and boss.error.hint
+    assert {k for k, op in ops.items() if op.state is OpState.SUCCEEDED} == {"t0", "t2", "t3"}
+    assert calls(state)[ACCOUNT_INVITES] == 1

@@ -136,3 +136,28 @@ def test_report_fields_are_accepted_in_json(tmp_path: Path) -> None:
     ops = [{"line": 4, "status": "failed", "attempts": 2, "action": "create_site",
             "site_name": "A", "error_code": "X"}]
     assert validate(write(tmp_path, json.dumps(ops))).total == 1
+
+
+ROLE_ID = 7084512206941830272
+
+
+@pytest.mark.parametrize("role", [ROLE_ID, [ROLE_ID], str(ROLE_ID), [str(ROLE_ID)]],
+                         ids=["number", "list-of-number", "text", "list-of-text"])
+def test_a_role_id_is_read_alike_as_text_or_exact_integer_alone_or_in_a_list(
+    tmp_path: Path, role: object
+) -> None:
+    ops = [{"action": "account_invite", "email": "a@example.com", "role": role}]
+    _, specs = load_job(write(tmp_path, json.dumps(ops)))
+    assert [spec.roles for spec in specs()] == [(str(ROLE_ID),)]
+
+
+@pytest.mark.parametrize("role", [7.08451e18, [7.08451e18], [str(ROLE_ID), 1.5]],
+                         ids=["float", "list-of-float", "mixed"])
+def test_a_role_id_written_as_a_json_float_is_refused_with_the_reason(
+    tmp_path: Path, role: object
+) -> None:
+    """A float has lost the id's last digits: never sent, and the row says why."""
+    ops = [{"action": "account_invite", "email": "a@example.com", "role": role}]
+    [(line, column, reason)] = problems(write(tmp_path, json.dumps(ops)))
+    assert (line, column) == (1, "role")
+    assert "fraction or exponent" in reason and "as text in quotes" in reason
