@@ -454,3 +454,15 @@ def status_json(db: str | Path, env: Mapping[str, str], *extra: str) -> Json:
     assert result.returncode == 0, result.stderr
     status: Json = json.loads(result.stdout)
     return status
+
+
+def kill_after_requests(cli: BackgroundCli, sandbox: SandboxProcess, more: int, *,
+                        timeout: float) -> int:
+    """SIGKILL the run once the sandbox has seen `more` further requests; returns how many
+    requests it had seen at the kill (the run must still be going at that point)."""
+    start = request_count(sandbox.base_url)
+    wait_until(lambda: not cli.running() or request_count(sandbox.base_url) >= start + more,
+               timeout=timeout)
+    assert cli.running(), f"the run ended before {more} requests: {cli.wait(1)}"
+    cli.kill()
+    return request_count(sandbox.base_url)

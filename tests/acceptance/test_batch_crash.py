@@ -10,11 +10,10 @@ from pathlib import Path
 from harness import (
     SandboxFactory,
     fast_run_flags,
+    kill_after_requests,
     report_json,
-    request_count,
     run_cli,
     start_cli,
-    wait_until,
     write_job_csv,
 )
 
@@ -45,12 +44,7 @@ def test_sigkill_during_batched_invite_calls_then_resume_loses_no_invite(
     for kill_after in (3, 6):
         cli = start_cli(["run", job, *flags], env)
         try:
-            start = request_count(sandbox.base_url)
-            wait_until(lambda: not cli.running()
-                       or request_count(sandbox.base_url) >= start + kill_after,
-                       timeout=RUN_TIMEOUT)
-            assert cli.running(), f"the run ended before {kill_after} requests: {cli.wait(1)}"
-            cli.kill()
+            kill_after_requests(cli, sandbox, kill_after, timeout=RUN_TIMEOUT)
         finally:
             cli.ensure_stopped()
 

@@ -15,10 +15,9 @@ from pathlib import Path
 from evidence import assert_exactly_once
 from harness import (
     SUB_ACCOUNTS,
-    BackgroundCli,
     SandboxFactory,
-    SandboxProcess,
     fast_run_flags,
+    kill_after_requests,
     realistic_rows,
     report_json,
     request_count,
@@ -38,17 +37,6 @@ ROWS = 40
 # early, a late and a middle point of the run (the first start is killed after 0.2 s instead).
 KILL_AFTER_REQUESTS = (5, 15, 10)
 RUN_TIMEOUT = 60.0
-
-
-def _kill_after_requests(cli: BackgroundCli, sandbox: SandboxProcess, more: int) -> int:
-    """SIGKILL the run once the sandbox has seen `more` further requests; returns how many
-    requests it had seen at the kill (the run must still be going at that point)."""
-    start = request_count(sandbox.base_url)
-    wait_until(lambda: not cli.running() or request_count(sandbox.base_url) >= start + more,
-               timeout=RUN_TIMEOUT)
-    assert cli.running(), f"the run ended before {more} requests: {cli.wait(1)}"
-    cli.kill()
-    return request_count(sandbox.base_url)
 
 
 def test_sigkill_at_varied_moments_then_run_and_resume_do_every_row_exactly_once(
@@ -75,7 +63,7 @@ def test_sigkill_at_varied_moments_then_run_and_resume_do_every_row_exactly_once
                 kill_points.append(request_count(sandbox.base_url))
             else:
                 more = KILL_AFTER_REQUESTS[number - 1]
-                kill_points.append(_kill_after_requests(cli, sandbox, more))
+                kill_points.append(kill_after_requests(cli, sandbox, more, timeout=RUN_TIMEOUT))
         finally:
             cli.ensure_stopped()
     assert kill_points[0] < kill_points[1] < kill_points[2] < kill_points[3]
