@@ -26,7 +26,14 @@ from bulkops.model import OpState
 
 if TYPE_CHECKING:
     from bulkops.runner import RunSummary
-from bulkops.settings import DEFAULT_BASE_URL, DEFAULT_RATE, Settings, parse_rate
+from bulkops.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_RATE,
+    IF_EXISTS_CHOICES,
+    IfExists,
+    Settings,
+    parse_rate,
+)
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_INVALID, EXIT_STOPPED, EXIT_BUSY, EXIT_INTERRUPTED = (
     0, 1, 2, 3, 4, 130
@@ -99,24 +106,44 @@ def database_choice(db: str | None) -> DbChoice:
     return choice
 
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+# Options `plan` shares with `run` and `resume`: where to send, as whom, how fast, what to do
+# with a site that exists already.
+base_url_option: Decorator = click.option(
+    "--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True, default="",
+    help="Wix API base URL (plain http:// only for loopback hosts). run: "
+         f"default {DEFAULT_BASE_URL}; resume: the job's own.")
+account_id_option: Decorator = click.option(
+    "--account-id", envvar="WIX_ACCOUNT_ID", show_envvar=True, default="",
+    help="Your Wix account id (resume: default the job's own).")
+rate_option: Decorator = click.option(
+    "--rate", envvar="BULKOPS_RATE", show_envvar=True, default=DEFAULT_RATE,
+    show_default=True, help="Request budget, e.g. 200/min or 5/s.")
+timeout_option: Decorator = click.option(
+    "--timeout", envvar="BULKOPS_TIMEOUT", show_envvar=True, default=30.0,
+    show_default=True, type=click.FloatRange(0.1, 600),
+    help="Seconds to wait for one answer.")
+if_exists_option: Decorator = click.option(
+    "--if-exists", envvar="BULKOPS_IF_EXISTS", show_envvar=True,
+    type=click.Choice(IF_EXISTS_CHOICES), default="fail", show_default=True,
+    help="A create_site row whose site name a site of the account has already: refuse the "
+         "file before anything is sent (fail), or take that site as the row's result (adopt).")
+
+
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        click.option("--base-url", envvar="BULKOPS_BASE_URL", show_envvar=True, default="",
-                     help="Wix API base URL (plain http:// only for loopback hosts). run: "
-                          f"default {DEFAULT_BASE_URL}; resume: the job's own."),
-        click.option("--account-id", envvar="WIX_ACCOUNT_ID", show_envvar=True, default="",
-                     help="Your Wix account id (resume: default the job's own)."),
-        click.option("--rate", envvar="BULKOPS_RATE", show_envvar=True, default=DEFAULT_RATE,
-                     show_default=True, help="Request budget, e.g. 200/min or 5/s."),
+    options: list[Decorator] = [
+        base_url_option,
+        account_id_option,
+        rate_option,
         click.option("--concurrency", envvar="BULKOPS_CONCURRENCY", show_envvar=True, default=8,
                      show_default=True, type=click.IntRange(1, 256),
                      help="Requests in flight at once."),
         click.option("--max-attempts", envvar="BULKOPS_MAX_ATTEMPTS", show_envvar=True, default=8,
                      show_default=True, type=click.IntRange(1, 100),
                      help="Sends per operation before it fails."),
-        click.option("--timeout", envvar="BULKOPS_TIMEOUT", show_envvar=True, default=30.0,
-                     show_default=True, type=click.FloatRange(0.1, 600),
-                     help="Seconds to wait for one answer."),
+        timeout_option,
+        if_exists_option,
         click.option("--settle", envvar="BULKOPS_SETTLE", show_envvar=True, default=15.0,
                      show_default=True, type=click.FloatRange(0, 3600),
                      help="Seconds allowed for Wix's site listing to catch up before an "
@@ -166,7 +193,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurrency: int,
               max_attempts: int, timeout: float, settle: float, backoff_base: float,
               breaker_window: int, breaker_ratio: float, lease_seconds: float,
-              finish_by: str | None, outage_limit: float, api_key: str) -> Settings:
+              finish_by: str | None, outage_limit: float, api_key: str,
+              if_exists: IfExists = "fail") -> Settings:
     from bulkops.wixwire import checked_base_url  # refuses plain http to a non-loopback host
 
     return Settings(
@@ -175,7 +203,7 @@ def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurren
         rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
         timeout=timeout, settle=settle, backoff_base=backoff_base,
         breaker_window=breaker_window, breaker_ratio=breaker_ratio, lease_seconds=lease_seconds,
-        deadline=_deadline(finish_by), outage_limit=outage_limit,
+        deadline=_deadline(finish_by), outage_limit=outage_limit, if_exists=if_exists,
     )
 
 
@@ -303,6 +331,60 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
         raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
     source = checked.source
     click.echo(f"{file}: {source.total} operation(s), valid ({source.format})")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="The plan for people, or one JSON object for scripts.")
+@click.option("--sandbox", is_flag=True,
+              help="Plan against the in-process sandbox of `run --sandbox` (its saved world).")
+@base_url_option
+@account_id_option
+@rate_option
+@timeout_option
+@if_exists_option
+@db_option
+def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rate: str,
+         timeout: float, if_exists: IfExists, db: str | None) -> None:
+    """Show what `run FILE` would do, with read calls only: problems per row (checked against
+    the live account as `run` checks them before its first write), what would be created,
+    transferred and invited, rows done in earlier runs, the API calls and their time under
+    the budget. Nothing is sent or stored. Exit 0 when the plan is clean, 2 when it found
+    problems."""
+    from bulkops.errors import WixError
+    from bulkops.plan import make_plan, plan_json, plan_text
+    from bulkops.runner import require_credentials, sandbox_target
+    from bulkops.wixwire import checked_base_url
+
+    checked = jobfile.check_job(file)
+    choice = database_choice(db)
+    settings = Settings(
+        db_url=choice.url, base_url=checked_base_url(base_url or DEFAULT_BASE_URL),
+        api_key=_api_key(), account_id=account_id, rate=parse_rate(rate), timeout=timeout,
+        if_exists=if_exists,
+    )
+    if sandbox:
+        settings = sandbox_target(settings)
+    else:
+        require_credentials(settings)
+    _configure_logging(0, settings)
+    exists = database_exists(choice.url)
+    if not exists and not choice.default:
+        click.echo(f"note: no database at {choice.url} yet: no earlier runs to compare with",
+                   err=True)
+    try:
+        result = anyio.run(make_plan, checked, settings, choice.url if exists else None)
+    except WixError as exc:
+        click.echo(f"error: Wix did not answer a read of the plan ({exc}); nothing was "
+                   "planned, nothing was sent", err=True)
+        sys.exit(EXIT_STOPPED)
+    if fmt == "json":
+        click.echo(plan_json(result))
+    else:
+        for line in plan_text(result):
+            click.echo(line)
+    sys.exit(EXIT_OK if result.clean else EXIT_INVALID)
 
 
 @cli.command()

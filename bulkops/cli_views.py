@@ -7,10 +7,15 @@ handling are `cli`'s.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import anyio
 import click
@@ -134,15 +139,37 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
     db = database_choice(db).url
     states = _states(only)
     if output:
-        try:
-            out = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the report to {output}: {exc.strerror}") from None
-        with out:
+        with replaced_on_success(output, what="the report") as out:
             count = anyio.run(write_report, db, job or None, fmt, states, out)
         click.echo(f"wrote {count} row(s) to {output}", err=True)
     else:
         anyio.run(write_report, db, job or None, fmt, states, sys.stdout)
+
+
+@contextmanager
+def replaced_on_success(path: str, *, what: str) -> Iterator[TextIO]:
+    """A text file that becomes `path` only when the block ends without an error: a report
+    refused by its checks leaves an earlier file of that name as it was. Raises ConfigError
+    (one line) when the file cannot be written."""
+    target = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                             suffix=".partial")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # as `open` would have made it, not mkstemp's 0600
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what} to {path}: {exc.strerror}") from None
+    try:
+        with open(handle, "w", encoding="utf-8", newline="") as out:
+            yield out
+        try:
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {what} to {path}: {exc.strerror}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _states(only: str | None) -> list[OpState] | None:

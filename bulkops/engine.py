@@ -103,6 +103,9 @@ class EngineConfig:
     owner: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
     deadline: float | None = None  # unix seconds (--finish-by): no operation starts after it
     outage_limit: float = 900.0  # seconds Wix may stay unreachable before the run stops
+    # Wix unreachable since then (unix seconds), as the caller's own wait for its first answer
+    # found before giving up (precheck): the outage counts from there, not from this run's start.
+    unreachable_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ class Engine:
         # Rows claimed and waiting for the call that will carry them, by batch key.
         self._queued: dict[Hashable, _Group] = {}
         self._full: deque[_Group] = deque()  # calls ready to go when a slot is free
+        self._backlog = False  # the last claim was cut short by the queue's room
         self._queued_rows = 0
         self._calls_at_start = 0
         self._counts: Counter[OpState] = Counter()
@@ -244,7 +248,9 @@ class Engine:
                     await self._store.set_job_state(job_id, previous.state,
                                                     stop_reason=previous.stop_reason)
                 raise
-            if not stop.is_set() and not self._time_is_up():
+            # Not after the preflight gave up (a tripped breaker: the outage limit came before
+            # the outage gate had seen enough failures to say so itself).
+            if not stop.is_set() and not self._breaker.tripped and not self._time_is_up():
                 await self._read_roles()
         log.info("job_started", extra={"job": job_id, "open": self._open_ops()})
         async with anyio.create_task_group() as writer:
@@ -297,6 +303,9 @@ class Engine:
                 )
             for op in claimed:
                 self._enqueue(op)
+            # A claim cut short by the queue's room leaves ready rows behind: calls that are
+            # not full wait for them rather than leave half empty.
+            self._backlog = room > 0 and len(claimed) == room
             started = self._start_calls(workers)
             if claimed or started:
                 continue
@@ -340,8 +349,12 @@ class Engine:
         now = self._clock()
         due = list(self._full)
         self._full.clear()
+        # Rows left unclaimed for want of room may fill the calls that are not full, once the
+        # full ones have made room; with none of those, the lingering calls go as they are.
+        waiting_for_more = self._backlog and bool(due)
         for key, group in list(self._queued.items()):
-            if self._in_flight == 0 or now - group.since >= LINGER:
+            lingered = now - group.since >= LINGER and not waiting_for_more
+            if self._in_flight == 0 or lingered:
                 due.append(self._queued.pop(key))
         started = 0
         for group in due:
@@ -803,7 +816,7 @@ class Engine:
             async for _ in self._client.iter_sites(page_size=1):
                 break
 
-        down_since = self._clock()
+        down_since = self._config.unreachable_since or self._clock()
         attempt = 0
         while True:
             give_up_at = down_since + self._config.outage_limit

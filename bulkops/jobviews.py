@@ -4,12 +4,13 @@ and what `validate` learns from the database. None of them sends anything to Wix
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
-from typing import TextIO
 
 import anyio
 
@@ -18,7 +19,15 @@ from bulkops.identity import Holder, KnownOp, outside_ref_errors, scope_of, when
 from bulkops.jobfile import CheckedJob
 from bulkops.locations import database_exists
 from bulkops.model import FINAL_STATES, JobInfo, JobState, OpRecord, OpState
-from bulkops.report import write_csv, write_json
+from bulkops.report import (
+    ReportMismatch,
+    ReportTally,
+    TextSink,
+    count_problems,
+    row_problems,
+    write_csv,
+    write_json,
+)
 from bulkops.store import open_store
 from bulkops.store.base import Store
 from bulkops.store.history import JobListing, PruneResult
@@ -64,38 +73,91 @@ async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[
         return job, await store.counts(job.job_id)
 
 
+REPORT_READS = 3  # reads of a job whose rows a live run keeps changing, before writing it as read
+SPOOL_BYTES = 8 << 20  # a report larger than this is checked from a temporary file, not memory
+HTML_ROWS = 2000  # failed and blocked rows listed on the page; the CSV report has them all
+
+
 async def write_report(
-    db_url: str, job_id: str | None, fmt: str, only: Collection[OpState] | None, out: TextIO
+    db_url: str, job_id: str | None, fmt: str, only: Collection[OpState] | None, out: TextSink
 ) -> int:
     """Write the job's report (`fmt`: json, csv or html) to `out`; returns the rows reported
     (html: every row of the job, counted on the page). `only`: just rows in these states (json
-    and csv). Raises ConfigError for a pruned job (its rows are gone)."""
+    and csv; html lists the failed and blocked rows). Raises ConfigError for a pruned job (its
+    rows are gone).
+
+    Nothing reaches `out` before the report is checked against the store: every row of the job
+    (`only`: every row in those states) in exactly one record, in input order, and as many
+    records per state as `Store.counts` has (html: the page's counts too). A disagreement
+    raises ReportMismatch and writes nothing. A job that a live run changes while it is read
+    is read again, up to REPORT_READS times, then written as last read: its rows are still
+    checked, but counts that moved during the read cannot be.
+    """
     require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await pick_job(store, job_id)
         if job.pruned_at is not None:
             raise ConfigError(f"job {job.job_id} was pruned on {when(job.pruned_at)}: its "
                               "per-row detail is gone (done work stays done)")
-        if fmt == "html":
-            return await _write_html(store, job, db_url, out)
-        if fmt == "json":
-            return await write_json(store.iter_ops(job.job_id, only=only), out)
-        produced = {
-            op.spec.key: op.site_id or ""
-            async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
-        }
-        return await write_csv(store.iter_ops(job.job_id, only=only), produced, out)
+        states = (OpState.FAILED, OpState.BLOCKED) if fmt == "html" else only
+        for read in range(1, REPORT_READS + 1):
+            before = await store.counts(job.job_id)
+            tally = ReportTally(job.job_id)
+            with tempfile.SpooledTemporaryFile(SPOOL_BYTES, mode="w+", encoding="utf-8",
+                                               newline="") as spool:
+                count, shown = await _render(store, job, fmt, only, db_url, tally, spool)
+                after = await store.counts(job.job_id)
+                rows = row_problems(tally, total=job.total, only=states)
+                if rows:
+                    raise ReportMismatch(_mismatch(job, rows))
+                problems = count_problems(tally, counts=after, only=states)
+                if shown is not None and dict(shown) != dict(after):
+                    problems.append("the page's counts per state differ from the database's")
+                moving = dict(before) != dict(after)
+                if not problems or (moving and read == REPORT_READS):
+                    spool.seek(0)
+                    shutil.copyfileobj(spool, out)
+                    return count
+                if not moving:
+                    raise ReportMismatch(_mismatch(job, problems))
+        raise AssertionError("unreachable: the last read either writes or raises")
 
 
-HTML_ROWS = 2000  # failed and blocked rows listed on the page; the CSV report has them all
+def _mismatch(job: JobInfo, problems: list[str]) -> str:
+    return (f"the report of job {job.job_id} does not match its rows in the database: "
+            f"{'; '.join(problems)}; nothing was written (unless the database was changed "
+            "by other means, this is a bug: please report it with `bulkops status --json` of "
+            "this job)")
 
 
-async def _write_html(store: Store, job: JobInfo, db_url: str, out: TextIO) -> int:
+async def _render(
+    store: Store, job: JobInfo, fmt: str, only: Collection[OpState] | None, db_url: str,
+    tally: ReportTally, out: TextSink,
+) -> tuple[int, Mapping[OpState, int] | None]:
+    """Render the report into `out`, counting its records in `tally`. Returns the rows
+    reported and, for html, the counts per state the page shows."""
+    if fmt == "html":
+        return await _write_html(store, job, db_url, tally, out)
+    records = tally.through(store.iter_ops(job.job_id, only=only))
+    if fmt == "json":
+        return await write_json(records, out), None
+    produced = {
+        op.spec.key: op.site_id or ""
+        async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
+    }
+    return await write_csv(records, produced, out), None
+
+
+async def _write_html(
+    store: Store, job: JobInfo, db_url: str, tally: ReportTally, out: TextSink
+) -> tuple[int, Mapping[OpState, int]]:
     from bulkops.htmlreport import render_html  # jinja2 is loaded only for this
 
     problems: list[OpRecord] = []
     more = 0
-    async for op in store.iter_ops(job.job_id, only=(OpState.FAILED, OpState.BLOCKED)):
+    async for op in tally.through(
+        store.iter_ops(job.job_id, only=(OpState.FAILED, OpState.BLOCKED))
+    ):
         if len(problems) < HTML_ROWS:
             problems.append(op)
         else:
@@ -103,7 +165,7 @@ async def _write_html(store: Store, job: JobInfo, db_url: str, out: TextIO) -> i
     overview = await store.overview(job)
     out.write(render_html(overview, problems, more_problems=more, database=db_url,
                           generated_at=time.time()))
-    return sum(overview.counts.values())
+    return sum(overview.counts.values()), overview.counts
 
 
 async def cancel_job(db_url: str, job_id: str) -> tuple[JobInfo, int]:

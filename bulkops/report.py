@@ -3,16 +3,23 @@
 The CSV report is also a job file: its input columns come first, references to rows that
 succeeded are replaced by what those rows produced, so `--only failed` gives a file that can be
 fixed and submitted again as it is (the report columns are ignored when it is read back).
+
+Every input row appears in exactly one record: `ReportTally` counts what a report holds while it
+is rendered, and `row_problems` / `count_problems` compare that with the store before anything
+is written (see `jobviews.write_report`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, TextIO
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bulkops.cells import escape
+from bulkops.errors import StoreError
 from bulkops.identity import when
 from bulkops.model import FINAL_STATES, OpRecord, OpState, is_ref
 
@@ -21,7 +28,13 @@ INPUT_COLUMNS = (
     "from_account", "email", "role", "sites", "depends_on",
 )
 REPORT_COLUMNS = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
-                  "error_hint", "request_id", "note", "line")
+                  "hint", "request_id", "note", "line")
+
+
+class TextSink(Protocol):
+    """Where a report is written: a text file, stdout, or the spool it is checked in first."""
+
+    def write(self, text: str, /) -> int: ...
 
 
 def note_of(op: OpRecord) -> str | None:
@@ -67,7 +80,7 @@ def record_json(op: OpRecord) -> dict[str, Any]:
     }
 
 
-async def write_json(ops: AsyncIterator[OpRecord], out: TextIO) -> int:
+async def write_json(ops: AsyncIterator[OpRecord], out: TextSink) -> int:
     """Stream a JSON array (one object per line inside it) without holding the job in memory."""
     count = 0
     out.write("[")
@@ -108,7 +121,7 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
         "invite_id": op.invite_id or "",
         "error_code": (error.code or "") if error else "",
         "error_message": error.message if error else "",
-        "error_hint": (error.hint or "") if error else "",
+        "hint": (error.hint or "") if error else "",
         # What Wix support asks for about a failed call.
         "request_id": (error.request_id or "") if error else "",
         "note": note_of(op) or "",
@@ -118,7 +131,7 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
 
 
 async def write_csv(
-    ops: AsyncIterator[OpRecord], produced: Mapping[str, str], out: TextIO
+    ops: AsyncIterator[OpRecord], produced: Mapping[str, str], out: TextSink
 ) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*INPUT_COLUMNS, *REPORT_COLUMNS])
@@ -127,3 +140,84 @@ async def write_csv(
         writer.writerow(csv_row(op, produced))
         count += 1
     return count
+
+
+class ReportMismatch(StoreError):
+    """A report's records disagree with the job's rows or counts in the store; nothing was
+    written. The CLI prints it as one `error:` line (exit 2), like any store error."""
+
+
+@dataclass
+class ReportTally:
+    """What a report holds, counted while its records are rendered.
+
+    `counts`: records per state. Rows are told apart by `OpRecord.seq` (the job's input order,
+    from 0): `misplaced` holds the lines of records whose row came again or before an earlier
+    one, `foreign` counts records of another job's rows.
+    """
+
+    job_id: str
+    counts: Counter[OpState] = field(default_factory=Counter)
+    records: int = 0
+    first_seq: int | None = None
+    last_seq: int = -1
+    misplaced: list[int] = field(default_factory=list)
+    foreign: int = 0
+
+    def add(self, op: OpRecord) -> None:
+        self.records += 1
+        self.counts[op.state] += 1
+        if op.job_id != self.job_id:
+            self.foreign += 1
+        if self.first_seq is None:
+            self.first_seq = op.seq
+        if op.seq <= self.last_seq:
+            self.misplaced.append(op.spec.line)
+        else:
+            self.last_seq = op.seq
+
+    async def through(self, ops: AsyncIterator[OpRecord]) -> AsyncIterator[OpRecord]:
+        """`ops` unchanged, each one counted as it passes on its way to a writer."""
+        async for op in ops:
+            self.add(op)
+            yield op
+
+
+def row_problems(
+    tally: ReportTally, *, total: int, only: Collection[OpState] | None
+) -> list[str]:
+    """Why the tallied records are not each row of a job of `total` rows exactly once, in
+    input order (`only`: a subset of its rows; which ones is `count_problems`' to judge).
+    Empty: they are. Rows never change once stored, so a problem here is never a race."""
+    problems = []
+    if tally.foreign:
+        problems.append(f"{tally.foreign} record(s) of another job's rows")
+    if tally.misplaced:
+        lines = ", ".join(str(line) for line in tally.misplaced[:5])
+        more = "…" if len(tally.misplaced) > 5 else ""
+        problems.append(f"rows repeated or out of input order (line {lines}{more})")
+    if tally.first_seq is not None and (tally.first_seq < 0 or tally.last_seq >= total):
+        problems.append(f"records of rows the job's {total} rows do not have")
+    # In order, each once and inside the job: as many records as rows means every row.
+    if only is None and tally.records != total:
+        problems.append(f"{tally.records} record(s) for the job's {total} rows")
+    return problems
+
+
+def count_problems(
+    tally: ReportTally, *, counts: Mapping[OpState, int], only: Collection[OpState] | None
+) -> list[str]:
+    """Where the tallied records per state differ from the store's `counts` of the job's rows
+    (`Store.counts`), restricted to the states in `only` (None: all; a record in any other
+    state is a problem too). Empty: they agree."""
+    wanted = set(OpState) if only is None else set(only)
+    problems = []
+    for state in OpState:
+        got = tally.counts[state]
+        if state not in wanted:
+            if got:
+                problems.append(f"{got} {state.value} record(s), a state not asked for")
+        elif got != counts.get(state, 0):
+            problems.append(f"{got} {state.value} in the report, {counts.get(state, 0)} in "
+                            "the database")
+    return problems

@@ -12,6 +12,11 @@ from bulkops.wixwire import Role
 Level = Literal["site", "account"]
 
 _WHERE = {"site": "on a site", "account": "account-wide"}
+# Where a role restricted at one level can be given instead.
+_INSTEAD = {
+    "site": "give it account-wide instead: an account_invite without sites",
+    "account": "give it on sites instead: a site_invite, or an account_invite with sites",
+}
 # Enough titles to recognise the right one in an error message without drowning it.
 _MAX_LISTED = 12
 
@@ -42,7 +47,8 @@ class RoleBook:
         role = self._find(value)
         # Wix's `restrictFromLevel` names the level the role may NOT be given at.
         if (role.restrict_from_level or "").strip().lower() == level:
-            raise RoleError(f"role {role.title!r} cannot be given {_WHERE[level]}")
+            raise RoleError(f"role {role.title!r} cannot be given {_WHERE[level]}: "
+                            f"{_INSTEAD[level]}")
         return role.id
 
     def resolve_all(self, values: Iterable[str], level: Level) -> tuple[str, ...]:
@@ -72,6 +78,9 @@ class RoleBook:
         raise RoleError(f"unknown role {text!r}{self._suggestion(text)}; known: {self._known()}")
 
     def _suggestion(self, text: str) -> str:
+        wrapped = self._unwrapped(text)
+        if wrapped:
+            return wrapped
         titles = {_title_key(r.title): r.title for r in self._by_id.values()}
         key = _title_key(text)
         if "," in text and all(_title_key(part) in titles for part in text.split(",")):
@@ -82,6 +91,24 @@ class RoleBook:
             return f" (did you mean {longer[0]!r}?)"
         close = difflib.get_close_matches(key, list(titles), n=1, cutoff=0.75)
         return f" (did you mean {titles[close[0]]!r}?)" if close else ""
+
+    def _unwrapped(self, text: str) -> str:
+        """A hint for a value a spreadsheet wrapped to keep it as text (`="708…"`, `'708…`,
+        `=708…`), naming the role inside when there is one; "" for any other value."""
+        if text.startswith('="') and text.endswith('"') and len(text) > 3:
+            inner = text[2:-1]
+        elif text[:1] in ("=", "'") and len(text) > 1:
+            inner = text[1:]
+        else:
+            return ""
+        try:
+            role: Role | None = self._find(inner)
+        except RoleError:
+            role = None
+        what = f": write {inner.strip()!r} alone" + (
+            f" (the role {role.title!r})" if role is not None and role.title != inner.strip()
+            else "")
+        return f" ({text!r} is a spreadsheet's keep-as-text wrapper{what})"
 
     def _known(self) -> str:
         titles = sorted({r.title for r in self._by_id.values()}, key=str.casefold)

@@ -30,6 +30,7 @@ from bulkops.model import (
     RunRecord,
 )
 from bulkops.outage import OutageGate
+from bulkops.prerun import Ready, check_before_sending
 from bulkops.progress import show_progress
 from bulkops.ratelimit import AdaptiveBudget
 from bulkops.settings import DEFAULT_BASE_URL, Settings
@@ -68,15 +69,19 @@ async def run_job(
     unfinished). The job is held under a lease for the whole run: another process holding it
     raises JobBusy at once, or after `wait` seconds (None: no waiting).
 
+    Before the first write, the rows still to do are checked against Wix with reads only
+    (`prerun`, `precheck`): roles, sites named by id, display names of new sites.
+
     Raises JobFileError (nothing sent) for outside `@key` references that name no done
-    operation, and for rows that reuse a done key with other content; ConfigError for a
-    resume against another account or API, or missing credentials.
+    operation, for rows that reuse a done key with other content, and for rows the checks
+    against Wix refuse; ConfigError for a resume against another account or API, missing
+    credentials, or credentials Wix refuses.
     """
     owner = lease_owner()
     async with opened_store(settings.db_url) as store:
         if checked is not None:
             if sandbox:
-                settings = _sandbox_target(settings)
+                settings = sandbox_target(settings)
             await _check_outside_refs(store, checked, settings)
             scoped = replace(
                 checked.source,
@@ -108,7 +113,7 @@ async def run_job(
                           result.stop_kind.value if result.stop_kind else None)
 
 
-def _sandbox_target(settings: Settings) -> Settings:
+def sandbox_target(settings: Settings) -> Settings:
     """Jobs run against the in-process sandbox are stored with a fixed target, not its port."""
     from bulkops.sandbox import SandboxConfig
 
@@ -122,7 +127,7 @@ def _stored_target(job: JobInfo, settings: Settings) -> Settings:
     given on purpose is refused, since it would repeat the job's rows elsewhere."""
     _check_same_target(job, settings)
     if job.base_url == SANDBOX_TARGET:
-        return _sandbox_target(settings)
+        return sandbox_target(settings)
     settings = replace(
         settings,
         base_url=job.base_url or settings.base_url or DEFAULT_BASE_URL,
@@ -193,14 +198,55 @@ async def _take_over_and_run(
                                  "rearmed": taken.rearmed, "elsewhere": taken.held_elsewhere})
     if settings.deadline is not None:
         _warn_if_late(await store.counts(job.job_id), settings, progress[0])
-    run = await store.start_run(
-        RunRecord(run_id=0, job_id=job.job_id, command="run" if rerun else "resume",
-                  started_at=time.time(), budget_per_second=settings.rate.per_second,
-                  bucket_seconds=BUCKET_SECONDS),
-        owner,
-    )
     async with _wix(settings, job) as base_url:
-        return await _run_engine(store, job, settings, base_url, owner, run, stop, progress)
+        # Every request passes the outage gate, is counted on the run's timeline, and then
+        # waits for its turn in the adaptive budget: the checks' reads as much as the sends.
+        timeline = RequestTimeline(AdaptiveBudget(settings.rate), bucket_seconds=BUCKET_SECONDS)
+        gate = OutageGate(timeline)
+        async with WixClient(
+            base_url=base_url,
+            api_key=settings.api_key,
+            account_id=settings.account_id,
+            budget=gate,
+            timeout=settings.timeout,
+        ) as client:
+            ready = await _checked(store, job, client, settings, stop)
+            # Recorded once the checks passed: a run refused by them did nothing to account for.
+            run = await store.start_run(
+                RunRecord(run_id=0, job_id=job.job_id, command="run" if rerun else "resume",
+                          started_at=timeline.started_at,
+                          budget_per_second=settings.rate.per_second,
+                          bucket_seconds=BUCKET_SECONDS),
+                owner,
+            )
+            return await _run_engine(store, job, settings, _Wire(client, gate, timeline),
+                                     ready, owner, run, stop, progress)
+
+
+async def _checked(
+    store: Store, job: JobInfo, client: WixClient, settings: Settings, stop: anyio.Event
+) -> Ready:
+    """The checks before the first write (`prerun`). The job shows as running while they wait
+    for Wix; when they refuse the job (or fail), it is left as it was: nothing was done."""
+    before = await store.get_job(job.job_id)
+    await store.set_job_state(job.job_id, JobState.RUNNING)
+    try:
+        return await check_before_sending(store, job, client, settings, stop)
+    except Exception:
+        if before is not None:
+            with anyio.CancelScope(shield=True):
+                await store.set_job_state(job.job_id, before.state,
+                                          stop_reason=before.stop_reason)
+        raise
+
+
+@dataclass(frozen=True)
+class _Wire:
+    """The run's connection to Wix: the client, and the budget its requests pass."""
+
+    client: WixClient
+    gate: OutageGate
+    timeline: RequestTimeline
 
 
 @asynccontextmanager
@@ -250,66 +296,62 @@ def _check_same_target(job: JobInfo, settings: Settings) -> None:
 
 
 async def _run_engine(
-    store: Store, job: JobInfo, settings: Settings, base_url: str, owner: str, run: RunRecord,
-    stop: anyio.Event, progress: tuple[TextIO, float, bool],
+    store: Store, job: JobInfo, settings: Settings, wire: _Wire, ready: Ready, owner: str,
+    run: RunRecord, stop: anyio.Event, progress: tuple[TextIO, float, bool],
 ) -> tuple[RunResult, RunRecord]:
-    # Every request passes the outage gate, is counted on the run's timeline, and then waits
-    # for its turn in the adaptive budget.
-    timeline = RequestTimeline(AdaptiveBudget(settings.rate), bucket_seconds=run.bucket_seconds)
-    gate = OutageGate(timeline)
-    async with WixClient(
-        base_url=base_url,
-        api_key=settings.api_key,
-        account_id=settings.account_id,
-        budget=gate,
-        timeout=settings.timeout,
-    ) as client:
-        engine = Engine(
-            store=store,
-            client=client,
-            budget=gate,
-            config=EngineConfig(
-                account_id=settings.account_id,
-                concurrency=settings.concurrency,
-                max_attempts=settings.max_attempts,
-                settle=settings.settle,
-                backoff_base=settings.backoff_base,
-                owner=owner,
-                deadline=settings.deadline,
-                outage_limit=settings.outage_limit,
-            ),
-            breaker=FailureBreaker(
-                BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
-            ),
-            outage=gate,
-        )
-        stream, interval, live = progress
-        record = _RunRecorder(run, engine, timeline)
+    engine = Engine(
+        store=store,
+        client=wire.client,
+        budget=wire.gate,
+        config=EngineConfig(
+            account_id=settings.account_id,
+            concurrency=settings.concurrency,
+            max_attempts=settings.max_attempts,
+            settle=settings.settle,
+            backoff_base=settings.backoff_base,
+            owner=owner,
+            deadline=settings.deadline,
+            outage_limit=settings.outage_limit,
+            unreachable_since=ready.unreachable_since,
+        ),
+        breaker=FailureBreaker(
+            BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
+        ),
+        outage=wire.gate,
+        roles=ready.roles,
+    )
+    stream, interval, live = progress
+    record = _RunRecorder(run, engine, wire.timeline, adopted=ready.adopted)
 
-        async def display() -> None:
-            await show_progress(engine.progress, stream, interval=interval, live=live)
+    async def display() -> None:
+        await show_progress(engine.progress, stream, interval=interval, live=live)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(display)
-            tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine,
-                          record)
-            try:
-                result = await engine.run(job.job_id, stop)
-            finally:
-                tg.cancel_scope.cancel()
-        final = record.now(finished=True, outcome=result.outcome.value, reason=result.reason)
-        with anyio.CancelScope(shield=True):
-            await store.save_run(final)
-        return result, final
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(display)
+        tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine,
+                      record)
+        try:
+            result = await engine.run(job.job_id, stop)
+        finally:
+            tg.cancel_scope.cancel()
+    if ready.adopted:
+        # Adopted rows succeeded in this run, without a request: not "done before".
+        result = replace(result, succeeded_now=result.succeeded_now + ready.adopted)
+    final = record.now(finished=True, outcome=result.outcome.value, reason=result.reason)
+    with anyio.CancelScope(shield=True):
+        await store.save_run(final)
+    return result, final
 
 
 class _RunRecorder:
     """The run's record as it stands: the engine's counts, the budget's, the timeline."""
 
-    def __init__(self, run: RunRecord, engine: Engine, timeline: RequestTimeline) -> None:
+    def __init__(self, run: RunRecord, engine: Engine, timeline: RequestTimeline, *,
+                 adopted: int = 0) -> None:
         self._run = run
         self._engine = engine
         self._timeline = timeline
+        self._adopted = adopted  # rows the checks recorded as succeeded (--if-exists adopt)
 
     def now(self, *, finished: bool = False, outcome: str | None = None,
             reason: str | None = None) -> RunRecord:
@@ -324,7 +366,7 @@ class _RunRecorder:
             throttled=budget.throttled,
             retries=stats.retries,
             reconciled=stats.reconciled,
-            succeeded=stats.succeeded,
+            succeeded=stats.succeeded + self._adopted,
             failed=stats.failed,
             timeline=self._timeline.counts,
         )

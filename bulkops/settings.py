@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bulkops.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://www.wixapis.com"
 DEFAULT_RATE = "200/min"
+
+# What `run` does with a create_site row whose display name a site of the account already has:
+# "fail" refuses the row before anything is sent; "adopt" takes that site as the row's result.
+IfExists = Literal["adopt", "fail"]
+IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("fail", "adopt")
 
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}
@@ -61,3 +67,4 @@ class Settings:
     lease_seconds: float = 30.0
     deadline: float | None = None  # unix seconds (--finish-by): no operation starts after it
     outage_limit: float = 900.0  # seconds Wix may stay unreachable before the run stops
+    if_exists: IfExists = "fail"  # a create whose site name exists in the account (--if-exists)

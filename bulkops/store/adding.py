@@ -115,6 +115,22 @@ async def _ops_of(
     return found
 
 
+async def existing_ops(
+    conn: AsyncConnection, scope: str, specs: Sequence[OpSpec]
+) -> dict[str, int]:
+    """key -> op_id of the ops these rows would name if they were stored now (`_ops_of`'s
+    mapping, read only): their key or an alias of it, else the same work under another key.
+    Rows absent from the result would make new operations."""
+    found = await _by_key(conn, scope, [spec.key for spec in specs])
+    missing = [spec for spec in specs if spec.key not in found]
+    for group in (
+        [spec for spec in missing if spec.action is Action.CREATE_SITE],
+        [spec for spec in missing if spec.action is not Action.CREATE_SITE],
+    ):
+        found.update(await _same_work(conn, scope, group))
+    return found
+
+
 def _create_fingerprint(spec: OpSpec) -> str | None:
     """A create's fingerprint is known before it runs (its display name): stored at once, so
     a later row with another key waits for, or takes on, the same site instead of a second."""

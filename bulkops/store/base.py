@@ -64,6 +64,18 @@ class Store(Protocol):
         """The ops of `scope` (None: of any scope) among `keys`, by key (absent: no such op)."""
         ...
 
+    async def prior_ops(self, scope: str, specs: Sequence[OpSpec]) -> dict[str, OpRecord]:
+        """Read only: the operations of `scope` that rows `specs` would name if they were
+        stored now (their key, another name of it, or the same work under another key, as
+        `add_job` maps them), by row key. Rows absent from the result are new work. The
+        records are the operations' own (spec, state, results, `maybe_applied`)."""
+        ...
+
+    async def produced_sites(self, scope: str, site_ids: Iterable[str]) -> set[str]:
+        """Those of `site_ids` (compared case-insensitively, returned lower-case) that a
+        succeeded operation of `scope` holds as its result: sites bulkops created or moved."""
+        ...
+
     async def acquire_job(
         self, job_id: str, owner: str, *, now: float, lease_seconds: float
     ) -> Holder | None:

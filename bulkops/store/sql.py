@@ -15,7 +15,7 @@ from sqlalchemy import Select, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
-from bulkops.identity import Holder, KnownOp, TakeOver, effect, scope_of
+from bulkops.identity import Holder, KnownOp, TakeOver, effect, referenced_keys, scope_of
 from bulkops.model import (
     Elsewhere,
     JobInfo,
@@ -26,9 +26,17 @@ from bulkops.model import (
     OpSpec,
     OpState,
     RunRecord,
+    is_ref,
 )
 from bulkops.store import history, statements, takeover
-from bulkops.store.adding import ID_CHUNK, conflicts, conflicts_of, insert_rows
+from bulkops.store.adding import (
+    ID_CHUNK,
+    conflicts,
+    conflicts_of,
+    existing_ops,
+    insert_rows,
+    site_ids,
+)
 from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
@@ -217,6 +225,31 @@ class SqlStore:
                             state=OpState(row["state"]), job_id=row["job_id"],
                             line=row["line"], site_id=row["site_id"],
                         )
+        return found
+
+    async def prior_ops(self, scope: str, specs: Sequence[OpSpec]) -> dict[str, OpRecord]:
+        async with self._read("cannot read operations") as conn:
+            named = await existing_ops(conn, scope, specs)
+            by_id: dict[int, OpRecord] = {}
+            wanted = sorted(set(named.values()))
+            for start in range(0, len(wanted), ID_CHUNK):
+                query = select(ops).where(ops.c.op_id.in_(wanted[start : start + ID_CHUNK]))
+                for row in (await conn.execute(query)).mappings():
+                    by_id[row["op_id"]] = op_record(row)
+        return {key: by_id[op_id] for key, op_id in named.items() if op_id in by_id}
+
+    async def produced_sites(self, scope: str, site_ids: Iterable[str]) -> set[str]:
+        wanted = sorted({site.lower() for site in site_ids})
+        found: set[str] = set()
+        produced = func.lower(ops.c.site_id)
+        async with self._read("cannot read operations") as conn:
+            for start in range(0, len(wanted), ID_CHUNK):
+                query = select(produced).where(
+                    ops.c.scope == scope,
+                    ops.c.state == OpState.SUCCEEDED.value,
+                    produced.in_(wanted[start : start + ID_CHUNK]),
+                )
+                found.update((await conn.execute(query)).scalars().all())
         return found
 
     # -- runs and the morning after --------------------------------------------------------
@@ -441,16 +474,18 @@ class SqlStore:
         after = -1
         # Ends: every page starts after the last seq seen, and seq is unique within a job.
         while True:
-            page = await self._page(job_id, states, after)
+            page, sites = await self._page(job_id, states, after)
             for row in page:
-                yield _row_record(job_id, row)
+                yield _row_record(job_id, row, sites)
             if len(page) < PAGE_SIZE:
                 return
             after = page[-1]["row_seq"]
 
     async def _page(
         self, job_id: str, only: tuple[OpState, ...] | None, after: int
-    ) -> Sequence[Any]:
+    ) -> tuple[Sequence[Any], dict[str, str]]:
+        """A page of the job's rows, and key -> site id for the `@key`s of the rows whose
+        key another job ran with a spec written otherwise (`_row_record` compares them)."""
         # One short read per page (keyset on seq, never OFFSET): a slow consumer holds neither
         # a connection nor a snapshot between pages. The row is the job's; the state is its op's.
         query = (
@@ -469,7 +504,11 @@ class SqlStore:
         if only is not None:
             query = query.where(ops.c.state.in_([state.value for state in only]))
         async with self._read(f"cannot read operations of job {job_id}") as conn:
-            return (await conn.execute(query)).mappings().all()
+            page = (await conn.execute(query)).mappings().all()
+            sites: dict[str, str] = {}
+            for scope, specs in _written_otherwise(job_id, page).items():
+                sites.update(await site_ids(conn, scope, referenced_keys(*specs)))
+        return page, sites
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -498,22 +537,37 @@ def _job_total(job_id: str) -> Select[int]:
     return select(jobs.c.total).where(jobs.c.job_id == job_id)
 
 
-def _row_record(job_id: str, row: Any) -> OpRecord:
-    """A job's row as a record: its own line, key and spec; its op's state and results."""
+def _row_record(job_id: str, row: Any, sites: Mapping[str, str]) -> OpRecord:
+    """A job's row as a record: its own line, key and spec; its op's state and results.
+    `sites`: key -> site id, for comparing a row with the owner's as the same work."""
     record = op_record({**row, "seq": row["row_seq"], "line": row["row_line"],
                         "key": row["row_key"], "spec": row["row_spec"], "job_id": job_id})
     if row["job_id"] == job_id:
         return record
-    # The same key asking for other work (not the same work found under another key).
+
+    def resolve(value: str) -> str:
+        return sites.get(value[1:], value) if is_ref(value) else value
+
+    # The same key asking for other work (not the same work found under another key). A
+    # `@key` and the site id it produced are the same work: a report's fixed rows, run as a
+    # file, name their sites by id where the original file names them by key.
     replaced = row["key"] == row["row_key"] and row["spec"] != row["row_spec"] and effect(
-        json.loads(row["spec"]), _as_written) != effect(json.loads(row["row_spec"]), _as_written)
+        json.loads(row["spec"]), resolve) != effect(json.loads(row["row_spec"]), resolve)
     return dataclasses.replace(
         record, elsewhere=Elsewhere(row["job_id"], row["line"], row["updated_at"], replaced)
     )
 
 
-def _as_written(value: str) -> str:
-    return value
+def _written_otherwise(job_id: str, page: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+    """By scope: both specs of each row of the page whose own key another job owns and wrote
+    otherwise (the rows `_row_record` must compare)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in page:
+        if (row["job_id"] != job_id and row["key"] == row["row_key"]
+                and row["spec"] != row["row_spec"]):
+            found.setdefault(row["scope"], []).extend(
+                [json.loads(row["spec"]), json.loads(row["row_spec"])])
+    return found
 
 
 def _known(name: str, table: Table, scope: str | None, keys: list[str]) -> Select[Any]:

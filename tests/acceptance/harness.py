@@ -356,6 +356,15 @@ def set_faults(base_url: str, **fields: Any) -> Json:
     return _http_json(f"{base_url}/_sandbox/config", fields)
 
 
+def seed_sites(base_url: str, sites: Sequence[Json]) -> list[Json]:
+    """Add sites to the sandbox's world as if made outside bulkops (POST /_sandbox/sites):
+    each a dict with `displayName` and optionally `ownerAccountId` (default: the key's
+    account), `createdDate` (ISO-8601), `templateId`... Returns them as the sandbox holds them
+    (`id` is the site id)."""
+    seeded: list[Json] = _http_json(f"{base_url}/_sandbox/sites", {"sites": list(sites)})["sites"]
+    return seeded
+
+
 def request_count(base_url: str) -> int:
     """How many Wix API requests the sandbox has received (admin calls not counted)."""
     return int(sandbox_state(base_url)["requests"]["total"])

@@ -4,8 +4,9 @@ every recorded outcome when it is upgraded: running its files again sends nothin
 `tests/fixtures/schema_0001.db` was written by bulkops at schema 0001 against a sandbox:
 - a 40-row job (`realistic_rows(40, tag="mig")`), all succeeded;
 - a 3-row job (two `create_site` rows without `key`, an `account_invite` with the role
-  "Website Boss", which failed), then the same file with the role fixed: a second job that
-  created both sites again (the duplicates the new identity prevents).
+  "Website Boss", which failed at Wix: that version sent rows before checking their roles),
+  then the same file with the role fixed: a second job that created both sites again (the
+  duplicates the new identity prevents).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from evidence import assert_exactly_once
 from harness import (
+    BOUNCE_DOMAIN,
     Json,
     SandboxProcess,
     cli_env,
@@ -186,8 +187,8 @@ def test_summary_json_and_json_log_lines_carry_the_documented_fields(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     rows = [*realistic_rows(12, tag="sum"),
-            {"action": "account_invite", "key": "bad-role", "email": "x@agency.example.com",
-             "role": "Website Boss"}]
+            {"action": "account_invite", "key": "bounced", "email": f"x@{BOUNCE_DOMAIN}",
+             "role": "Website Manager"}]
     job = write_job_csv(tmp_path / "nightly.csv", rows)
     db = tmp_path / "jobs.db"
     summary = tmp_path / "summary.json"
@@ -222,10 +223,11 @@ def test_summary_json_and_json_log_lines_carry_the_documented_fields(
 
 def _several_jobs(env: dict[str, str], tmp_path: Path, sandbox: SandboxProcess,
                   db: Path) -> tuple[list[dict[str, str]], Path]:
-    """Three nights of one growing file, the first with a bad row."""
+    """Three nights of one growing file, the first two with a row that fails at Wix (an
+    invitee Wix refuses)."""
     rows = realistic_rows(30, tag="many")
-    bad = {"action": "account_invite", "key": "boss", "email": "boss@agency.example.com",
-           "role": "Website Boss"}
+    bad = {"action": "account_invite", "key": "boss", "email": f"boss@{BOUNCE_DOMAIN}",
+           "role": "Website Manager"}
     job = tmp_path / "clients.csv"
     for night in ([*rows[:10], bad], [*rows[:20], bad], rows):
         write_job_csv(job, night)

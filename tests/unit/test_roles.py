@@ -113,3 +113,28 @@ def test_unknown_roles_name_their_likely_cause(value: str, hint: str) -> None:
     with pytest.raises(RoleError) as caught:
         book.resolve(value, "site")
     assert hint in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        # Excel's keep-as-text formula, as a JSON file or a hand-typed cell keeps it.
+        ('="1111111111111111111"', "write '1111111111111111111' alone (the role 'Website "
+                                   "Manager')"),
+        ("'1111111111111111111", "keep-as-text wrapper: write '1111111111111111111' alone"),
+        ('="9999"', "keep-as-text wrapper: write '9999' alone)"),
+    ],
+)
+def test_a_spreadsheet_wrapped_value_names_the_wrapper_and_the_role_inside(
+    value: str, hint: str
+) -> None:
+    with pytest.raises(RoleError) as caught:
+        BOOK.resolve(value, "site")
+    assert hint in str(caught.value)
+
+
+def test_a_restricted_role_says_where_it_can_be_given_instead() -> None:
+    with pytest.raises(RoleError, match="give it account-wide instead"):
+        BOOK.resolve("Billing Manager", "site")
+    with pytest.raises(RoleError, match="give it on sites instead"):
+        BOOK.resolve("Site Designer", "account")

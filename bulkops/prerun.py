@@ -1,0 +1,185 @@
+"""What a run does before its first write: wait for Wix's first answer, check the rows still to
+do against Wix (`precheck`), and record the rows `--if-exists adopt` settles.
+
+Wix unreachable at the start is an outage like any other: the first read (the roles call) is
+tried again with back-off until it answers, a stop is asked for, the deadline comes, or Wix has
+been unreachable for --outage-limit. The rows are only checked once Wix has answered; otherwise
+the engine starts with `unreachable_since` and stops at once with the outage's reason (exit 3,
+every row as it was), or as the stop or deadline says.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import anyio
+
+from bulkops.errors import JobFileError, WixApiError, WixError
+from bulkops.identity import scope_of
+from bulkops.model import FINAL_STATES, JobInfo, OpState
+from bulkops.precheck import Adoption, Candidate, Findings, check_rows, refused_credentials
+from bulkops.retry import Verdict, backoff_delay, classify
+from bulkops.roles import RoleBook
+from bulkops.settings import Settings
+from bulkops.store.base import Store
+from bulkops.wix import Role, WixClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_PAUSE = 30.0  # seconds between two tries of the first read, at most
+SAVE_BATCH = 500  # adopted rows recorded per transaction
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The outcome of the checks. `roles`: the role book read (None: no read was made, or Wix
+    did not answer); `unreachable_since`: Wix did not answer before a stop, the deadline or
+    --outage-limit, and was unreachable since then (unix seconds); `adopted`: rows recorded
+    as succeeded with an existing site."""
+
+    roles: RoleBook | None = None
+    unreachable_since: float | None = None
+    adopted: int = 0
+
+
+async def check_before_sending(
+    store: Store, job: JobInfo, client: WixClient, settings: Settings, stop: anyio.Event,
+    *, clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random,
+) -> Ready:
+    """Check the job's rows still to do (those it owns and that are not final) with read calls
+    only. Raises JobFileError listing every problem (nothing sent, nothing changed), ConfigError
+    when Wix refuses the key, a WixError when a read failed for good. With no row to check, no
+    read is made."""
+
+    async def rows() -> AsyncGenerator[Candidate, None]:
+        async for op in store.iter_ops(job.job_id):
+            if op.elsewhere is None and op.state not in FINAL_STATES:
+                yield Candidate(op.spec, op)
+
+    async with aclosing(rows()) as open_rows:
+        async for _ in open_rows:
+            break
+        else:
+            return Ready()
+    roles, down_since = await first_answer(client, stop, settings, clock=clock, rand=rand)
+    if roles is None:
+        return Ready(unreachable_since=down_since)
+    scope = scope_of(job.account_id, job.base_url)
+
+    async def produced(site_ids: Collection[str]) -> set[str]:
+        return await store.produced_sites(scope, site_ids)
+
+    async def check() -> Findings:
+        return await check_rows(rows, client, roles, account_id=settings.account_id,
+                                if_exists=settings.if_exists, produced=produced,
+                                backoff_base=settings.backoff_base)
+
+    findings = await _unless_stopped(check, stop)
+    if findings is None:  # a signal: the engine ends the run as interrupted, nothing sent
+        return Ready()
+    if findings.problems:
+        raise JobFileError(job.path, findings.problems)
+    await _record(store, findings.adoptions)
+    return Ready(roles=roles, adopted=len(findings.adoptions))
+
+
+async def _record(store: Store, adoptions: list[Adoption]) -> None:
+    """Adopted rows succeed with the existing site, 0 attempts: nothing was sent for them."""
+    for start in range(0, len(adoptions), SAVE_BATCH):
+        batch = adoptions[start : start + SAVE_BATCH]
+        done = []
+        for adoption in batch:
+            op = adoption.row.op
+            assert op is not None  # rows of a stored job always have their operation
+            done.append(replace(op, state=OpState.SUCCEEDED, site_id=adoption.site.id,
+                                error=None, note=adoption.note, not_before=None,
+                                lease_owner=None))
+            log.info("op_adopted", extra={"job": op.job_id, "line": op.spec.line,
+                                          "op": op.spec.key, "site": adoption.site.id})
+        await store.save(done)
+
+
+async def first_answer(
+    client: WixClient, stop: anyio.Event, settings: Settings, *,
+    clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random,
+) -> tuple[RoleBook | None, float | None]:
+    """The account's role book, waiting for Wix as for any outage: (book, None) once it
+    answers; (None, since when it was unreachable) when a stop was asked for, the deadline came
+    or Wix stayed unreachable for --outage-limit. Each try is bounded by all three.
+
+    Raises ConfigError for a refused key (401/403), the WixApiError of any other answer that
+    no retry fixes."""
+    down_since = clock()
+    attempt = 0
+    while True:
+        give_up_at = down_since + settings.outage_limit
+        if settings.deadline is not None:
+            give_up_at = min(give_up_at, settings.deadline)
+        roles, failure = await _bounded(client.list_roles, stop, give_up_at - clock())
+        if roles is not None:
+            return RoleBook(roles), None
+        if isinstance(failure, WixApiError):
+            if failure.status in (401, 403):
+                raise refused_credentials(failure) from failure
+            if classify(failure) is Verdict.FINAL:
+                raise failure
+        if stop.is_set() or clock() >= give_up_at:
+            return None, down_since
+        attempt += 1
+        log.warning("first_read_failed", extra={"error": str(failure), "attempt": attempt})
+        pause = min(backoff_delay(attempt, base=settings.backoff_base, rand=rand), MAX_PAUSE,
+                    max(0.0, give_up_at - clock()))
+        with anyio.move_on_after(pause):
+            await stop.wait()
+
+
+async def _unless_stopped(fn: Callable[[], Awaitable[T]], stop: anyio.Event) -> T | None:
+    """`fn()`'s result, or None when `stop` was set first (`fn` is then cancelled: a listing
+    of a large account must not hold a SIGTERM back). Its errors are raised as they are."""
+    result: list[T] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            await stop.wait()
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            result.append(await fn())
+        except Exception as exc:  # raised below, outside the group: not as an ExceptionGroup
+            failure.append(exc)
+        group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    return result[0] if result else None
+
+
+async def _bounded(
+    fn: Callable[[], Awaitable[list[Role]]], stop: anyio.Event, seconds: float
+) -> tuple[list[Role] | None, BaseException | None]:
+    """Run `fn` for at most `seconds`, or until `stop` is set: (its result, None), or (None,
+    the WixError it raised), or (None, TimeoutError) when it was cut short."""
+    result: list[Role] | None = None
+    failure: BaseException | None = TimeoutError()
+    with anyio.move_on_after(max(seconds, 0.0)):
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                await stop.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            try:
+                result, failure = await fn(), None
+            except WixError as exc:
+                failure = exc
+            group.cancel_scope.cancel()
+    return result, failure
