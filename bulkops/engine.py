@@ -74,6 +74,10 @@ INVITE_RESENT_NOTE = (
 # A call that is not full waits this long (seconds) for more rows that may share it, while
 # other calls are in flight (their outcomes are what makes more rows ready).
 LINGER = 0.5
+# A call that is not full, of a family whose rows may all share calls (account invites), waits
+# at most this long (seconds) for the family's rows still to come (waiting for a dependency):
+# fewer calls, at the price of a row held back for a while in a run paced by the budget.
+GATHER_LIMIT = 30.0
 # Rows claimed and waiting for their call, per unit of concurrency: enough to fill full batches.
 QUEUED_ROWS_PER_SLOT = 50
 
@@ -175,6 +179,11 @@ class Engine:
         self._queued: dict[Hashable, _Group] = {}
         self._full: deque[_Group] = deque()  # calls ready to go when a slot is free
         self._backlog = False  # the last claim was cut short by the queue's room
+        # Rows not final per action, and those of them queued or in a call now: the rest are
+        # still to come (waiting for a dependency or a retry), and may yet join a call.
+        self._open_by_action: Counter[Action] = Counter()
+        self._queued_by_action: Counter[Action] = Counter()
+        self._sending_by_action: Counter[Action] = Counter()
         self._queued_rows = 0
         self._calls_at_start = 0
         self._counts: Counter[OpState] = Counter()
@@ -240,7 +249,9 @@ class Engine:
         # waits for Wix to answer its first read.
         previous = await self._store.get_job(job_id)
         await self._store.set_job_state(job_id, JobState.RUNNING)
-        if self._open_ops():
+        if self._open_ops() and self._roles is None:
+            # The caller has not heard from Wix yet (it would have read the roles): one cheap
+            # read first, so a refused key or an outage shows before anything is sent.
             try:
                 await self._preflight(stop)
             except ConfigError:
@@ -248,10 +259,11 @@ class Engine:
                     await self._store.set_job_state(job_id, previous.state,
                                                     stop_reason=previous.stop_reason)
                 raise
-            # Not after the preflight gave up (a tripped breaker: the outage limit came before
-            # the outage gate had seen enough failures to say so itself).
-            if not stop.is_set() and not self._breaker.tripped and not self._time_is_up():
-                await self._read_roles()
+        # Not after the preflight gave up (a tripped breaker: the outage limit came before the
+        # outage gate had seen enough failures to say so itself).
+        going = not stop.is_set() and not self._breaker.tripped and not self._time_is_up()
+        if self._open_ops() and going:
+            await self._read_roles()
         log.info("job_started", extra={"job": job_id, "open": self._open_ops()})
         async with anyio.create_task_group() as writer:
             writer.start_soon(self._committer.run)
@@ -340,38 +352,58 @@ class Engine:
                                                self._clock())
         group.ops.append(op)
         self._queued_rows += 1
+        self._queued_by_action[op.spec.action] += 1
         if len(group.ops) >= size:
             self._full.append(self._queued.pop(key))
 
     def _start_calls(self, workers: anyio.abc.TaskGroup) -> int:
         """Start the queued calls that are due while call slots are free: full ones first, then
         the rest once they have lingered or when no call in flight could bring them more rows."""
-        now = self._clock()
-        due = list(self._full)
-        self._full.clear()
+        full = 0
+        while self._full and self._in_flight < self._config.concurrency:
+            self._start(self._full.popleft(), workers)
+            full += 1
+        if self._full:
+            return full  # every slot is busy: the rest wait for a call to finish
         # Rows left unclaimed for want of room may fill the calls that are not full, once the
         # full ones have made room; with none of those, the lingering calls go as they are.
-        waiting_for_more = self._backlog and bool(due)
-        for key, group in list(self._queued.items()):
-            lingered = now - group.since >= LINGER and not waiting_for_more
-            if self._in_flight == 0 or lingered:
-                due.append(self._queued.pop(key))
+        waiting_for_more = self._backlog and full > 0
+        now = self._clock()
         started = 0
-        for group in due:
+        for key, group in list(self._queued.items()):
             if self._in_flight >= self._config.concurrency:
-                self._full.append(group)  # its turn comes when a call finishes
-                continue
-            self._queued_rows -= len(group.ops)
-            self._in_flight += 1
-            started += 1
-            workers.start_soon(self._call, group)
-        return started
+                break
+            lingered = now >= self._lingers_until(group) and not waiting_for_more
+            if self._in_flight == 0 or lingered:
+                del self._queued[key]
+                self._start(group, workers)
+                started += 1
+        return full + started
+
+    def _start(self, group: _Group, workers: anyio.abc.TaskGroup) -> None:
+        self._queued_rows -= len(group.ops)
+        self._in_flight += 1
+        action = group.ops[0].spec.action
+        self._queued_by_action[action] -= len(group.ops)
+        self._sending_by_action[action] += len(group.ops)
+        workers.start_soon(self._call, group)
+
+    def _lingers_until(self, group: _Group) -> float:
+        """When a call that is not full stops waiting for more rows (clock seconds): after
+        LINGER; for a family whose rows may all share calls, once none of its rows is still to
+        come (at once if none is), but no later than GATHER_LIMIT."""
+        if not group.family.gathers:
+            return group.since + LINGER
+        action = group.ops[0].spec.action
+        to_come = (self._open_by_action[action] - self._queued_by_action[action]
+                   - self._sending_by_action[action])
+        return group.since + GATHER_LIMIT if to_come > 0 else group.since
 
     def _linger_ends(self) -> float | None:
         """When the first queued call that is not full stops waiting for more rows."""
         if self._full or not self._queued or self._in_flight >= self._config.concurrency:
             return None
-        return min(group.since for group in self._queued.values()) + LINGER
+        return min(self._lingers_until(group) for group in self._queued.values())
 
     async def _release_queued(self) -> None:
         """Stopping: rows claimed but never sent go back as they were, unclaimed."""
@@ -379,6 +411,7 @@ class Engine:
         self._full.clear()
         self._queued.clear()
         self._queued_rows = 0
+        self._queued_by_action.clear()
         queued = [replace(op, lease_owner=None) for group in groups for op in group.ops]
         if queued:
             await self._committer.save(*queued)
@@ -442,6 +475,7 @@ class Engine:
             else:
                 await self._send(group.family, group.ops)
         finally:
+            self._sending_by_action[group.ops[0].spec.action] -= len(group.ops)
             self._in_flight -= 1
             self._completions += 1
             self._changed.set()
@@ -762,6 +796,8 @@ class Engine:
 
     def _count(self, old: OpRecord, new: OpRecord) -> None:
         self._note_wait(new)
+        if new.state in FINAL_STATES and old.state not in FINAL_STATES:
+            self._open_by_action[new.spec.action] -= 1
         if old.state is not new.state:
             self._counts[old.state] -= 1
             self._counts[new.state] += 1
@@ -859,6 +895,13 @@ class Engine:
 
     async def _refresh_counts(self, job_id: str) -> None:
         self._counts = Counter(await self._store.counts(job_id))
+        job = await self._store.get_job(job_id)
+        if job is not None:
+            overview = await self._store.overview(job)
+            self._open_by_action = Counter({
+                action: sum(n for state, n in counts.items() if state not in FINAL_STATES)
+                for action, counts in overview.by_action.items()
+            })
 
     def _open_ops(self) -> int:
         return sum(n for state, n in self._counts.items() if state not in FINAL_STATES)

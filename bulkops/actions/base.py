@@ -74,6 +74,9 @@ class ActionFamily(Protocol):
     batch_size: int  # rows one call may carry (1: a call per row)
     checkable: bool  # an unknown outcome can be looked up at Wix (else: the resend policy)
     look_up_size: int  # unknown rows one `look_up` settles together
+    # Any two rows of the family may share a call (one batch key): a call that is not full
+    # is worth holding for the family's rows still to come.
+    gathers: bool
 
     def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:
         """Rows of this family with equal keys may share one call. `op.refs` are resolved."""

@@ -48,6 +48,7 @@ class _Invites:
 class SiteInvites(_Invites):
     actions = frozenset({Action.SITE_INVITE})
     batch_size = MAX_SITE_INVITEES
+    gathers = False  # only rows for the same site and roles share a call
 
     def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:
         """One call per (site, role set): Wix gives every email of a call the same roles."""
@@ -74,6 +75,7 @@ class SiteInvites(_Invites):
 class AccountInvites(_Invites):
     actions = frozenset({Action.ACCOUNT_INVITE})
     batch_size = MAX_ACCOUNT_INVITEES
+    gathers = True
 
     def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:
         """Any account invites may share a call: each invitee carries its own roles."""

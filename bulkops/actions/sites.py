@@ -25,6 +25,7 @@ class CreateSites:
     actions = frozenset({Action.CREATE_SITE})
     batch_size = 1
     checkable = True
+    gathers = False
     look_up_size = 500  # one listing pass settles every unknown create it covers
 
     def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:

@@ -27,6 +27,7 @@ class TransferSites:
     actions = frozenset({Action.TRANSFER_SITE})
     batch_size = 1
     checkable = True
+    gathers = False
     look_up_size = 1  # one filtered listing per row: a failure costs no other row its answer
 
     def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:
