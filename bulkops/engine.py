@@ -532,7 +532,8 @@ class Engine:
             if not outcome.sent:
                 op = replace(op, attempts=op.attempts - 1)  # nothing left for this row
             hint = family_of(op.spec.action).hint(outcome.code) or hint_for_rejection(outcome.code)
-            await self._fail(op, OpError(code=outcome.code, message=outcome.message, hint=hint))
+            await self._fail(op, OpError(code=outcome.code, message=outcome.message, hint=hint,
+                                         request_id=outcome.request_id))
         elif isinstance(outcome, Missing):
             await self._unknown(op)
         else:

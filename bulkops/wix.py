@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -193,13 +193,14 @@ class WixClient:
     ) -> list[InviteResult]:
         """Invite up to 50 people to the account; one result per invitee, in order."""
         request = account_invite_body(invitees, language)
-        body = await self._call_json(
+        body, request_id = await self._call(
             "POST",
             "/invites/account-invite/create",
             self._account_headers(self.account_id),
             request,
         )
-        return parse_account_invites(body, [i.email for i in invitees])
+        return _with_request_id(parse_account_invites(body, [i.email for i in invitees]),
+                                request_id)
 
     async def create_site_invites(
         self,
@@ -212,13 +213,13 @@ class WixClient:
         """Invite people to one site with the same roles; one result per email, in order."""
         # Site-level call: the site comes from `wix-site-id`, and no account header is sent.
         headers = {**self._common_headers(), "wix-site-id": site_id}
-        body = await self._call_json(
+        body, request_id = await self._call(
             "POST",
             "/invites/site-invite/bulk",
             headers,
             site_invite_body(policy_ids, emails, language),
         )
-        return parse_site_invites(body, emails)
+        return _with_request_id(parse_site_invites(body, emails), request_id)
 
     async def list_roles(self) -> list[Role]:
         """Every role the account can give, predefined and custom, with English titles."""
@@ -249,6 +250,16 @@ class WixClient:
         body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One request under the budget: the 200 body as a JSON object, or a WixError."""
+        return (await self._call(method, path, headers, body))[0]
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """As `_call_json`, with the answer's X-Wix-Request-Id (None when absent)."""
         answer = await self._exchange(method, path, headers, body)
         if answer.status != 200:
             raise api_error(
@@ -258,7 +269,7 @@ class WixClient:
                 request_id=answer.request_id,
                 retry_after=answer.retry_after,
             )
-        return decode_json_body(answer.text)
+        return decode_json_body(answer.text), answer.request_id
 
     async def _exchange(
         self,
@@ -311,6 +322,12 @@ class WixClient:
                 ),
                 reason=response.reason,
             )
+
+
+def _with_request_id(results: list[InviteResult], request_id: str | None) -> list[InviteResult]:
+    """Each invitee's result with the request id of the call that carried it: what Wix
+    support asks for about an invitee refused inside a 200 answer."""
+    return [replace(result, request_id=request_id) for result in results]
 
 
 def transport_error(exc: BaseException, *, secret: str = "") -> WixError:

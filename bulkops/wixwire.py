@@ -61,6 +61,7 @@ class InviteResult:
     email: str
     invite_id: str | None
     error: str | None
+    request_id: str | None = None  # X-Wix-Request-Id of the call's answer
 
 
 @dataclass(frozen=True)

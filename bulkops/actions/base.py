@@ -34,6 +34,7 @@ class Rejected:
     code: str
     message: str
     sent: bool = True  # False: refused before the request left (the attempt does not count)
+    request_id: str | None = None  # X-Wix-Request-Id of the answer that refused it
 
 
 @dataclass(frozen=True)

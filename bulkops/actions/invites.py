@@ -163,7 +163,8 @@ def _per_row(results: Sequence[InviteResult], emails: Sequence[str]) -> list[Row
         if result is not None and result.invite_id:
             outcomes.append(Done(invite_id=result.invite_id))
         elif result is not None and result.error:
-            outcomes.append(Rejected("INVITE_FAILED", result.error))
+            outcomes.append(Rejected("INVITE_FAILED", result.error,
+                                     request_id=result.request_id))
         else:
             outcomes.append(Missing(f"the answer did not mention {email}"))
     return outcomes

@@ -112,6 +112,8 @@ async def test_a_refused_invitee_fails_alone_with_wix_message(store: Store) -> N
         assert failed.error.code == "INVITE_FAILED"
         assert failed.error.message and failed.error.hint and "e-mail" in failed.error.hint
         assert failed.invite_id is None
+        # The request id of the 200 answer that refused it: what Wix support asks for.
+        assert failed.error.request_id
     succeeded = [op for key, op in ops.items() if key not in ("t3", "c1")]
     assert all(op.state is OpState.SUCCEEDED for op in succeeded)
     assert len({op.invite_id for op in succeeded if op.spec.action is not Action.CREATE_SITE}) == 11

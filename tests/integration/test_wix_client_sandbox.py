@@ -208,8 +208,10 @@ async def test_site_invites_report_partial_success_per_email(healthy: World) -> 
         emails=["a@example.com", "b@bounce.invalid"],
     )
     assert results[0].email == "a@example.com" and results[0].invite_id
-    assert results[1] == InviteResult("b@bounce.invalid", None, results[1].error)
+    assert results[1] == InviteResult("b@bounce.invalid", None, results[1].error,
+                                      results[0].request_id)
     assert results[1].error
+    assert results[0].request_id  # every result carries the id of the answer it came in
 
 
 async def test_site_invite_to_an_unknown_site_is_a_typed_error(healthy: World) -> None:
