@@ -48,6 +48,7 @@ from bulkops.retry import (
 )
 from bulkops.roles import RoleBook
 from bulkops.settle import next_check_at
+from bulkops.stopping import Cut, bounded
 from bulkops.store.base import Store
 from bulkops.wix import WixClient
 
@@ -960,22 +961,11 @@ async def _bounded(
 ) -> BaseException | None:
     """Run `fn` for at most `seconds`, or until `stop` is set. Returns None when it finished,
     the WixError it raised, or TimeoutError when it was cut short."""
-    outcome: BaseException | None = TimeoutError()
-    with anyio.move_on_after(max(seconds, 0.0)):
-        async with anyio.create_task_group() as group:
-
-            async def watch() -> None:
-                await stop.wait()
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch)
-            try:
-                await fn()
-                outcome = None
-            except WixError as exc:
-                outcome = exc
-            group.cancel_scope.cancel()
-    return outcome
+    try:
+        outcome = await bounded(fn, stop, seconds)
+    except WixError as exc:
+        return exc
+    return TimeoutError() if isinstance(outcome, Cut) else None
 
 
 @dataclass

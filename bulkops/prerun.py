@@ -27,6 +27,7 @@ from bulkops.precheck import Adoption, Candidate, Findings, check_rows, refused_
 from bulkops.retry import Verdict, backoff_delay, classify
 from bulkops.roles import RoleBook
 from bulkops.settings import Settings
+from bulkops.stopping import Cut, bounded
 from bulkops.store.base import Store
 from bulkops.wix import Role, WixClient
 
@@ -141,25 +142,9 @@ async def first_answer(
 
 
 async def _unless_stopped(fn: Callable[[], Awaitable[T]], stop: anyio.Event) -> T | None:
-    """`fn()`'s result, or None when `stop` was set first (`fn` is then cancelled: a listing
-    of a large account must not hold a SIGTERM back). Its errors are raised as they are."""
-    result: list[T] = []
-    failure: list[Exception] = []
-    async with anyio.create_task_group() as group:
-
-        async def watch() -> None:
-            await stop.wait()
-            group.cancel_scope.cancel()
-
-        group.start_soon(watch)
-        try:
-            result.append(await fn())
-        except Exception as exc:  # raised below, outside the group: not as an ExceptionGroup
-            failure.append(exc)
-        group.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
-    return result[0] if result else None
+    """`fn()`'s result, or None when `stop` was set first. Its errors are raised as they are."""
+    outcome = await bounded(fn, stop)
+    return None if isinstance(outcome, Cut) else outcome
 
 
 async def _bounded(
@@ -167,19 +152,8 @@ async def _bounded(
 ) -> tuple[list[Role] | None, BaseException | None]:
     """Run `fn` for at most `seconds`, or until `stop` is set: (its result, None), or (None,
     the WixError it raised), or (None, TimeoutError) when it was cut short."""
-    result: list[Role] | None = None
-    failure: BaseException | None = TimeoutError()
-    with anyio.move_on_after(max(seconds, 0.0)):
-        async with anyio.create_task_group() as group:
-
-            async def watch() -> None:
-                await stop.wait()
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch)
-            try:
-                result, failure = await fn(), None
-            except WixError as exc:
-                failure = exc
-            group.cancel_scope.cancel()
-    return result, failure
+    try:
+        outcome = await bounded(fn, stop, seconds)
+    except WixError as exc:
+        return None, exc
+    return (None, TimeoutError()) if isinstance(outcome, Cut) else (outcome, None)

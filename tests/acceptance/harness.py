@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -475,3 +476,20 @@ def kill_after_requests(cli: BackgroundCli, sandbox: SandboxProcess, more: int, 
     assert cli.running(), f"the run ended before {more} requests: {cli.wait(1)}"
     cli.kill()
     return request_count(sandbox.base_url)
+
+
+# The Wix calls that change something (the sandbox names endpoints by these).
+MUTATING = ("create_site", "transfer_site", "account_invite", "site_invite_bulk")
+
+
+def mutating_calls(sandbox: SandboxProcess) -> Counter[str]:
+    """Calls that change something, per endpoint, that the sandbox has received so far."""
+    by_endpoint = sandbox.state()["requests"]["by_endpoint"]
+    return Counter({name: int(by_endpoint.get(name, 0)) for name in MUTATING})
+
+
+def calls_since(before: Counter[str], sandbox: SandboxProcess) -> Counter[str]:
+    """Mutating calls the sandbox received since `before` (only non-zero endpoints)."""
+    after = mutating_calls(sandbox)
+    after.subtract(before)
+    return +after

@@ -21,15 +21,16 @@ from harness import (
     UNKNOWN_ACCOUNT,
     Json,
     SandboxProcess,
+    calls_since,
     cli_env,
     fast_run_flags,
+    mutating_calls,
     report_json,
     run_cli,
     write_job_csv,
 )
 
 RUN_TIMEOUT = 60.0
-MUTATING = ("create_site", "transfer_site", "account_invite", "site_invite_bulk")
 # The contract's report columns, in its order; they follow the input columns as submitted.
 DOCUMENTED = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
               "hint", "request_id", "note")
@@ -84,15 +85,8 @@ def _output(result: object) -> str:
             f"{getattr(result, 'stdout', '')}\nstderr:\n{getattr(result, 'stderr', '')}")
 
 
-def _mutating(sandbox: SandboxProcess) -> Counter[str]:
-    by_endpoint = sandbox.state()["requests"]["by_endpoint"]
-    return Counter({name: int(by_endpoint.get(name, 0)) for name in MUTATING})
 
 
-def _sent_since(before: Counter[str], sandbox: SandboxProcess) -> Counter[str]:
-    after = _mutating(sandbox)
-    after.subtract(before)
-    return +after
 
 
 def _site_ids(state: Json) -> dict[str, str]:
@@ -174,14 +168,14 @@ def test_failed_and_blocked_rows_fixed_in_their_report_run_again_and_nothing_is_
 
     # 3. The user fixes the failing cells and runs that file.
     _write_csv(fixed_csv, header, _fixed(report))
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     second = run_cli(["run", str(fixed_csv), *flags], env, timeout=RUN_TIMEOUT)
 
     assert second.returncode == 0, _output(second)
     redriven = report_json(db, env)
     assert [(r["key"], r["status"]) for r in redriven] == [(k, "succeeded") for k in REDRIVEN]
-    sent = _sent_since(before, sandbox)
+    sent = calls_since(before, sandbox)
     assert sent["create_site"] == 0 and sent["transfer_site"] == 2, sent
 
     # 4. Nothing was done twice: each site created once and moved once, where it was asked to
@@ -200,12 +194,12 @@ def test_failed_and_blocked_rows_fixed_in_their_report_run_again_and_nothing_is_
 
     # 5. The original file, fixed the same way, runs again: all succeeded, nothing sent.
     write_job_csv(original, _fixed(ROWS))
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     again = run_cli(["run", str(original), *flags], env, timeout=RUN_TIMEOUT)
 
     assert again.returncode == 0, _output(again)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     final = report_json(db, env)
     assert [(r["key"], r["status"]) for r in final] == [(k, "succeeded") for k in
                                                         FIRST_STATUSES]
@@ -231,11 +225,11 @@ def test_the_original_file_unfixed_is_refused_after_the_redrive_and_nothing_is_s
     header, report = _read_csv(fixed_csv)
     _write_csv(fixed_csv, header, _fixed(report))
     assert run_cli(["run", str(fixed_csv), *flags], env, timeout=RUN_TIMEOUT).returncode == 0
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     stale = run_cli(["run", str(original), *flags], env, timeout=RUN_TIMEOUT)
 
     assert stale.returncode == 2, _output(stale)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     for key in FIXES:
         assert key in stale.stderr, stale.stderr

@@ -31,8 +31,10 @@ from harness import (
     Json,
     SandboxFactory,
     SandboxProcess,
+    calls_since,
     cli_env,
     fast_run_flags,
+    mutating_calls,
     realistic_rows,
     report_json,
     request_count,
@@ -44,7 +46,6 @@ from harness import (
 )
 
 # The sandbox endpoints that change the world; reads (query_sites, roles) are not counted.
-MUTATING = ("create_site", "transfer_site", "account_invite", "site_invite_bulk")
 ENDPOINT_OF_ACTION = {
     "create_site": "create_site", "transfer_site": "transfer_site",
     "site_invite": "site_invite_bulk", "account_invite": "account_invite",
@@ -68,16 +69,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     return cli_env(XDG_DATA_HOME=str(tmp_path / "xdg-data"))
 
 
-def _mutating(sandbox: SandboxProcess) -> Counter[str]:
-    by_endpoint = sandbox.state()["requests"]["by_endpoint"]
-    return Counter({name: int(by_endpoint.get(name, 0)) for name in MUTATING})
 
 
-def _sent_since(before: Counter[str], sandbox: SandboxProcess) -> Counter[str]:
-    """Mutating requests the sandbox received since `before` (only non-zero endpoints)."""
-    after = _mutating(sandbox)
-    after.subtract(before)
-    return +after
 
 
 def _expected_sends(rows: Sequence[Mapping[str, str]]) -> Counter[str]:
@@ -201,13 +194,13 @@ def test_unchanged_file_run_again_sends_no_mutating_request(
                     timeout=RUN_TIMEOUT)
     assert first.returncode == 0, _output(first)
     assert f"database: {db}" in first.stdout.splitlines()
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     again = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
                     timeout=RUN_TIMEOUT)
 
     assert again.returncode == 0, _output(again)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     assert _job_of(again.stdout) == _job_of(first.stdout)
     assert "(20 done in earlier runs, not sent again)" in again.stdout
     assert f"database: {db}" in again.stdout.splitlines()
@@ -227,21 +220,21 @@ def test_same_file_against_another_api_or_account_is_other_work_and_is_sent_agai
     there = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)], env,
                     timeout=RUN_TIMEOUT)
     assert there.returncode == 0, _output(there)
-    before = _mutating(first)
+    before = mutating_calls(first)
 
     other_api = run_cli(["run", str(job), *fast_run_flags(db, second.base_url)], env,
                         timeout=RUN_TIMEOUT)
     other_account = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)],
                             {**env, "WIX_ACCOUNT_ID": SUB_ACCOUNTS[0]}, timeout=RUN_TIMEOUT)
-    sent_for_account = _sent_since(before, first)
+    sent_for_account = calls_since(before, first)
     same = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)], env,
                    timeout=RUN_TIMEOUT)
 
     for result in (other_api, other_account, same):
         assert result.returncode == 0, _output(result)
-    assert _mutating(second) == _expected_sends(rows)
+    assert mutating_calls(second) == _expected_sends(rows)
     assert sent_for_account == _expected_sends(rows)
-    assert _sent_since(before, first) == _expected_sends(rows)  # `same` sent nothing
+    assert calls_since(before, first) == _expected_sends(rows)  # `same` sent nothing
 
 
 def test_appended_rows_alone_are_sent_and_earlier_rows_report_where_they_were_done(
@@ -303,14 +296,14 @@ def test_failed_row_fixed_in_the_file_is_the_only_row_sent_again(
     assert first.returncode == 1, _output(first)
     statuses = [record["status"] for record in report_json(db, env)]
     assert statuses == ["succeeded", "succeeded", "failed"]
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     write_job_csv(job, _fix_file_rows("team@fix.example.com", keyed=keyed))
     fixed = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
                     timeout=RUN_TIMEOUT)
 
     assert fixed.returncode == 0, _output(fixed)
-    assert _sent_since(before, sandbox) == Counter({"account_invite": 1})
+    assert calls_since(before, sandbox) == Counter({"account_invite": 1})
     report = report_json(db, env)
     assert [record["status"] for record in report] == ["succeeded"] * 3
     state = sandbox.state()
@@ -344,7 +337,7 @@ def test_run_of_same_file_reruns_failed_and_blocked_rows_with_fresh_attempts_res
     assert [r["status"] for r in report_json(db, env)] == [
         "succeeded", "failed", "blocked", "failed"]
     sandbox.set_faults(error_rate=0.0)
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     latest = run_cli(["resume", *flags], env, timeout=RUN_TIMEOUT)
     named = run_cli(["resume", job_id, *flags], env, timeout=RUN_TIMEOUT)
@@ -352,14 +345,14 @@ def test_run_of_same_file_reruns_failed_and_blocked_rows_with_fresh_attempts_res
     assert latest.returncode == 2, _output(latest)
     assert "no unfinished job" in latest.stderr
     assert named.returncode == 1, _output(named)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     assert [r["status"] for r in report_json(db, env)] == [
         "succeeded", "failed", "blocked", "failed"]
 
     again = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
 
     assert again.returncode == 1, _output(again)  # the bouncing address fails again
-    assert _sent_since(before, sandbox) == Counter(
+    assert calls_since(before, sandbox) == Counter(
         {"transfer_site": 1, "site_invite_bulk": 1, "account_invite": 1})
     report = report_json(db, env)
     assert [(r["status"], r["attempts"]) for r in report] == [
@@ -433,14 +426,14 @@ def test_key_reference_to_a_site_created_by_an_earlier_file_targets_that_site(
 ) -> None:
     db = _acme_created_by_an_earlier_file(sandbox, env, tmp_path)
     [acme] = [s["id"] for s in sandbox.state()["sites"] if s["displayName"] == "Acme Outside"]
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     second = write_job_csv(tmp_path / "b.csv", _outside_rows())
     result = run_cli(["run", str(second), *fast_run_flags(db, sandbox.base_url)], env,
                      timeout=RUN_TIMEOUT)
 
     assert result.returncode == 0, _output(result)
-    assert _sent_since(before, sandbox) == Counter(
+    assert calls_since(before, sandbox) == Counter(
         {"site_invite_bulk": 1, "account_invite": 1, "create_site": 1})
     state = sandbox.state()
     invites = {invite["email"]: invite for invite in state["invites"]}
@@ -491,13 +484,13 @@ def _same_invite_under_two_keys(
          "role": "Website Manager"}])
     done = run_cli(["run", str(first), *flags], env, timeout=RUN_TIMEOUT)
     assert done.returncode == 0, _output(done)
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
     second = write_job_csv(tmp_path / "b.csv", [
         {"action": "account_invite", "key": "team-b", "email": "Sam@Agency.example.com",
          "role": "Website Manager"}])
     same = run_cli(["run", str(second), *flags], env, timeout=RUN_TIMEOUT)
     assert same.returncode == 0, _output(same)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     [record] = report_json(db, env)
     assert (record["key"], record["status"]) == ("team-b", "succeeded"), record
     return _job_of(same.stdout), second
@@ -512,7 +505,7 @@ def test_key_of_a_row_found_done_as_the_same_invite_may_be_named_by_a_later_file
     later = write_job_csv(tmp_path / "c.csv", [
         {"action": "create_site", "key": "after-b", "site_name": "After Team B",
          "depends_on": "@team-b"}])
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     checked = run_cli(["validate", str(later), "--db", str(db), "--account-id", ACCOUNT_ID,
                        "--base-url", sandbox.base_url], env, timeout=RUN_TIMEOUT)
@@ -521,7 +514,7 @@ def test_key_of_a_row_found_done_as_the_same_invite_may_be_named_by_a_later_file
 
     assert checked.returncode == 0, _output(checked)
     assert result.returncode == 0, _output(result)
-    assert _sent_since(before, sandbox) == Counter({"create_site": 1})
+    assert calls_since(before, sandbox) == Counter({"create_site": 1})
 
 
 def test_key_of_a_row_found_done_as_the_same_invite_is_refused_with_other_content(
@@ -534,7 +527,7 @@ def test_key_of_a_row_found_done_as_the_same_invite_is_refused_with_other_conten
     write_job_csv(second, [
         {"action": "account_invite", "key": "team-b", "email": "kim@agency.example.com",
          "role": "Website Manager"}])
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     changed = run_cli(["run", str(second), *fast_run_flags(db, sandbox.base_url)], env,
                       timeout=RUN_TIMEOUT)
@@ -542,7 +535,7 @@ def test_key_of_a_row_found_done_as_the_same_invite_is_refused_with_other_conten
     assert changed.returncode == 2, _output(changed)
     assert "key 'team-b'" in changed.stderr and "with other content" in changed.stderr, (
         changed.stderr)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
 
 
 # -- the same person twice in one file ----------------------------------------------------------
@@ -596,12 +589,12 @@ def test_default_database_is_per_user_so_another_folder_sends_nothing_new(
     first = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT, cwd=one)
     assert first.returncode == 0, _output(first)
     assert default_db.is_file()
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     second = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT, cwd=two)
 
     assert second.returncode == 0, _output(second)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     job_id = _job_of(first.stdout)
     for result in (first, second):
         lines = result.stdout.splitlines()
@@ -621,7 +614,7 @@ def test_existing_bulkops_db_in_the_folder_is_used_with_a_note(
     first = run_cli(["run", str(job), *_flags(legacy, sandbox.base_url)], env,
                     timeout=RUN_TIMEOUT, cwd=folder)
     assert first.returncode == 0, _output(first)
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
 
     again = run_cli(["run", str(job), *_without_db(_flags(legacy, sandbox.base_url))], env,
                     timeout=RUN_TIMEOUT, cwd=folder)
@@ -629,7 +622,7 @@ def test_existing_bulkops_db_in_the_folder_is_used_with_a_note(
     assert again.returncode == 0, _output(again)
     assert "note: using bulkops.db in this folder" in again.stderr, again.stderr
     assert f"database: {legacy}" in again.stdout.splitlines(), again.stdout
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     assert not (tmp_path / "xdg-data" / "bulkops" / "bulkops.db").exists()
 
 
@@ -846,7 +839,7 @@ def test_cancel_closes_unfinished_rows_resume_skips_them_and_running_the_file_re
     status = status_json(db, env)
     assert status["state"] == "cancelled", status
     assert status["counts"]["cancelled"] == unfinished, status
-    before, done_before = _mutating(sandbox), _effects(sandbox)
+    before, done_before = mutating_calls(sandbox), _effects(sandbox)
     flags = fast_run_flags(db, sandbox.base_url)
     latest = run_cli(["resume", *flags], env, timeout=RUN_TIMEOUT)
     assert latest.returncode == 2, _output(latest)
@@ -854,7 +847,7 @@ def test_cancel_closes_unfinished_rows_resume_skips_them_and_running_the_file_re
     named = run_cli(["resume", job_id, *flags], env, timeout=RUN_TIMEOUT)
     assert named.returncode == 2, _output(named)
     assert "was cancelled: run its file again" in named.stderr
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     assert status_json(db, env)["counts"]["cancelled"] == unfinished
 
     again = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
@@ -922,7 +915,7 @@ def test_removing_the_key_column_sends_nothing_again(
     rows = _tagged_rows(16, tag="nokey")
     first = _run_file(rows, tmp_path, sandbox, env)
     assert first.returncode == 0, _output(first)
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
     columns = [c for c in JOB_COLUMNS if c != "key"]
     keyless = [{c: v for c, v in row.items() if c != "key"} for row in rows]
     # References by key have no key to point at any more: the rows name the sites by id.
@@ -934,7 +927,7 @@ def test_removing_the_key_column_sends_nothing_again(
                 row[column] = ids[row[column][1:]]
     again = _run_file(keyless, tmp_path, sandbox, env, columns)
     assert again.returncode == 0, _output(again)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     assert "16 done in earlier runs" in again.stdout, again.stdout
     _no_duplicate_effects(sandbox.state())
 
@@ -945,7 +938,7 @@ def test_renaming_keys_of_done_rows_sends_nothing_again(
     rows = _tagged_rows(16, tag="rename")
     first = _run_file(rows, tmp_path, sandbox, env)
     assert first.returncode == 0, _output(first)
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
     renamed = []
     for row in rows:
         row = dict(row, key=row["key"] + "-renamed")
@@ -955,7 +948,7 @@ def test_renaming_keys_of_done_rows_sends_nothing_again(
         renamed.append(row)
     again = _run_file(renamed, tmp_path, sandbox, env)
     assert again.returncode == 0, _output(again)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     _no_duplicate_effects(sandbox.state())
 
 
@@ -967,13 +960,13 @@ def test_a_keyless_create_edited_after_it_succeeded_makes_no_second_site(
     first = _run_file([{"action": "create_site", "site_name": "Crème Brûlée Café"}],
                       tmp_path, sandbox, env, ["action", "site_name", "template_id"])
     assert first.returncode == 0, _output(first)
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
     edited = {"action": "create_site",
               "site_name": unicodedata.normalize("NFD", "crème brûlée café"),
               "template_id": "3b1f6c2e-8a4d-4e7b-9c1a-5d2e7f8a9b01"}
     again = _run_file([edited], tmp_path, sandbox, env, ["action", "site_name", "template_id"])
     assert again.returncode == 0, _output(again)
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
     [record] = report_json(tmp_path / "jobs.db", env)
     assert record["status"] == "succeeded" and record["note"].startswith("done before"), record
 
@@ -1024,7 +1017,7 @@ def test_the_same_person_invited_by_an_earlier_runs_key_and_by_the_site_id_is_re
     assert first.returncode == 0, _output(first)
     [created] = report_json(tmp_path / "jobs.db", env)
     site_id = created["result"]["site_id"]
-    before = _mutating(sandbox)
+    before = mutating_calls(sandbox)
     second = write_job_csv(tmp_path / "invites.csv", [
         {"action": "site_invite", "key": "dd-1", "site": "@fx-site",
          "email": "new.dd@example.com", "role": "Website Manager"},
@@ -1036,7 +1029,7 @@ def test_the_same_person_invited_by_an_earlier_runs_key_and_by_the_site_id_is_re
                      env, timeout=RUN_TIMEOUT)
     assert result.returncode == 2, _output(result)
     assert "already invited to this site at line 2" in result.stderr, result.stderr
-    assert _sent_since(before, sandbox) == Counter()
+    assert calls_since(before, sandbox) == Counter()
 
 
 def test_csv_report_carries_wix_request_id_of_a_failed_call_and_runs_again_as_is(

@@ -34,6 +34,12 @@ ROLES = Endpoint.ROLES.value
 BOUNCE = SandboxConfig().reject_domains[0]
 
 
+@pytest.fixture
+def store(sqlite_store: Store) -> Store:
+    """The engine's tests run on a SQLite file: the store's own tests cover PostgreSQL."""
+    return sqlite_store
+
+
 def calls(state: dict[str, Any]) -> Counter[str]:
     """Requests per Wix endpoint, as the sandbox counted them."""
     return Counter(state["requests"]["by_endpoint"])

@@ -23,6 +23,12 @@ SUB = SandboxConfig().sub_accounts[0]
 TEMPLATE = "3f0c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
 
 
+@pytest.fixture
+def store(sqlite_store: Store) -> Store:
+    """The engine's tests run on a SQLite file: the store's own tests cover PostgreSQL."""
+    return sqlite_store
+
+
 def onboarding_specs(n: int) -> list[OpSpec]:
     """n clients: create a site, invite its owner to it, then move it to a sub-account; plus
     the agency's own site with a team member limited to it (3n + 2 rows)."""

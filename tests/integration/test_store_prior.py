@@ -4,13 +4,10 @@ operations rows would name if stored now, and which site ids bulkops produced. B
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bulkops.identity import scope_of
 from bulkops.model import Action, JobSource, OpSpec, OpState
-from bulkops.store import SqlStore, open_store
+from bulkops.store import SqlStore
 
 NOW = 1_700_000_000.0
 ACCOUNT = "11111111-1111-4111-8111-111111111111"
@@ -18,16 +15,6 @@ API = "https://www.wixapis.com"
 SCOPE = scope_of(ACCOUNT, API)
 SITE = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 OTHER_SITE = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    """A fresh store of each kind (the PostgreSQL one skips without BULKOPS_TEST_PG_URL)."""
-    opened = await open_store(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def create(key: str, name: str) -> OpSpec:
