@@ -4,7 +4,7 @@ The file is validated, compared with the database (rows done in earlier runs, `@
 earlier runs, done keys reused for other work) and checked against the live account as `run`
 checks it before its first write (`precheck`). The plan then says what would be created,
 transferred and invited, the API calls that takes (the fewest the engine groups the rows into,
-plus the run's reads: one roles call, the site listing pages, one first read) and the time
+plus the run's reads: one roles call and the site listing pages) and the time
 those calls take under the request budget (`--rate`).
 
 Nothing is written: no job is stored, no state changes in the database (opening an older one
@@ -136,9 +136,9 @@ async def _plan(plan: Plan, checked: CheckedJob, store: Store | None, scope: str
     to_send = (spec for spec in checked.specs() if spec.key not in done
                and spec.line not in skipped)
     calls = calls_needed(to_send, roles)
-    # The run's own reads, when it has anything to do: the checks' (roles, listings), then the
-    # engine's first read before the first write.
-    reads = {"roles": 1, "site_listing": listing, "first_read": 1 if calls else 0}
+    # The run's own reads, when it has anything to do: the checks' (roles, listings). Having
+    # heard Wix answer them, the engine makes no first read of its own.
+    reads = {"roles": 1, "site_listing": listing}
     return _with(plan, problems=problems, checked=True, done_before=rows.done,
                  to_do=rows.to_do, adopted=findings.adoptions, calls=calls,
                  reads=reads if rows.to_do else {})

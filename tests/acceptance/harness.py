@@ -493,3 +493,9 @@ def calls_since(before: Counter[str], sandbox: SandboxProcess) -> Counter[str]:
     after = mutating_calls(sandbox)
     after.subtract(before)
     return +after
+
+
+def requests_by_endpoint(sandbox: SandboxProcess) -> Counter[str]:
+    """Every Wix call the sandbox has received so far, per endpoint (reads included)."""
+    by_endpoint = sandbox.state()["requests"]["by_endpoint"]
+    return Counter({name: int(count) for name, count in by_endpoint.items()})

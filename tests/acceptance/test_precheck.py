@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from harness import (
     ACCOUNT_ID,
+    MUTATING,
     SUB_ACCOUNTS,
     SandboxProcess,
     cli_env,
     fast_run_flags,
     free_port,
     report_json,
+    requests_by_endpoint,
     run_cli,
     seed_sites,
     start_cli,
@@ -33,7 +35,6 @@ from harness import (
 )
 
 RUN_TIMEOUT = 30.0
-MUTATING = ("create_site", "transfer_site", "account_invite", "site_invite_bulk")
 READS = ("query_sites", "roles")
 MANAGER_ID = "7084512206941830272"  # the sandbox's "Website Manager"
 
@@ -43,9 +44,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     return cli_env(XDG_DATA_HOME=str(tmp_path / "xdg-data"))
 
 
-def _requests(sandbox: SandboxProcess) -> Counter[str]:
-    by_endpoint = sandbox.state()["requests"]["by_endpoint"]
-    return Counter({name: int(count) for name, count in by_endpoint.items()})
 
 
 def _writes(counts: Counter[str]) -> int:
@@ -113,7 +111,7 @@ def test_every_role_that_cannot_be_given_is_refused_at_once_with_its_hint_and_no
         assert hint in problems[4 + number], problems[4 + number]
     assert f"{len(ROLE_CASES)} problem(s)" in result.stderr
     assert "nothing was sent" in result.stderr
-    counts = _requests(sandbox)
+    counts = requests_by_endpoint(sandbox)
     assert _writes(counts) == 0, counts
     assert counts["roles"] == 1, counts  # one roles call served every row
     assert sandbox.state()["sites"] == []
@@ -134,7 +132,7 @@ def test_a_role_id_in_scientific_notation_is_refused_by_validation_with_its_caus
     result = _run(job, tmp_path / "jobs.db", sandbox, env)
     assert result.returncode == 2, _output(result)
     assert "scientific notation" in _problems(result.stderr, job)[3]
-    assert sum(_requests(sandbox).values()) == 0  # refused before even reading
+    assert sum(requests_by_endpoint(sandbox).values()) == 0  # refused before even reading
 
 
 def test_a_keep_as_text_wrapper_is_read_in_csv_and_named_in_json(
@@ -153,7 +151,7 @@ def test_a_keep_as_text_wrapper_is_read_in_csv_and_named_in_json(
     problem = _problems(refused.stderr, as_json)[2]
     assert "keep-as-text wrapper" in problem and f"write '{MANAGER_ID}' alone" in problem
     assert "'Website Manager'" in problem
-    assert _writes(_requests(sandbox)) == 0
+    assert _writes(requests_by_endpoint(sandbox)) == 0
 
     as_csv = write_job_csv(tmp_path / "wrapped.csv", [
         {"action": "create_site", "key": "shop", "site_name": "Wrapped Shop"},
@@ -206,12 +204,12 @@ def test_sites_named_by_id_must_be_where_the_row_needs_them(
     assert f"column sites: site '{theirs['id']}' is not in your account" in problems[5]
     assert f"is not in from_account {SUB_ACCOUNTS[0]}" in problems[6]
     assert f"is not in your account {ACCOUNT_ID} (from_account is empty)" in problems[7]
-    assert _writes(_requests(sandbox)) == 0
+    assert _writes(requests_by_endpoint(sandbox)) == 0
 
     write_job_csv(job, good)
     fixed = _run(job, db, sandbox, env)
     assert fixed.returncode == 0, _output(fixed)
-    assert _writes(_requests(sandbox)) == 2
+    assert _writes(requests_by_endpoint(sandbox)) == 2
 
 
 def test_a_site_moved_by_an_earlier_row_of_the_file_or_by_an_earlier_run_is_fine(
@@ -270,7 +268,7 @@ def test_a_create_whose_name_exists_fails_by_default_and_adopt_takes_that_site(
     assert sorted(problem) == [2], _output(refused)
     assert "column site_name: a site named 'Existing Bakery' already exists" in problem[2]
     assert existing["id"] in problem[2] and "--if-exists adopt" in problem[2]
-    assert _writes(_requests(sandbox)) == 0
+    assert _writes(requests_by_endpoint(sandbox)) == 0
 
     adopted = _run(job, db, sandbox, env, "--if-exists", "adopt")
 
@@ -285,7 +283,7 @@ def test_a_create_whose_name_exists_fails_by_default_and_adopt_takes_that_site(
     state = sandbox.state()
     assert sorted(site["displayName"] for site in state["sites"]) == [
         "Existing Bakery", "New Florist"]
-    assert _requests(sandbox)["create_site"] == 1  # the florist only
+    assert requests_by_endpoint(sandbox)["create_site"] == 1  # the florist only
     [invite] = state["invites"]
     assert invite["siteId"] == existing["id"]
     csv_report = run_cli(["report", "--format", "csv", "--db", str(db)], env, timeout=30)
@@ -307,12 +305,12 @@ def test_running_a_finished_file_again_is_not_refused_for_the_sites_it_made(
     db = tmp_path / "jobs.db"
     first = _run(job, db, sandbox, env)
     assert first.returncode == 0, _output(first)
-    before = _requests(sandbox)
+    before = requests_by_endpoint(sandbox)
 
     second = _run(job, db, sandbox, env)
 
     assert second.returncode == 0, _output(second)
-    after = _requests(sandbox)
+    after = requests_by_endpoint(sandbox)
     after.subtract(before)
     assert +after == Counter(), after
     # Another file naming the same sites anew (other keys) is the same work: not refused.
@@ -320,7 +318,7 @@ def test_running_a_finished_file_again_is_not_refused_for_the_sites_it_made(
         {"action": "create_site", "key": "again-renamed", "site_name": "AGAIN BAKERY"}])
     third = _run(renamed, db, sandbox, env)
     assert third.returncode == 0, _output(third)
-    assert _writes(_requests(sandbox)) == _writes(before)
+    assert _writes(requests_by_endpoint(sandbox)) == _writes(before)
 
 
 def test_a_refused_key_is_one_line_and_exit_2(
@@ -335,7 +333,7 @@ def test_a_refused_key_is_one_line_and_exit_2(
         "error: Wix refused the credentials (HTTP 401 UNAUTHENTICATED): check WIX_API_KEY "
         "and WIX_ACCOUNT_ID"], result.stderr
     assert "not-the-key" not in result.stderr + result.stdout
-    assert _writes(_requests(sandbox)) == 0
+    assert _writes(requests_by_endpoint(sandbox)) == 0
 
 
 def test_the_checks_wait_for_wix_to_answer_when_it_is_down_at_the_start(
@@ -360,7 +358,7 @@ def test_the_checks_wait_for_wix_to_answer_when_it_is_down_at_the_start(
         assert result.returncode == 2, _output(result)
         assert "unknown role 'Website Boss'" in _problems(result.stderr, job)[3]
         assert "Traceback" not in result.stderr
-        assert _writes(_requests(sandbox)) == 0
+        assert _writes(requests_by_endpoint(sandbox)) == 0
         assert sandbox.state()["sites"] == []
     finally:
         cli.ensure_stopped()

@@ -34,12 +34,6 @@ ROLES = Endpoint.ROLES.value
 BOUNCE = SandboxConfig().reject_domains[0]
 
 
-@pytest.fixture
-def store(sqlite_store: Store) -> Store:
-    """The engine's tests run on a SQLite file: the store's own tests cover PostgreSQL."""
-    return sqlite_store
-
-
 def calls(state: dict[str, Any]) -> Counter[str]:
     """Requests per Wix endpoint, as the sandbox counted them."""
     return Counter(state["requests"]["by_endpoint"])
@@ -50,15 +44,15 @@ def team(n: int, *, line: int = 2, role: str = "Website Manager") -> list[OpSpec
                    email=f"member{i}@example.com", roles=(role,)) for i in range(n)]
 
 
-async def test_account_invites_go_fifty_to_a_call(store: Store) -> None:
+async def test_account_invites_go_fifty_to_a_call(sqlite_store: Store) -> None:
     """200 team members: 4 calls, each row with its own invite id."""
     async with running_sandbox(SandboxConfig(), port=0) as fake:
-        job = await add(store, team(200))
-        result = await run_engine(store, fake.base_url, job)
+        job = await add(sqlite_store, team(200))
+        result = await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED
     assert calls(state)[ACCOUNT_INVITES] == 4
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     invites = {i["email"]: i["id"] for i in state["invites"]}
     for i in range(200):
         op = ops[f"t{i}"]
@@ -67,7 +61,7 @@ async def test_account_invites_go_fifty_to_a_call(store: Store) -> None:
     assert state["duplicate_invite_emails"] == 0
 
 
-async def test_site_invites_share_one_call_per_site_and_role_set(store: Store) -> None:
+async def test_site_invites_share_one_call_per_site_and_role_set(sqlite_store: Store) -> None:
     """Three sites, each with four collaborators on one role set and one on another: six calls
     for fifteen rows, after the three creates."""
     specs: list[OpSpec] = []
@@ -79,14 +73,14 @@ async def test_site_invites_share_one_call_per_site_and_role_set(store: Store) -
             specs.append(OpSpec(line=len(specs) + 2, key=f"s{s}-p{p}", action=Action.SITE_INVITE,
                                 site=f"@s{s}", email=f"p{p}@shop{s}.example.com", roles=roles))
     async with running_sandbox(SandboxConfig(), port=0) as fake:
-        job = await add(store, specs)
-        result = await run_engine(store, fake.base_url, job)
+        job = await add(sqlite_store, specs)
+        result = await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED, result
     assert result.counts[OpState.SUCCEEDED] == 18
     assert calls(state)[SITE_INVITES] == 6
     assert calls(state)[CREATE] == 3
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     for invite in state["invites"]:
         shop, person = invite["email"].split("@")[1].split(".")[0], invite["email"].split("@")[0]
         op = ops[f"s{shop[-1]}-{person}"]
@@ -94,7 +88,7 @@ async def test_site_invites_share_one_call_per_site_and_role_set(store: Store) -
         assert op.invite_id == invite["id"]
 
 
-async def test_a_refused_invitee_fails_alone_with_wix_message(store: Store) -> None:
+async def test_a_refused_invitee_fails_alone_with_wix_message(sqlite_store: Store) -> None:
     """Partial success: the invitee Wix lists as failed is `failed` with Wix's message and a
     hint; the others in the same call succeeded with their invite ids."""
     specs = team(10)
@@ -106,12 +100,12 @@ async def test_a_refused_invitee_fails_alone_with_wix_message(store: Store) -> N
           for i in range(3)),
     ]
     async with running_sandbox(SandboxConfig(), port=0) as fake:
-        job = await add(store, [*specs, *site_rows])
-        result = await run_engine(store, fake.base_url, job)
+        job = await add(sqlite_store, [*specs, *site_rows])
+        result = await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED
     assert calls(state)[ACCOUNT_INVITES] == 1 and calls(state)[SITE_INVITES] == 1
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     for key in ("t3", "c1"):
         failed = ops[key]
         assert failed.state is OpState.FAILED and failed.error is not None
@@ -125,7 +119,9 @@ async def test_a_refused_invitee_fails_alone_with_wix_message(store: Store) -> N
     assert len({op.invite_id for op in succeeded if op.spec.action is not Action.CREATE_SITE}) == 11
 
 
-async def test_a_call_refused_for_one_row_is_split_and_only_that_row_fails(store: Store) -> None:
+async def test_a_call_refused_for_one_row_is_split_and_only_that_row_fails(
+    sqlite_store: Store,
+) -> None:
     """A role Wix stopped knowing since the roles were read (deleted in the meantime) makes
     Wix refuse the whole call with a 400: the call is split, each row goes alone, and only the
     row with that role fails; none is sent twice."""
@@ -135,16 +131,17 @@ async def test_a_call_refused_for_one_row_is_split_and_only_that_row_fails(store
             roles = [*await wix.list_roles(), Role("7000000000000000001", "Gone", None)]
         specs = team(6)
         specs[2] = dataclasses.replace(specs[2], roles=("Gone",))
-        job = await add(store, specs)
+        job = await add(sqlite_store, specs)
         budget = AdaptiveBudget(parse_rate("500/s"))
         async with WixClient(base_url=fake.base_url, api_key="sandbox-key", account_id=ACCOUNT,
                              budget=budget, timeout=2.0) as client:
-            engine = Engine(store=store, client=client, budget=budget, roles=RoleBook(roles),
+            engine = Engine(store=sqlite_store, client=client, budget=budget,
+                            roles=RoleBook(roles),
                             config=EngineConfig(account_id=ACCOUNT, backoff_base=0.02))
             result = await engine.run(job, anyio.Event())
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     gone = ops["t2"]
     assert gone.state is OpState.FAILED and gone.error is not None
     assert gone.error.status == 400 and "unknown policy id" in gone.error.message
@@ -161,7 +158,7 @@ async def test_a_call_refused_for_one_row_is_split_and_only_that_row_fails(store
 @pytest.mark.parametrize("faults", [{"drop_after_rate": 0.4}, {"error_rate": 0.4}],
                          ids=["drop-after", "5xx"])
 async def test_lost_answers_to_batched_calls_lose_no_invite(
-    store: Store, faults: dict[str, Any]
+    sqlite_store: Store, faults: dict[str, Any]
 ) -> None:
     """A batched call whose answer is lost is sent again under the invite policy: every row
     ends succeeded, each re-sent row says so in its note, and the duplicate emails are the
@@ -169,11 +166,11 @@ async def test_lost_answers_to_batched_calls_lose_no_invite(
     config = dataclasses.replace(SandboxConfig(), seed=11,
                                  fault_methods=frozenset({Endpoint.ACCOUNT_INVITE}), **faults)
     async with running_sandbox(config, port=0) as fake:
-        job = await add(store, team(120))
-        result = await run_engine(store, fake.base_url, job, request_timeout=0.5)
+        job = await add(sqlite_store, team(120))
+        result = await run_engine(sqlite_store, fake.base_url, job, request_timeout=0.5)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     assert all(op.state is OpState.SUCCEEDED for op in ops.values())
     emails = Counter(i["email"] for i in state["invites"])
     assert set(emails) == {f"member{i}@example.com" for i in range(120)}  # none lost
@@ -183,7 +180,7 @@ async def test_lost_answers_to_batched_calls_lose_no_invite(
     assert calls(state)[ACCOUNT_INVITES] < 120  # still batched after the faults
 
 
-async def test_unknown_creates_are_settled_in_one_listing_pass(store: Store) -> None:
+async def test_unknown_creates_are_settled_in_one_listing_pass(sqlite_store: Store) -> None:
     """Every create's answer is lost after Wix made the site: the look-ups that settle them
     take far fewer listing calls than one per row, and no site is made twice."""
     config = dataclasses.replace(SandboxConfig(), seed=3, drop_after_rate=1.0,
@@ -191,11 +188,11 @@ async def test_unknown_creates_are_settled_in_one_listing_pass(store: Store) -> 
     specs = [OpSpec(line=2 + i, key=f"s{i}", action=Action.CREATE_SITE, site_name=f"Lost {i}")
              for i in range(40)]
     async with running_sandbox(config, port=0) as fake:
-        job = await add(store, specs)
-        result = await run_engine(store, fake.base_url, job, request_timeout=0.5, settle=0.2)
+        job = await add(sqlite_store, specs)
+        result = await run_engine(sqlite_store, fake.base_url, job, request_timeout=0.5, settle=0.2)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED, result
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     assert all(op.state is OpState.SUCCEEDED and op.note and "reconciled" in op.note
                for op in ops.values())
     assert state["duplicate_sites"] == 0 and len(state["sites"]) == 40
@@ -204,29 +201,31 @@ async def test_unknown_creates_are_settled_in_one_listing_pass(store: Store) -> 
     assert {op.site_id for op in ops.values()} == {s["id"] for s in state["sites"]}
 
 
-async def test_transfers_and_creates_stay_one_call_per_row(store: Store) -> None:
+async def test_transfers_and_creates_stay_one_call_per_row(sqlite_store: Store) -> None:
     specs = [OpSpec(line=2, key="a", action=Action.CREATE_SITE, site_name="A"),
              OpSpec(line=3, key="b", action=Action.CREATE_SITE, site_name="B"),
              OpSpec(line=4, key="ma", action=Action.TRANSFER_SITE, site="@a", to_account=SUB),
              OpSpec(line=5, key="mb", action=Action.TRANSFER_SITE, site="@b", to_account=SUB)]
     async with running_sandbox(SandboxConfig(), port=0) as fake:
-        job = await add(store, specs)
-        await run_engine(store, fake.base_url, job)
+        job = await add(sqlite_store, specs)
+        await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
     assert calls(state)[CREATE] == 2
     assert calls(state)[TRANSFER] == 2
 
 
-async def test_a_role_that_cannot_be_resolved_fails_its_row_with_no_attempt(store: Store) -> None:
+async def test_a_role_that_cannot_be_resolved_fails_its_row_with_no_attempt(
+    sqlite_store: Store,
+) -> None:
     """Rows whose role the account does not have (a run without the checks before the first
     write): refused before any request, 0 attempts, a hint; the rest share their call."""
     specs = team(4)
     specs[1] = dataclasses.replace(specs[1], roles=("Website Boss",))
     async with running_sandbox(SandboxConfig(), port=0) as fake:
-        job = await add(store, specs)
-        await run_engine(store, fake.base_url, job)
+        job = await add(sqlite_store, specs)
+        await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     boss = ops["t1"]
     assert boss.state is OpState.FAILED and boss.attempts == 0 and boss.error is not None
     assert boss.error.code == "ROLE_NOT_RESOLVED" and boss.error.hint
@@ -234,7 +233,9 @@ async def test_a_role_that_cannot_be_resolved_fails_its_row_with_no_attempt(stor
     assert calls(state)[ACCOUNT_INVITES] == 1
 
 
-async def test_account_invites_waiting_for_their_sites_still_share_one_call(store: Store) -> None:
+async def test_account_invites_waiting_for_their_sites_still_share_one_call(
+    sqlite_store: Store,
+) -> None:
     """Team members limited to sites the file creates become ready one by one as the sites
     are made; the call waits for the ones still to come (one call, not one per site), and a
     member whose site failed is blocked without holding the others back."""
@@ -250,11 +251,11 @@ async def test_account_invites_waiting_for_their_sites_still_share_one_call(stor
               OpSpec(line=len(specs) + 4, key="stuck", action=Action.ACCOUNT_INVITE,
                      email="stuck@example.com", roles=("Website Manager",), sites=("@bad",))]
     async with running_sandbox(SandboxConfig(latency=0.05), port=0) as fake:
-        job = await add(store, specs)
-        result = await run_engine(store, fake.base_url, job)
+        job = await add(sqlite_store, specs)
+        result = await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED
-    ops = await by_key(store, job)
+    ops = await by_key(sqlite_store, job)
     assert ops["stuck"].state is OpState.BLOCKED
     assert all(ops[k].state is OpState.SUCCEEDED for k in ("m0", "m1", "m2", "m3", "t0", "t1"))
     assert calls(state)[ACCOUNT_INVITES] == 1
