@@ -199,7 +199,7 @@ def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurren
 
     return Settings(
         db_url=db.url, base_url=checked_base_url(base_url) if base_url else "",
-        api_key=api_key, account_id=account_id,
+        api_key=api_key, account_id=account_id.strip(),
         rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
         timeout=timeout, settle=settle, backoff_base=backoff_base,
         breaker_window=breaker_window, breaker_ratio=breaker_ratio, lease_seconds=lease_seconds,
@@ -473,7 +473,8 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
 def _api_key() -> str:
     import os
 
-    return os.environ.get("WIX_API_KEY", "")
+    # Keys never hold spaces: a line end copied with it (a Windows env file) is not part of it.
+    return os.environ.get("WIX_API_KEY", "").strip()
 
 
 def _progress_options(interval: float) -> tuple[TextIO, float, bool]:

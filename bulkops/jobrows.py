@@ -310,6 +310,11 @@ def _site_name_problem(text: str) -> str | None:
     return None
 
 
+def is_guid(text: str) -> bool:
+    """A Wix id as Wix writes it: a GUID (8-4-4-4-12 hex digits)."""
+    return _GUID.fullmatch(text) is not None
+
+
 def _guid_problem(text: str) -> str | None:
     if _GUID.fullmatch(text):
         return None

@@ -18,6 +18,7 @@ from bulkops.engine import Engine, EngineConfig, RunResult
 from bulkops.errors import ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.identity import scope_of
 from bulkops.jobfile import CheckedJob
+from bulkops.jobrows import is_guid
 from bulkops.jobviews import lease_owner, opened_store, outside_problems
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
 from bulkops.model import (
@@ -138,12 +139,21 @@ def _stored_target(job: JobInfo, settings: Settings) -> Settings:
 
 
 def require_credentials(settings: Settings) -> None:
-    """Raises ConfigError naming the missing variable (a real Wix run needs both)."""
+    """Raises ConfigError naming the variable that is missing or malformed (a real Wix run
+    needs both): a key with a control character (Wix refuses it as a header), an account id
+    that is not a GUID."""
     if not settings.api_key:
         raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
                           "(or use --sandbox for a local demo)")
     if not settings.account_id:
         raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID")
+    if any(not char.isprintable() for char in settings.api_key):
+        # Never shown: the key is a secret, even a broken one.
+        raise ConfigError("WIX_API_KEY contains a line break or another control character: "
+                          "set it again from the key as Wix shows it")
+    if not is_guid(settings.account_id):
+        raise ConfigError(f"WIX_ACCOUNT_ID / --account-id {settings.account_id!r} is not a Wix "
+                          "account id (a GUID like 0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f)")
 
 
 async def _check_outside_refs(store: Store, checked: CheckedJob, settings: Settings) -> None:

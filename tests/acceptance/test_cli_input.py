@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from harness import (
+    ACCOUNT_ID,
+    SANDBOX_KEY,
     SUB_ACCOUNTS,
     SandboxProcess,
     cli_env,
@@ -88,6 +90,11 @@ BAD_FILE_CASES = [(bad, command) for bad in BAD_FILES for command in ("validate"
 # "base-url" points plain http at 0.0.0.0, which is not a loopback name but reaches this very
 # sandbox: had the key been sent in clear, the sandbox would have counted the request.
 MISSING_KEY, MISSING_ACCOUNT = "missing WIX_API_KEY", "missing WIX_ACCOUNT_ID"
+# Malformed credentials: (case id, environment changes, what the one line names).
+MALFORMED = {
+    "control character in WIX_API_KEY": ({"api_key": "sandbox\x07key"}, "WIX_API_KEY"),
+    "account id not a GUID": ({"account_id": "notauuid"}, "'notauuid' is not a Wix account id"),
+}
 BAD_FLAGS = {"rate nonsense": ["--rate", "nonsense"], "concurrency 0": ["--concurrency", "0"]}
 PLAIN_HTTP = "plain http to 0.0.0.0"
 
@@ -118,6 +125,8 @@ def _refusal_commands(folder: Path, base_url: str) -> dict[str, tuple[list[str],
     run_good = ["run", good_job, *fast_run_flags(folder / "good.db", base_url)]
     commands[MISSING_KEY] = (run_good, cli_env(api_key=None))
     commands[MISSING_ACCOUNT] = (run_good, cli_env(account_id=None))
+    for case, (changes, _) in MALFORMED.items():
+        commands[case] = (run_good, cli_env(**changes))
     for case, extra in BAD_FLAGS.items():
         commands[case] = ([*run_good, *extra], env)
     port = base_url.rsplit(":", 1)[1]
@@ -170,6 +179,31 @@ def test_missing_credential_exits_2_with_one_clear_line(
     assert len(lines) == 1 and variable in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_credential_exits_2_with_one_clear_line_and_no_secret(
+    refusals: Refusals, case: str,
+) -> None:
+    """A key Wix could not take as a header, an account id that is not one: exit 2, one line
+    naming it (never the key), nothing stored or sent (the sandbox count is checked below)."""
+    result = refusals.results[case]
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert MALFORMED[case][1] in line and "sandbox" not in line, line
+
+
+def test_a_key_copied_with_a_windows_line_end_still_works(
+    tmp_path: Path,
+) -> None:
+    """An env file saved with CRLF line ends leaves "\\r" at the end of the key: it is not part
+    of the key, and the run goes on as with the clean key."""
+    job = write_job_csv(tmp_path / "one.csv", realistic_rows(1, tag="crlf"))
+    with running_sandbox() as sandbox:
+        result = run_cli(["run", str(job), *fast_run_flags(tmp_path / "crlf.db", sandbox.base_url)],
+                         cli_env(api_key=SANDBOX_KEY + "\r", account_id=ACCOUNT_ID + "\r"), 60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 succeeded" in result.stdout
+
+
 @pytest.mark.parametrize("case", list(BAD_FLAGS))
 def test_bad_flag_value_exits_2_naming_the_flag_or_value(refusals: Refusals, case: str) -> None:
     """A flag value that makes no sense (--rate nonsense, --concurrency 0): one clear line."""
@@ -188,9 +222,10 @@ def test_plain_http_to_a_non_loopback_host_exits_2(refusals: Refusals) -> None:
 
 
 def test_every_refused_command_sent_zero_requests(refusals: Refusals) -> None:
-    """Bad job files, missing credentials, bad flags, plain http to a non-loopback host: once
-    all of them have exited, the sandbox has received no request at all."""
-    assert len(refusals.results) == len(BAD_FILE_CASES) + 2 + len(BAD_FLAGS) + 1
+    """Bad job files, missing or malformed credentials, bad flags, plain http to a non-loopback
+    host: once all of them have exited, the sandbox has received no request at all."""
+    assert len(refusals.results) == (len(BAD_FILE_CASES) + 2 + len(MALFORMED) + len(BAD_FLAGS)
+                                     + 1)
     assert refusals.requests_after == 0
 
 
