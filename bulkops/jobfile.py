@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bulkops.errors import JobFileError, RowError
-from bulkops.identity import outside_ref_errors
+from bulkops.identity import outside_ref_errors, site_name_key
 from bulkops.invitees import invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, job_format, read_rows
@@ -196,7 +196,8 @@ class _Checks:
             self._check_invitee(result.spec)
 
     def _check_site_name(self, line: int, name: str) -> None:
-        earlier = self._site_names.setdefault(name.casefold(), line)
+        # Compared as the account compares them: NFC, any case, spaces collapsed.
+        earlier = self._site_names.setdefault(site_name_key(name), line)
         if earlier != line:
             self._errors.append(RowError(
                 line, "site_name", f"duplicate site name {show(name)}: duplicate of line {earlier}"

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 
-from bulkops.cells import unescape
+from bulkops.cells import CLEAN, INVISIBLE, ODD_SPACES, unescape
 from bulkops.errors import JobFileError, RowError
 from bulkops.jobrows import (
     COLUMNS,
@@ -152,29 +152,11 @@ _WORKBOOKS = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls)"),
 )
 _SAVE_AS = "save it as CSV UTF-8"
-# Zero-width characters, bidi marks and embeddings, word joiner and invisible operators, BOM,
-# soft hyphen, Arabic letter mark, Mongolian vowel separator: removed wherever they are.
-_INVISIBLE = ("\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
-              "\ufeff")
-# No-break, typographic and ideographic spaces, line and paragraph separators: a plain space.
-_SPACES = "\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-
-
-def _translation() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
-    for ranges, replacement in ((_INVISIBLE, None), (_SPACES, " ")):
-        for first, last in re.findall(r"(.)(?:-(.))?", ranges):
-            for code in range(ord(first), ord(last or first) + 1):
-                table[code] = replacement
-    return table
-
-
-_CLEAN = _translation()
 # What the decoders leave for bytes they cannot read: surrogateescape (UTF-8) maps a bad byte to
 # U+DC80..U+DCFF, surrogatepass (UTF-16/32) lets an unpaired surrogate through.
 _UNDECODABLE = re.compile("[\ud800-\udfff]")
 # Any of the above: one scan of a non-ASCII line finds whether it needs a closer look.
-_SUSPECT = re.compile(f"[\ud800-\udfff{_INVISIBLE}{_SPACES}]")
+_SUSPECT = re.compile(f"[\ud800-\udfff{INVISIBLE}{ODD_SPACES}]")
 _EOF = "\x1a"  # Ctrl-Z: the end-of-file mark old DOS tools append
 
 
@@ -237,7 +219,7 @@ def _clean_line(number: int, line: str, encoding: str, path: Path) -> str:
             reason = (f"the file is not valid {_label(encoding)} text: an unpaired surrogate "
                       f"U+{code:04X} at character {position}; {_SAVE_AS}")
         raise JobFileError(str(path), [RowError(number, None, reason)])
-    return line.translate(_CLEAN)
+    return line.translate(CLEAN)
 
 
 def _label(encoding: str) -> str:

@@ -11,11 +11,13 @@ import difflib
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from bulkops.cells import clean
 from bulkops.errors import RowError
 from bulkops.model import REF_PREFIX, Action, OpSpec, is_ref
 
@@ -188,6 +190,7 @@ def _action(line: int, raw: object, errors: list[RowError]) -> Action | None:
 
 def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
     """(value, None) when fine (value None = empty, i.e. absent), else (None, reason)."""
+    raw = _cleaned(raw)
     if name in LIST_COLUMNS:
         if name == "role" and _is_number(raw):
             raw = [raw]  # one role id written as a JSON number: as in a list of one
@@ -207,7 +210,21 @@ def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
     text = raw.strip()
     if not text:
         return None, None
+    if name == "site_name":
+        # A name wrapped in its cell (Alt-Enter) or typed with a double space is one line with
+        # single spaces, as it shows at Wix; NFC, so that "é" typed two ways is one name.
+        text = " ".join(unicodedata.normalize("NFC", text).split())
     return text, _cell_problem(text) or _TEXT_CHECKS[name](text)
+
+
+def _cleaned(raw: object) -> object:
+    """Text (alone or in a list) without the invisible characters a spreadsheet or a copy from
+    a web page leaves in it: a CSV reader drops them already, a JSON writer keeps them."""
+    if isinstance(raw, str):
+        return clean(raw)
+    if isinstance(raw, list):
+        return [clean(item) if isinstance(item, str) else item for item in raw]
+    return raw
 
 
 def _text(raw: object) -> str | None:
@@ -259,8 +276,10 @@ _SHEET_ERRORS = frozenset({
     "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!", "#GETTING_DATA", "#ERROR!",
 })
 _LIBREOFFICE_ERROR = re.compile(r"Err:\d{3}")
-# C0 and C1 controls and DEL; tabs and line breaks (a multi-line cell) are text.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# C0 and C1 controls and DEL, tabs and line breaks included: every value is one line of text
+# (a name, an address, an id), and Wix would keep a line break inside a site's name.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {"\t": "a tab", "\n": "a line break", "\r": "a line break"}
 
 
 def _cell_problem(text: str) -> str | None:
@@ -272,8 +291,8 @@ def _cell_problem(text: str) -> str | None:
         return None
     control = _CONTROL.search(text)
     if control is not None:
-        return (f"contains the control character U+{ord(control[0]):04X} at character "
-                f"{control.start() + 1}: remove it")
+        what = _CONTROL_NAMES.get(control[0], f"the control character U+{ord(control[0]):04X}")
+        return f"contains {what} at character {control.start() + 1}: remove it"
     return None if _MOJIBAKE.search(text) is None else _garbled_problem(text)
 
 

@@ -161,3 +161,16 @@ def test_a_role_id_written_as_a_json_float_is_refused_with_the_reason(
     [(line, column, reason)] = problems(write(tmp_path, json.dumps(ops)))
     assert (line, column) == (1, "role")
     assert "fraction or exponent" in reason and "as text in quotes" in reason
+
+
+def test_invisible_characters_in_json_values_never_reach_wix(tmp_path: Path) -> None:
+    """A JSON writer keeps what a copy from a web page or a spreadsheet hid in the text (zero
+    width space, bidi marks, soft hyphen, no-break space): dropped, or made a plain space,
+    as in a CSV file."""
+    ops = [{"action": "create_site", "site_name": "ZW\u200bJSON\u202c\u00a0Site"},
+           {"action": "account_invite", "email": "zoe\u00ad@exa\u200emple.com",
+            "role": ["Website\u00a0Manager\u200b"]}]
+    _, specs = load_job(write(tmp_path, json.dumps(ops)))
+    site, invite = list(specs())
+    assert site.site_name == "ZWJSON Site"
+    assert (invite.email, invite.roles) == ("zoe@example.com", ("Website Manager",))

@@ -268,14 +268,41 @@ def test_non_ascii_letters_in_an_email_are_refused(tmp_path: Path) -> None:
 def test_control_characters_in_a_cell_are_a_row_error(
     tmp_path: Path, char: str, code: str
 ) -> None:
-    path = write(tmp_path, f"action,key,site_name\ncreate_site,a,Ac{char}me\n".encode())
+    path = write(tmp_path, f"action,key,email,role\naccount_invite,a,Ac{char}me@example.com,Admin\n".encode())
     assert problems(path) == [
-        (2, "site_name", f"contains the control character U+{code} at character 3: remove it")]
+        (2, "email", f"contains the control character U+{code} at character 3: remove it")]
 
 
-def test_tab_inside_a_cell_is_text(tmp_path: Path) -> None:
-    path = write(tmp_path, b'action,site_name\ncreate_site,"Acme\tBakery"\n')
-    assert specs(path)[0].site_name == "Acme\tBakery"
+@pytest.mark.parametrize(("cell", "what"), [('"bob\n@example.com"', "a line break"),
+                                            ('"bob\t@example.com"', "a tab")])
+def test_a_line_break_or_tab_inside_a_value_is_a_row_error(
+    tmp_path: Path, cell: str, what: str
+) -> None:
+    path = write(tmp_path, f"action,key,email,role\naccount_invite,a,{cell},Admin\n".encode())
+    assert problems(path) == [(2, "email", f"contains {what} at character 4: remove it")]
+
+
+@pytest.mark.parametrize("name", ['"Acme\tBakery"', '"Acme\nBakery"', '"Acme\r\nBakery"',
+                                  "Acme  Bakery", '" Acme \x0b Bakery "'])
+def test_a_site_name_wrapped_or_spaced_in_its_cell_is_one_line_with_single_spaces(
+    tmp_path: Path, name: str
+) -> None:
+    """Alt-Enter in a cell, a tab, a double space: the name as it shows, as Wix keeps it."""
+    path = write(tmp_path, f"action,site_name\ncreate_site,{name}\n".encode())
+    assert specs(path)[0].site_name == "Acme Bakery"
+
+
+def test_site_names_that_differ_only_in_spaces_or_unicode_form_are_duplicates(
+    tmp_path: Path,
+) -> None:
+    """The file's names compare as the account's do (NFC, any case, spaces collapsed)."""
+    content = ("action,site_name\ncreate_site,Alpha Beta\ncreate_site,alpha  beta\n"
+               "create_site,Caf\u00e9\ncreate_site,Cafe\u0301\n")
+    assert problems(write(tmp_path, content.encode())) == [
+        (3, "site_name", "duplicate site name 'alpha beta': duplicate of line 2"),
+        # Read as NFC, the two rows are the very same row too.
+        (5, None, "same operation as line 4 (duplicate of line 4)"),
+        (5, "site_name", "duplicate site name 'Caf\u00e9': duplicate of line 4")]
 
 
 # --- Spreadsheet number mangling ------------------------------------------------------------
@@ -400,7 +427,7 @@ def test_everything_at_once_as_a_european_mac_excel_file(tmp_path: Path) -> None
                f"\x1a")
     read = specs(write(tmp_path, content.encode("utf-16")))
     assert [(s.line, s.action) for s in read] == [(3, Action.CREATE_SITE), (6, Action.SITE_INVITE)]
-    assert read[0].site_name == "Boulangerie\rDupont"
+    assert read[0].site_name == "Boulangerie Dupont"
     assert (read[1].site, read[1].email, read[1].roles) == ("@acme", "Zoe@Example.com", (ROLE_ID,))
 
 
