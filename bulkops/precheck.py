@@ -179,6 +179,9 @@ class _Needs:
         self.account = account_id.lower()
         self.wanted: dict[str, set[str]] = {}
         self.moves: set[tuple[str, str]] = set()  # (site, account a transfer row moves it to)
+        # Transfer rows by the site as written (an id or @key, lower-case): (line, key, target).
+        self.transfers: dict[str, list[tuple[int, str, str]]] = {}
+        self.deps: dict[str, tuple[str, ...]] = {}  # row key -> the keys it waits for
         self.names = False
 
     def take(self, row: Candidate) -> None:
@@ -187,6 +190,10 @@ class _Needs:
             self.wanted.setdefault(account.lower(), set()).add(site.lower())
         if spec.action is Action.TRANSFER_SITE and spec.site and spec.to_account:
             self.moves.add((spec.site.lower(), spec.to_account.lower()))
+            self.transfers.setdefault(spec.site.lower(), []).append(
+                (spec.line, spec.key, spec.to_account.lower()))
+        if spec.dependency_keys():
+            self.deps[spec.key] = spec.dependency_keys()
         self.names = self.names or row.name_checked
 
     def accounts(self) -> set[str]:
@@ -247,7 +254,36 @@ class _World:
             problem = self._absent(spec, site, account)
             if problem is not None:
                 errors.append(RowError(spec.line, column, problem))
+        return errors + self._moved_first(spec)
+
+    def _moved_first(self, spec: OpSpec) -> list[RowError]:
+        """An account invite can only name sites of the account: one limited to a site that a
+        transfer row moves to another account must go before that transfer (the transfer
+        waits for it), or it fails at Wix."""
+        if spec.action is not Action.ACCOUNT_INVITE:
+            return []
+        errors = []
+        for site in spec.sites:
+            for line, key, target in self._needs.transfers.get(site.lower(), []):
+                if target == self._needs.account or spec.key in self._waited_for(key):
+                    continue
+                errors.append(RowError(spec.line, "sites", (
+                    f"site {show(site)} is moved to account {target} by line {line}, which does "
+                    "not wait for this row: an account invite can only name sites of your "
+                    "account; make that transfer depend on this row (depends_on), or invite "
+                    "to the site with a site_invite row")))
         return errors
+
+    def _waited_for(self, key: str) -> set[str]:
+        """Every row key that row `key` waits for, directly or not."""
+        seen: set[str] = set()
+        stack = list(self._needs.deps.get(key, ()))
+        while stack:
+            dep = stack.pop()
+            if dep not in seen:
+                seen.add(dep)
+                stack.extend(self._needs.deps.get(dep, ()))
+        return seen
 
     def _absent(self, spec: OpSpec, site: str, account: str) -> str | None:
         """Why `site` cannot be used from `account`, or None when it can."""

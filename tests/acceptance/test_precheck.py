@@ -243,6 +243,31 @@ def test_a_site_moved_by_an_earlier_row_of_the_file_or_by_an_earlier_run_is_fine
     assert [(i["siteId"], i["email"]) for i in invites] == [(made, "owner@example.com")]
 
 
+def test_an_account_invite_to_a_site_the_file_moves_away_first_is_refused(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """An account invite can only name sites of the account: limited to a site a transfer row
+    moves to a sub-account without waiting for it, it would fail at Wix, so it is refused
+    before anything is sent; with the transfer waiting for the invite, the file runs."""
+    rows = [
+        {"action": "create_site", "key": "shop", "site_name": "Moved Shop"},
+        {"action": "transfer_site", "key": "shop-move", "site": "@shop",
+         "to_account": SUB_ACCOUNTS[0]},
+        {"action": "account_invite", "key": "staff", "sites": "@shop",
+         "email": "staff@example.com", "role": "Website Manager"},
+    ]
+    db = tmp_path / "jobs.db"
+    refused = _run(write_job_csv(tmp_path / "moved.csv", rows), db, sandbox, env)
+    assert refused.returncode == 2, _output(refused)
+    [line] = [text for text in refused.stderr.splitlines() if "line 4" in text]
+    assert "column sites" in line and "moved to account" in line and "by line 3" in line, line
+    assert sandbox.state()["sites"] == []
+
+    rows[1]["depends_on"] = "@staff"
+    ordered = _run(write_job_csv(tmp_path / "ordered.csv", rows), db, sandbox, env)
+    assert ordered.returncode == 0, _output(ordered)
+
+
 # -- names of new sites ------------------------------------------------------------------------
 
 
