@@ -353,17 +353,26 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
     the budget. Nothing is sent or stored. Exit 0 when the plan is clean, 2 when it found
     problems."""
     from bulkops.errors import WixError
-    from bulkops.plan import make_plan, plan_json, plan_text
+    from bulkops.plan import Plan, make_plan, plan_json, plan_text
     from bulkops.runner import require_credentials, sandbox_target
     from bulkops.wixwire import checked_base_url
 
-    checked = jobfile.check_job(file)
     choice = database_choice(db)
     settings = Settings(
         db_url=choice.url, base_url=checked_base_url(base_url or DEFAULT_BASE_URL),
-        api_key=_api_key(), account_id=account_id, rate=parse_rate(rate), timeout=timeout,
-        if_exists=if_exists,
+        api_key=_api_key(), account_id=account_id.strip(), rate=parse_rate(rate),
+        timeout=timeout, if_exists=if_exists,
     )
+    try:
+        checked = jobfile.check_job(file)
+    except JobFileError as exc:
+        if fmt != "json":
+            raise
+        # A file that cannot be read at all is still a plan with problems, for scripts.
+        click.echo(plan_json(Plan(path=file, total=0, account_id=settings.account_id,
+                                  base_url=settings.base_url, settings=settings,
+                                  problems=exc.errors)))
+        sys.exit(EXIT_INVALID)
     if sandbox:
         settings = sandbox_target(settings)
     else:

@@ -418,6 +418,11 @@ def _trimmed(names: list[str]) -> list[str]:
     return names
 
 
+# Python's JSON parser gives up on lists or objects nested some thousand levels deep.
+_TOO_DEEP = ("invalid JSON: lists or objects nested too deeply (a job file is a list of "
+             "operations, each an object of plain values)")
+
+
 def _read_jsonl(path: Path) -> Iterator[ReadItem]:
     with path.open("rb") as raw:
         for line, text in enumerate(_utf8_lines(raw, path), 1):
@@ -427,6 +432,9 @@ def _read_jsonl(path: Path) -> Iterator[ReadItem]:
                 element = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield RowError(line, None, f"invalid JSON at column {exc.colno}: {exc.msg}")
+                continue
+            except RecursionError:
+                yield RowError(line, None, _TOO_DEEP)
                 continue
             yield from _json_operation(line, element, _NO_DEFAULTS)
 
@@ -441,6 +449,8 @@ def _read_json(path: Path) -> Iterator[ReadItem]:
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON at file line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise JobFileError(str(path), [RowError(exc.lineno, None, reason)]) from None
+    except RecursionError:
+        raise JobFileError(str(path), [RowError(1, None, _TOO_DEEP)]) from None
     operations, defaults, problems = _json_document(document)
     if operations is None:
         raise JobFileError(str(path), problems)

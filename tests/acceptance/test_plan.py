@@ -217,3 +217,18 @@ def test_plan_sandbox_reads_the_world_run_sandbox_left_and_changes_nothing(
     assert plan["done_before"] == {"rows": 1, "lines": [2]}, plan
     assert plan["to_do"]["by_action"]["create_site"] == 1
     assert world.read_bytes() == saved and _database_rows(db) == stored
+
+
+def test_a_file_that_cannot_be_read_is_still_a_json_plan_with_its_problem(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    """Scripts read stdout: a workbook saved as .csv gives a plan document, not just stderr."""
+    job = tmp_path / "clients.csv"
+    job.write_bytes(b"PK\x03\x04 a workbook, not CSV text")
+    result = run_cli(["plan", str(job), "--sandbox", "--format", "json"], env,
+                     timeout=RUN_TIMEOUT)
+    assert result.returncode == 2, _output(result)
+    plan = json.loads(result.stdout)
+    assert (plan["clean"], plan["checked_at_wix"], plan["total"]) == (False, False, 0)
+    [problem] = plan["problems"]
+    assert problem["line"] == 1 and "save or export it as CSV UTF-8" in problem["reason"]

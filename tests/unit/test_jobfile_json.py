@@ -174,3 +174,12 @@ def test_invisible_characters_in_json_values_never_reach_wix(tmp_path: Path) -> 
     site, invite = list(specs())
     assert site.site_name == "ZWJSON Site"
     assert (invite.email, invite.roles) == ("zoe@example.com", ("Website Manager",))
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.jsonl"])
+def test_json_nested_too_deeply_for_the_parser_is_one_clear_problem(
+    tmp_path: Path, name: str
+) -> None:
+    path = write(tmp_path, "[" * 100_000, name)
+    found = problems(path)
+    assert (1, None) == found[0][:2] and "nested too deeply" in found[0][2], found
