@@ -232,6 +232,13 @@ def _configure_logging(verbose: int, settings: Settings, log_format: str = "text
 @_run_options
 def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
         wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
+    """Validate FILE, check it against Wix, store it, and run every operation to the end.
+
+    Only what is new or not yet done is sent: a row whose operation (its key, in this database
+    and account) already succeeded, in any earlier run of any file, is reported as done before.
+    Failed, blocked and cancelled rows run again. The API key is read from WIX_API_KEY only
+    (never a flag: flags show in process lists).
+    """
     _check_summary_path(summary_json)
     with _summary_on_refusal(summary_json, file):
         _run(file, sandbox, verbose, progress_interval, db, wait, summary_json, log_format,
@@ -240,13 +247,7 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: st
 
 def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
          wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
-    """Validate FILE, store it, and run every operation to the end.
-
-    Only what is new or not yet done is sent: a row whose operation (its key, in this database
-    and account) already succeeded, in any earlier run of any file, is reported as done before.
-    Failed, blocked and cancelled rows run again. The API key is read from WIX_API_KEY only
-    (never a flag: flags show in process lists).
-    """
+    """`run`'s work, inside its refused-run summary."""
     checked = jobfile.check_job(file)
     if checked.errors and not checked.outside:
         raise JobFileError(checked.source.path, checked.errors)
@@ -280,10 +281,13 @@ def resume(job: str | None, verbose: int, progress_interval: float, db: str | No
 def _resume(job: str | None, verbose: int, progress_interval: float, db: str | None,
             wait: float | None, summary_json: str | None, log_format: str,
             **opts: Any) -> None:
+    from bulkops.jobviews import require_existing
+    from bulkops.runner import run_job
+
     choice = database_choice(db)
+    require_existing(choice.url)  # a mistyped --db has no job to resume: never create it
     settings = _settings(choice, **opts, api_key=_api_key())
     _configure_logging(verbose, settings, log_format)
-    from bulkops.runner import run_job
 
     summary = _run_async(run_job, checked=None, settings=settings, sandbox=False,
                          resume_job=job or "", wait=wait,

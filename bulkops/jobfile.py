@@ -78,6 +78,10 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
     fmt = job_format(file)
     if fmt is None:
         reason = f"unknown job file type {show(file.suffix)}: use .csv, .json or .jsonl"
+        if file.suffix.lower() in (".txt", ".tsv", ".tab"):
+            # Excel's "Unicode text" and "Text (tab delimited)" save these: CSV read them fine.
+            reason += (f"; a spreadsheet's text export is read as CSV (tabs and UTF-16 "
+                       f"included): rename it to {show(file.stem + '.csv')}")
         raise JobFileError(str(file), [RowError(1, None, reason)])
     try:
         stamp = _stamp(file)

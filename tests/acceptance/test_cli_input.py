@@ -240,3 +240,13 @@ def test_wrong_key_is_refused_with_exit_2_and_creates_no_site(refusals: Refusals
     assert state["sites"] == [] and state["invites"] == []
     writes = set(state["requests"]["by_endpoint"]) - {"query_sites", "roles"}
     assert not writes, state["requests"]["by_endpoint"]
+
+
+def test_resume_against_a_database_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    """A mistyped --db has no job to resume: one line, exit 2, and no new empty database."""
+    missing = tmp_path / "typo.db"
+    result = run_cli(["resume", "--db", str(missing)], cli_env(), 60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"no database at {missing}" in line
+    assert not missing.exists()

@@ -182,4 +182,4 @@ def test_json_nested_too_deeply_for_the_parser_is_one_clear_problem(
 ) -> None:
     path = write(tmp_path, "[" * 100_000, name)
     found = problems(path)
-    assert (1, None) == found[0][:2] and "nested too deeply" in found[0][2], found
+    assert found[0][:2] == (1, None) and "nested too deeply" in found[0][2], found

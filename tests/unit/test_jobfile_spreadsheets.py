@@ -268,7 +268,8 @@ def test_non_ascii_letters_in_an_email_are_refused(tmp_path: Path) -> None:
 def test_control_characters_in_a_cell_are_a_row_error(
     tmp_path: Path, char: str, code: str
 ) -> None:
-    path = write(tmp_path, f"action,key,email,role\naccount_invite,a,Ac{char}me@example.com,Admin\n".encode())
+    row = f"account_invite,a,Ac{char}me@example.com,Admin\n"
+    path = write(tmp_path, ("action,key,email,role\n" + row).encode())
     assert problems(path) == [
         (2, "email", f"contains the control character U+{code} at character 3: remove it")]
 
