@@ -192,8 +192,19 @@ def test_file_without_operations_is_an_error(tmp_path: Path, content: str) -> No
 
 
 def test_unknown_extension_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path, HEADER + "create_site,,Acme,,,,,,,\n", "job.txt")
-    assert problems(path) == [(1, None, "unknown job file type '.txt': use .csv, .json or .jsonl")]
+    path = write(tmp_path, HEADER + "create_site,,Acme,,,,,,,\n", "job.xml")
+    assert problems(path) == [(1, None, "unknown job file type '.xml': use .csv, .json or .jsonl")]
+
+
+@pytest.mark.parametrize("name", ["job.txt", "job.tsv", "job.TAB"])
+def test_a_spreadsheets_text_export_is_named_with_the_name_to_give_it(
+    tmp_path: Path, name: str
+) -> None:
+    """Excel's "Unicode text" / "Text (tab delimited)": the reader takes them as CSV, once
+    the file is called what it is."""
+    path = write(tmp_path, HEADER + "create_site,,Acme,,,,,,,\n", name)
+    [(line, column, reason)] = problems(path)
+    assert (line, column) == (1, None) and reason.endswith("rename it to 'job.csv'")
 
 
 def test_missing_file_is_a_job_file_error(tmp_path: Path) -> None:
