@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TypeVar
@@ -31,6 +31,7 @@ from bulkops.actions import (
     family_of,
 )
 from bulkops.breaker import FailureBreaker
+from bulkops.callqueue import Call, CallQueue
 from bulkops.checkpoint import GroupCommitter
 from bulkops.deadline import format_deadline
 from bulkops.errors import ConfigError, SendStopped, WixApiError, WixError
@@ -72,13 +73,6 @@ INVITE_RESENT_NOTE = (
     "outcome of an earlier attempt unknown; sent again (the invitee may get the email more "
     "than once)"
 )
-# A call that is not full waits this long (seconds) for more rows that may share it, while
-# other calls are in flight (their outcomes are what makes more rows ready).
-LINGER = 0.5
-# A call that is not full, of a family whose rows may all share calls (account invites), waits
-# at most this long (seconds) for the family's rows still to come (waiting for a dependency):
-# fewer calls, at the price of a row held back for a while in a run paced by the budget.
-GATHER_LIMIT = 30.0
 # Rows claimed and waiting for their call, per unit of concurrency: enough to fill full batches.
 QUEUED_ROWS_PER_SLOT = 50
 
@@ -176,16 +170,7 @@ class Engine:
         self._rand = rand
         self._roles = roles
         self._ctx: ActionContext | None = None
-        # Rows claimed and waiting for the call that will carry them, by batch key.
-        self._queued: dict[Hashable, _Group] = {}
-        self._full: deque[_Group] = deque()  # calls ready to go when a slot is free
-        self._backlog = False  # the last claim was cut short by the queue's room
-        # Rows not final per action, and those of them queued or in a call now: the rest are
-        # still to come (waiting for a dependency or a retry), and may yet join a call.
-        self._open_by_action: Counter[Action] = Counter()
-        self._queued_by_action: Counter[Action] = Counter()
-        self._sending_by_action: Counter[Action] = Counter()
-        self._queued_rows = 0
+        self._calls = CallQueue(clock)  # claimed rows waiting for the call that carries them
         self._calls_at_start = 0
         self._counts: Counter[OpState] = Counter()
         self._in_flight = 0
@@ -304,7 +289,7 @@ class Engine:
                 self._need_blocking = False
                 if await self._store.block_dependents(job_id):
                     await self._refresh_counts(job_id)
-            room = self._config.concurrency * QUEUED_ROWS_PER_SLOT - self._queued_rows
+            room = self._config.concurrency * QUEUED_ROWS_PER_SLOT - self._calls.rows
             claimed = []
             if room > 0 and self._ctx is not None:
                 claimed = await self._store.claim_ready(
@@ -315,21 +300,25 @@ class Engine:
                     lease_seconds=SINGLE_PROCESS_LEASE,
                 )
             for op in claimed:
-                self._enqueue(op)
+                assert self._ctx is not None  # claims wait for it
+                self._calls.add(op, self._ctx.roles)
             # A claim cut short by the queue's room leaves ready rows behind: calls that are
             # not full wait for them rather than leave half empty.
-            self._backlog = room > 0 and len(claimed) == room
-            started = self._start_calls(workers)
+            self._calls.backlog = room > 0 and len(claimed) == room
+            started = self._calls.due(in_flight=self._in_flight, slots=self._config.concurrency)
+            for call in started:
+                self._in_flight += 1
+                workers.start_soon(self._call, call)
             if claimed or started:
                 continue
             # With every slot busy, the next event is a worker finishing: no need to ask.
             free = self._in_flight < self._config.concurrency
             wakeup = await self._store.next_wakeup(job_id) if free else None
-            lingering = self._linger_ends()
+            lingering = self._calls.next_due(in_flight=self._in_flight,
+                                             slots=self._config.concurrency)
             if lingering is not None:
                 wakeup = lingering if wakeup is None else min(wakeup, lingering)
-            idle = (self._in_flight == 0 and seen == self._completions
-                    and not self._queued and not self._full)
+            idle = self._in_flight == 0 and seen == self._completions and not self._calls
             if idle and wakeup is None and not self._need_blocking:
                 shared = await self._rows_run_elsewhere(job_id)
                 if shared is None:
@@ -337,83 +326,9 @@ class Engine:
                 wakeup = shared
             await self._wait_for_change(wakeup, stop)
 
-    def _enqueue(self, op: OpRecord) -> None:
-        """Put a claimed row with the rows that may share its call."""
-        assert self._ctx is not None
-        family = family_of(op.spec.action)
-        if op.state is OpState.UNKNOWN:
-            key: Hashable = ("look_up", op.spec.action)
-            size = family.look_up_size if family.checkable else 1
-        else:
-            key = ("send", op.spec.action, family.batch_key(op, self._ctx.roles))
-            size = family.batch_size
-        group = self._queued.get(key)
-        if group is None:
-            group = self._queued[key] = _Group(family, op.state is OpState.UNKNOWN, size,
-                                               self._clock())
-        group.ops.append(op)
-        self._queued_rows += 1
-        self._queued_by_action[op.spec.action] += 1
-        if len(group.ops) >= size:
-            self._full.append(self._queued.pop(key))
-
-    def _start_calls(self, workers: anyio.abc.TaskGroup) -> int:
-        """Start the queued calls that are due while call slots are free: full ones first, then
-        the rest once they have lingered or when no call in flight could bring them more rows."""
-        full = 0
-        while self._full and self._in_flight < self._config.concurrency:
-            self._start(self._full.popleft(), workers)
-            full += 1
-        if self._full:
-            return full  # every slot is busy: the rest wait for a call to finish
-        # Rows left unclaimed for want of room may fill the calls that are not full, once the
-        # full ones have made room; with none of those, the lingering calls go as they are.
-        waiting_for_more = self._backlog and full > 0
-        now = self._clock()
-        started = 0
-        for key, group in list(self._queued.items()):
-            if self._in_flight >= self._config.concurrency:
-                break
-            lingered = now >= self._lingers_until(group) and not waiting_for_more
-            if self._in_flight == 0 or lingered:
-                del self._queued[key]
-                self._start(group, workers)
-                started += 1
-        return full + started
-
-    def _start(self, group: _Group, workers: anyio.abc.TaskGroup) -> None:
-        self._queued_rows -= len(group.ops)
-        self._in_flight += 1
-        action = group.ops[0].spec.action
-        self._queued_by_action[action] -= len(group.ops)
-        self._sending_by_action[action] += len(group.ops)
-        workers.start_soon(self._call, group)
-
-    def _lingers_until(self, group: _Group) -> float:
-        """When a call that is not full stops waiting for more rows (clock seconds): after
-        LINGER; for a family whose rows may all share calls, once none of its rows is still to
-        come (at once if none is), but no later than GATHER_LIMIT."""
-        if not group.family.gathers:
-            return group.since + LINGER
-        action = group.ops[0].spec.action
-        to_come = (self._open_by_action[action] - self._queued_by_action[action]
-                   - self._sending_by_action[action])
-        return group.since + GATHER_LIMIT if to_come > 0 else group.since
-
-    def _linger_ends(self) -> float | None:
-        """When the first queued call that is not full stops waiting for more rows."""
-        if self._full or not self._queued or self._in_flight >= self._config.concurrency:
-            return None
-        return min(self._lingers_until(group) for group in self._queued.values())
-
     async def _release_queued(self) -> None:
         """Stopping: rows claimed but never sent go back as they were, unclaimed."""
-        groups = [*self._full, *self._queued.values()]
-        self._full.clear()
-        self._queued.clear()
-        self._queued_rows = 0
-        self._queued_by_action.clear()
-        queued = [replace(op, lease_owner=None) for group in groups for op in group.ops]
+        queued = [replace(op, lease_owner=None) for op in self._calls.drain()]
         if queued:
             await self._committer.save(*queued)
 
@@ -469,14 +384,14 @@ class Engine:
                 waiters.start_soon(wait_and_cancel, self._changed)
                 waiters.start_soon(wait_and_cancel, stop)
 
-    async def _call(self, group: _Group) -> None:
+    async def _call(self, call: Call) -> None:
         try:
-            if group.look_up:
-                await self._reconcile(group.family, group.ops)
+            if call.look_up:
+                await self._reconcile(call.family, call.ops)
             else:
-                await self._send(group.family, group.ops)
+                await self._send(call.family, call.ops)
         finally:
-            self._sending_by_action[group.ops[0].spec.action] -= len(group.ops)
+            self._calls.finished(call)
             self._in_flight -= 1
             self._completions += 1
             self._changed.set()
@@ -798,8 +713,7 @@ class Engine:
 
     def _count(self, old: OpRecord, new: OpRecord) -> None:
         self._note_wait(new)
-        if new.state in FINAL_STATES and old.state not in FINAL_STATES:
-            self._open_by_action[new.spec.action] -= 1
+        self._calls.row_changed(old, new)
         if old.state is not new.state:
             self._counts[old.state] -= 1
             self._counts[new.state] += 1
@@ -900,10 +814,10 @@ class Engine:
         job = await self._store.get_job(job_id)
         if job is not None:
             overview = await self._store.overview(job)
-            self._open_by_action = Counter({
+            self._calls.count_open(Counter({
                 action: sum(n for state, n in counts.items() if state not in FINAL_STATES)
                 for action, counts in overview.by_action.items()
-            })
+            }))
 
     def _open_ops(self) -> int:
         return sum(n for state, n in self._counts.items() if state not in FINAL_STATES)
@@ -966,17 +880,6 @@ async def _bounded(
     except WixError as exc:
         return exc
     return TimeoutError() if isinstance(outcome, Cut) else None
-
-
-@dataclass
-class _Group:
-    """Rows that will go in one call: sends of one batch key, or look-ups of one action."""
-
-    family: ActionFamily
-    look_up: bool
-    size: int  # rows the call may carry
-    since: float  # when its first row was queued (clock seconds)
-    ops: list[OpRecord] = field(default_factory=list)
 
 
 def _refused_as_invalid(exc: WixError) -> bool:
