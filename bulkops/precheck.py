@@ -179,7 +179,8 @@ class _Needs:
         self.account = account_id.lower()
         self.wanted: dict[str, set[str]] = {}
         self.moves: set[tuple[str, str]] = set()  # (site, account a transfer row moves it to)
-        # Transfer rows by the site as written (an id or @key, lower-case): (line, key, target).
+        # Transfers out of the account, by the site as written (an id or @key, lower-case):
+        # (line, key, target account).
         self.transfers: dict[str, list[tuple[int, str, str]]] = {}
         self.deps: dict[str, tuple[str, ...]] = {}  # row key -> the keys it waits for
         self.names = False
@@ -190,8 +191,10 @@ class _Needs:
             self.wanted.setdefault(account.lower(), set()).add(site.lower())
         if spec.action is Action.TRANSFER_SITE and spec.site and spec.to_account:
             self.moves.add((spec.site.lower(), spec.to_account.lower()))
-            self.transfers.setdefault(spec.site.lower(), []).append(
-                (spec.line, spec.key, spec.to_account.lower()))
+            # Only a transfer out of the account takes a site away from it.
+            if (spec.from_account or self.account).lower() == self.account:
+                self.transfers.setdefault(spec.site.lower(), []).append(
+                    (spec.line, spec.key, spec.to_account.lower()))
         if spec.dependency_keys():
             self.deps[spec.key] = spec.dependency_keys()
         self.names = self.names or row.name_checked

@@ -39,8 +39,10 @@ from harness import (
 )
 
 FAILING_ROWS = [
+    # After the team member limited to that site is invited: once moved, the site could no
+    # longer be named by an account invite (the checks before the first write say so).
     {"action": "transfer_site", "key": "lost-move", "site": "@rep-c001",
-     "to_account": UNKNOWN_ACCOUNT},
+     "to_account": UNKNOWN_ACCOUNT, "depends_on": "@rep-c001-team"},
     {"action": "site_invite", "key": "bounce", "site": "@rep-c003",
      "email": f"nobody@{BOUNCE_DOMAIN}", "role": "Website Manager"},
     {"action": "site_invite", "key": "after-move", "site": "@rep-c001",

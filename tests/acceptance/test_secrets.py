@@ -50,7 +50,7 @@ def test_api_key_appears_in_no_output_database_file_report_or_status(
     sandbox = sandbox_factory(api_key=key, **FAULTS)
     rows = realistic_rows(16, tag="secret")
     rows += [{"action": "transfer_site", "key": "nowhere", "site": "@secret-c001",
-              "to_account": UNKNOWN_ACCOUNT},
+              "to_account": UNKNOWN_ACCOUNT, "depends_on": "@secret-c001-team"},
              {"action": "site_invite", "key": "bounce", "site": "@secret-c001",
               "email": f"someone@{BOUNCE_DOMAIN}", "role": "Website Manager"}]
     job = str(write_job_csv(tmp_path / "job.csv", rows))
