@@ -20,8 +20,34 @@ from typing import Any
 import aiohttp
 
 from bulkops import __version__
-from bulkops.errors import WixConnectionError, WixError, WixTimeout
+from bulkops.errors import WixApiError, WixConnectionError, WixError, WixTimeout
 from bulkops.ratelimit import RequestBudget
+from bulkops.wixdomains import (
+    AVAILABILITY_PATH,
+    AVAILABILITY_RETRY_WITHOUT_AUTH,
+    CONNECTED_DOMAINS_PATH,
+    DNS_ZONES_PATH,
+    MAX_CONNECTED_DOMAINS_PAGE,
+    SETUP_INFO_PATH,
+    AssignmentType,
+    Availability,
+    ConnectedDomain,
+    ConnectionType,
+    DnsRecord,
+    DnsZone,
+    SetupInfo,
+    availability_query,
+    create_connected_domain_body,
+    domain_path,
+    list_connected_domains_query,
+    means_not_connected,
+    parse_availability,
+    parse_connected_domain,
+    parse_connected_domains_page,
+    parse_dns_zone,
+    parse_setup_info,
+    update_dns_zone_body,
+)
 from bulkops.wixwire import (
     AccountInvitee,
     CreatedSite,
@@ -49,9 +75,16 @@ from bulkops.wixwire import (
 
 __all__ = [
     "AccountInvitee",
+    "AssignmentType",
+    "Availability",
+    "ConnectedDomain",
+    "ConnectionType",
     "CreatedSite",
+    "DnsRecord",
+    "DnsZone",
     "InviteResult",
     "Role",
+    "SetupInfo",
     "Site",
     "WixClient",
     "transport_error",
@@ -227,6 +260,140 @@ class WixClient:
             "GET", "/roles-management/roles?locale=en", self._account_headers(self.account_id)
         )
         return parse_roles(body)
+
+    # -----------------------------------------------------------------------------------------
+    # Domains (wix-domains.md; wire format in bulkops.wixdomains). Every call is account-level.
+    # A domain argument goes through `wixdomains.domain_id`: ValueError before any request for
+    # a non-ASCII or malformed name.
+
+    async def create_connected_domain(
+        self,
+        *,
+        site_id: str,
+        domain: str,
+        connection_type: ConnectionType | None,
+        assignment_type: AssignmentType = AssignmentType.REDIRECT,
+        notify: bool = False,
+    ) -> ConnectedDomain:
+        """(a) Create Connected Domain: `POST /domains/v1/connected-domains`.
+
+        Sends `wix-account-id` and `wix-site-id` (the site header is how the site is chosen).
+        `connection_type` None for a subdomain. `notify` False sends
+        `suppressNotifications: true`. Errors (WixApiError): 400 label-only refusals (see
+        `wixdomains.create_400_reason`), 400 DOMAINS_GUID_NOT_VALID, 403 NON_PREMIUM_SITE /
+        DOMAINS_PERMISSION_DENIED / DOMAINS_DOMAIN_NOT_PERMITTED / DOMAINS_GUID_NOT_FOUND,
+        409 DOMAINS_ALREADY_EXISTS. No idempotency key: reconcile with `get_connected_domain`.
+        """
+        request = create_connected_domain_body(domain, connection_type, assignment_type,
+                                               suppress_notifications=not notify)
+        headers = {**self._account_headers(self.account_id), "wix-site-id": site_id}
+        body = await self._call_json("POST", CONNECTED_DOMAINS_PATH, headers, request)
+        return parse_connected_domain(body)
+
+    async def get_connected_domain(self, domain: str) -> ConnectedDomain | None:
+        """(a) Get Connected Domain: `GET /domains/v1/connected-domains/{domain}`.
+
+        None when the domain is not connected (404 NOT_FOUND is an answer, not a failure).
+        Other errors: 400 DOMAINS_GUID_NOT_VALID, 403 DOMAINS_PERMISSION_DENIED /
+        DOMAINS_DOMAIN_NOT_PERMITTED / DOMAINS_GUID_NOT_FOUND.
+        """
+        try:
+            body = await self._call_json(
+                "GET", domain_path(CONNECTED_DOMAINS_PATH, domain),
+                self._account_headers(self.account_id))
+        except WixApiError as error:
+            if means_not_connected(error.status, error.code):
+                return None
+            raise
+        return parse_connected_domain(body)
+
+    async def iter_connected_domains(
+        self, *, page_size: int = MAX_CONNECTED_DOMAINS_PAGE
+    ) -> AsyncIterator[ConnectedDomain]:
+        """(a) List Connected Domains: every external domain of the account, newest first.
+
+        `GET /domains/v1/connected-domains?paging.limit=..&paging.cursor=..`, one request per
+        page under the budget, until `pagingMetadata.hasNext` is false. No site filter exists:
+        filter on `site_id` client-side.
+        """
+        headers = self._account_headers(self.account_id)
+        cursor: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            path = CONNECTED_DOMAINS_PATH + list_connected_domains_query(page_size, cursor)
+            page = parse_connected_domains_page(await self._call_json("GET", path, headers))
+            for connected in page.domains:
+                yield connected
+            if page.next_cursor is None:
+                return
+            if page.next_cursor in seen:
+                raise invalid_response("connected domains listing repeated a cursor")
+            seen.add(page.next_cursor)
+            cursor = page.next_cursor
+        raise invalid_response(f"connected domains listing did not end after {MAX_PAGES} pages")
+
+    async def get_connected_domain_setup_info(self, domain: str) -> SetupInfo:
+        """(a) Get Connected Domain Setup Info:
+        `GET /domains/v1/connected-domain-setup-info/{domain}` -> the records the client must
+        set at their registrar. Errors as Get Connected Domain; 404 when not connected."""
+        body = await self._call_json(
+            "GET", domain_path(SETUP_INFO_PATH, domain), self._account_headers(self.account_id))
+        return parse_setup_info(body)
+
+    async def get_dns_zone(self, domain: str) -> DnsZone:
+        """(b) Get DNS Zone: `GET /domains/v1/dns-zones/{domain}` -> the whole zone.
+
+        404 DNS_ZONE_NOT_FOUND (WixApiError) when Wix hosts no zone (e.g. a POINTING domain).
+        """
+        body = await self._call_json(
+            "GET", domain_path(DNS_ZONES_PATH, domain), self._account_headers(self.account_id))
+        return parse_dns_zone(body)
+
+    async def update_dns_zone(
+        self,
+        domain: str,
+        *,
+        additions: Sequence[DnsRecord] = (),
+        deletions: Sequence[DnsRecord] = (),
+    ) -> DnsZone:
+        """(b) Update DNS Zone: `PATCH /domains/v1/dns-zones/{domain}` -> the zone after it.
+
+        At most 10 additions and 10 deletions, never NS/SOA (ValueError before sending). A
+        change is the old object in `deletions` plus the new one in `additions`. Errors: 428
+        DOMAIN_* validation codes, 404 DNS_ZONE_NOT_FOUND. Not idempotent: never resend blind;
+        reconcile by reading the zone.
+        """
+        body = await self._call_json(
+            "PATCH", domain_path(DNS_ZONES_PATH, domain),
+            self._account_headers(self.account_id), update_dns_zone_body(additions, deletions))
+        return parse_dns_zone(body)
+
+    async def preview_dns_zone(self, domain: str) -> DnsZone:
+        """(b) Preview DNS Zone: `GET /domains/v1/dns-zones/{domain}/preview` -> the A, CNAME,
+        NS and SOA records Wix would calculate; works before the domain is connected."""
+        body = await self._call_json(
+            "GET", domain_path(DNS_ZONES_PATH, domain, "/preview"),
+            self._account_headers(self.account_id))
+        return parse_dns_zone(body)
+
+    async def check_domain_availability(self, domain: str) -> Availability:
+        """(c) Check Domain Availability: `GET /domain-search/v2/check-domain-availability
+        ?domain=..`. `available: true` means nobody owns it, so it cannot be connected.
+
+        Errors: 400 INVALID_DOMAIN, 400 DOMAINS_UNSUPPORTED_TLD. On 401/403 the call is tried
+        once more without auth (inferred, see wixdomains item 5); both requests are budgeted.
+        """
+        path = AVAILABILITY_PATH + availability_query(domain)
+        try:
+            body = await self._call_json("GET", path, self._account_headers(self.account_id))
+        except WixApiError as error:
+            if not (AVAILABILITY_RETRY_WITHOUT_AUTH and error.status in (401, 403)):
+                raise
+            log.info("wix_availability_without_auth", extra={"status": error.status})
+            anonymous = {k: v for k, v in self._common_headers().items()
+                         if k != "Authorization"}
+            body = await self._call_json("GET", path, anonymous)
+        return parse_availability(body)
 
     # -----------------------------------------------------------------------------------------
     # Transport

@@ -10,6 +10,18 @@ from aiohttp.typedefs import Handler, Middleware
 from bulkops.sandbox.admin import ADMIN_PREFIX, admin_routes
 from bulkops.sandbox.config import Endpoint
 from bulkops.sandbox.core import Sandbox
+from bulkops.sandbox.dns_api import (
+    prepare_get_dns_zone,
+    prepare_preview_dns_zone,
+    prepare_update_dns_zone,
+)
+from bulkops.sandbox.domains_api import (
+    prepare_availability,
+    prepare_create_connected_domain,
+    prepare_get_connected_domain,
+    prepare_list_connected_domains,
+    prepare_setup_info,
+)
 from bulkops.sandbox.invites_api import (
     prepare_account_invite,
     prepare_resend,
@@ -42,6 +54,22 @@ ROUTES = (
     Route(Endpoint.SITE_INVITE_REVOKE, "POST", "/invites/site-invite/{inviteId}/revoke",
           prepare_revoke),
     Route(Endpoint.ROLES, "GET", "/roles-management/roles", prepare_roles),
+    # wix-domains.md (a), (b), (c)
+    Route(Endpoint.CREATE_CONNECTED_DOMAIN, "POST", "/domains/v1/connected-domains",
+          prepare_create_connected_domain),
+    Route(Endpoint.LIST_CONNECTED_DOMAINS, "GET", "/domains/v1/connected-domains",
+          prepare_list_connected_domains),
+    Route(Endpoint.GET_CONNECTED_DOMAIN, "GET", "/domains/v1/connected-domains/{domain}",
+          prepare_get_connected_domain),
+    Route(Endpoint.CONNECTED_DOMAIN_SETUP_INFO, "GET",
+          "/domains/v1/connected-domain-setup-info/{domain}", prepare_setup_info),
+    Route(Endpoint.GET_DNS_ZONE, "GET", "/domains/v1/dns-zones/{domain}", prepare_get_dns_zone),
+    Route(Endpoint.UPDATE_DNS_ZONE, "PATCH", "/domains/v1/dns-zones/{domain}",
+          prepare_update_dns_zone),
+    Route(Endpoint.PREVIEW_DNS_ZONE, "GET", "/domains/v1/dns-zones/{domain}/preview",
+          prepare_preview_dns_zone),
+    Route(Endpoint.CHECK_DOMAIN_AVAILABILITY, "GET", "/domain-search/v2/check-domain-availability",
+          prepare_availability),
 )
 
 _HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}

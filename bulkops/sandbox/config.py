@@ -20,6 +20,10 @@ DEFAULT_API_KEY = "sandbox-key"
 DEFAULT_ACCOUNT_ID = "11111111-1111-4111-8111-111111111111"
 DEFAULT_SUB_ACCOUNTS = tuple(f"22222222-2222-4222-8222-22222222222{n}" for n in range(1, 6))
 DEFAULT_REJECT_DOMAINS = ("bounce.invalid",)
+# Domains nobody owns yet: connecting one is refused, availability says available.
+DEFAULT_DOMAINS_FOR_SALE = ("for-sale.com", "unclaimed-bakery.com", "still-free.net")
+# TLDs Wix will not put on a site: connect answers 400 "Invalid domain", availability 400.
+DEFAULT_RESTRICTED_TLDS = ("gov", "mil", "int")
 
 
 class Endpoint(StrEnum):
@@ -33,6 +37,14 @@ class Endpoint(StrEnum):
     SITE_INVITE_RESEND = "site_invite_resend"
     SITE_INVITE_REVOKE = "site_invite_revoke"
     ROLES = "roles"
+    CREATE_CONNECTED_DOMAIN = "create_connected_domain"
+    GET_CONNECTED_DOMAIN = "get_connected_domain"
+    LIST_CONNECTED_DOMAINS = "list_connected_domains"
+    CONNECTED_DOMAIN_SETUP_INFO = "connected_domain_setup_info"
+    GET_DNS_ZONE = "get_dns_zone"
+    UPDATE_DNS_ZONE = "update_dns_zone"
+    PREVIEW_DNS_ZONE = "preview_dns_zone"
+    CHECK_DOMAIN_AVAILABILITY = "check_domain_availability"
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,12 @@ class SandboxConfig:
       account_id: the key's own account; sub_accounts: accounts the key may also act for.
       forbidden_transfer_targets: targets that answer 403 SITE_TRANSFER_NOT_ALLOWED.
       reject_domains: invitee e-mail domains that fail inside a 200 (partial success).
+      domains_for_sale: domain names nobody owns yet (connect: 400, availability: available).
+      restricted_tlds: TLDs refused for Wix sites (connect: 400, availability: 400).
+      domains_permission: False: the key has no Domains scope; every connected-domain and
+          DNS-zone call answers 403 DOMAINS_PERMISSION_DENIED.
+      repeat_connect_conflicts: an identical repeated connect answers 409 instead of
+          returning the existing connection (the contract allows both).
 
     Faults (apply to authenticated, well-formed requests of the endpoints in `fault_methods`):
       rate_limit: (N, seconds): at most N requests per sliding window per key; every request
@@ -59,8 +77,8 @@ class SandboxConfig:
       fault_methods: endpoints the random faults apply to (the rate limit applies to all).
       seed: seed of the fault draws, for repeatable runs.
 
-    Persistence (of the world only: sites, listing, transfers, invites, e-mails sent; request
-    statistics and these options are not kept):
+    Persistence (of the world only: sites, listing, transfers, invites, e-mails sent, connected
+    domains and DNS zones; request statistics and these options are not kept):
       state_file: None keeps the world in memory only. A path: the sandbox starts from the
           world saved there if the file exists (ConfigError if it is not sandbox state),
           rewrites it atomically after every request that changes the world, and on shutdown.
@@ -71,6 +89,10 @@ class SandboxConfig:
     sub_accounts: tuple[str, ...] = DEFAULT_SUB_ACCOUNTS
     forbidden_transfer_targets: frozenset[str] = frozenset()
     reject_domains: tuple[str, ...] = DEFAULT_REJECT_DOMAINS
+    domains_for_sale: frozenset[str] = frozenset(DEFAULT_DOMAINS_FOR_SALE)
+    restricted_tlds: frozenset[str] = frozenset(DEFAULT_RESTRICTED_TLDS)
+    domains_permission: bool = True
+    repeat_connect_conflicts: bool = False
     rate_limit: tuple[int, float] | None = None
     retry_after: bool = False
     latency: float = 0.0
@@ -151,6 +173,10 @@ _COERCERS: dict[str, Callable[[Any], Any]] = {
     "fault_methods": lambda value: frozenset(Endpoint(item) for item in _strings(value)),
     "forbidden_transfer_targets": lambda value: frozenset(_strings(value)),
     "reject_domains": lambda value: tuple(_strings(value)),
+    "domains_for_sale": lambda value: frozenset(v.lower() for v in _strings(value)),
+    "restricted_tlds": lambda value: frozenset(v.lower() for v in _strings(value)),
+    "domains_permission": _flag,
+    "repeat_connect_conflicts": _flag,
 }
 
 

@@ -1,4 +1,5 @@
-"""The sandbox's world in memory: sites, the (lagging) site listing, transfers, invites, e-mails.
+"""The sandbox's world in memory: sites, the (lagging) site listing, transfers, invites, e-mails,
+connected domains and their DNS zones.
 
 Every method is synchronous and the sandbox runs on one event loop, so each effect is atomic
 with respect to concurrent requests.
@@ -120,6 +121,50 @@ class Invite:
         }
 
 
+@dataclass(frozen=True)
+class ConnectedDomain:
+    """An external domain connected to the account (wix-domains.md (a)); keyed by `domain`.
+
+    `connection_type` None: a subdomain (shown as UNKNOWN_CONNECTION_TYPE). `site_id` None:
+    assigned to no site (created without `wix-site-id`, or unassigned by a later PRIMARY).
+    """
+
+    domain: str
+    account_id: str
+    site_id: str | None
+    connection_type: str | None  # "POINTING" | "NAMESERVERS" | None
+    assignment_type: str  # "PRIMARY" | "REDIRECT" | "UNKNOWN_ASSIGNMENT_TYPE"
+    suppress_notifications: bool
+    created_date: str
+    updated_date: str
+
+    def to_state(self) -> JsonObject:
+        return {
+            "domain": self.domain, "accountId": self.account_id, "siteId": self.site_id,
+            "connectionType": self.connection_type, "assignmentType": self.assignment_type,
+            "suppressNotifications": self.suppress_notifications,
+            "createdDate": self.created_date, "updatedDate": self.updated_date,
+        }
+
+
+@dataclass(frozen=True)
+class ZoneRecord:
+    """One DNS record object of a hosted zone: one per (type, host_name) (wix-domains.md (b))."""
+
+    type: str
+    host_name: str
+    ttl: int
+    values: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.host_name)
+
+    def to_wix(self) -> JsonObject:
+        return {"type": self.type, "hostName": self.host_name, "ttl": self.ttl,
+                "values": list(self.values)}
+
+
 def slugify(display_name: str) -> str:
     """The URL-slug part of a display name: lowercase ASCII letters, digits and dashes."""
     ascii_name = unicodedata.normalize("NFKD", display_name).encode("ascii", "ignore").decode()
@@ -140,6 +185,10 @@ class SandboxState:
         self.transfers: list[Transfer] = []
         self.invites: dict[str, Invite] = {}
         self.emails_sent: Counter[tuple[str, str]] = Counter()
+        self.domains: dict[str, ConnectedDomain] = {}
+        # Hosted DNS zones by domain (only NAMESERVERS-connected domains have one), each as
+        # its records in zone order.
+        self.zones: dict[str, list[ZoneRecord]] = {}
         self.revision = 0
         self._names: set[str] = set()
 
@@ -218,6 +267,23 @@ class SandboxState:
         self.revision += 1
         return updated
 
+    # -- domains -------------------------------------------------------------------------
+
+    def put_domain(self, domain: ConnectedDomain) -> ConnectedDomain:
+        """Store (or replace) a connected domain."""
+        self.domains[domain.domain] = domain
+        self.revision += 1
+        return domain
+
+    def put_zone(self, domain: str, records: list[ZoneRecord]) -> list[ZoneRecord]:
+        """Store (or replace) the hosted zone of `domain`."""
+        self.zones[domain] = list(records)
+        self.revision += 1
+        return self.zones[domain]
+
+    def site_domains(self, site_id: str) -> list[ConnectedDomain]:
+        return [d for d in self.domains.values() if d.site_id == site_id]
+
     # -- inspection ----------------------------------------------------------------------
 
     def duplicate_sites(self) -> int:
@@ -238,5 +304,10 @@ class SandboxState:
                 for (scope, email), count in self.emails_sent.items()
             ],
             "duplicate_invite_emails": sum(c - 1 for c in self.emails_sent.values()),
+            "connected_domains": [domain.to_state() for domain in self.domains.values()],
+            "dns_zones": [
+                {"domain": domain, "records": [record.to_wix() for record in records]}
+                for domain, records in self.zones.items()
+            ],
             "duplicate_sites": self.duplicate_sites(),
         }

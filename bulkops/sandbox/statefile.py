@@ -10,7 +10,14 @@ File shape (version 1; times are the strings the API showed, or seconds as noted
      "transfers": [{"siteId", "from", "to", "at"}],
      "invites": [{"id", "kind", "accountId", "siteId", "email", "policyIds", "siteIds",
                   "status", "dateCreated", "expirationDate"}],
-     "emailsSent": [{"scope", "email", "count"}]}
+     "emailsSent": [{"scope", "email", "count"}],
+     "connectedDomains": [{"domain", "accountId", "siteId", "connectionType",
+                           "assignmentType", "suppressNotifications", "createdDate",
+                           "updatedDate"}],
+     "dnsZones": [{"domain", "records": [{"type", "hostName", "ttl", "values"}]}]}
+
+`connectedDomains` and `dnsZones` came later: a file without them (written before domains
+existed) loads with none, so old state files stay loadable under the same version.
 
 The listing's times live on the sandbox's monotonic clock, which means nothing to another
 process, so the file holds them as seconds relative to `savedAt` (null: never ends). Loading
@@ -36,6 +43,7 @@ from typing import Any, TypeVar
 
 from bulkops.errors import ConfigError
 from bulkops.sandbox.state import (
+    ConnectedDomain,
     Invite,
     InviteKind,
     InviteStatus,
@@ -43,6 +51,7 @@ from bulkops.sandbox.state import (
     SandboxState,
     Site,
     Transfer,
+    ZoneRecord,
 )
 from bulkops.sandbox.wire import JsonObject, format_instant, parse_instant
 
@@ -97,6 +106,9 @@ def state_to_json(state: SandboxState, now: float, wall_now: datetime) -> JsonOb
         "invites": [_invite_record(invite) for invite in state.invites.values()],
         "emailsSent": [{"scope": scope, "email": email, "count": count}
                        for (scope, email), count in state.emails_sent.items()],
+        "connectedDomains": [domain.to_state() for domain in state.domains.values()],
+        "dnsZones": [{"domain": domain, "records": [r.to_wix() for r in records]}
+                     for domain, records in state.zones.items()],
     }
 
 
@@ -259,6 +271,40 @@ def _emails(values: list[Any]) -> Counter[tuple[str, str]]:
     return sent
 
 
+def _connected_domain(value: Any, where: str) -> ConnectedDomain:
+    record = _object(value, where)
+    return ConnectedDomain(
+        domain=_text(record, "domain", where), account_id=_text(record, "accountId", where),
+        site_id=_optional_text(record, "siteId", where),
+        connection_type=_optional_text(record, "connectionType", where),
+        assignment_type=_text(record, "assignmentType", where),
+        suppress_notifications=_flag(record, "suppressNotifications", where),
+        created_date=_text(record, "createdDate", where),
+        updated_date=_text(record, "updatedDate", where),
+    )
+
+
+def _zone_record(value: Any, where: str) -> ZoneRecord:
+    record = _object(value, where)
+    ttl = record.get("ttl")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+        raise _Malformed(f"{where}.ttl must be a whole number >= 0")
+    return ZoneRecord(_text(record, "type", where), _text(record, "hostName", where), ttl,
+                      _texts(record, "values", where))
+
+
+def _zones(values: list[Any]) -> dict[str, list[ZoneRecord]]:
+    zones: dict[str, list[ZoneRecord]] = {}
+    for index, value in enumerate(values):
+        where = f"dnsZones[{index}]"
+        record = _object(value, where)
+        zones[_text(record, "domain", where)] = [
+            _zone_record(r, f"{where}.records[{i}]")
+            for i, r in enumerate(_list(record, "records", where))
+        ]
+    return zones
+
+
 def _clock_base(data: JsonObject, now: float, wall_now: datetime) -> float:
     """Where the file's time 0 (its `savedAt`) falls on the current sandbox clock."""
     text = _text(data, "savedAt", "state")
@@ -288,6 +334,13 @@ def state_from_json(value: Any, now: float, wall_now: datetime) -> SandboxState:
     invites = [_invite(v, f"invites[{i}]") for i, v in enumerate(_list(data, "invites", "state"))]
     state.invites = {invite.id: invite for invite in invites}
     state.emails_sent = _emails(_list(data, "emailsSent", "state"))
+    # Absent in files written before domains existed: none then.
+    data.setdefault("connectedDomains", [])
+    data.setdefault("dnsZones", [])
+    domains = [_connected_domain(v, f"connectedDomains[{i}]")
+               for i, v in enumerate(_list(data, "connectedDomains", "state"))]
+    state.domains = {domain.domain: domain for domain in domains}
+    state.zones = _zones(_list(data, "dnsZones", "state"))
     return state
 
 
