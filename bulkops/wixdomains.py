@@ -17,6 +17,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
+from bulkops.jsonvalues import items as _list
+from bulkops.jsonvalues import mapping as _mapping
+from bulkops.jsonvalues import text as _text
 from bulkops.wixwire import invalid_response
 
 # -- Paths (contract sections (a), (b), (c)) ------------------------------------------------
@@ -521,19 +524,7 @@ def _paging_metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tolerant accessors: a missing or mistyped optional field reads as absent.
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+# Tolerant accessors (more in bulkops.jsonvalues): a missing or mistyped field is absent.
 
 
 def _strings(value: Iterable[Any] | Any) -> tuple[str, ...]:

@@ -19,6 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bulkops.errors import ConfigError, WixApiError
+from bulkops.jsonvalues import items as _list
+from bulkops.jsonvalues import mapping as _mapping
+from bulkops.jsonvalues import text as _text
 
 INVALID_RESPONSE = "INVALID_RESPONSE"
 MAX_ACCOUNT_INVITEES = 50
@@ -406,19 +409,7 @@ def scrub(text: str, secret: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tolerant accessors: a missing or mistyped optional field reads as absent.
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+# Tolerant accessors (more in bulkops.jsonvalues): a missing or mistyped field is absent.
 
 
 def _snippet(text: str) -> str:
