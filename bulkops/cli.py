@@ -367,6 +367,8 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
         api_key=_api_key(), account_id=account_id.strip(), rate=parse_rate(rate),
         timeout=timeout, if_exists=if_exists,
     )
+    if sandbox:
+        settings = sandbox_target(settings)
     try:
         checked = jobfile.check_job(file)
     except JobFileError as exc:
@@ -377,9 +379,7 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
                                   base_url=settings.base_url, settings=settings,
                                   problems=exc.errors)))
         sys.exit(EXIT_INVALID)
-    if sandbox:
-        settings = sandbox_target(settings)
-    else:
+    if not sandbox:
         require_credentials(settings)
     _configure_logging(0, settings)
     exists = database_exists(choice.url)

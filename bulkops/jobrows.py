@@ -380,11 +380,20 @@ def _non_ascii_email(text: str) -> str:
 _SCIENTIFIC = re.compile(r"[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+")
 
 
+# A long id a number-formatted column wrote as a decimal: "7084512206941830272.0".
+_DECIMAL_ID = re.compile(r"(\d{6,})[.,]0+")
+
+
 def _role_problem(text: str) -> str | None:
     # A role is a numeric id or a title; titles are resolved against Wix's role list at run time.
     if _SCIENTIFIC.fullmatch(text):
         return (f"role {show(text)} is a number in scientific notation: the spreadsheet rounded "
                 "this id: format the column as text and paste the id again")
+    decimal = _DECIMAL_ID.fullmatch(text)
+    if decimal:
+        return (f"role {show(text)} is a role id written as a decimal number: write "
+                f"{show(decimal[1])}, and format the column as text (a spreadsheet may also "
+                "have rounded its last digits)")
     return None
 
 

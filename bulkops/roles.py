@@ -75,12 +75,6 @@ class RoleBook:
                 rounded = (" (it ends in zeros: a spreadsheet may have rounded it; format the "
                            "column as text and paste the id again)")
             raise RoleError(f"unknown role id {text!r}{rounded}")
-        number = text.removesuffix(".0")
-        if number != text and number.isdigit():
-            # A number column in a spreadsheet writes the id as a decimal.
-            known = f": write {number!r}" if number in self._by_id else ""
-            raise RoleError(f"unknown role {text!r} (a role id written as a decimal number"
-                            f"{known}; format the column as text)")
         raise RoleError(f"unknown role {text!r}{self._suggestion(text)}; known: {self._known()}")
 
     def _suggestion(self, text: str) -> str:

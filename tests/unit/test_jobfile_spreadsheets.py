@@ -327,6 +327,18 @@ def test_role_id_in_scientific_notation_is_refused(tmp_path: Path, rounded: str)
         (2, "role", f"role {rounded!r} is a number in scientific notation: {ROUNDED}")]
 
 
+@pytest.mark.parametrize("decimal", [f"{ROLE_ID}.0", f"{ROLE_ID},00"])
+def test_role_id_written_as_a_decimal_is_refused_with_the_id_to_write(
+    tmp_path: Path, decimal: str
+) -> None:
+    """A number-formatted column writes the id as a decimal: caught offline, like scientific
+    notation, with the id to write instead."""
+    path = write(tmp_path, invites(f'site_invite,{SITE_ID},bob@example.com,"{decimal}"\n'))
+    [(line, column, reason)] = problems(path)
+    assert (line, column) == (2, "role")
+    assert f"written as a decimal number: write '{ROLE_ID}'" in reason
+
+
 def test_role_ids_written_as_text_are_left_to_role_resolution(tmp_path: Path) -> None:
     path = write(tmp_path, invites(f"site_invite,{SITE_ID},bob@example.com,{ROLE_ID}\n"
                                    f"site_invite,{SITE_ID},ann@example.com,7084512206941830000\n"

@@ -139,10 +139,3 @@ def test_a_restricted_role_says_where_it_can_be_given_instead() -> None:
     with pytest.raises(RoleError, match="give it on sites instead"):
         BOOK.resolve("Site Designer", "account")
 
-
-def test_a_role_id_written_as_a_decimal_is_named_as_such() -> None:
-    """A number-formatted column writes `…272.0`: the hint gives the id to write."""
-    book = RoleBook([Role("7084512206941830272", "Website Manager", None)])
-    with pytest.raises(RoleError) as caught:
-        book.resolve("7084512206941830272.0", "site")
-    assert "written as a decimal number: write '7084512206941830272'" in str(caught.value)
