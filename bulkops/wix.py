@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -95,6 +95,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"bulkops/{__version__}"
 # A listing longer than this many pages (10 million sites at 100 a page) is a server that keeps
 # handing out cursors, not an account: stop instead of looping for ever.
+T = TypeVar("T")
 MAX_PAGES = 100_000
 
 
@@ -194,20 +195,16 @@ class WixClient:
         cursor carries it to the later ones.
         """
         headers = self._account_headers(account_id or self.account_id)
-        request = first_query_body(filter, page_size)
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            body = await self._call_json("POST", "/site-list/v2/sites/query", headers, request)
-            page = parse_sites_page(body)
-            for site in page.sites:
-                yield site
-            if page.next_cursor is None:
-                return
-            if page.next_cursor in seen:
-                raise invalid_response("sites listing repeated a cursor")
-            seen.add(page.next_cursor)
-            request = next_query_body(page.next_cursor, page_size)
-        raise invalid_response(f"sites listing did not end after {MAX_PAGES} pages")
+
+        async def page(cursor: str | None) -> tuple[list[Site], str | None]:
+            request = (first_query_body(filter, page_size) if cursor is None
+                       else next_query_body(cursor, page_size))
+            found = parse_sites_page(
+                await self._call_json("POST", "/site-list/v2/sites/query", headers, request))
+            return found.sites, found.next_cursor
+
+        async for site in _paged(page, "sites listing"):
+            yield site
 
     async def transfer_site(
         self, *, site_id: str, source_account_id: str, target_account_id: str
@@ -317,20 +314,14 @@ class WixClient:
         filter on `site_id` client-side.
         """
         headers = self._account_headers(self.account_id)
-        cursor: str | None = None
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
+
+        async def page(cursor: str | None) -> tuple[list[ConnectedDomain], str | None]:
             path = CONNECTED_DOMAINS_PATH + list_connected_domains_query(page_size, cursor)
-            page = parse_connected_domains_page(await self._call_json("GET", path, headers))
-            for connected in page.domains:
-                yield connected
-            if page.next_cursor is None:
-                return
-            if page.next_cursor in seen:
-                raise invalid_response("connected domains listing repeated a cursor")
-            seen.add(page.next_cursor)
-            cursor = page.next_cursor
-        raise invalid_response(f"connected domains listing did not end after {MAX_PAGES} pages")
+            found = parse_connected_domains_page(await self._call_json("GET", path, headers))
+            return found.domains, found.next_cursor
+
+        async for connected in _paged(page, "connected domains listing"):
+            yield connected
 
     async def get_connected_domain_setup_info(self, domain: str) -> SetupInfo:
         """(a) Get Connected Domain Setup Info:
@@ -489,6 +480,26 @@ class WixClient:
                 ),
                 reason=response.reason,
             )
+
+
+async def _paged(
+    page: Callable[[str | None], Awaitable[tuple[list[T], str | None]]], listing: str
+) -> AsyncIterator[T]:
+    """Every item of a cursor-paged listing: `page(cursor)` is one request (None: the first)
+    giving (items, next cursor or None). Raises INVALID_RESPONSE for a repeated cursor or a
+    listing that never ends (a server bug must not loop a run forever)."""
+    cursor: str | None = None
+    seen: set[str] = set()
+    for _ in range(MAX_PAGES):
+        items, cursor = await page(cursor)
+        for item in items:
+            yield item
+        if cursor is None:
+            return
+        if cursor in seen:
+            raise invalid_response(f"{listing} repeated a cursor")
+        seen.add(cursor)
+    raise invalid_response(f"{listing} did not end after {MAX_PAGES} pages")
 
 
 def _with_request_id(results: list[InviteResult], request_id: str | None) -> list[InviteResult]:

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from bulkops.jsonvalues import items as _list
 from bulkops.jsonvalues import mapping as _mapping
 from bulkops.jsonvalues import text as _text
-from bulkops.wixwire import invalid_response
+from bulkops.wixwire import invalid_response, next_cursor
 
 # -- Paths (contract sections (a), (b), (c)) ------------------------------------------------
 
@@ -326,15 +326,7 @@ def _connected_domain(raw: Any) -> ConnectedDomain:
 def parse_connected_domains_page(body: Mapping[str, Any]) -> ConnectedDomainsPage:
     """`{"connectedDomains": [...], "pagingMetadata": {"cursors": {"next"}, "hasNext"}}`."""
     domains = [_connected_domain(d) for d in _list(body.get("connectedDomains"))]
-    metadata = _paging_metadata(body)
-    cursor = _text(_mapping(metadata.get("cursors")).get("next"))
-    has_next = metadata.get("hasNext")
-    if has_next is False:
-        return ConnectedDomainsPage(domains, None)
-    if has_next is True and not cursor:
-        # Stopping here would hide connections: a plan would then call a conflict "new".
-        raise invalid_response("connected domains page says hasNext but gives no cursor")
-    return ConnectedDomainsPage(domains, cursor)
+    return ConnectedDomainsPage(domains, next_cursor(_paging_metadata(body), "connected domains"))
 
 
 def parse_setup_info(body: Mapping[str, Any]) -> SetupInfo:

@@ -204,16 +204,21 @@ class SitesPage:
 
 def parse_sites_page(body: Mapping[str, Any]) -> SitesPage:
     sites = [parse_site(s) for s in _list(body.get("sites"))]
-    metadata = _mapping(body.get("metadata"))
+    return SitesPage(sites, next_cursor(_mapping(body.get("metadata")), "sites"))
+
+
+def next_cursor(metadata: Mapping[str, Any], listing: str) -> str | None:
+    """The cursor of a listing's next page from its paging metadata (`{"cursors": {"next"},
+    "hasNext"}`), None after the last page. Raises INVALID_RESPONSE for `hasNext` without a
+    cursor: stopping there would hide the rest of the listing, and a reconciler that misses a
+    site (or a plan that misses a connection) acts on a wrong picture; better to fail loudly."""
     cursor = _text(_mapping(metadata.get("cursors")).get("next"))
     has_next = metadata.get("hasNext")
     if has_next is False:
-        return SitesPage(sites, None)
+        return None
     if has_next is True and not cursor:
-        # Stopping here would hide the rest of the listing, and a reconciler that misses a site
-        # creates a duplicate; better to fail loudly.
-        raise invalid_response("sites page says hasNext but gives no cursor")
-    return SitesPage(sites, cursor)
+        raise invalid_response(f"{listing} page says hasNext but gives no cursor")
+    return cursor
 
 
 def parse_site(raw: Any) -> Site:
