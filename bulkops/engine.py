@@ -43,7 +43,6 @@ from bulkops.retry import (
     backoff_delay,
     classify,
     hint_for,
-    hint_for_rejection,
     retry_delay,
     retry_reads,
 )
@@ -447,7 +446,7 @@ class Engine:
         elif isinstance(outcome, Rejected):
             if not outcome.sent:
                 op = replace(op, attempts=op.attempts - 1)  # nothing left for this row
-            hint = family_of(op.spec.action).hint(outcome.code) or hint_for_rejection(outcome.code)
+            hint = family_of(op.spec.action).hint(outcome.code)
             await self._fail(op, OpError(code=outcome.code, message=outcome.message, hint=hint,
                                          request_id=outcome.request_id))
         elif isinstance(outcome, Missing):

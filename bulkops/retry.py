@@ -137,23 +137,8 @@ async def retry_reads(
         attempt += 1
 
 
-# Actionable hints for failures that retrying will not fix. By `applicationError.code` first
-# (the more precise), then by status.
-_HINT_BY_CODE: dict[str, str] = {}  # codes of one action family: its module's hints
-
-# Rows refused without an HTTP error (bulkops.actions.OpRejected): the row's own values.
-_HINT_BY_REJECTION: dict[str, str] = {
-    "ROLE_NOT_RESOLVED": (
-        "use a role title from the list (any case) or its numeric id; several roles are "
-        "separated by ';' — a spreadsheet may also have rounded a long id: format the column "
-        "as text"
-    ),
-    "INVITE_FAILED": (
-        "Wix refused this invitee: check the e-mail address (an address it cannot invite, or "
-        "one that is a member already)"
-    ),
-}
-
+# Actionable hints for failures that retrying will not fix, by status. Hints for a code of one
+# action family's calls are that family's (`ActionFamily.hint`), and come first.
 _HINT_BY_STATUS: dict[int, str] = {
     400: (
         "Wix refused the request as invalid: check this row's values (a create's "
@@ -167,12 +152,6 @@ _HINT_BY_STATUS: dict[int, str] = {
 
 
 def hint_for(error: WixApiError) -> str | None:
-    """A short, actionable hint for a final failure, or None when there is nothing to add."""
-    if error.code is not None and error.code in _HINT_BY_CODE:
-        return _HINT_BY_CODE[error.code]
+    """A short, actionable hint for a final failure's status, or None when there is nothing to
+    add."""
     return _HINT_BY_STATUS.get(error.status)
-
-
-def hint_for_rejection(code: str) -> str | None:
-    """The hint for a row Wix refused inside an answer (not by an HTTP error), if known."""
-    return _HINT_BY_REJECTION.get(code)

@@ -20,6 +20,7 @@ from bulkops.actions.base import (
     Missing,
     Rejected,
     RowOutcome,
+    hint_in,
     site_of,
 )
 from bulkops.errors import BulkOpsError, WixError
@@ -30,6 +31,19 @@ from bulkops.wix import AccountInvitee, InviteResult
 MAX_ACCOUNT_INVITEES = 50  # wix-api.md: "at most 50 invitees per call"
 # Wix documents no limit for site-invite/bulk; a call this size keeps one failure's reach small.
 MAX_SITE_INVITEES = 50
+
+# Rows refused without an HTTP error: the row's own values.
+_HINTS = {
+    "ROLE_NOT_RESOLVED": (
+        "use a role title from the list (any case) or its numeric id; several roles are "
+        "separated by ';' — a spreadsheet may also have rounded a long id: format the column "
+        "as text"
+    ),
+    "INVITE_FAILED": (
+        "Wix refused this invitee: check the e-mail address (an address it cannot invite, or "
+        "one that is a member already)"
+    ),
+}
 
 
 class _Invites:
@@ -42,7 +56,7 @@ class _Invites:
         raise ValueError("invites cannot be looked up: Wix lists no pending invites")
 
     def hint(self, code: str | None) -> str | None:
-        return None
+        return hint_in(_HINTS, code)
 
 
 class SiteInvites(_Invites):

@@ -12,7 +12,6 @@ from bulkops.retry import (
     backoff_delay,
     classify,
     hint_for,
-    hint_for_rejection,
     retry_delay,
     retry_reads,
 )
@@ -218,9 +217,9 @@ def test_no_hint_when_there_is_nothing_useful_to_say(error: WixApiError) -> None
     [("ROLE_NOT_RESOLVED", "separated by ';'"), ("INVITE_FAILED", "e-mail address")],
 )
 def test_hint_for_rows_wix_refused_inside_an_answer(code: str, hint_contains: str) -> None:
-    hint = hint_for_rejection(code)
+    hint = family_of(Action.ACCOUNT_INVITE).hint(code)
     assert hint is not None and hint_contains in hint
 
 
 def test_no_hint_for_an_unknown_rejection() -> None:
-    assert hint_for_rejection("SOMETHING_ELSE") is None
+    assert family_of(Action.ACCOUNT_INVITE).hint("SOMETHING_ELSE") is None
