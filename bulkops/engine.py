@@ -809,14 +809,14 @@ class Engine:
         )
 
     async def _refresh_counts(self, job_id: str) -> None:
-        self._counts = Counter(await self._store.counts(job_id))
-        job = await self._store.get_job(job_id)
-        if job is not None:
-            overview = await self._store.overview(job)
-            self._calls.count_open(Counter({
-                action: sum(n for state, n in counts.items() if state not in FINAL_STATES)
-                for action, counts in overview.by_action.items()
-            }))
+        """The job's rows per state, and per action those not final (one read)."""
+        per_action = await self._store.counts_by_action(job_id)
+        self._counts = Counter({state: sum(counts.get(state, 0) for counts in per_action.values())
+                                for state in OpState})
+        self._calls.count_open(Counter({
+            action: sum(n for state, n in counts.items() if state not in FINAL_STATES)
+            for action, counts in per_action.items()
+        }))
 
     def _open_ops(self) -> int:
         return sum(n for state, n in self._counts.items() if state not in FINAL_STATES)

@@ -8,6 +8,7 @@ from typing import Protocol
 from bulkops.errors import RowError
 from bulkops.identity import Holder, KnownOp, TakeOver
 from bulkops.model import (
+    Action,
     JobInfo,
     JobOverview,
     JobSource,
@@ -143,6 +144,10 @@ class Store(Protocol):
 
     async def counts(self, job_id: str) -> Mapping[OpState, int]:
         """Number of the job's rows whose op is in each state (every state, zeros included)."""
+        ...
+
+    async def counts_by_action(self, job_id: str) -> Mapping[Action, Mapping[OpState, int]]:
+        """As `counts`, per action of the job's rows (actions with no row left out)."""
         ...
 
     def iter_ops(

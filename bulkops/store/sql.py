@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bulkops.errors import JobFileError, RowError, StoreError
 from bulkops.identity import Holder, KnownOp, TakeOver, effect, referenced_keys, scope_of
 from bulkops.model import (
+    Action,
     Elsewhere,
     JobInfo,
     JobOverview,
@@ -466,6 +467,11 @@ class SqlStore:
         async with self._read(f"cannot count operations of job {job_id}") as conn:
             found = {OpState(state): n for state, n in (await conn.execute(query)).all()}
         return {state: found.get(state, 0) for state in OpState}
+
+    async def counts_by_action(self, job_id: str) -> Mapping[Action, Mapping[OpState, int]]:
+        async with self._read(f"cannot count operations of job {job_id}") as conn:
+            found = (await conn.execute(history.counts_by_action(job_id))).all()
+        return history.by_action(list(found))
 
     async def iter_ops(
         self, job_id: str, *, only: OpState | Collection[OpState] | None = None

@@ -496,3 +496,17 @@ async def test_a_reopened_store_sees_everything_saved(store_url: str) -> None:
         assert (again.state, again.site_id) == (OpState.SUCCEEDED, "s-1")
     finally:
         await second.close()
+
+
+async def test_counts_by_action_add_up_to_the_counts(store: SqlStore) -> None:
+    """Per action, the job's rows per state; summed over actions, `counts` exactly."""
+    specs = [OpSpec(line=2, key="a", action=Action.CREATE_SITE, site_name="A"),
+             OpSpec(line=3, key="m", action=Action.ACCOUNT_INVITE, email="m@example.com",
+                    roles=("Website Manager",))]
+    await store.add_job(JobSource(job_id="byact", path="j.csv", format="csv", total=2),
+                        iter(specs))
+    per_action = await store.counts_by_action("byact")
+    assert set(per_action) == {Action.CREATE_SITE, Action.ACCOUNT_INVITE}
+    assert per_action[Action.ACCOUNT_INVITE][OpState.PENDING] == 1
+    counts = await store.counts("byact")
+    assert {s: sum(c[s] for c in per_action.values()) for s in OpState} == dict(counts)
