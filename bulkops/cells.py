@@ -44,3 +44,8 @@ def clean(text: str) -> str:
     """`text` without invisible characters, odd spaces made plain (job file cells, whatever
     the file's format: they must never reach Wix inside a name or an address)."""
     return text if text.isascii() else text.translate(CLEAN)
+
+
+def show(value: str, limit: int = 60) -> str:
+    """A value quoted for an error message, shortened so one huge cell cannot flood the output."""
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")

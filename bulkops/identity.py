@@ -56,7 +56,8 @@ def effect(spec: Mapping[str, Any], resolve: Callable[[str], str]) -> dict[str, 
     compares them; `@key` references compare as the site id the referenced row produced, where
     `resolve` knows it, so a report of done rows run again as a file is the same work.
     """
-    out = {name: value for name, value in spec.items() if name != "depends_on"}
+    out = {name: value for name, value in spec.items()
+           if name not in ("depends_on", "implied_depends_on")}
     if isinstance(out.get("email"), str):
         out["email"] = normalise_email(out["email"])
     if isinstance(out.get("site"), str):

@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bulkops.cells import show
+from bulkops.domainfile import DomainRows
 from bulkops.errors import JobFileError, RowError
 from bulkops.identity import outside_ref_errors, site_name_key
 from bulkops.invitees import invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, job_format, read_rows
-from bulkops.jobrows import ACTION_NAMES, check_row, missing_reason, show
+from bulkops.jobrows import ACTION_NAMES, check_row, missing_reason
 from bulkops.model import Action, JobSource, OpSpec, is_ref
 
 __all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
@@ -104,13 +106,14 @@ def _second_pass(file: Path, fmt: JobFormat, stamp: _Stamp, total: int) -> Itera
         if _stamp(file) != stamp:
             raise changed
         count = 0
+        domains = DomainRows()
         for item in read_rows(file, fmt):
             if isinstance(item, RawRow):
                 spec = check_row(item.line, item.fields, item.defaults).spec
                 if spec is None:
                     raise changed
                 count += 1
-                yield spec
+                yield domains.take(spec)[0]
         if count != total or _stamp(file) != stamp:
             raise changed
     except OSError as exc:
@@ -137,6 +140,7 @@ class _Checks:
         self.total = 0
         self._errors: list[RowError] = []
         self._graph = RefGraph()
+        self._domains = DomainRows()
         self._site_names: dict[str, int] = {}  # casefolded name -> first line
         # Digest of an invite's (action, site, e-mail) -> first line: 16 bytes a row, not the text.
         self._invitees: dict[bytes, int] = {}
@@ -185,10 +189,14 @@ class _Checks:
             else:
                 self._errors.append(RowError(row.line, column, missing_reason(column,
                                                                               result.action)))
+        spec = result.spec
+        if spec is not None:
+            spec, problems = self._domains.take(spec)
+            self._errors += problems
         duplicate = None
         if result.key is not None:
             duplicate = self._graph.add_row(
-                row.line, result.key, result.action, result.spec, derived=result.derived_key
+                row.line, result.key, result.action, spec, derived=result.derived_key
             )
             if duplicate is not None:
                 self._errors.append(duplicate)

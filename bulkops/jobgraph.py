@@ -11,8 +11,8 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from bulkops.cells import show
 from bulkops.errors import RowError
-from bulkops.jobrows import show
 from bulkops.model import REF_PREFIX, Action, OpSpec, is_ref
 
 REF_COLUMNS = ("site", "sites", "depends_on")
@@ -32,7 +32,7 @@ def _refs(spec: OpSpec) -> Iterator[tuple[int, str]]:
     for site in spec.sites:
         if is_ref(site):
             yield _SITES, site[len(REF_PREFIX):]
-    for key in spec.depends_on:
+    for key in (*spec.depends_on, *spec.implied_depends_on):
         yield _DEPENDS_ON, key
 
 

@@ -26,13 +26,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 
-from bulkops.cells import CLEAN, INVISIBLE, ODD_SPACES, unescape
+from bulkops.cells import CLEAN, INVISIBLE, ODD_SPACES, show, unescape
 from bulkops.errors import JobFileError, RowError
 from bulkops.jobrows import (
     COLUMNS,
     LIST_COLUMNS,
     REPORT_COLUMNS,
-    show,
     unknown_column_reason,
 )
 

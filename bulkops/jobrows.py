@@ -17,34 +17,42 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from bulkops.cells import clean
+from bulkops import domainrows
+from bulkops.cells import clean, show
+from bulkops.domainrows import domain_row_problems
 from bulkops.errors import RowError
 from bulkops.model import REF_PREFIX, Action, OpSpec, is_ref
 
 COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
-    "from_account", "email", "role", "sites", "depends_on",
+    "from_account", "email", "role", "sites", "depends_on", "domain", "connection", "assignment",
+    "notify", "record_type", "host", "values", "ttl",
 )
 # Columns that `bulkops report --format csv` adds: accepted and ignored, so that a report of the
 # failed rows can be fixed and submitted again as it is (`error_hint`: reports written before
 # the column took the contract's name, `hint`).
 REPORT_COLUMNS = frozenset({
     "line", "status", "attempts", "site_id", "invite_id", "error_code", "error_message",
-    "hint", "error_hint", "request_id", "note",
+    "hint", "error_hint", "request_id", "note", "registrar_records",
 })
-LIST_COLUMNS = frozenset({"role", "sites", "depends_on"})
+LIST_COLUMNS = frozenset({"role", "sites", "depends_on", "values"})
 
 REQUIRED: Mapping[Action, tuple[str, ...]] = MappingProxyType({
     Action.CREATE_SITE: ("site_name",),
     Action.TRANSFER_SITE: ("site", "to_account"),
     Action.SITE_INVITE: ("site", "email", "role"),
     Action.ACCOUNT_INVITE: ("email", "role"),
+    # `connection` is required for a root domain only: a row check (domainrows).
+    Action.CONNECT_DOMAIN: ("site", "domain"),
+    Action.SET_DNS_RECORD: ("domain", "record_type", "host", "values"),
 })
 _OPTIONAL: Mapping[Action, tuple[str, ...]] = MappingProxyType({
     Action.CREATE_SITE: ("template_id", "folder_id"),
     Action.TRANSFER_SITE: ("from_account",),
     Action.SITE_INVITE: (),
     Action.ACCOUNT_INVITE: ("sites",),
+    Action.CONNECT_DOMAIN: ("connection", "assignment", "notify"),
+    Action.SET_DNS_RECORD: ("ttl",),
 })
 _EVERY_ACTION = ("action", "key", "depends_on")
 USED: Mapping[Action, frozenset[str]] = MappingProxyType({
@@ -59,7 +67,7 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\.]+(?:\.[^@\s<>(),;:\"\[\]\\.]+)+")
 _NO_DEFAULTS: Mapping[str, object] = MappingProxyType({})
 
-Value = str | tuple[str, ...]
+Value = str | tuple[str, ...] | bool | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +89,6 @@ class RowResult:
     # A bad row's `@key` references (column, key), so that a dangling one is reported in the
     # same pass as the row's own problems instead of after they are fixed.
     refs: tuple[tuple[str, str], ...] = ()
-
-
-def show(value: str, limit: int = 60) -> str:
-    """A value quoted for an error message, shortened so one huge cell cannot flood the output."""
-    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
 
 
 def unknown_column_reason(name: str, where: str = "") -> str:
@@ -126,6 +129,11 @@ def check_row(
         missing = [name for name in missing if name not in bad]
     if errors or missing:
         return RowResult(None, key, action, tuple(errors), tuple(missing), refs=_refs_of(values))
+    if action in DOMAIN_ACTIONS:
+        problems = domain_row_problems(action.value, values)
+        if problems:
+            errors = [RowError(line, column, reason) for column, reason in problems]
+            return RowResult(None, key, action, tuple(errors), refs=_refs_of(values))
     spec = _spec(line, action, values, key)
     return RowResult(spec, spec.key, action, derived_key=key is None)
 
@@ -135,7 +143,8 @@ def _refs_of(values: Mapping[str, Value]) -> tuple[tuple[str, str], ...]:
     refs: list[tuple[str, str]] = []
     for column in ("site", "sites"):
         value = values.get(column)
-        for item in (value,) if isinstance(value, str) else value or ():
+        items = (value,) if isinstance(value, str) else value if isinstance(value, tuple) else ()
+        for item in items:
             if is_ref(item):
                 refs.append((column, item[len(REF_PREFIX):]))
     depends_on = values.get("depends_on")
@@ -191,20 +200,10 @@ def _action(line: int, raw: object, errors: list[RowError]) -> Action | None:
 def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
     """(value, None) when fine (value None = empty, i.e. absent), else (None, reason)."""
     raw = _cleaned(raw)
+    if name in _NOT_TEXT:
+        return _NOT_TEXT[name](raw)
     if name in LIST_COLUMNS:
-        if name == "role" and _is_number(raw):
-            raw = [raw]  # one role id written as a JSON number: as in a list of one
-        items = _items(raw, allow_numbers=name == "role")
-        if isinstance(items, str):
-            return None, items
-        check_item = _ITEM_CHECKS[name]
-        for item in items:
-            reason = _cell_problem(item) or check_item(item)
-            if reason is not None:
-                return None, reason
-        if name == "depends_on":
-            items = tuple(item[len(REF_PREFIX):] for item in items)
-        return items or None, None
+        return _list_value(name, raw)
     if not isinstance(raw, str):
         return None, f"must be text, not {_json_type(raw)}"
     text = raw.strip()
@@ -214,7 +213,35 @@ def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
         # A name wrapped in its cell (Alt-Enter) or typed with a double space is one line with
         # single spaces, as it shows at Wix; NFC, so that "é" typed two ways is one name.
         text = " ".join(unicodedata.normalize("NFC", text).split())
-    return text, _cell_problem(text) or _TEXT_CHECKS[name](text)
+    problem = _cell_problem(text)
+    if problem is None and name in _NORMALISED:
+        return _NORMALISED[name](text)
+    return text, problem or _TEXT_CHECKS[name](text)
+
+
+def _list_value(name: str, raw: object) -> tuple[Value | None, str | None]:
+    if name == "role" and _is_number(raw):
+        raw = [raw]  # one role id written as a JSON number: as in a list of one
+    items = _items(raw, allow_numbers=name == "role")
+    if isinstance(items, str):
+        return None, items
+    check_item = _ITEM_CHECKS[name]
+    for item in items:
+        reason = _cell_problem(item) or check_item(item)
+        if reason is not None:
+            return None, reason
+    if name == "depends_on":
+        items = tuple(item[len(REF_PREFIX):] for item in items)
+    return items or None, None
+
+
+def _record_values(raw: object) -> tuple[Value | None, str | None]:
+    """`values`: a JSON list as any list; text is split once the record type is known, since
+    a TXT value may hold ';' (`domainrows.split_values`)."""
+    if not isinstance(raw, str):
+        return _list_value("values", raw)
+    text = raw.strip()
+    return (text or None), (_cell_problem(text) if text else None)
 
 
 def _cleaned(raw: object) -> object:
@@ -417,7 +444,23 @@ _ITEM_CHECKS: Mapping[str, Callable[[str], str | None]] = MappingProxyType({
     "role": _role_problem,
     "sites": _site_problem,
     "depends_on": _dependency_problem,
+    "values": lambda item: None,  # checked for the record's type (domainrows)
 })
+# Columns whose written form becomes another: (value, None) or (None, reason).
+_NORMALISED: Mapping[str, Callable[[str], tuple[str | None, str | None]]] = MappingProxyType({
+    "domain": domainrows.domain_value,
+    "connection": domainrows.connection_value,
+    "assignment": domainrows.assignment_value,
+    "record_type": domainrows.record_type_value,
+    "host": domainrows.host_value,
+})
+# Columns that are not text: a flag and a number, as CSV text or JSON values.
+_NOT_TEXT: Mapping[str, Callable[[object], tuple[Value | None, str | None]]] = MappingProxyType({
+    "notify": domainrows.flag_value,
+    "ttl": domainrows.ttl_value,
+    "values": _record_values,
+})
+DOMAIN_ACTIONS = frozenset({Action.CONNECT_DOMAIN, Action.SET_DNS_RECORD})
 
 
 def _spec(line: int, action: Action, values: Mapping[str, Value], key: str | None) -> OpSpec:
@@ -433,6 +476,7 @@ def derive_key(spec: OpSpec) -> str:
     reordering or editing other rows never changes it. The line and any key are not part of it."""
     fields = spec.to_json()
     del fields["action"]
+    fields.pop("implied_depends_on", None)
     return _content_key(spec.action, fields)
 
 

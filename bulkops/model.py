@@ -13,6 +13,8 @@ class Action(StrEnum):
     TRANSFER_SITE = "transfer_site"
     SITE_INVITE = "site_invite"
     ACCOUNT_INVITE = "account_invite"
+    CONNECT_DOMAIN = "connect_domain"
+    SET_DNS_RECORD = "set_dns_record"
 
 
 class OpState(StrEnum):
@@ -62,12 +64,27 @@ class OpSpec:
     roles: tuple[str, ...] = ()
     sites: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()  # keys, without the leading "@"
+    # Domains (wix-domains.md): `domain` is the domain id (lowercase ASCII, no `www.`);
+    # `connection` "pointing" | "nameservers" (None for a subdomain); `assignment` "redirect" |
+    # "primary"; `host` a full name; `values` as written (MX "priority server"); `ttl` seconds.
+    domain: str | None = None
+    connection: str | None = None
+    assignment: str | None = None
+    notify: bool = False
+    record_type: str | None = None
+    host: str | None = None
+    values: tuple[str, ...] = ()
+    ttl: int | None = None
+    # Keys the row waits for without naming them: DNS rows wait for the row connecting their
+    # domain (`domainfile`). Stored, but not part of a derived key (the row did not say it).
+    implied_depends_on: tuple[str, ...] = ()
 
     def dependency_keys(self) -> tuple[str, ...]:
         """Every row key this row waits for, in first-mention order, without duplicates."""
         refs = [self.site] if self.site else []
         refs += list(self.sites)
         keys = [r[1:] for r in refs if is_ref(r)] + list(self.depends_on)
+        keys += self.implied_depends_on
         return tuple(dict.fromkeys(keys))
 
     def to_json(self) -> dict[str, Any]:
@@ -81,19 +98,26 @@ class OpSpec:
             value = getattr(self, name)
             if value:
                 out[name] = list(value)
+        if self.notify:
+            out["notify"] = True
+        if self.ttl is not None:
+            out["ttl"] = self.ttl
         return out
 
     @classmethod
     def from_json(cls, line: int, key: str, data: Mapping[str, Any]) -> OpSpec:
         kwargs: dict[str, Any] = {n: data.get(n) for n in _OPTIONAL_TEXT}
         kwargs.update({n: tuple(data.get(n) or ()) for n in _LISTS})
-        return cls(line=line, key=key, action=Action(data["action"]), **kwargs)
+        ttl = data.get("ttl")
+        return cls(line=line, key=key, action=Action(data["action"]), **kwargs,
+                   notify=data.get("notify") is True, ttl=ttl if isinstance(ttl, int) else None)
 
 
 _OPTIONAL_TEXT = (
     "site_name", "template_id", "folder_id", "site", "to_account", "from_account", "email",
+    "domain", "connection", "assignment", "record_type", "host",
 )
-_LISTS = ("roles", "sites", "depends_on")
+_LISTS = ("roles", "sites", "depends_on", "values", "implied_depends_on")
 
 
 @dataclass(frozen=True)
@@ -172,6 +196,9 @@ class OpRecord:
     attempts: int = 0
     site_id: str | None = None
     invite_id: str | None = None
+    # What a family keeps about the row beyond its ids (JSON-able): the registrar records of a
+    # connected domain, a DNS row's record as it was before the write (`actions.domains`).
+    details: Mapping[str, Any] | None = None
     error: OpError | None = None
     first_sent_at: float | None = None
     last_sent_at: float | None = None

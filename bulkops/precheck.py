@@ -26,10 +26,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 
+from bulkops.cells import show
 from bulkops.engine import NOT_FOUND_RESENT_NOTE
 from bulkops.errors import ConfigError, RowError, WixApiError
 from bulkops.identity import site_name_key, when
-from bulkops.jobrows import show
 from bulkops.model import Action, OpRecord, OpSpec, OpState, is_ref
 from bulkops.retry import Verdict, classify, retry_reads
 from bulkops.roles import Level, RoleBook, RoleError

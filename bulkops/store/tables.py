@@ -81,6 +81,8 @@ ops = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("site_id", Text),
     Column("invite_id", Text),
+    # OpRecord.details as JSON text: what a family keeps beyond the ids (registrar records).
+    Column("details", Text),
     Column("error_code", Text),
     Column("error_message", Text),
     Column("error_hint", Text),

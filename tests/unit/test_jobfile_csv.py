@@ -91,7 +91,7 @@ def test_missing_action_column_is_one_error_on_the_header(tmp_path: Path) -> Non
     path = write(tmp_path, "key,site_name\na,Acme\nb,Beta\n")
     assert problems(path) == [(1, "action", "the header has no action column: every row needs "
                                             "one (create_site, transfer_site, site_invite, "
-                                            "account_invite)")]
+                                            "account_invite, connect_domain, set_dns_record)")]
 
 
 def test_missing_required_column_is_reported_once_on_the_header(tmp_path: Path) -> None:
@@ -121,7 +121,8 @@ def test_unknown_columns_are_reported_once_on_the_header(tmp_path: Path) -> None
         (1, "emial", "unknown column 'emial': did you mean email?"),
         (1, "colour", "unknown column 'colour': the columns are action, key, site_name, "
                       "template_id, folder_id, site, to_account, from_account, email, role, "
-                      "sites, depends_on"),
+                      "sites, depends_on, domain, connection, assignment, notify, "
+                      "record_type, host, values, ttl"),
     ]
 
 
@@ -133,7 +134,8 @@ def test_column_named_twice_in_the_header_is_an_error(tmp_path: Path) -> None:
 def test_unknown_action_is_reported_with_its_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + "create_site,,Acme,,,,,,,\ndelete_site,,,,,,,,,\n")
     assert problems(path) == [(3, "action", "unknown action 'delete_site': use create_site, "
-                                            "transfer_site, site_invite, account_invite")]
+                                            "transfer_site, site_invite, account_invite, connect_domain, "
+                                            "set_dns_record")]
 
 
 def test_bad_email_is_reported_with_its_line_and_column(tmp_path: Path) -> None:
@@ -150,7 +152,7 @@ def test_every_bad_row_is_reported_at_once_in_line_order(tmp_path: Path) -> None
     assert problems(path) == [
         (3, "email", "not a valid email address: 'not-an-email'"),
         (5, "action", "unknown action 'frobnicate': use create_site, transfer_site, "
-                      "site_invite, account_invite"),
+                      "site_invite, account_invite, connect_domain, set_dns_record"),
         (6, "to_account", "to_account is required for transfer_site"),
     ]
 

@@ -56,7 +56,8 @@ def test_unknown_column_is_reported_on_each_element(tmp_path: Path) -> None:
     assert problems(write(tmp_path, json.dumps(ops))) == [
         (1, "colour", "unknown column 'colour': the columns are action, key, site_name, "
                       "template_id, folder_id, site, to_account, from_account, email, role, "
-                      "sites, depends_on"),
+                      "sites, depends_on, domain, connection, assignment, notify, "
+                      "record_type, host, values, ttl"),
         (2, "Email", "unknown column 'Email': did you mean email?"),
     ]
 
@@ -70,7 +71,8 @@ def test_problems_in_defaults_are_reported_on_line_one(tmp_path: Path) -> None:
         (1, "key", "key cannot have a default: each row has its own"),
         (1, "colour", "unknown column 'colour' in defaults: the columns are action, key, "
                       "site_name, template_id, folder_id, site, to_account, from_account, "
-                      "email, role, sites, depends_on"),
+                      "email, role, sites, depends_on, domain, connection, assignment, "
+                      "notify, record_type, host, values, ttl"),
     ]
 
 

@@ -76,7 +76,7 @@ def test_semicolon_header_without_action_is_reported_as_such(tmp_path: Path) -> 
     path = write(tmp_path, b"key;site_name\r\na;Acme\r\n")
     assert problems(path) == [(1, "action", "the header has no action column: every row needs "
                                             "one (create_site, transfer_site, site_invite, "
-                                            "account_invite)")]
+                                            "account_invite, connect_domain, set_dns_record)")]
 
 
 # --- Line ends ------------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""Checks between a file's domain rows, and the order they run in.
+
+- one `connect_domain` row per domain, one `set_dns_record` row per (domain, type, host), and
+  no CNAME beside another record on one host (a CNAME owns its name: RFC 1034, 3.6.2);
+- DNS rows need a zone Wix hosts: not for a domain the file connects with `pointing`;
+- DNS rows of a domain the file connects with `nameservers` wait for that row (an implicit
+  `depends_on`), since the zone exists only once the domain is connected.
+
+Fed rows in file order, in both passes over a file, so both see the same dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bulkops.cells import show
+from bulkops.errors import RowError
+from bulkops.model import Action, OpSpec
+
+
+@dataclass(frozen=True)
+class _Connect:
+    line: int
+    key: str
+    connection: str | None
+
+
+class DomainRows:
+    def __init__(self) -> None:
+        self._connects: dict[str, _Connect] = {}
+        self._records: dict[tuple[str, str, str], int] = {}  # (domain, type, host) -> line
+        self._cname_hosts: dict[tuple[str, str], int] = {}  # (domain, host) -> line of its CNAME
+        self._other_hosts: dict[tuple[str, str], int] = {}  # (domain, host) -> line of another
+        self._dns_lines: dict[str, int] = {}  # domain -> first DNS row's line
+
+    def take(self, spec: OpSpec) -> tuple[OpSpec, list[RowError]]:
+        """The row as it runs (DNS rows with their implicit wait) and its problems with the
+        rows before it."""
+        if spec.action is Action.CONNECT_DOMAIN:
+            return spec, self._connect(spec)
+        if spec.action is Action.SET_DNS_RECORD:
+            return self._record(spec)
+        return spec, []
+
+    def _connect(self, spec: OpSpec) -> list[RowError]:
+        domain = spec.domain or ""
+        earlier = self._connects.get(domain)
+        if earlier is not None:
+            return [RowError(spec.line, "domain", f"{show(domain)} is already connected at "
+                                                  f"line {earlier.line}: one row per domain")]
+        self._connects[domain] = _Connect(spec.line, spec.key, spec.connection)
+        dns_line = self._dns_lines.get(domain)
+        if dns_line is not None:
+            return [RowError(spec.line, "domain", f"the DNS records of {domain} (line "
+                                                  f"{dns_line}) come before its connect_domain "
+                                                  "row: put this row first, they wait for it")]
+        return []
+
+    def _record(self, spec: OpSpec) -> tuple[OpSpec, list[RowError]]:
+        domain, host, kind = spec.domain or "", spec.host or "", spec.record_type or ""
+        self._dns_lines.setdefault(domain, spec.line)
+        errors: list[RowError] = []
+        earlier = self._records.setdefault((domain, kind, host), spec.line)
+        if earlier != spec.line:
+            errors.append(RowError(spec.line, "host", f"the {kind} record of {show(host)} is "
+                                                      f"already set at line {earlier}: one row "
+                                                      "per record (list every value in it)"))
+        clash = self._cname_clash(spec.line, domain, host, kind)
+        if clash is not None:
+            errors.append(clash)
+        connect = self._connects.get(domain)
+        if connect is None:
+            return spec, errors
+        if connect.connection == "pointing":
+            errors.append(RowError(spec.line, "domain", f"{domain} is connected with "
+                                                        f"connection=pointing at line "
+                                                        f"{connect.line}: its DNS stays with the "
+                                                        "client's provider, so Wix hosts no zone "
+                                                        "to set records in (use nameservers)"))
+            return spec, errors
+        if connect.key not in spec.depends_on:
+            spec = replace(spec, implied_depends_on=(connect.key,))
+        return spec, errors
+
+    def _cname_clash(self, line: int, domain: str, host: str, kind: str) -> RowError | None:
+        where = (domain, host)
+        if kind == "CNAME":
+            self._cname_hosts.setdefault(where, line)
+            other = self._other_hosts.get(where)
+        else:
+            self._other_hosts.setdefault(where, line)
+            other = self._cname_hosts.get(where)
+        if other is None or other == line:
+            return None
+        return RowError(line, "host", f"{show(host)} has a CNAME record and another record "
+                                      f"(lines {min(other, line)} and {max(other, line)}): a "
+                                      "CNAME must be the only record of its name")

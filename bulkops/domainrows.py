@@ -1,0 +1,313 @@
+"""The domain columns of a job file row: one value at a time, then the row's columns together.
+
+Domain names are checked against the Public Suffix List (ICANN section, bundled with the
+`publicsuffixlist` package, read offline), so that `client.co.uk` is a root domain and
+`shop.client.com` a subdomain, as Wix tells them apart for `connectionType` (wix-domains.md,
+"Create Connected Domain": a subdomain takes no connection type).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from functools import cache
+
+from publicsuffixlist import PublicSuffixList
+
+from bulkops.cells import show as _show
+from bulkops.wixdomains import (
+    INFERRED_STRIP_WWW,
+    MAX_RECORD_VALUES,
+    READ_ONLY_RECORD_TYPES,
+    RECORD_TYPES,
+)
+
+Value = str | tuple[str, ...] | bool | int  # a row's values, as jobrows holds them
+
+CONNECTIONS = ("pointing", "nameservers")
+ASSIGNMENTS = ("redirect", "primary")
+DEFAULT_ASSIGNMENT = "redirect"  # `primary` unassigns the site's current address (wix-domains.md)
+WRITABLE_TYPES = tuple(sorted(RECORD_TYPES - READ_ONLY_RECORD_TYPES))
+MAX_TTL = 2**31 - 1  # RFC 2181, section 8
+_TRUE = frozenset({"yes", "y", "true", "t", "1", "on"})
+_FALSE = frozenset({"no", "n", "false", "f", "0", "off"})
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Record host names may hold service labels (`_dmarc`, `_sip._tcp`) and a leading wildcard.
+_HOST_LABEL = re.compile(r"_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?|_[a-z0-9]")
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_MAX_DOMAIN_CHARS = 253
+
+
+@cache
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList(only_icann=True)
+
+
+def is_subdomain(domain: str) -> bool:
+    """Whether a checked domain name lies under a registrable one (`shop.client.com`), rather
+    than being one itself (`client.com`, `client.co.uk`)."""
+    return _suffixes().privatesuffix(domain) != domain
+
+
+def domain_value(text: str) -> tuple[str | None, str | None]:
+    """A `domain` cell → (the domain id, None) or (None, reason).
+
+    The id is what Wix names the domain by: lowercase ASCII, no trailing dot, no `www.`
+    (wix-domains.md, "Common rules"; bulkops.wixdomains item 1)."""
+    name = text.strip().rstrip(".").lower()
+    if _URL.match(name) or "/" in name:
+        bare = _URL.sub("", name).split("/")[0]
+        return None, f"{_show(text)} is an address, not a domain name: write {_show(bare)}"
+    if not name.isascii():
+        return None, _non_ascii(text, name)
+    if INFERRED_STRIP_WWW and name.startswith("www.") and name.count(".") >= 2:
+        name = name[4:]
+    labels = name.split(".")
+    if len(name) > _MAX_DOMAIN_CHARS or not all(_LABEL.fullmatch(label) for label in labels):
+        return None, (f"{_show(text)} is not a domain name: letters, digits and hyphens "
+                      "between dots (e.g. client.com)")
+    if len(labels) < 2:
+        return None, f"{_show(text)} has no top-level domain: write it in full (e.g. {name}.com)"
+    suffix = _suffixes().publicsuffix(name, accept_unknown=False)
+    if suffix is None:
+        return None, f"{_show(text)} does not end in a known top-level domain (.{labels[-1]})"
+    if suffix == name:
+        return None, (f"{_show(text)} is a public suffix, not a domain: write the client's "
+                      "name under it")
+    return name, None
+
+
+def _non_ascii(text: str, name: str) -> str:
+    try:
+        ascii_form = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return f"{_show(text)} contains characters a domain name cannot hold"
+    return (f"{_show(text)} is not ASCII: write the domain in its ASCII form, "
+            f"{_show(ascii_form)}")
+
+
+def choice_value(column: str, text: str, choices: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """`text` as one of `choices` (any case), or a reason naming them and the closest."""
+    value = text.strip().lower()
+    if value in choices:
+        return value, None
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
+    hint = f": did you mean {close[0]}?" if close else ""
+    return None, f"{column} must be {' or '.join(choices)}, not {_show(text)}{hint}"
+
+
+def connection_value(text: str) -> tuple[str | None, str | None]:
+    return choice_value("connection", text, CONNECTIONS)
+
+
+def assignment_value(text: str) -> tuple[str | None, str | None]:
+    return choice_value("assignment", text, ASSIGNMENTS)
+
+
+def flag_value(raw: object) -> tuple[bool | None, str | None]:
+    """`notify`: JSON true/false, or yes/no, true/false, 1/0, on/off in any case."""
+    if isinstance(raw, bool):
+        return raw, None
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if not text:
+            return None, None
+        if text in _TRUE:
+            return True, None
+        if text in _FALSE:
+            return False, None
+        return None, f"notify must be yes or no, not {_show(raw)}"
+    return None, "notify must be yes or no (JSON: true or false)"
+
+
+def ttl_value(raw: object) -> tuple[int | None, str | None]:
+    """`ttl`: whole seconds, 0 to 2^31 - 1 (JSON: a number or text)."""
+    if isinstance(raw, bool):
+        return None, "ttl must be a whole number of seconds (e.g. 3600)"
+    if isinstance(raw, int):
+        seconds = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        seconds = int(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return None, None
+        # A spreadsheet's number column writes 3600 as "3600.0" or "3,600".
+        plain = re.fullmatch(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?", text)
+        if plain is None:
+            return None, f"ttl must be a whole number of seconds (e.g. 3600), not {_show(raw)}"
+        seconds = int(plain[1].replace(",", ""))
+    else:
+        return None, "ttl must be a whole number of seconds (e.g. 3600)"
+    if not 0 <= seconds <= MAX_TTL:
+        return None, f"ttl must be between 0 and {MAX_TTL} seconds, not {seconds}"
+    return seconds, None
+
+
+def record_type_value(text: str) -> tuple[str | None, str | None]:
+    kind = text.strip().upper()
+    if kind in READ_ONLY_RECORD_TYPES:
+        return None, (f"{kind} records are Wix's own (its name servers and zone authority): "
+                      "bulkops never changes them")
+    if kind not in RECORD_TYPES:
+        return None, f"record_type must be one of {', '.join(WRITABLE_TYPES)}, not {_show(text)}"
+    return kind, None
+
+
+def host_value(text: str) -> tuple[str | None, str | None]:
+    """A record's host as written: `@` (the apex), or a full name, lowercase, no trailing dot.
+    Whether it lies under the row's domain is a row check (`domain_row_problems`)."""
+    name = text.strip().rstrip(".").lower()
+    if name == "@":
+        return name, None
+    if not name.isascii():
+        return None, _non_ascii(text, name)
+    labels = name.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+    if len(name) > _MAX_DOMAIN_CHARS or not labels or not all(
+            _HOST_LABEL.fullmatch(label) for label in labels):
+        return None, f"{_show(text)} is not a host name (e.g. www.client.com)"
+    return name, None
+
+
+def domain_row_problems(action: str, values: dict[str, Value]) -> list[tuple[str, str]]:
+    """The checks between a domain row's columns, as (column, reason); may complete `values`
+    (the default assignment, `@` as the domain, record values in their written form)."""
+    domain = values.get("domain")
+    if not isinstance(domain, str):
+        return []
+    if action == "connect_domain":
+        values.setdefault("assignment", DEFAULT_ASSIGNMENT)
+        return _connect_problems(domain, values.get("connection"))
+    return _record_problems(domain, values)
+
+
+def _connect_problems(domain: str, connection: Value | None) -> list[tuple[str, str]]:
+    if is_subdomain(domain):
+        if connection is not None:
+            return [("connection", f"{domain} is a subdomain: Wix connects it without a "
+                                   "connection type, so leave connection empty")]
+        return []
+    if connection is None:
+        return [("connection", f"connection is required for the root domain {domain}: "
+                               "pointing (its DNS stays with the client's provider) or "
+                               "nameservers (Wix hosts its DNS zone)")]
+    return []
+
+
+def _record_problems(domain: str, values: dict[str, Value]) -> list[tuple[str, str]]:
+    host, kind, written = values.get("host"), values.get("record_type"), values.get("values")
+    problems: list[tuple[str, str]] = []
+    if host == "@":
+        host = values["host"] = domain
+    if isinstance(host, str) and host != domain and not host.endswith("." + domain):
+        label = host if "." not in host else host.split(".")[0]
+        problems.append(("host", f"{_show(host)} is not in the domain {domain}: write the "
+                                 f"record's full name (e.g. {label}.{domain})"))
+    if not isinstance(kind, str) or not isinstance(written, str | tuple):
+        return problems
+    if isinstance(written, str):
+        written, reason = split_values(kind, written)
+        if reason is not None:
+            return [*problems, ("values", reason)]
+    if kind == "CNAME" and host == domain:
+        problems.append(("host", f"a CNAME cannot be at the apex ({domain}): use A/AAAA "
+                                 f"records there, or put the CNAME on www.{domain}"))
+    normalised, reason = record_values(kind, written)
+    if reason is not None:
+        problems.append(("values", reason))
+    else:
+        values["values"] = normalised
+    return problems
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"\s*(?:;\s*|$)')
+
+
+def split_values(kind: str, text: str) -> tuple[tuple[str, ...], str | None]:
+    """A `values` cell → its values. Separated by `;`, except for TXT (and SPF), whose values
+    hold `;` themselves (`v=DMARC1; p=none`): there the cell is one value, or several each in
+    double quotes (`"v=spf1 -all";"google-site-verification=…"`)."""
+    if kind in ("TXT", "SPF"):
+        if not text.startswith('"'):
+            return (text,), None
+        found, at = [], 0
+        while at < len(text):
+            quoted = _QUOTED.match(text, at)
+            if quoted is None:
+                return (), (f"quoted TXT values must each be in double quotes, separated by "
+                            f"';': {_show(text)}")
+            found.append(quoted[1].replace('\\"', '"'))
+            at = quoted.end()
+        return tuple(found), None
+    parts = tuple(part.strip() for part in text.split(";"))
+    if "" in parts:
+        return (), f"empty entry in {_show(text)}: remove the extra ';'"
+    return parts, None
+
+
+def record_values(kind: str, written: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """A record's values checked for its type, white space tidied and repeats dropped (the
+    record holds a set). Returns (values, None) or ((), reason)."""
+    check = _VALUE_CHECKS.get(kind)
+    tidy = tuple(dict.fromkeys(" ".join(v.split()) if kind != "TXT" else v for v in written))
+    if len(tidy) > MAX_RECORD_VALUES:
+        return (), f"a record holds at most {MAX_RECORD_VALUES} values, not {len(tidy)}"
+    if kind == "CNAME" and len(tidy) > 1:
+        return (), f"a CNAME holds one value, not {len(tidy)}"
+    if check is not None:
+        for value in tidy:
+            reason = check(value)
+            if reason is not None:
+                return (), reason
+    return tidy, None
+
+
+def _ipv4(value: str) -> str | None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return f"{_show(value)} is not an IPv4 address (an A record's value, e.g. 185.230.63.107)"
+    return None
+
+
+def _ipv6(value: str) -> str | None:
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return f"{_show(value)} is not an IPv6 address (an AAAA record's value)"
+    return None
+
+
+def _target(value: str, what: str) -> str | None:
+    name = value.rstrip(".").lower()
+    labels = name.split(".")
+    if not name.isascii() or len(labels) < 2 or not all(_HOST_LABEL.fullmatch(x) for x in labels):
+        return f"{_show(value)} is not a host name ({what})"
+    return None
+
+
+def _cname(value: str) -> str | None:
+    return _target(value, "a CNAME's value is the name it points to, e.g. pointing.wixdns.net")
+
+
+def _mx(value: str) -> str | None:
+    parts = value.split()
+    example = "e.g. 10 mail.client.com"
+    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 65535:
+        return f"MX value {_show(value)} must be 'priority server' ({example})"
+    return _target(parts[1], f"an MX value's server, {example}")
+
+
+def _srv(value: str) -> str | None:
+    parts = value.split()
+    example = "e.g. 10 5 5060 sip.client.com"
+    if len(parts) != 4 or not all(p.isdigit() and int(p) <= 65535 for p in parts[:3]):
+        return f"SRV value {_show(value)} must be 'priority weight port target' ({example})"
+    return None if parts[3] == "." else _target(parts[3], f"an SRV target, {example}")
+
+
+_VALUE_CHECKS = {"A": _ipv4, "AAAA": _ipv6, "CNAME": _cname, "MX": _mx, "SRV": _srv}
+
