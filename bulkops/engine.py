@@ -51,6 +51,7 @@ from bulkops.settle import next_check_at
 from bulkops.stopping import Cut, bounded
 from bulkops.store.base import Store
 from bulkops.wix import WixClient
+from bulkops.wixdomains import JOB_FAULT_CODES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -398,9 +399,13 @@ class Engine:
     # -- sending ------------------------------------------------------------------------------
 
     async def _send(self, family: ActionFamily, ops: Sequence[OpRecord]) -> None:
-        """One call for `ops`: one write-ahead record for all of them, durable before the call
-        leaves, then each row's outcome from the answer."""
+        """One call for `ops`: the family's reads first (rows they settle go no further), then
+        one write-ahead record for the rest, durable before the call leaves, then each row's
+        outcome from the answer."""
         assert self._ctx is not None
+        ops = await self._prepare(family, ops)
+        if not ops:
+            return
         now = self._clock()
         running = [
             replace(
@@ -426,7 +431,7 @@ class Engine:
             # Stopping, and the request never left: the rows are as they were before the claim.
             await self._save_all(running, [replace(op, lease_owner=None) for op in ops])
         except WixError as exc:
-            if len(running) > 1 and _refused_as_invalid(exc):
+            if len(running) > 1 and isinstance(exc, WixApiError) and family.row_fault(exc):
                 # One row's value may have sunk the whole call: each row goes alone, so that
                 # only the rows at fault fail.
                 log.info("batch_split", extra={"rows": len(running), "error": str(exc)})
@@ -439,10 +444,47 @@ class Engine:
             for op, outcome in zip(running, outcomes, strict=True):
                 await self._settle(op, outcome)
 
+    async def _prepare(self, family: ActionFamily, ops: Sequence[OpRecord]) -> list[OpRecord]:
+        """The family's reads before a call (a DNS zone): rows they settle are recorded, with
+        their attempts untouched (nothing was sent for them); the others are returned with the
+        details to keep while in flight. Rows whose reads failed wait, or fail when the answer
+        is final (a zone Wix does not host)."""
+        assert self._ctx is not None
+        ctx = self._ctx
+        try:
+            prepared = await self._read(lambda: family.prepare(ops, ctx))
+        except SendStopped:
+            await self._save_all(ops, [replace(op, lease_owner=None) for op in ops])
+            return []
+        except WixError as exc:
+            for op in ops:
+                await self._prepare_failed(op, exc)
+            return []
+        to_send: list[OpRecord] = []
+        for op, ready in zip(ops, prepared, strict=True):
+            if isinstance(ready, Done):
+                await self._succeed(op, ready, note=ready.note)
+            elif isinstance(ready, Rejected):
+                await self._fail(op, OpError(code=ready.code, message=ready.message,
+                                             hint=family.hint(ready.code)))
+            else:
+                to_send.append(op if ready is None else replace(op, details=ready))
+        return to_send
+
+    async def _prepare_failed(self, op: OpRecord, exc: WixError) -> None:
+        if self._key_refused(exc):
+            await self._save(op, replace(op, lease_owner=None))
+        elif classify(exc) is Verdict.FINAL:
+            await self._fail(op, _op_error(op, exc))
+        else:
+            log.warning("op_prepare_failed", extra={**_fields(op), "error": str(exc)})
+            await self._send_again_later(op, self._backoff(LOOKUP_ATTEMPTS), error=op.error,
+                                         note=op.note)
+
     async def _settle(self, op: OpRecord, outcome: RowOutcome) -> None:
         """Record one row's part of a call's answer."""
         if isinstance(outcome, Done):
-            await self._succeed(op, outcome, note=op.note)
+            await self._succeed(op, outcome, note=outcome.note or op.note)
         elif isinstance(outcome, Rejected):
             if not outcome.sent:
                 op = replace(op, attempts=op.attempts - 1)  # nothing left for this row
@@ -569,6 +611,12 @@ class Engine:
             if done is None:
                 await self._not_found(op, at)
                 continue
+            if isinstance(done, Rejected):
+                # Wix holds something else in the row's place: final, and never undone.
+                log.info("op_conflict", extra={**_fields(op), "code": done.code})
+                await self._fail(op, OpError(code=done.code, message=done.message,
+                                             hint=family.hint(done.code)))
+                continue
             # Attempt 0: re-armed by a new run of the file, the attempt was an earlier run's.
             which = f"attempt {op.attempts}" if op.attempts else "sent by an earlier run"
             note = f"reconciled: found at Wix after an unknown outcome ({which})"
@@ -667,6 +715,7 @@ class Engine:
                 state=OpState.SUCCEEDED,
                 site_id=done.site_id or op.site_id,
                 invite_id=done.invite_id or op.invite_id,
+                details=done.details if done.details is not None else op.details,
                 error=None,
                 note=note,
                 not_before=None,
@@ -751,7 +800,8 @@ class Engine:
         if self._roles is None:
             self._roles = RoleBook(await self._read(self._client.list_roles))
         self._ctx = ActionContext(
-            client=self._client, account_id=self._config.account_id, roles=self._roles
+            client=self._client, account_id=self._config.account_id, roles=self._roles,
+            read=self._read,
         )
 
     async def _preflight(self, stop: anyio.Event) -> None:
@@ -792,8 +842,13 @@ class Engine:
                 await stop.wait()
 
     def _key_refused(self, exc: WixError) -> bool:
-        """A refused key (401) stops the whole job at once: no row can succeed without a fix."""
+        """A refused key (401), or a key or account Wix's domain calls refuse as such, stops
+        the whole job at once: no row can succeed without a fix."""
         status = exc.status if isinstance(exc, WixApiError) else None
+        if isinstance(exc, WixApiError) and (fault := JOB_FAULT_CODES.get(exc.code or "")):
+            self._breaker.trip(
+                f"Wix refused the key's domain calls (HTTP {exc.status} {exc.code}): {fault}")
+            return True
         if not self._breaker.is_fatal(status):
             return False
         self._breaker.trip(f"Wix refused the API key (HTTP {status}); check WIX_API_KEY")
@@ -879,11 +934,6 @@ async def _bounded(
     except WixError as exc:
         return exc
     return TimeoutError() if isinstance(outcome, Cut) else None
-
-
-def _refused_as_invalid(exc: WixError) -> bool:
-    """A whole call refused for its content (400): maybe one row's value, not every row's."""
-    return isinstance(exc, WixApiError) and exc.status == 400
 
 
 def _fields(op: OpRecord) -> dict[str, object]:

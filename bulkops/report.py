@@ -25,10 +25,11 @@ from bulkops.model import FINAL_STATES, OpRecord, OpState, is_ref
 
 INPUT_COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
-    "from_account", "email", "role", "sites", "depends_on",
+    "from_account", "email", "role", "sites", "depends_on", "domain", "connection", "assignment",
+    "notify", "record_type", "host", "values", "ttl",
 )
 REPORT_COLUMNS = ("status", "attempts", "site_id", "invite_id", "error_code", "error_message",
-                  "hint", "request_id", "note", "line")
+                  "hint", "request_id", "note", "line", "registrar_records")
 
 
 class TextSink(Protocol):
@@ -58,11 +59,17 @@ def note_of(op: OpRecord) -> str | None:
 
 
 def record_json(op: OpRecord) -> dict[str, Any]:
-    result: dict[str, str] = {}
+    result: dict[str, Any] = {}
     if op.site_id:
         result["site_id"] = op.site_id
     if op.invite_id:
         result["invite_id"] = op.invite_id
+    records = registrar_records(op)
+    if records is not None:
+        result["registrar_records"] = records
+        registrar = (op.details or {}).get("registrar")
+        if registrar:
+            result["registrar"] = registrar
     error = None
     if op.error is not None and op.state is not OpState.SUCCEEDED:
         error = {"code": op.error.code, "message": op.error.message, "hint": op.error.hint}
@@ -78,6 +85,32 @@ def record_json(op: OpRecord) -> dict[str, Any]:
         "error": error,
         "note": note_of(op),
     }
+
+
+def registrar_records(op: OpRecord) -> list[dict[str, Any]] | None:
+    """What the client must set at their registrar for a connected domain (Setup Info), as
+    `[{"type", "host", "values", "ttl"}]`; None for other rows."""
+    records = (op.details or {}).get("registrar_records")
+    return records if isinstance(records, list) else None
+
+
+def registrar_text(op: OpRecord) -> str:
+    """The registrar records in one cell: `A client.com 185.230.63.107 (TTL 3600); CNAME
+    www.client.com pointing.wixdns.net (TTL 3600)`."""
+    parts = []
+    for record in registrar_records(op) or ():
+        ttl = f" (TTL {record['ttl']})" if record.get("ttl") else ""
+        parts.append(f"{record.get('type')} {record.get('host')} "
+                     f"{', '.join(record.get('values') or ())}{ttl}")
+    return "; ".join(parts)
+
+
+def values_cell(record_type: str | None, values: tuple[str, ...]) -> str:
+    """A record's values as a job file writes them: `;`-separated, but TXT values (which may
+    hold `;`) each in double quotes when there are several (`domainrows.split_values`)."""
+    if record_type in ("TXT", "SPF") and (len(values) > 1 or (values[:1] and values[0][:1] == '"')):
+        return ";".join('"' + value.replace('"', '\\"') + '"' for value in values)
+    return ";".join(values)
 
 
 async def write_json(ops: AsyncIterator[OpRecord], out: TextSink) -> int:
@@ -115,6 +148,14 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
         "role": ";".join(spec.roles),
         "sites": ";".join(resolve(s) for s in spec.sites),
         "depends_on": ";".join(pending_deps),
+        "domain": spec.domain or "",
+        "connection": spec.connection or "",
+        "assignment": spec.assignment or "",
+        "notify": "yes" if spec.notify else "",
+        "record_type": spec.record_type or "",
+        "host": spec.host or "",
+        "values": values_cell(spec.record_type, spec.values),
+        "ttl": "" if spec.ttl is None else str(spec.ttl),
         "status": op.state.value,
         "attempts": str(op.attempts),
         "site_id": op.site_id or "",
@@ -126,6 +167,7 @@ def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
         "request_id": (error.request_id or "") if error else "",
         "note": note_of(op) or "",
         "line": str(spec.line),
+        "registrar_records": registrar_text(op),
     }
     return [escape(values[c]) for c in (*INPUT_COLUMNS, *REPORT_COLUMNS)]
 

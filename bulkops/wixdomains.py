@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -60,6 +61,17 @@ USER_ID_NOT_FOUND = "USER_ID_NOT_FOUND"  # 404: bad authorization (job)
 TARGET_ACCOUNT_NOT_FOUND = "TARGET_ACCOUNT_NOT_FOUND"  # 404: bad wix-account-id (job)
 INVALID_DOMAIN = "INVALID_DOMAIN"  # 400 availability: no root domain / bad TLD
 DOMAINS_UNSUPPORTED_TLD = "DOMAINS_UNSUPPORTED_TLD"  # 400 availability [wix-skill]
+
+
+# Refusals that no row can fix: the key or the account, for every domain call (wix-domains.md,
+# "Final for the whole job"), with what to do.
+JOB_FAULT_CODES: Mapping[str, str] = MappingProxyType({
+    DOMAINS_PERMISSION_DENIED: ("the API key lacks the Manage Domains permission: add it in "
+                                "the API Keys Manager"),
+    DOMAINS_GUID_NOT_FOUND: "Wix knows no such account: check WIX_ACCOUNT_ID",
+    USER_ID_NOT_FOUND: "the authorization is bad or missing: check WIX_API_KEY",
+    TARGET_ACCOUNT_NOT_FOUND: "the wix-account-id is bad or missing: check WIX_ACCOUNT_ID",
+})
 
 
 class ConnectionType(StrEnum):

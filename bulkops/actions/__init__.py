@@ -19,6 +19,7 @@ from bulkops.actions.base import (
     RowOutcome,
     site_of,
 )
+from bulkops.actions.domains import ConnectDomains, SetDnsRecords
 from bulkops.actions.invites import AccountInvites, SiteInvites
 from bulkops.actions.sites import CreateSites
 from bulkops.actions.transfers import TransferSites
@@ -26,7 +27,7 @@ from bulkops.model import Action, OpRecord, OpSpec
 from bulkops.roles import RoleBook
 
 FAMILIES: tuple[ActionFamily, ...] = (CreateSites(), TransferSites(), SiteInvites(),
-                                      AccountInvites())
+                                      AccountInvites(), ConnectDomains(), SetDnsRecords())
 _BY_ACTION: dict[Action, ActionFamily] = {
     action: family for family in FAMILIES for action in family.actions
 }
@@ -47,7 +48,7 @@ def calls_needed(specs: Iterable[OpSpec], roles: RoleBook) -> Counter[Action]:
     same batch key share calls of up to the family's batch size, unless one waits for the
     other (a row that depends, directly or not, on a row of its own action goes in a later
     call). `@key` references count as the sites they will name (two rows naming `@a` go to
-    one site)."""
+    one site). A call counts with the reads it makes besides its write (`reads_per_call`)."""
     specs = list(specs)
     waves = _waves(specs)
     groups: Counter[tuple[Action, Hashable, int]] = Counter()
@@ -58,7 +59,8 @@ def calls_needed(specs: Iterable[OpSpec], roles: RoleBook) -> Counter[Action]:
         groups[(spec.action, key, waves[number])] += 1
     calls: Counter[Action] = Counter()
     for (action, _, _), rows in groups.items():
-        calls[action] += math.ceil(rows / family_of(action).batch_size)
+        family = family_of(action)
+        calls[action] += math.ceil(rows / family.batch_size) * (1 + family.reads_per_call)
     return calls
 
 

@@ -8,11 +8,11 @@ answer back to each row (`send`), looks up rows whose outcome is unknown (`look_
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
-from bulkops.errors import WixError
+from bulkops.errors import WixApiError, WixError
 from bulkops.model import Action, OpRecord, is_ref
 from bulkops.roles import RoleBook
 from bulkops.wix import WixClient
@@ -24,6 +24,8 @@ class Done:
 
     site_id: str | None = None
     invite_id: str | None = None
+    details: Mapping[str, Any] | None = None  # kept as `OpRecord.details` (JSON-able)
+    note: str | None = None  # how it was established, when not by a plain answer
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,20 @@ class CallFailed:
 
 
 RowOutcome = Done | Rejected | Missing | CallFailed
+# A row before its call: settled already (Done, Rejected), or to send with these details (a
+# mapping kept in the write-ahead record), or to send as it is (None).
+Prepared = Done | Rejected | Mapping[str, Any] | None
+T = TypeVar("T")
+
+
+class Reader(Protocol):
+    """Runs an idempotent read, retried on any failure a repeat can fix (`retry.retry_reads`)."""
+
+    def __call__(self, fn: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+async def _once(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class ActionContext:
     client: WixClient
     account_id: str
     roles: RoleBook
+    read: Reader = field(default=_once)
 
 
 class ActionFamily(Protocol):
@@ -75,6 +92,7 @@ class ActionFamily(Protocol):
     batch_size: int  # rows one call may carry (1: a call per row)
     checkable: bool  # an unknown outcome can be looked up at Wix (else: the resend policy)
     look_up_size: int  # unknown rows one `look_up` settles together
+    reads_per_call: int  # reads a call makes besides its write (a zone read, setup info)
     # Any two rows of the family may share a call (one batch key): a call that is not full
     # is worth holding for the family's rows still to come.
     gathers: bool
@@ -88,17 +106,40 @@ class ActionFamily(Protocol):
         in order. Raises WixError when the call as a whole failed (every row shares it)."""
         ...
 
+    async def prepare(self, ops: Sequence[OpRecord], ctx: ActionContext) -> list[Prepared]:
+        """Reads before the write-ahead record of a call for `ops`: per op, settled already, or
+        the details to keep with it while in flight. Raises WixError when a read failed."""
+        ...
+
     async def look_up(
         self, ops: Sequence[OpRecord], ctx: ActionContext, *, now: float
-    ) -> list[Done | None]:
+    ) -> list[Done | Rejected | None]:
         """For each op whose earlier send has an unknown outcome: its effect as found at Wix,
-        or None when not (yet) visible. Raises WixError when a look-up call failed. Only
-        called when `checkable`; `now` is unix seconds."""
+        None when not (yet) visible, or Rejected when Wix holds something else in its place (a
+        conflict, final). Raises WixError when a look-up call failed. Only called when
+        `checkable`; `now` is unix seconds."""
+        ...
+
+    def row_fault(self, error: WixApiError) -> bool:
+        """Whether a call refused as a whole may be one row's fault: its rows are then sent one
+        by one, so that only the rows at fault fail."""
         ...
 
     def hint(self, code: str | None) -> str | None:
         """The hint for an error code of this family's calls, or None when none is known."""
         ...
+
+
+class FamilyDefaults:
+    """What most families do: no reads before a call, and a 400 may be one row's fault."""
+
+    reads_per_call = 0
+
+    async def prepare(self, ops: Sequence[OpRecord], ctx: ActionContext) -> list[Prepared]:
+        return [None] * len(ops)
+
+    def row_fault(self, error: WixApiError) -> bool:
+        return error.status == 400
 
 
 def site_of(op: OpRecord, value: str) -> str:

@@ -17,6 +17,7 @@ from bulkops.actions.base import (
     ActionContext,
     CallFailed,
     Done,
+    FamilyDefaults,
     Missing,
     Rejected,
     RowOutcome,
@@ -46,13 +47,13 @@ _HINTS = {
 }
 
 
-class _Invites:
+class _Invites(FamilyDefaults):
     checkable = False
     look_up_size = 1
 
     async def look_up(
         self, ops: Sequence[OpRecord], ctx: ActionContext, *, now: float
-    ) -> list[Done | None]:
+    ) -> list[Done | Rejected | None]:
         raise ValueError("invites cannot be looked up: Wix lists no pending invites")
 
     def hint(self, code: str | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from bulkops.actions.base import ActionContext, Done, RowOutcome, hint_in
+from bulkops.actions.base import ActionContext, Done, FamilyDefaults, Rejected, RowOutcome, hint_in
 from bulkops.model import Action, OpRecord
 from bulkops.roles import RoleBook
 from bulkops.wixwire import Site
@@ -21,7 +21,7 @@ _HINTS = {
 }
 
 
-class CreateSites:
+class CreateSites(FamilyDefaults):
     actions = frozenset({Action.CREATE_SITE})
     batch_size = 1
     checkable = True
@@ -42,12 +42,12 @@ class CreateSites:
 
     async def look_up(
         self, ops: Sequence[OpRecord], ctx: ActionContext, *, now: float
-    ) -> list[Done | None]:
+    ) -> list[Done | Rejected | None]:
         """One pass over the account's sites, newest first (100 a page), back to just before
         the earliest first send among `ops`: a site with a row's display name created in its
         window is that row's. Names are unique within the scope (one op per name), so a name
         settles one row."""
-        found: list[Done | None] = [None] * len(ops)
+        found: list[Done | Rejected | None] = [None] * len(ops)
         by_name: dict[str, list[int]] = {}
         for index, op in enumerate(ops):
             assert op.spec.site_name is not None

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from bulkops.actions.base import ActionContext, Done, RowOutcome, hint_in, site_of
+from bulkops.actions.base import (
+    ActionContext,
+    Done,
+    FamilyDefaults,
+    Rejected,
+    RowOutcome,
+    hint_in,
+    site_of,
+)
 from bulkops.model import Action, OpRecord
 from bulkops.roles import RoleBook
 
@@ -23,7 +31,7 @@ _HINTS = {
 }
 
 
-class TransferSites:
+class TransferSites(FamilyDefaults):
     actions = frozenset({Action.TRANSFER_SITE})
     batch_size = 1
     checkable = True
@@ -47,9 +55,9 @@ class TransferSites:
 
     async def look_up(
         self, ops: Sequence[OpRecord], ctx: ActionContext, *, now: float
-    ) -> list[Done | None]:
+    ) -> list[Done | Rejected | None]:
         """One filtered Query Sites call per row, as the target account."""
-        found: list[Done | None] = []
+        found: list[Done | Rejected | None] = []
         for op in ops:
             found.append(await _in_target(op, ctx))
         return found
