@@ -280,6 +280,8 @@ async def test_save_round_trips_every_mutable_field(store: SqlStore) -> None:
         attempts=3,
         site_id="site-1",
         invite_id="inv-1",
+        details={"registrar_records": [{"type": "A", "host": "client.com",
+                                        "values": ["185.230.63.107"], "ttl": 3600}]},
         error=OpError(
             code="SITE_NAME_TAKEN",
             message="name taken",
@@ -299,7 +301,8 @@ async def test_save_round_trips_every_mutable_field(store: SqlStore) -> None:
     await store.save([changed])  # idempotent
     assert await all_ops(store) == [changed]
 
-    cleared = dataclasses.replace(changed, error=None, note=None, site_id=None, lease_owner=None)
+    cleared = dataclasses.replace(changed, error=None, note=None, site_id=None, lease_owner=None,
+                                  details=None)
     await store.save([cleared])
     assert await all_ops(store) == [cleared]
 
