@@ -3,6 +3,7 @@
     python scripts/bench_calls.py                  # the 6,000-row onboarding job + jobs/ examples
     python scripts/bench_calls.py --sites 20       # a 120-row version of it (about a minute)
     python scripts/bench_calls.py --only examples  # just jobs/onboarding.csv and .json
+    python scripts/bench_calls.py --only domains   # 20 domains and 200 DNS records on them
     python scripts/bench_calls.py --json           # one JSON array, for scripts
 
 Each job is run as a user runs it: `bulkops run FILE` as a subprocess (a fresh SQLite database in
@@ -15,6 +16,10 @@ site, `create_site` (keys s0001, ...), three `site_invite` collaborators on the 
 (@sNNNN), then a `transfer_site` of @sNNNN to a sub-account the sandbox knows, waiting for the
 invites (`depends_on`), as jobs/onboarding.csv orders its clients; then N `account_invite` team
 members on the whole account.
+
+The generated domains job (`--domains N --records M`, default 20 and 200) connects N domains
+with nameservers, each to a Premium site seeded in the sandbox before the run (the sites a
+connection needs exist before any onboarding), and sets M/N A records on each.
 
 Figures, from the sandbox's own request counters (GET /_sandbox/state):
 - calls per endpoint and in total, 429s among them, and whether the run's budget counted the
@@ -45,7 +50,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,7 @@ EXAMPLES = (ROOT / "jobs" / "onboarding.csv", ROOT / "jobs" / "onboarding.json")
 ACCOUNT_INVITEES_PER_CALL = 50  # wix-api.md: at most 50 invitees per account-invite call
 SITE_INVITEES_PER_CALL = 50  # no documented cap; bulkops sends at most 50 emails a call
 SITES_PER_PAGE = 100  # Query Sites: at most 100 a page
+ZONE_RECORDS_PER_CALL = 10  # wix-domains.md: at most 10 additions and 10 deletions an update
 DEFAULT_BUDGET_PER_MINUTE = 200.0  # Wix's documented limit, bulkops' default --rate
 COLLABORATORS = 3  # site_invite rows per generated site, all on COLLABORATOR_ROLE
 COLLABORATOR_ROLE = "Website Manager"
@@ -95,6 +101,20 @@ def onboarding_rows(sites: int, team: int) -> Iterator[dict[str, str]]:
                "email": f"member{n:04d}@agency.example.com", "role": TEAM_ROLE}
 
 
+def domain_rows(sites: Sequence[str], records: int) -> Iterator[dict[str, str]]:
+    """One nameservers connection per site in `sites` (a Premium site's id), then `records`
+    A records spread evenly over those domains, each waiting for its domain's connection."""
+    domains = [f"client{n:03d}-bakery.com" for n in range(1, len(sites) + 1)]
+    for n, (site, domain) in enumerate(zip(sites, domains, strict=True), 1):
+        yield {"action": "connect_domain", "key": f"d{n:03d}", "site": site, "domain": domain,
+               "connection": "nameservers"}
+    for r in range(records):
+        domain = domains[r % len(domains)]
+        yield {"action": "set_dns_record", "key": f"r{r:04d}", "domain": domain,
+               "record_type": "A", "host": f"h{r:04d}.{domain}",
+               "values": f"10.{r // 250}.{r % 250}.1", "ttl": "3600"}
+
+
 def write_job(path: Path, rows: Iterable[dict[str, str]]) -> Path:
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
@@ -116,11 +136,15 @@ class Minimum:
     account_invites: int  # calls: per ACCOUNT_INVITEES_PER_CALL
     roles: int
     listing_pages: int
+    connects: int = 0  # one create, and one Setup Info read for the report, per domain
+    zone_calls: int = 0  # per domain, per 10 records: one zone read and one zone update
+    domain_reads: int = 0  # one connected-domains page: the permission check and what is there
 
     @property
     def total(self) -> int:
         return (self.creates + self.transfers + self.site_invites + self.account_invites
-                + self.roles + self.listing_pages)
+                + self.roles + self.listing_pages + 2 * self.connects + self.zone_calls
+                + self.domain_reads)
 
 
 def minimum_calls(specs: Iterable[OpSpec], existing_sites: int = 0) -> Minimum:
@@ -156,14 +180,23 @@ def minimum_calls(specs: Iterable[OpSpec], existing_sites: int = 0) -> Minimum:
     account_calls = sum(math.ceil(n / ACCOUNT_INVITEES_PER_CALL)
                         for (kind, _), n in calls.items() if kind == ("account",))
     invites = actions[Action.SITE_INVITE] + actions[Action.ACCOUNT_INVITE]
+    records = Counter(spec.domain for spec in rows if spec.action is Action.SET_DNS_RECORD)
+    connects = actions[Action.CONNECT_DOMAIN]
+    # Sites named by id are read once (Premium, in the account): the listing the name check
+    # reads serves both.
+    by_id = any(spec.site and not spec.site.startswith("@") for spec in rows
+                if spec.action is Action.CONNECT_DOMAIN)
     return Minimum(
+        connects=connects,
+        zone_calls=sum(2 * math.ceil(n / ZONE_RECORDS_PER_CALL) for n in records.values()),
+        domain_reads=1 if connects or records else 0,
         creates=actions[Action.CREATE_SITE],
         transfers=actions[Action.TRANSFER_SITE],
         site_invites=site_calls,
         account_invites=account_calls,
         roles=1 if invites else 0,
         listing_pages=max(1, math.ceil(existing_sites / SITES_PER_PAGE))
-        if actions[Action.CREATE_SITE] else 0,
+        if actions[Action.CREATE_SITE] or by_id else 0,
     )
 
 
@@ -245,6 +278,15 @@ class Sandbox:
         self.stop()
         raise RuntimeError(f"sandbox did not start: {self._log_path.read_text()!r}")
 
+    def seed_premium_sites(self, count: int) -> list[str]:
+        """`count` live client sites with Premium, through the sandbox's admin route: ids."""
+        body = json.dumps({"sites": [{"displayName": f"Live Client {n:03d}", "premium": True}
+                                     for n in range(1, count + 1)]}).encode()
+        request = urllib.request.Request(f"{self.base_url}/_sandbox/sites", data=body,
+                                          headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return [site["id"] for site in json.loads(answer.read())["sites"]]
+
     def state(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.base_url}/_sandbox/state", timeout=30) as answer:
             state: dict[str, Any] = json.loads(answer.read())
@@ -261,15 +303,18 @@ class Sandbox:
         self._log.close()
 
 
-def measure(job: Path, name: str, run_dir: Path, *, rate: str, concurrency: int,
-            timeout: float) -> Measured:
-    """Run `job` once against a fresh sandbox (its database and logs in `run_dir`) and count
-    what reached it."""
-    source, specs = load_job(job)
-    minimum = minimum_calls(specs())  # a fresh sandbox account holds no site yet
+def measure(make_job: Callable[[Sandbox], Path], name: str, run_dir: Path, *, rate: str,
+            concurrency: int, timeout: float) -> Measured:
+    """Run the job `make_job` writes (given the fresh sandbox it runs against, with its
+    database and logs in `run_dir`) once, and count what reached the sandbox."""
     run_dir.mkdir(parents=True)
     sandbox = Sandbox(run_dir, rate)
     try:
+        job = make_job(sandbox)
+        source, specs = load_job(job)
+        existing = len(sandbox.state()["sites"])  # sites seeded for the job
+        minimum = minimum_calls(specs(), existing_sites=existing)
+        baseline = int(sandbox.state()["requests"]["total"])  # the admin calls are not counted
         summary = run_dir / "summary.json"
         command = [*bulkops_command(), "run", str(job), "--db", str(run_dir / "bench.db"),
                    "--base-url", sandbox.base_url, "--rate", rate,
@@ -293,7 +338,7 @@ def measure(job: Path, name: str, run_dir: Path, *, rate: str, concurrency: int,
     return Measured(
         job=name, rows=source.total, exit_code=result.returncode,
         calls={k: int(v) for k, v in sorted(requests["by_endpoint"].items())},
-        total_calls=int(requests["total"]),
+        total_calls=int(requests["total"]) - baseline,
         throttled=int(requests["by_status"].get("429", 0)),
         budget_requests=budget, minimum=minimum,
         rate_per_minute=_per_minute(rate), seconds=seconds, notes=notes,
@@ -324,7 +369,8 @@ def describe(m: Measured) -> str:
         f"budget: {counted})",
         f"  minimum:    {lo.total} = {lo.creates} creates + {lo.transfers} transfers + "
         f"{lo.site_invites} site-invite + {lo.account_invites} account-invite + {lo.roles} "
-        f"roles + {lo.listing_pages} listing page(s)",
+        f"roles + {lo.listing_pages} listing page(s) + 2 x {lo.connects} connects + "
+        f"{lo.zone_calls} zone reads and updates + {lo.domain_reads} connected-domains page",
         f"  ratio:      {m.ratio:.3f} of the minimum ({(m.ratio - 1) * 100:+.1f}%); "
         f"{m.calls_per_row:.3f} calls per row (minimum {lo.total / m.rows:.3f})",
         f"  wall time:  {m.seconds:.1f} s measured at {m.rate_per_minute:.0f}/min; "
@@ -345,8 +391,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--team", type=int,
                         help="account_invite team members of the generated job (default: "
                              "--sites)")
-    parser.add_argument("--only", choices=["generated", "examples"],
-                        help="run only the generated job or only the jobs/ examples")
+    parser.add_argument("--domains", type=int, default=20,
+                        help="domains of the generated domains job")
+    parser.add_argument("--records", type=int, default=200,
+                        help="DNS records of the generated domains job, over its domains")
+    parser.add_argument("--only", choices=["generated", "examples", "domains"],
+                        help="run only the generated onboarding job, the jobs/ examples or "
+                             "the generated domains job")
     parser.add_argument("--rate", default="60/s",
                         help="the scaled request budget, which the sandbox also enforces")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -361,19 +412,31 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def _given(path: Path) -> Callable[[Sandbox], Path]:
+    return lambda sandbox: path
+
+
 def bench(args: argparse.Namespace, workdir: Path) -> list[Measured]:
-    jobs: list[tuple[str, Path]] = []
-    if args.only != "examples":
+    jobs: list[tuple[str, Callable[[Sandbox], Path]]] = []
+    if args.only in (None, "generated"):
         team = args.sites if args.team is None else args.team
         path = write_job(workdir / f"onboarding-{args.sites}-sites.csv",
                          onboarding_rows(args.sites, team))
-        jobs.append((f"generated onboarding ({args.sites} sites, {team} members)", path))
-    if args.only != "generated":
-        jobs += [(f"jobs/{path.name}", path) for path in EXAMPLES if path.exists()]
+        jobs.append((f"generated onboarding ({args.sites} sites, {team} members)", _given(path)))
+    if args.only in (None, "domains"):
+
+        def domains_job(sandbox: Sandbox) -> Path:
+            sites = sandbox.seed_premium_sites(args.domains)
+            return write_job(workdir / "domains.csv", domain_rows(sites, args.records))
+
+        jobs.append((f"generated domains ({args.domains} domains, {args.records} records)",
+                     domains_job))
+    if args.only in (None, "examples"):
+        jobs += [(f"jobs/{path.name}", _given(path)) for path in EXAMPLES if path.exists()]
     results = []
-    for index, (name, path) in enumerate(jobs):
+    for index, (name, make_job) in enumerate(jobs):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.append(measure(path, name, workdir / f"run{index}", rate=args.rate,
+        results.append(measure(make_job, name, workdir / f"run{index}", rate=args.rate,
                                concurrency=args.concurrency, timeout=args.timeout))
     return results
 
