@@ -2,7 +2,8 @@
 
 - one `connect_domain` row per domain, one `set_dns_record` row per (domain, type, host), and
   no CNAME beside another record on one host (a CNAME owns its name: RFC 1034, 3.6.2);
-- DNS rows need a zone Wix hosts: not for a domain the file connects with `pointing`;
+- DNS rows need a zone Wix hosts: not for a domain the file connects with `pointing` (told
+  on each DNS row, whether it comes before or after the connect row);
 - DNS rows of a domain the file connects with `nameservers` wait for that row (an implicit
   `depends_on`), since the zone exists only once the domain is connected.
 
@@ -31,7 +32,7 @@ class DomainRows:
         self._records: dict[tuple[str, str, str], int] = {}  # (domain, type, host) -> line
         self._cname_hosts: dict[tuple[str, str], int] = {}  # (domain, host) -> line of its CNAME
         self._other_hosts: dict[tuple[str, str], int] = {}  # (domain, host) -> line of another
-        self._dns_lines: dict[str, int] = {}  # domain -> first DNS row's line
+        self._dns_lines: dict[str, list[int]] = {}  # domain -> its DNS rows' lines so far
 
     def take(self, spec: OpSpec) -> tuple[OpSpec, list[RowError]]:
         """The row as it runs (DNS rows with their implicit wait) and its problems with the
@@ -49,16 +50,20 @@ class DomainRows:
             return [RowError(spec.line, "domain", f"{show(domain)} is already connected at "
                                                   f"line {earlier.line}: one row per domain")]
         self._connects[domain] = _Connect(spec.line, spec.key, spec.connection)
-        dns_line = self._dns_lines.get(domain)
-        if dns_line is not None:
-            return [RowError(spec.line, "domain", f"the DNS records of {domain} (line "
-                                                  f"{dns_line}) come before its connect_domain "
-                                                  "row: put this row first, they wait for it")]
-        return []
+        dns_lines = self._dns_lines.get(domain)
+        if not dns_lines:
+            return []
+        if spec.connection == "pointing":
+            # Moving this row first would not help: say now what those rows would be told then,
+            # so that every problem of the file is reported in one pass.
+            return [self._pointing_error(line, domain, spec.line) for line in dns_lines]
+        return [RowError(spec.line, "domain", f"the DNS records of {domain} (line "
+                                              f"{dns_lines[0]}) come before its connect_domain "
+                                              "row: put this row first, they wait for it")]
 
     def _record(self, spec: OpSpec) -> tuple[OpSpec, list[RowError]]:
         domain, host, kind = spec.domain or "", spec.host or "", spec.record_type or ""
-        self._dns_lines.setdefault(domain, spec.line)
+        self._dns_lines.setdefault(domain, []).append(spec.line)
         errors: list[RowError] = []
         earlier = self._records.setdefault((domain, kind, host), spec.line)
         if earlier != spec.line:
@@ -72,15 +77,18 @@ class DomainRows:
         if connect is None:
             return spec, errors
         if connect.connection == "pointing":
-            errors.append(RowError(spec.line, "domain", f"{domain} is connected with "
-                                                        f"connection=pointing at line "
-                                                        f"{connect.line}: its DNS stays with the "
-                                                        "client's provider, so Wix hosts no zone "
-                                                        "to set records in (use nameservers)"))
+            errors.append(self._pointing_error(spec.line, domain, connect.line))
             return spec, errors
         if connect.key not in spec.depends_on:
             spec = replace(spec, implied_depends_on=(connect.key,))
         return spec, errors
+
+    @staticmethod
+    def _pointing_error(line: int, domain: str, connect_line: int) -> RowError:
+        return RowError(line, "domain", f"{domain} is connected with connection=pointing at "
+                                        f"line {connect_line}: its DNS stays with the client's "
+                                        "provider, so Wix hosts no zone to set records in (use "
+                                        "nameservers)")
 
     def _cname_clash(self, line: int, domain: str, host: str, kind: str) -> RowError | None:
         where = (domain, host)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from collections.abc import Callable
 from functools import cache
 
 from publicsuffixlist import PublicSuffixList
@@ -57,8 +58,7 @@ def domain_value(text: str) -> tuple[str | None, str | None]:
     (wix-domains.md, "Common rules"; bulkops.wixdomains item 1)."""
     name = text.strip().rstrip(".").lower()
     if _URL.match(name) or "/" in name:
-        bare = _URL.sub("", name).split("/")[0]
-        return None, f"{_show(text)} is an address, not a domain name: write {_show(bare)}"
+        return None, _address(text, name)
     if not name.isascii():
         return None, _non_ascii(text, name)
     if INFERRED_STRIP_WWW and name.startswith("www.") and name.count(".") >= 2:
@@ -67,21 +67,39 @@ def domain_value(text: str) -> tuple[str | None, str | None]:
     if len(name) > _MAX_DOMAIN_CHARS or not all(_LABEL.fullmatch(label) for label in labels):
         return None, (f"{_show(text)} is not a domain name: letters, digits and hyphens "
                       "between dots (e.g. client.com)")
-    if len(labels) < 2:
-        return None, f"{_show(text)} has no top-level domain: write it in full (e.g. {name}.com)"
     suffix = _suffixes().publicsuffix(name, accept_unknown=False)
-    if suffix is None:
-        return None, f"{_show(text)} does not end in a known top-level domain (.{labels[-1]})"
+    # Before the count of labels: `com` alone is a top-level domain, not a name lacking one.
     if suffix == name:
         return None, (f"{_show(text)} is a public suffix, not a domain: write the client's "
                       "name under it")
+    if len(labels) < 2:
+        return None, f"{_show(text)} has no top-level domain: write it in full (e.g. {name}.com)"
+    if suffix is None:
+        return None, f"{_show(text)} does not end in a known top-level domain (.{labels[-1]})"
     return name, None
 
 
-def _non_ascii(text: str, name: str) -> str:
+def _address(text: str, name: str) -> str:
+    """A URL (or a name with a path) in a domain cell: the hint is the domain id it holds, as
+    this column would read it (`https://www.Client.com:443/shop` → client.com)."""
+    bare = _URL.sub("", name).split("/")[0].rpartition("@")[2].partition(":")[0]
+    bare = (_ascii_form(bare) or bare) if not bare.isascii() else bare
+    domain, _ = domain_value(bare) if bare else (None, None)
+    write = _show(domain or bare) if bare else "the domain alone (e.g. client.com)"
+    return f"{_show(text)} is an address, not a domain name: write {write}"
+
+
+def _ascii_form(name: str) -> str | None:
+    """An internationalised name's ASCII (`xn--`) form, or None if it cannot have one."""
     try:
-        ascii_form = name.encode("idna").decode("ascii")
+        return name.encode("idna").decode("ascii")
     except UnicodeError:
+        return None
+
+
+def _non_ascii(text: str, name: str) -> str:
+    ascii_form = _ascii_form(name)
+    if ascii_form is None:
         return f"{_show(text)} contains characters a domain name cannot hold"
     return (f"{_show(text)} is not ASCII: write the domain in its ASCII form, "
             f"{_show(ascii_form)}")
@@ -118,28 +136,33 @@ def flag_value(raw: object) -> tuple[bool | None, str | None]:
         if text in _FALSE:
             return False, None
         return None, f"notify must be yes or no, not {_show(raw)}"
-    return None, "notify must be yes or no (JSON: true or false)"
+    shown = f", not {raw!r}" if isinstance(raw, int | float) else ""
+    return None, f"notify must be yes or no (JSON: true or false){shown}"
 
 
 def ttl_value(raw: object) -> tuple[int | None, str | None]:
     """`ttl`: whole seconds, 0 to 2^31 - 1 (JSON: a number or text)."""
+    whole = "ttl must be a whole number of seconds (e.g. 3600)"
     if isinstance(raw, bool):
-        return None, "ttl must be a whole number of seconds (e.g. 3600)"
+        return None, f"{whole}, not {str(raw).lower()}"
     if isinstance(raw, int):
         seconds = raw
-    elif isinstance(raw, float) and raw.is_integer():
+    elif isinstance(raw, float):
+        if not raw.is_integer():
+            return None, f"{whole}, not {raw!r}"
         seconds = int(raw)
     elif isinstance(raw, str):
         text = raw.strip()
         if not text:
             return None, None
-        # A spreadsheet's number column writes 3600 as "3600.0" or "3,600".
-        plain = re.fullmatch(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?", text)
+        # A spreadsheet's number column writes 3600 as "3600.0" or "3,600". The sign is read
+        # so that "-5" is told it is out of range, not that it is no whole number.
+        plain = re.fullmatch(r"(-?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?", text)
         if plain is None:
-            return None, f"ttl must be a whole number of seconds (e.g. 3600), not {_show(raw)}"
-        seconds = int(plain[1].replace(",", ""))
+            return None, f"{whole}, not {_show(raw)}"
+        seconds = int(plain[1] + plain[2].replace(",", ""))
     else:
-        return None, "ttl must be a whole number of seconds (e.g. 3600)"
+        return None, whole
     if not 0 <= seconds <= MAX_TTL:
         return None, f"ttl must be between 0 and {MAX_TTL} seconds, not {seconds}"
     return seconds, None
@@ -202,10 +225,13 @@ def _record_problems(domain: str, values: dict[str, Value]) -> list[tuple[str, s
     problems: list[tuple[str, str]] = []
     if host == "@":
         host = values["host"] = domain
+    if is_subdomain(domain):
+        # Wix hosts zones for root domains; a subdomain's records live in its root's zone.
+        root = _suffixes().privatesuffix(domain)
+        problems.append(("domain", f"{domain} is a subdomain: its records are in the zone of "
+                                   f"{root}; write domain {root} (host stays the full name)"))
     if isinstance(host, str) and host != domain and not host.endswith("." + domain):
-        label = host if "." not in host else host.split(".")[0]
-        problems.append(("host", f"{_show(host)} is not in the domain {domain}: write the "
-                                 f"record's full name (e.g. {label}.{domain})"))
+        problems.append(("host", _outside_host(host, domain)))
     if not isinstance(kind, str) or not isinstance(written, str | tuple):
         return problems
     if isinstance(written, str):
@@ -223,7 +249,22 @@ def _record_problems(domain: str, values: dict[str, Value]) -> list[tuple[str, s
     return problems
 
 
+def _outside_host(host: str, domain: str) -> str:
+    """Why `host` is not a name of `domain`, with the full name it probably means: a relative
+    name (`www`, `_sip._tcp`: no known top-level domain) goes under the domain as it is; a
+    name under another domain keeps its labels under that one (`mail.other.com` → `mail.`)."""
+    suffix = _suffixes().publicsuffix(host, accept_unknown=False)
+    if suffix is None or suffix == host:
+        return (f"{_show(host)} is not a full name: write the record's full name, "
+                f"{host}.{domain} (or @ for {domain} itself)")
+    registrable = _suffixes().privatesuffix(host) or host
+    under = host[: -len(registrable) - 1] if host != registrable else "www"
+    return (f"{_show(host)} is not in the domain {domain}: write the record's full name "
+            f"(e.g. {under}.{domain}, or @ for {domain} itself)")
+
+
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"\s*(?:;\s*|$)')
+_ESCAPED = re.compile(r"\\(.)")  # inside quotes, \" is a quote and \\ a backslash
 
 
 def split_values(kind: str, text: str) -> tuple[tuple[str, ...], str | None]:
@@ -239,7 +280,7 @@ def split_values(kind: str, text: str) -> tuple[tuple[str, ...], str | None]:
             if quoted is None:
                 return (), (f"quoted TXT values must each be in double quotes, separated by "
                             f"';': {_show(text)}")
-            found.append(quoted[1].replace('\\"', '"'))
+            found.append(_ESCAPED.sub(r"\1", quoted[1]))
             at = quoted.end()
         return tuple(found), None
     parts = tuple(part.strip() for part in text.split(";"))
@@ -253,39 +294,80 @@ def record_values(kind: str, written: tuple[str, ...]) -> tuple[tuple[str, ...],
     record holds a set). Returns (values, None) or ((), reason)."""
     check = _VALUE_CHECKS.get(kind)
     tidy = tuple(dict.fromkeys(" ".join(v.split()) if kind != "TXT" else v for v in written))
-    if len(tidy) > MAX_RECORD_VALUES:
-        return (), f"a record holds at most {MAX_RECORD_VALUES} values, not {len(tidy)}"
-    if kind == "CNAME" and len(tidy) > 1:
-        return (), f"a CNAME holds one value, not {len(tidy)}"
     if check is not None:
         for value in tidy:
             reason = check(value)
             if reason is not None:
-                return (), reason
+                return (), reason + _joined_hint(value, check)
+    if kind == "AAAA":
+        # One spelling per address (`2001:DB8:0::1` is `2001:db8::1`), as a zone read gives
+        # it back: the desired-state comparison after a run and the derived key both see
+        # the address, not the way it was typed.
+        tidy = tuple(dict.fromkeys(str(ipaddress.IPv6Address(v)) for v in tidy))
+    if len(tidy) > MAX_RECORD_VALUES:
+        return (), f"a record holds at most {MAX_RECORD_VALUES} values, not {len(tidy)}"
+    if kind == "CNAME" and len(tidy) > 1:
+        return (), f"a CNAME holds one value, not {len(tidy)}"
     return tidy, None
 
 
-def _ipv4(value: str) -> str | None:
+def _joined_hint(value: str, check: Callable[[str], str | None]) -> str:
+    """A value that holds several good ones joined by ';' comes from one entry of a JSON list
+    (a text cell is split at ';' already): say that each value is an entry of its own."""
+    parts = [part.strip() for part in value.split(";")]
+    if len(parts) > 1 and all(part and check(part) is None for part in parts):
+        return ": in a JSON list, write each value as an entry of its own"
+    return ""
+
+
+def _is_address(text: str, version: int) -> bool:
+    if "%" in text:  # an IPv6 scope (`fe80::1%eth0`) names a local interface, never a record's
+        return False
     try:
-        ipaddress.IPv4Address(value)
+        return ipaddress.ip_address(text).version == version
     except ValueError:
-        return f"{_show(value)} is not an IPv4 address (an A record's value, e.g. 185.230.63.107)"
-    return None
+        return False
+
+
+def _address_value(value: str, version: int, what: str) -> str | None:
+    if _is_address(value, version):
+        return None
+    reason = f"{_show(value)} is not an IPv{version} address ({what})"
+    # Several addresses in one value, separated by spaces or commas (a list pasted from
+    # elsewhere): name the separator this column takes.
+    parts = re.split(r"[\s,]+", value.strip(" ,"))
+    if len(parts) > 1 and all(_is_address(part, version) for part in parts):
+        reason += ": separate the values with ';'"
+    return reason
+
+
+def _ipv4(value: str) -> str | None:
+    return _address_value(value, 4, "an A record's value, e.g. 185.230.63.107")
 
 
 def _ipv6(value: str) -> str | None:
-    try:
-        ipaddress.IPv6Address(value)
-    except ValueError:
-        return f"{_show(value)} is not an IPv6 address (an AAAA record's value)"
-    return None
+    return _address_value(value, 6, "an AAAA record's value, e.g. 2001:db8::1")
 
 
 def _target(value: str, what: str) -> str | None:
+    """A value naming another host (CNAME, MX, SRV, PTR): a name with a top-level domain, never
+    an address (RFC 1034 3.6.2, RFC 2181 10.3), so a last label all digits is refused too."""
     name = value.rstrip(".").lower()
     labels = name.split(".")
-    if not name.isascii() or len(labels) < 2 or not all(_HOST_LABEL.fullmatch(x) for x in labels):
+    if _is_address(name, 4) or _is_address(name, 6):
+        return (f"{_show(value)} is an IP address, not a host name ({what}; an address goes in "
+                "an A or AAAA record)")
+    if (not name.isascii() or len(labels) < 2 or labels[-1].isdigit()
+            or not all(_HOST_LABEL.fullmatch(x) for x in labels)):
         return f"{_show(value)} is not a host name ({what})"
+    return None
+
+
+def _txt(value: str) -> str | None:
+    if not value:
+        # Only a quoted cell (`"";"v=spf1 -all"`) can hold one: Wix refuses an empty value
+        # (DOMAIN_DNS_EMPTY_RECORD_VALUE), so it is refused before anything is sent.
+        return "a TXT value is empty (\"\"): remove it"
     return None
 
 
@@ -309,5 +391,10 @@ def _srv(value: str) -> str | None:
     return None if parts[3] == "." else _target(parts[3], f"an SRV target, {example}")
 
 
-_VALUE_CHECKS = {"A": _ipv4, "AAAA": _ipv6, "CNAME": _cname, "MX": _mx, "SRV": _srv}
+def _ptr(value: str) -> str | None:
+    return _target(value, "a PTR's value is the name it points to")
+
+
+_VALUE_CHECKS = {"A": _ipv4, "AAAA": _ipv6, "CNAME": _cname, "MX": _mx, "SRV": _srv,
+                 "PTR": _ptr, "TXT": _txt, "SPF": _txt}
 

@@ -109,7 +109,8 @@ def values_cell(record_type: str | None, values: tuple[str, ...]) -> str:
     """A record's values as a job file writes them: `;`-separated, but TXT values (which may
     hold `;`) each in double quotes when there are several (`domainrows.split_values`)."""
     if record_type in ("TXT", "SPF") and (len(values) > 1 or (values[:1] and values[0][:1] == '"')):
-        return ";".join('"' + value.replace('"', '\\"') + '"' for value in values)
+        return ";".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                        for value in values)
     return ";".join(values)
 
 

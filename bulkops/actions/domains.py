@@ -92,7 +92,7 @@ _DNS_HINTS = {
 }
 # Refusals of one zone update that may be one record's fault (wix-domains.md, Update DNS Zone).
 _RECORD_FAULTS = frozenset({DOMAIN_DNS_EMPTY_RECORD_VALUE, DOMAIN_MX_RECORD_VALUE_INVALID,
-                            DOMAIN_CNAME_RECORD_HOSTNAME_INVALID, DOMAIN_DUPLICATE_RECORDS})
+                            DOMAIN_CNAME_RECORD_HOSTNAME_INVALID})
 # Answers that say the records may be there already (repeats of a write that happened): the
 # zone is read to know (wix-domains.md: "ALREADY_EXISTS / DOMAINS_ALREADY_EXISTS (the records
 # already match)", DOMAIN_DUPLICATE_RECORDS, DOMAIN_UPDATE_EMPTY_UPDATE_REQUEST).

@@ -70,6 +70,7 @@ async def test_the_csv_report_writes_the_records_in_one_readable_cell() -> None:
     ("v=DMARC1; p=none; rua=mailto:dmarc@client.com",),
     ("v=spf1 include:_spf.mail.net ~all", "google-site-verification=ab;cd"),
     ('"quoted" text',),
+    ("ends in a backslash \\", 'and "one" more'),
 ])
 async def test_a_csv_report_reads_back_as_the_same_rows(tmp_path: Path,
                                                        values: tuple[str, ...]) -> None:
