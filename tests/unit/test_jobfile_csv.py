@@ -134,8 +134,8 @@ def test_column_named_twice_in_the_header_is_an_error(tmp_path: Path) -> None:
 def test_unknown_action_is_reported_with_its_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + "create_site,,Acme,,,,,,,\ndelete_site,,,,,,,,,\n")
     assert problems(path) == [(3, "action", "unknown action 'delete_site': use create_site, "
-                                            "transfer_site, site_invite, account_invite, connect_domain, "
-                                            "set_dns_record")]
+                                            "transfer_site, site_invite, account_invite, "
+                                            "connect_domain, set_dns_record")]
 
 
 def test_bad_email_is_reported_with_its_line_and_column(tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ def test_guids_are_accepted_in_either_case() -> None:
 
 def test_unknown_action_names_the_allowed_actions() -> None:
     assert problems({"action": "delete_site", "site": SITE_ID}) == [("action", (
-        "unknown action 'delete_site': use create_site, transfer_site, site_invite, account_invite, connect_domain, set_dns_record"))]
+        "unknown action 'delete_site': use create_site, transfer_site, site_invite, "
+        "account_invite, connect_domain, set_dns_record"))]
 
 
 def test_missing_action_is_left_to_the_caller_as_missing() -> None:
