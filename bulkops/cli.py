@@ -444,14 +444,25 @@ def cancel(job: str, db: str | None) -> None:
 @click.option("--state-file", default=None, type=click.Path(dir_okay=False),
               help="Keep the sandbox's world (sites, transfers, invites) in this file: a "
                    "sandbox started again on it continues where the last one stopped.")
+# Off by default: the acceptance tests' sandboxes (tests/acceptance/harness.py) count on an
+# empty world. `run --sandbox` and `plan --sandbox` have the demo sites on.
+@click.option("--demo-sites/--no-demo-sites", default=False, show_default=True,
+              help="Start a new world with the demo's live client sites with Premium (the "
+                   "sites jobs/onboarding.* connect domains to), or empty. A world read from "
+                   "--state-file is kept as it was.")
 def sandbox_command(port: int, api_key: str | None, account_id: str | None,
-                    rate_limit: str | None, state_file: str | None, **faults: Any) -> None:
-    """Serve the local fake Wix API on 127.0.0.1 (it never contacts the real Wix)."""
+                    rate_limit: str | None, state_file: str | None, demo_sites: bool,
+                    **faults: Any) -> None:
+    """Serve the local fake Wix API on 127.0.0.1 (it never contacts the real Wix).
+
+    With --demo-sites, a new world (not one read from --state-file) has a few live client
+    sites with Premium in the key's account. The sites with Premium are listed at start."""
     from pathlib import Path
 
-    from bulkops.sandbox import SandboxConfig, serve_forever
+    from bulkops.sandbox import Sandbox, SandboxConfig, serve_forever
 
-    config = SandboxConfig(state_file=Path(state_file) if state_file else None)
+    config = SandboxConfig(state_file=Path(state_file) if state_file else None,
+                           demo_sites=demo_sites)
     if api_key:
         config = replace(config, api_key=api_key)
     if account_id:
@@ -467,17 +478,31 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
         listing_lag=faults["listing_lag"], seed=faults["seed"],
     )
 
+    fake = Sandbox(config)  # reads --state-file now: a bad one is one line, before listening
+    premium = sorted((site for site in fake.state.sites.values()
+                      if site.premium and site.owner_account_id == config.account_id),
+                     key=lambda site: site.display_name)
+
     def ready(base_url: str) -> None:
         click.echo(f"sandbox listening on {base_url}")
         click.echo(f"  api key     {'(as given)' if api_key else config.api_key}")
         click.echo(f"  account id  {config.account_id}")
         click.echo(f"  sub-accounts {', '.join(config.sub_accounts)}")
+        if premium:
+            click.echo("  sites with Premium (connect_domain rows can use them):")
+            for site in premium:
+                click.echo(f"    {site.id}  {site.display_name}")
+        else:
+            click.echo("  sites with Premium: none (--demo-sites starts with a few)")
         click.echo(f"  try: WIX_API_KEY=... WIX_ACCOUNT_ID={config.account_id} "
                    f"bulkops run jobs/onboarding.csv --base-url {base_url}", err=False)
+        if not premium:
+            click.echo("  (its connect_domain rows need the demo's sites: start with "
+                       "--demo-sites to run it whole)")
         sys.stdout.flush()
 
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve_forever, config, "127.0.0.1", port, ready)
+        anyio.run(serve_forever, fake, "127.0.0.1", port, ready)
 
 
 # -- helpers ---------------------------------------------------------------------------------

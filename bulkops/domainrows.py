@@ -45,6 +45,12 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True)
 
 
+def registrable_domain(domain: str) -> str:
+    """The domain someone buys (`client.co.uk` for `shop.client.co.uk`): the question Check
+    Domain Availability answers."""
+    return _suffixes().privatesuffix(domain) or domain
+
+
 def is_subdomain(domain: str) -> bool:
     """Whether a checked domain name lies under a registrable one (`shop.client.com`), rather
     than being one itself (`client.com`, `client.co.uk`)."""

@@ -3,9 +3,15 @@
 The file is validated, compared with the database (rows done in earlier runs, `@key`s of
 earlier runs, done keys reused for other work) and checked against the live account as `run`
 checks it before its first write (`precheck`). The plan then says what would be created,
-transferred and invited, the API calls that takes (the fewest the engine groups the rows into,
-plus the run's reads: one roles call and the site listing pages) and the time
-those calls take under the request budget (`--rate`).
+transferred, invited and connected, the API calls that takes (the fewest the engine groups the
+rows into, plus the run's reads: one roles call, the site listing pages and, with domain rows,
+the domain probe, connected-domain pages and DNS zones) and the time those calls take under
+the request budget (`--rate`).
+
+With domain rows it reads more than a run's checks do (`precheck`, `planning`): whether each
+domain to connect is still for sale (Check Domain Availability), the records its client will
+have to set (Preview DNS Zone), and which DNS rows hold their values already. A key without the
+Domains permission is one problem (exit 2).
 
 Nothing is written: no job is stored, no state changes in the database (opening an older one
 still upgrades its schema, as every command does), and `--sandbox` plans against a copy of the
@@ -27,6 +33,7 @@ from typing import Any
 
 from bulkops.actions import calls_needed
 from bulkops.deadline import format_span
+from bulkops.domaincheck import ClientRecords, Settled
 from bulkops.errors import RowError
 from bulkops.identity import outside_ref_errors, scope_of
 from bulkops.jobfile import CheckedJob
@@ -70,6 +77,10 @@ class Plan:
     done_before: list[DoneRow] = field(default_factory=list)
     to_do: Counter[Action] = field(default_factory=Counter)
     adopted: list[Adoption] = field(default_factory=list)
+    settled: list[Settled] = field(default_factory=list)  # domains connected as asked already
+    as_asked: list[Candidate] = field(default_factory=list)  # DNS rows holding their values
+    client_records: list[ClientRecords] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # plan reads Wix refused (not problems)
     calls: Counter[Action] = field(default_factory=Counter)  # sends, by action
     reads: dict[str, int] = field(default_factory=dict)  # the run's reads, by kind
 
@@ -91,7 +102,8 @@ async def make_plan(checked: CheckedJob, settings: Settings, db_url: str | None)
     """The plan of `checked` against `settings`' account and API (`SANDBOX_TARGET`: the
     in-process sandbox), judged against the database at `db_url` (None: there is none).
 
-    Raises ConfigError when Wix refuses the key, a WixError when Wix did not answer a read.
+    Raises ConfigError when Wix refuses the key (a key without the Domains permission is a
+    problem of the plan instead), a WixError when Wix did not answer a read.
     """
     source = checked.source
     scope = scope_of(settings.account_id, settings.base_url)
@@ -120,28 +132,38 @@ async def _plan(plan: Plan, checked: CheckedJob, store: Store | None, scope: str
         budget=budget, timeout=settings.timeout,
     ) as client:
         roles = await read_roles(client, backoff_base=settings.backoff_base)
-        before = budget.snapshot().requests
 
         async def produced(site_ids: Collection[str]) -> set[str]:
             return await store.produced_sites(scope, site_ids) if store else set()
 
         findings = await check_rows(rows, client, roles, account_id=settings.account_id,
                                     if_exists=settings.if_exists, produced=produced,
-                                    backoff_base=settings.backoff_base)
-        listing = budget.snapshot().requests - before
+                                    backoff_base=settings.backoff_base, planning=True,
+                                    requests=lambda: budget.snapshot().requests)
     problems = _in_order(problems + findings.problems)
-    # The calls of the rows that would be sent: not done, not refused, not adopted.
-    skipped = {error.line for error in problems} | {a.row.spec.line for a in findings.adoptions}
+    # The calls of the rows that would be sent: not done, not refused, not settled by the
+    # checks (adopted, connected already, holding their values already).
+    refused = {error.line for error in problems}
+    skipped = (refused
+               | {a.row.spec.line for a in findings.adoptions}
+               | {s.row.spec.line for s in findings.settled}
+               | {row.spec.line for row in findings.as_asked})
     done = {row.key for row in rows.done}
     to_send = (spec for spec in checked.specs() if spec.key not in done
                and spec.line not in skipped)
     calls = calls_needed(to_send, roles)
-    # The run's own reads, when it has anything to do: the checks' (roles, listings). Having
-    # heard Wix answer them, the engine makes no first read of its own.
-    reads = {"roles": 1, "site_listing": listing}
+    # The run's own reads, when it has anything to do: the checks' (roles, listings, domain
+    # reads; not the plan's own availability and preview reads). Having heard Wix answer
+    # them, the engine makes no first read of its own.
+    reads = {"roles": 1, **findings.reads}
+    if findings.settled:  # their registrar records, for the report (`prerun`)
+        reads["setup_info"] = len(findings.settled)
     return _with(plan, problems=problems, checked=True, done_before=rows.done,
-                 to_do=rows.to_do, adopted=findings.adoptions, calls=calls,
-                 reads=reads if rows.to_do else {})
+                 to_do=rows.to_do, adopted=findings.adoptions, settled=findings.settled,
+                 as_asked=findings.as_asked,
+                 client_records=[found for found in findings.client_records
+                                 if found.line not in refused],
+                 notes=findings.notes, calls=calls, reads=reads if rows.to_do else {})
 
 
 def _with(plan: Plan, **changes: Any) -> Plan:
@@ -203,7 +225,8 @@ async def _endpoint(settings: Settings) -> AsyncIterator[str]:
         if saved.is_file():
             copy = Path(folder) / saved.name
             shutil.copyfile(saved, copy)
-        async with running_sandbox(SandboxConfig(state_file=copy), port=0) as fake:
+        async with running_sandbox(SandboxConfig(state_file=copy, demo_sites=True),
+                                   port=0) as fake:
             yield fake.base_url
 
 
@@ -227,6 +250,12 @@ def plan_json(plan: Plan) -> str:
         "adopt": [{"line": a.row.spec.line, "key": a.row.spec.key,
                    "site_name": a.row.spec.site_name, "site_id": a.site.id}
                   for a in plan.adopted],
+        "already_connected": [{"line": s.row.spec.line, "key": s.row.spec.key,
+                               "domain": s.domain, "site_id": s.site_id}
+                              for s in plan.settled],
+        "already_as_asked": {"rows": len(plan.as_asked),
+                             "lines": [row.spec.line for row in plan.as_asked]},
+        "client_records": [_records_json(found) for found in plan.client_records],
         "calls": {"total": plan.total_calls,
                   "by_action": {action.value: plan.calls[action] for action in Action},
                   "reads": plan.reads},
@@ -235,8 +264,16 @@ def plan_json(plan: Plan) -> str:
         "seconds": round(plan.seconds, 1),
         "problems": [{"line": e.line, "column": e.column, "reason": e.reason}
                      for e in plan.problems],
+        "notes": plan.notes,
     }
     return json.dumps(document, indent=1, ensure_ascii=False)
+
+
+def _records_json(found: ClientRecords) -> dict[str, Any]:
+    return {"line": found.line, "key": found.key, "domain": found.domain,
+            "connection": found.connection,
+            "records": [{"type": r.type, "host": r.host_name, "values": list(r.values),
+                         "ttl": r.ttl} for r in found.records]}
 
 
 def plan_text(plan: Plan) -> list[str]:
@@ -245,6 +282,8 @@ def plan_text(plan: Plan) -> list[str]:
     lines = [f"plan for {plan.path}: {plan.total} row(s), account {plan.account_id} at {where}"]
     if plan.checked:
         lines += _what_would_happen(plan)
+        lines += _records_text(plan.client_records)
+    lines += [f"note: {note}" for note in plan.notes]
     if plan.clean:
         lines.append("problems: none; the plan is clean")
         return lines
@@ -268,6 +307,14 @@ def _what_would_happen(plan: Plan) -> list[str]:
         lines.append(f"  {len(plan.adopted)} create_site row(s) take a site that exists "
                      f"already (--if-exists adopt): lines "
                      f"{_lines(a.row.spec.line for a in plan.adopted)}")
+    if plan.settled:
+        lines.append(f"  {len(plan.settled)} connect_domain row(s) find their domain connected "
+                     "as asked already: nothing to send; lines "
+                     f"{_lines(s.row.spec.line for s in plan.settled)}")
+    if plan.as_asked:
+        lines.append(f"  {len(plan.as_asked)} set_dns_record row(s) find their record holding "
+                     "the values asked already: nothing to send; lines "
+                     f"{_lines(row.spec.line for row in plan.as_asked)}")
     sends = ", ".join(f"{action.value} {plan.calls[action]}" for action in Action
                       if plan.calls[action])
     reads = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in plan.reads.items() if n)
@@ -277,6 +324,22 @@ def _what_would_happen(plan: Plan) -> list[str]:
     lines.append(f"API calls: {plan.total_calls} = " + " + ".join(parts))
     lines.append(f"time: about {format_span(plan.seconds)} at {plan.settings.rate} "
                  "(--rate)")
+    return lines
+
+
+def _records_text(found: list[ClientRecords]) -> list[str]:
+    """The records each domain's client will set at their registrar, domain by domain."""
+    if not found:
+        return []
+    lines = ["records the client will have to set at their registrar (Wix's DNS zone "
+             "preview):"]
+    for domain in found:
+        how = domain.connection or "subdomain"
+        lines.append(f"  {domain.domain} ({how}, line {domain.line}):")
+        lines += [f"    {r.type} {r.host_name} {', '.join(r.values)}"
+                  + (f" (ttl {r.ttl})" if r.ttl is not None else "") for r in domain.records]
+        if not domain.records:
+            lines.append("    (the preview names none)")
     return lines
 
 

@@ -18,15 +18,28 @@ problem found is reported at once (as `RowError`s, like validation):
 One listing pass (Query Sites, 100 a page) per account involved covers the site and name checks.
 The rows are read twice (before and after the listings), so a job of any size is checked in
 memory bounded by the sites it names and the accounts' listings, not by its rows.
+
+Domain rows are checked too, when the job has any still to do (`domaincheck`).
+
+Reads Wix answers 429/5xx or not at all are tried again (`retry_reads`); one that never answers
+raises its WixError.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bulkops.cells import show
+from bulkops.domaincheck import (
+    ClientRecords,
+    DomainJudge,
+    DomainNeeds,
+    DomainReads,
+    DomainsRefused,
+    Settled,
+)
 from bulkops.engine import NOT_FOUND_RESENT_NOTE
 from bulkops.errors import ConfigError, RowError, WixApiError
 from bulkops.identity import site_name_key, when
@@ -83,10 +96,20 @@ class Adoption:
 
 @dataclass(frozen=True)
 class Findings:
-    """Every problem found (in line order) and the rows to record as adopted."""
+    """Every problem found (in line order), the rows to record as adopted and as settled. The
+    rest is `plan`'s: DNS rows holding their values already (`as_asked`), the records each
+    domain's client will set (rows without a problem, in line order), notes on plan-only reads
+    Wix refused. `reads`: the requests the
+    checks made, by kind (`site_listing`; `connected_domains` and `dns_zones` with domain
+    rows), as counted by `check_rows`' `requests`."""
 
     problems: list[RowError]
     adoptions: list[Adoption]
+    settled: list[Settled] = field(default_factory=list)
+    as_asked: list[Candidate] = field(default_factory=list)
+    client_records: list[ClientRecords] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reads: dict[str, int] = field(default_factory=dict)
 
 
 async def read_roles(client: WixClient, *, backoff_base: float = 1.0) -> RoleBook:
@@ -110,6 +133,10 @@ def refused_credentials(exc: WixApiError) -> ConfigError:
     )
 
 
+def _no_count() -> int:
+    return 0
+
+
 async def check_rows(
     rows: RowSource,
     client: WixClient,
@@ -119,30 +146,73 @@ async def check_rows(
     if_exists: IfExists,
     produced: Callable[[Collection[str]], Awaitable[set[str]]],
     backoff_base: float = 1.0,
+    planning: bool = False,
+    requests: Callable[[], int] = _no_count,
 ) -> Findings:
     """Check `rows` against Wix (see the module's docstring). `produced(ids)` says which of the
-    site ids (lower-case) an operation of the scope produced. Reads only: the listings of the
-    accounts the rows involve. Raises ConfigError when Wix refuses to list the account itself,
-    the WixError of a listing no retry could read."""
+    site ids (lower-case) an operation of the scope produced. `planning`: `plan`'s checks too,
+    and a refused domain read is a problem rather than an error. `requests()`: how many
+    requests the client has made so far (for `Findings.reads`).
+
+    Reads only: the listings of the accounts the rows involve; with domain rows, the domain
+    reads. Raises ConfigError when Wix refuses to list the account itself, DomainsRefused (a
+    ConfigError) when it refuses a domain read for the whole job (not when `planning`), the
+    WixError of a read no retry could make."""
     needs = _Needs(account_id)
+    wanted = DomainNeeds()
     problems: list[RowError] = []
     async for row in rows():
         problems += role_problems(row.spec, roles)
         needs.take(row)
+        wanted.take(row.spec)
+    domains, reads, refusal = await _read_domains(client, wanted, planning=planning,
+                                                  backoff_base=backoff_base, requests=requests)
+    problems += refusal
+    before = requests()
     listings = {account: await _listing(client, account, main=account == needs.account,
                                         backoff_base=backoff_base)
                 for account in sorted(needs.accounts())}
+    reads = {"site_listing": requests() - before, **reads}
     ours = await produced(needs.site_ids()) if needs.site_ids() else set()
     world = _World(needs, listings, ours)
+    judge = DomainJudge(domains, world.listed, wanted) if domains is not None else None
     adoptions: list[Adoption] = []
     async for row in rows():
         problems += world.site_problems(row.spec)
+        adoption = None
         if row.name_checked:
             problem, adoption = world.name_check(row, if_exists)
             problems += [problem] if problem else []
             adoptions += [adoption] if adoption else []
+        if judge is not None:
+            problems += judge.take(row, adoption)
+    problems += judge.finish() if judge is not None else []
     problems.sort(key=lambda error: error.line)  # stable: a row's own problems keep their order
-    return Findings(problems, adoptions)
+    if judge is None:
+        return Findings(problems, adoptions, reads=reads)
+    return Findings(problems, adoptions, judge.settled, judge.as_asked,
+                    judge.records_for(problems), domains.notes if domains else [], reads)
+
+
+async def _read_domains(
+    client: WixClient, wanted: DomainNeeds, *, planning: bool, backoff_base: float,
+    requests: Callable[[], int],
+) -> tuple[DomainReads | None, dict[str, int], list[RowError]]:
+    """The domain reads, when the rows have domains: (what Wix holds, the requests by kind,
+    []). None when there are none, or when Wix refused them and `planning`: the refusal is
+    then one problem, at the first domain row. Raises DomainsRefused (not `planning`), the
+    WixError of a read no retry could make."""
+    if wanted.first_line is None:
+        return None, {}, []
+    domains = DomainReads(client, wanted, planning=planning, backoff_base=backoff_base,
+                          attempts=READ_ATTEMPTS)
+    try:
+        return domains, await domains.read_all(requests), []
+    except DomainsRefused as exc:
+        if not planning:
+            raise
+        return None, {}, [RowError(wanted.first_line, None, (
+            f"{exc.problem}; the domain rows cannot be checked or run ({wanted.rows} row(s))"))]
 
 
 def role_problems(spec: OpSpec, roles: RoleBook) -> list[RowError]:
@@ -162,7 +232,8 @@ def role_problems(spec: OpSpec, roles: RoleBook) -> list[RowError]:
 
 def site_refs(spec: OpSpec, account_id: str) -> list[tuple[str, str, str]]:
     """(column, site id, account it must be in) for each site the row names by id."""
-    if spec.action is Action.SITE_INVITE and spec.site and not is_ref(spec.site):
+    if (spec.action in (Action.SITE_INVITE, Action.CONNECT_DOMAIN) and spec.site
+            and not is_ref(spec.site)):
         return [("site", spec.site, account_id)]
     if spec.action is Action.ACCOUNT_INVITE:
         return [("sites", site, account_id) for site in spec.sites if not is_ref(site)]
@@ -247,9 +318,15 @@ class _World:
         self._ids = {account: {site.id.lower() for site in found}
                      for account, found in listings.items() if isinstance(found, list)}
         self._by_name: dict[str, list[Site]] = {}
+        self._main: dict[str, Site] = {}
         main = listings.get(needs.account)
         for site in main if isinstance(main, list) else []:
             self._by_name.setdefault(site_name_key(site.display_name), []).append(site)
+            self._main[site.id.lower()] = site
+
+    def listed(self, site_id: str) -> Site | None:
+        """The account's site of that id, as Query Sites listed it (None: not listed)."""
+        return self._main.get(site_id.lower())
 
     def site_problems(self, spec: OpSpec) -> list[RowError]:
         errors: list[RowError] = []

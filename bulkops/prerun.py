@@ -1,5 +1,10 @@
 """What a run does before its first write: wait for Wix's first answer, check the rows still to
-do against Wix (`precheck`), and record the rows `--if-exists adopt` settles.
+do against Wix (`precheck`), and record the rows the checks settle: creates `--if-exists adopt`
+takes an existing site for, and connect_domain rows whose domain is connected as asked already.
+Both succeed with 0 attempts and a note: nothing was sent for them.
+
+With domain rows still to do, the checks first probe the key's Domains permission (`precheck`):
+a refusal is one line and exit 2 (ConfigError), before any other domain read.
 
 Wix unreachable at the start is an outage like any other: the first read (the roles call) is
 tried again with back-off until it answers, a stop is asked for, the deadline comes, or Wix has
@@ -13,18 +18,20 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
+from bulkops.actions.domains import registrar_details
+from bulkops.domaincheck import Settled
 from bulkops.errors import JobFileError, WixApiError, WixError
 from bulkops.identity import scope_of
 from bulkops.model import FINAL_STATES, JobInfo, OpState
-from bulkops.precheck import Adoption, Candidate, Findings, check_rows, refused_credentials
-from bulkops.retry import Verdict, backoff_delay, classify
+from bulkops.precheck import READ_ATTEMPTS, Candidate, Findings, check_rows, refused_credentials
+from bulkops.retry import Verdict, backoff_delay, classify, retry_reads
 from bulkops.roles import RoleBook
 from bulkops.settings import Settings
 from bulkops.stopping import Cut, bounded
@@ -43,7 +50,7 @@ class Ready:
     """The outcome of the checks. `roles`: the role book read (None: no read was made, or Wix
     did not answer); `unreachable_since`: Wix did not answer before a stop, the deadline or
     --outage-limit, and was unreachable since then (unix seconds); `adopted`: rows recorded
-    as succeeded with an existing site."""
+    as succeeded without a request (an existing site adopted, a domain connected as asked)."""
 
     roles: RoleBook | None = None
     unreachable_since: float | None = None
@@ -56,8 +63,9 @@ async def check_before_sending(
 ) -> Ready:
     """Check the job's rows still to do (those it owns and that are not final) with read calls
     only. Raises JobFileError listing every problem (nothing sent, nothing changed), ConfigError
-    when Wix refuses the key, a WixError when a read failed for good. With no row to check, no
-    read is made."""
+    when Wix refuses the key (`domaincheck.DomainsRefused` when it refuses the key's domain reads:
+    the "Manage Domains" permission), a WixError when a read failed for good. With no row to
+    check, no read is made."""
 
     async def rows() -> AsyncGenerator[Candidate, None]:
         async for op in store.iter_ops(job.job_id):
@@ -87,23 +95,52 @@ async def check_before_sending(
         return Ready()
     if findings.problems:
         raise JobFileError(job.path, findings.problems)
-    await _record(store, findings.adoptions)
-    return Ready(roles=roles, adopted=len(findings.adoptions))
+    settled = [_Done(a.row, a.site.id, a.note, "op_adopted") for a in findings.adoptions]
+    for found in findings.settled:
+        details, note = await _registrar_records(client, found, settings.backoff_base)
+        settled.append(_Done(found.row, found.site_id, note, "op_settled", details))
+    await _record(store, settled)
+    return Ready(roles=roles, adopted=len(settled))
 
 
-async def _record(store: Store, adoptions: list[Adoption]) -> None:
-    """Adopted rows succeed with the existing site, 0 attempts: nothing was sent for them."""
-    for start in range(0, len(adoptions), SAVE_BATCH):
-        batch = adoptions[start : start + SAVE_BATCH]
+@dataclass(frozen=True)
+class _Done:
+    """A row the checks settled: its result (the site) and how it was established."""
+
+    row: Candidate
+    site_id: str
+    note: str
+    event: str  # the log event that tells it
+    details: Mapping[str, Any] | None = None
+
+
+async def _registrar_records(
+    client: WixClient, found: Settled, backoff_base: float
+) -> tuple[Mapping[str, Any] | None, str]:
+    """A domain connected as asked before the run: its report still says what the client
+    must set at their registrar (Setup Info, one read), as a connect the run makes does."""
+    try:
+        setup = await retry_reads(
+            lambda: client.get_connected_domain_setup_info(found.domain),
+            max_attempts=READ_ATTEMPTS, base=backoff_base)
+    except WixError as exc:
+        return None, f"{found.note}; the records for the registrar could not be read ({exc})"
+    return registrar_details(setup), found.note
+
+
+async def _record(store: Store, settled: list[_Done]) -> None:
+    """Settled rows succeed with their site, 0 attempts: nothing was sent for them."""
+    for start in range(0, len(settled), SAVE_BATCH):
+        batch = settled[start : start + SAVE_BATCH]
         done = []
-        for adoption in batch:
-            op = adoption.row.op
+        for found in batch:
+            op = found.row.op
             assert op is not None  # rows of a stored job always have their operation
-            done.append(replace(op, state=OpState.SUCCEEDED, site_id=adoption.site.id,
-                                error=None, note=adoption.note, not_before=None,
-                                lease_owner=None))
-            log.info("op_adopted", extra={"job": op.job_id, "line": op.spec.line,
-                                          "op": op.spec.key, "site": adoption.site.id})
+            done.append(replace(op, state=OpState.SUCCEEDED, site_id=found.site_id,
+                                details=found.details or op.details, error=None,
+                                note=found.note, not_before=None, lease_owner=None))
+            log.info(found.event, extra={"job": op.job_id, "line": op.spec.line,
+                                         "op": op.spec.key, "site": found.site_id})
         await store.save(done)
 
 

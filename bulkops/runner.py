@@ -268,7 +268,7 @@ async def _wix(settings: Settings, job: JobInfo) -> AsyncIterator[str]:
         return
     from bulkops.sandbox import SandboxConfig, running_sandbox
 
-    config = SandboxConfig(state_file=sandbox_state_file(settings.db_url))
+    config = SandboxConfig(state_file=sandbox_state_file(settings.db_url), demo_sites=True)
     async with running_sandbox(config, port=0) as fake:
         yield fake.base_url
 

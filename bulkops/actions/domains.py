@@ -26,7 +26,7 @@ from bulkops.actions.base import (
     site_of,
 )
 from bulkops.errors import WixApiError, WixError
-from bulkops.model import Action, OpRecord
+from bulkops.model import Action, OpRecord, OpSpec
 from bulkops.roles import RoleBook
 from bulkops.wixdomains import (
     DNS_ZONE_NOT_FOUND,
@@ -227,7 +227,7 @@ class SetDnsRecords(FamilyDefaults):
         prepared: list[Prepared] = []
         for op in ops:
             current = _current(zone, op)
-            if current is not None and _matches(op, current):
+            if _holds(zone, op):
                 prepared.append(Done(note=NOTHING_SENT))
             else:
                 prepared.append({"before": record_json(current) if current else None})
@@ -245,7 +245,7 @@ class SetDnsRecords(FamilyDefaults):
             if error.code in _MAYBE_THERE:
                 return [Missing(f"the zone update answered {error.code}") for _ in ops]
             raise
-        return [Done() if (current := _current(zone, op)) is not None and _matches(op, current)
+        return [Done() if _holds(zone, op)
                 else Missing("the zone after the update does not hold the record as asked")
                 for op in ops]
 
@@ -261,7 +261,7 @@ class SetDnsRecords(FamilyDefaults):
             if domain not in zones:
                 zones[domain] = await ctx.client.get_dns_zone(domain)
             current = _current(zones[domain], op)
-            if current is not None and _matches(op, current):
+            if _holds(zones[domain], op):
                 found.append(Done())
             elif op.details is None or _same_record(current, _before(op)):
                 found.append(None)
@@ -299,6 +299,11 @@ def _current(zone: DnsZone, op: OpRecord) -> DnsRecord | None:
     return zone.record(op.spec.record_type or "", op.spec.host or "")
 
 
+def _holds(zone: DnsZone, op: OpRecord) -> bool:
+    current = _current(zone, op)
+    return current is not None and holds_values(op.spec, current)
+
+
 def _before(op: OpRecord) -> DnsRecord | None:
     before = (op.details or {}).get("before")
     return _record(before) if isinstance(before, Mapping) else None
@@ -313,10 +318,11 @@ def _desired(op: OpRecord) -> DnsRecord:
                      ttl=ttl)
 
 
-def _matches(op: OpRecord, record: DnsRecord) -> bool:
-    """Holds exactly the row's values (as a set) and its ttl, when the row gives one."""
-    wanted = DnsRecord(record.type, record.host_name, op.spec.values)
-    ttl_ok = op.spec.ttl is None or record.ttl == op.spec.ttl
+def holds_values(spec: OpSpec, record: DnsRecord) -> bool:
+    """Whether `record` holds exactly the row's values (as sets, `comparable_values`) and its
+    ttl, when the row gives one."""
+    wanted = DnsRecord(record.type, record.host_name, spec.values)
+    ttl_ok = spec.ttl is None or record.ttl == spec.ttl
     return comparable_values(record) == comparable_values(wanted) and ttl_ok
 
 

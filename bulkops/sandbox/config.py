@@ -26,6 +26,33 @@ DEFAULT_DOMAINS_FOR_SALE = ("for-sale.com", "unclaimed-bakery.com", "still-free.
 DEFAULT_RESTRICTED_TLDS = ("gov", "mil", "int")
 
 
+@dataclass(frozen=True)
+class DemoSite:
+    """A live client site with a Premium plan that a demo world starts with (`demo_sites`):
+    a site the agency built before, ready for its client's own domain. Fixed ids, so that
+    example job files and docs can name it."""
+
+    id: str  # the site id (metaSiteId) that job files write in `site`
+    display_name: str
+    component_id: str  # the create response's `siteId`, as for every sandbox site
+    created_date: str  # ISO-8601 UTC, as Query Sites shows it
+
+
+# The demo world's sites, in the configured account (`SandboxConfig.demo_sites`). Their names
+# differ from every site name in jobs/onboarding.*, so the example files never collide with them.
+DEMO_ACME_SITE_ID = "de305173-0001-4000-8000-00000000ac3e"
+DEMO_BLUEFIN_SITE_ID = "de305173-0002-4000-8000-0000000b1fe7"
+DEMO_CEDAR_SITE_ID = "de305173-0003-4000-8000-0000000ced42"
+DEMO_SITES = (
+    DemoSite(DEMO_ACME_SITE_ID, "Acme Bakery — Live Site",
+             "de305173-0001-4000-8000-0000000c0001", "2023-03-14T09:00:00.000Z"),
+    DemoSite(DEMO_BLUEFIN_SITE_ID, "Bluefin Grill — Live Site",
+             "de305173-0002-4000-8000-0000000c0002", "2023-06-01T12:30:00.000Z"),
+    DemoSite(DEMO_CEDAR_SITE_ID, "Cedar Dental — Live Site",
+             "de305173-0003-4000-8000-0000000c0003", "2024-01-22T15:45:00.000Z"),
+)
+
+
 class Endpoint(StrEnum):
     """The Wix API calls the sandbox serves; `fault_methods` names them."""
 
@@ -62,6 +89,9 @@ class SandboxConfig:
           DNS-zone call answers 403 DOMAINS_PERMISSION_DENIED.
       repeat_connect_conflicts: an identical repeated connect answers 409 instead of
           returning the existing connection (the contract allows both).
+      demo_sites: a fresh world (not one loaded from the state file; again after
+          /_sandbox/reset) starts with the live Premium sites of `DEMO_SITES` in `account_id`,
+          so that the demo has sites to connect domains to. False: it starts empty.
 
     Faults (apply to authenticated, well-formed requests of the endpoints in `fault_methods`):
       rate_limit: (N, seconds): at most N requests per sliding window per key; every request
@@ -93,6 +123,7 @@ class SandboxConfig:
     restricted_tlds: frozenset[str] = frozenset(DEFAULT_RESTRICTED_TLDS)
     domains_permission: bool = True
     repeat_connect_conflicts: bool = False
+    demo_sites: bool = False
     rate_limit: tuple[int, float] | None = None
     retry_after: bool = False
     latency: float = 0.0

@@ -10,12 +10,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from bulkops.errors import ConfigError
-from bulkops.sandbox.config import SandboxConfig, public_view
+from bulkops.sandbox.config import DEMO_SITES, SandboxConfig, public_view
 from bulkops.sandbox.faults import FaultInjector
 from bulkops.sandbox.state import SandboxState, Site
 from bulkops.sandbox.statefile import read_state_file, write_state_file
 from bulkops.sandbox.stats import RequestStats
-from bulkops.sandbox.wire import JsonObject, format_instant, new_guid
+from bulkops.sandbox.wire import JsonObject, format_instant, new_guid, parse_instant
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -54,17 +54,40 @@ class Sandbox:
         self.clock = clock
         self.wall_clock = wall_clock
         self.sleep = sleep
-        self.state = self._initial_state()
+        path = self._config.state_file
+        loaded = None if path is None else read_state_file(path, self.clock(), self.wall_clock())
+        self.state = loaded if loaded is not None else self._fresh_state()
         # The revision last written to the state file; None: the file is behind (or absent).
-        self._saved_revision: int | None = self.state.revision
+        # A fresh world counts as written while it is empty, so that an untouched sandbox
+        # writes nothing before it stops; a seeded one is written at the first chance.
+        self._saved_revision: int | None = self.state.revision if loaded is not None else 0
+        if loaded is not None and self._add_demo_sites():
+            # A world saved before it had the demo sites (an earlier version's demo) gets the
+            # ones it lacks, by their fixed ids: the example file's domain rows name them.
+            self._saved_revision = None
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
 
-    def _initial_state(self) -> SandboxState:
-        """The world saved in the state file, if there is one; else an empty world."""
-        path = self._config.state_file
-        loaded = None if path is None else read_state_file(path, self.clock(), self.wall_clock())
-        return loaded or SandboxState()
+    def _fresh_state(self) -> SandboxState:
+        """A new world (also made current): empty, or with the demo's live Premium sites in
+        the configured account (`config.demo_sites`)."""
+        self.state = SandboxState()
+        self._add_demo_sites()
+        return self.state
+
+    def _add_demo_sites(self) -> int:
+        """With `config.demo_sites`, add the demo sites the world lacks (by id): how many."""
+        if not self._config.demo_sites:
+            return 0
+        missing = [demo for demo in DEMO_SITES if demo.id not in self.state.sites]
+        for demo in missing:
+            self.add_site(
+                demo.display_name, self._config.account_id, premium=True,
+                published=True, seeded=True, site_id=demo.id,
+                component_id=demo.component_id,
+                created_date=parse_instant(demo.created_date),
+            )
+        return len(missing)
 
     def __repr__(self) -> str:
         return f"Sandbox(account_id={self._config.account_id!r}, sites={len(self.state.sites)})"
@@ -91,8 +114,9 @@ class Sandbox:
         self.faults.reconfigure(config)
 
     def reset(self) -> None:
-        """Forget every site, invite, transfer and statistic; restart the fault draws."""
-        self.state = SandboxState()
+        """Forget every site, invite, transfer, domain and statistic; restart the fault draws.
+        The world is fresh again: with `config.demo_sites`, it has the demo sites again."""
+        self.state = self._fresh_state()
         self._saved_revision = None
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
@@ -132,11 +156,14 @@ class Sandbox:
         namespace: str = "WIX",
         published: bool = False,
         seeded: bool = False,
+        site_id: str | None = None,
+        component_id: str | None = None,
     ) -> Site:
-        """Create a site. API-created sites list after the listing lag; seeded ones at once."""
+        """Create a site. API-created sites list after the listing lag; seeded ones at once.
+        The ids are new random GUIDs unless given (the demo sites' fixed ids)."""
         site = Site(
-            id=new_guid(),
-            component_id=new_guid(),
+            id=site_id or new_guid(),
+            component_id=component_id or new_guid(),
             name=self.state.unique_name(display_name),
             display_name=display_name,
             created_date=format_instant(created_date or self.wall_clock()),

@@ -77,9 +77,11 @@ async def running_sandbox(
 
 
 async def serve_forever(
-    config: SandboxConfig, host: str, port: int, on_ready: Callable[[str], None]
+    world: SandboxConfig | Sandbox, host: str, port: int, on_ready: Callable[[str], None]
 ) -> None:
-    """Serve a sandbox until cancelled; `on_ready` gets the base URL once it listens."""
-    async with running_sandbox(config, host=host, port=port) as running:
+    """Serve a sandbox (a new one with this config, or this one) until cancelled; `on_ready`
+    gets the base URL once it listens."""
+    sandbox = world if isinstance(world, Sandbox) else Sandbox(world)
+    async with serve_sandbox(sandbox, host=host, port=port) as running:
         on_ready(running.base_url)
         await asyncio.Event().wait()  # never set: only cancellation ends the service

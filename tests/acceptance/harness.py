@@ -499,3 +499,218 @@ def requests_by_endpoint(sandbox: SandboxProcess) -> Counter[str]:
     """Every Wix call the sandbox has received so far, per endpoint (reads included)."""
     by_endpoint = sandbox.state()["requests"]["by_endpoint"]
     return Counter({name: int(count) for name, count in by_endpoint.items()})
+
+
+# -- domain rows ------------------------------------------------------------------------------
+
+# The columns of connect_domain and set_dns_record rows; a job with domain rows is written
+# with DOMAIN_JOB_COLUMNS.
+DOMAIN_COLUMNS = ("domain", "connection", "assignment", "notify", "record_type", "host",
+                  "values", "ttl")
+DOMAIN_JOB_COLUMNS = (*JOB_COLUMNS, *DOMAIN_COLUMNS)
+# The domain calls that change something: a connection, a zone.
+DOMAIN_MUTATING = ("create_connected_domain", "update_dns_zone")
+# Every domain endpoint the sandbox serves (the names its fault_methods take).
+DOMAIN_ENDPOINTS = (
+    "create_connected_domain", "get_connected_domain", "list_connected_domains",
+    "connected_domain_setup_info", "get_dns_zone", "update_dns_zone", "preview_dns_zone",
+    "check_domain_availability",
+)
+# A domain nobody owns yet in the sandbox (its default `domains_for_sale`): connect answers 400.
+FOR_SALE_DOMAIN = "for-sale.com"
+# What the sandbox's zone of a freshly nameservers-connected domain holds besides NS and SOA,
+# (type, host) -> (values, ttl), with `{d}` for the domain: a row on one of these changes it.
+DEFAULT_ZONE = {
+    ("A", "{d}"): (("185.230.63.107", "185.230.63.171", "185.230.63.186"), 3600),
+    ("CNAME", "www.{d}"): (("cdn1.wixdns.net",), 3600),
+}
+DEFAULT_TTL = 3600  # of a record written without a ttl (the sandbox's default)
+
+# The records a nameservers domain gets, in this order (`domain_rows` takes the first n):
+# (type, host, values, ttl or None); `{d}` is the domain. Changes of the default A and www
+# CNAME, an MX of two values, TXT values holding ';' (DMARC, DKIM, two quoted values), SRV.
+_RECORDS: tuple[tuple[str, str, tuple[str, ...], int | None], ...] = (
+    ("A", "{d}", ("203.0.113.10", "203.0.113.11"), 300),
+    ("MX", "{d}", ("10 mx1.mail.example.net", "20 mx2.mail.example.net"), 600),
+    ("TXT", "_dmarc.{d}", ("v=DMARC1; p=quarantine; rua=mailto:dmarc@{d}",), None),
+    ("CNAME", "www.{d}", ("shops.example-cdn.net",), None),
+    ("TXT", "{d}", ("v=spf1 include:_spf.example.net ~all", "verify=a1b2; c3"), 900),
+    ("AAAA", "v6.{d}", ("2001:db8::1",), 120),
+    ("CNAME", "blog.{d}", ("ghs.example-hosted.net",), None),
+    ("A", "api.{d}", ("198.51.100.7",), None),
+    ("SRV", "_sip._tcp.{d}", ("10 5 5060 sip.{d}",), 3600),
+    ("MX", "mail.{d}", ("5 mx.mail.example.net",), None),
+    ("A", "shop.{d}", ("198.51.100.8", "198.51.100.9"), 900),
+    ("TXT", "k1._domainkey.{d}", ("v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEB",), None),
+)
+
+
+def seed_premium_sites(base_url: str, count: int, tag: str) -> list[str]:
+    """Seed `count` live client sites with Premium (what connecting a domain needs) in the
+    key's account; returns their ids."""
+    specs = [{"displayName": f"{tag.upper()} Live Client {n}", "premium": True}
+             for n in range(1, count + 1)]
+    return [site["id"] for site in seed_sites(base_url, specs)]
+
+
+def values_cell(record_type: str, values: Sequence[str]) -> str:
+    """A record's values as a job file's `values` cell: `;`-separated; TXT values (which may
+    hold `;`) as they are when there is one, each in double quotes when there are several."""
+    if record_type in ("TXT", "SPF") and len(values) > 1:
+        return ";".join(f'"{value}"' for value in values)
+    return ";".join(values)
+
+
+def cell_values(row: Mapping[str, str]) -> set[str]:
+    """The values a set_dns_record row of `domain_rows` asks for (the inverse of
+    `values_cell` for the values it writes: no escaped quotes)."""
+    cell = row["values"]
+    if row["record_type"] in ("TXT", "SPF"):
+        if cell.startswith('"'):
+            return {part.strip('"') for part in cell.split('";"')}
+        return {cell}
+    return {part.strip() for part in cell.split(";")}
+
+
+def domain_rows(
+    tag: str, sites: Sequence[str], *, nameservers: int = 3, records: int = 12,
+    for_sale: bool = False,
+) -> list[dict[str, str]]:
+    """connect_domain rows on the seeded Premium `sites` (at least 2; used round-robin), then
+    `records` set_dns_record rows for each of `nameservers` domains connected with nameservers:
+
+    - `{tag}-pointing.com`, pointing, the primary domain of sites[0];
+    - `shop.{tag}-pointing.com`, a subdomain (no connection type), on sites[1];
+    - `{tag}-zone{n}.com`, nameservers, redirects, each followed by its records (they wait for
+      their connect row by themselves: a zone exists once the domain is connected);
+    - with `for_sale`: a connect of a domain still for sale (fails FOR_SALE) on sites[0].
+    """
+    pointing = f"{tag}-pointing.com"
+    rows = [
+        {"action": "connect_domain", "key": f"{tag}-dom-pointing", "site": sites[0],
+         "domain": pointing, "connection": "pointing", "assignment": "primary"},
+        {"action": "connect_domain", "key": f"{tag}-dom-sub", "site": sites[1 % len(sites)],
+         "domain": f"shop.{pointing}"},
+    ]
+    for n in range(1, nameservers + 1):
+        domain = f"{tag}-zone{n}.com"
+        rows.append({"action": "connect_domain", "key": f"{tag}-dom-zone{n}",
+                     "site": sites[(n + 1) % len(sites)], "domain": domain,
+                     "connection": "nameservers", "notify": "no"})
+        for number, (kind, host, values, ttl) in enumerate(_RECORDS[:records], start=1):
+            rows.append({
+                "action": "set_dns_record", "key": f"{tag}-dns{n}-{number:02d}",
+                "domain": domain, "record_type": kind, "host": host.format(d=domain),
+                "values": values_cell(kind, [v.format(d=domain) for v in values]),
+                "ttl": "" if ttl is None else str(ttl),
+            })
+    if for_sale:
+        rows.append({"action": "connect_domain", "key": f"{tag}-dom-for-sale", "site": sites[0],
+                     "domain": FOR_SALE_DOMAIN, "connection": "pointing"})
+    return rows
+
+
+def _setup_kinds(row: Mapping[str, str]) -> list[str]:
+    """The record types Setup Info gives for a connect row: what the registrar needs."""
+    connection = row.get("connection") or ""
+    return {"pointing": ["A", "CNAME"], "nameservers": ["NS"]}.get(connection, ["CNAME"])
+
+
+def _expected_connection(row: Mapping[str, str]) -> tuple[str, str | None, str]:
+    connection = row.get("connection") or ""
+    return (row["site"], connection.upper() or None,
+            (row.get("assignment") or "redirect").upper())
+
+
+def domain_problems(rows: Sequence[Mapping[str, str]], report: Sequence[Json], state: Json,
+                    *, registrar: bool = True) -> list[str]:
+    """What the sandbox's connected domains and zones say against the domain rows of `rows`
+    (connect rows name seeded site ids, not `@key`s) and their report records; empty: they
+    agree. Held:
+
+    - the connected domains are exactly those of the connect rows that succeeded, each on the
+      row's site, with its connection type and assignment (so none on a wrong site, none that
+      no row asked for); a connect row that did not succeed connected nothing;
+    - a connect row that succeeded reports the row's site and (unless not `registrar`) the
+      registrar records Setup Info gives for its kind (pointing: A + CNAME, nameservers: NS,
+      subdomain: CNAME);
+    - every set_dns_record row that succeeded holds exactly its values (as a set), and its ttl
+      when the row gives one (else the record's previous ttl, or the default for a new one);
+      one that did not succeed does not hold them;
+    - the zones hold nothing else: the default records no row named are as Wix made them, and
+      no record is there that no row asked for (NS and SOA are Wix's, never written).
+    """
+    by_key = {record["key"]: record for record in report}
+    zones = {z["domain"]: {(r["type"], r["hostName"]): r for r in z["records"]}
+             for z in state["dns_zones"]}
+    dns = [row for row in rows if row["action"] == "set_dns_record"]
+    return [*_connection_problems(rows, by_key, state, registrar),
+            *_record_problems(dns, by_key, zones), *_stray_records(dns, zones)]
+
+
+def _connection_problems(rows: Sequence[Mapping[str, str]], by_key: Mapping[str, Json],
+                         state: Json, registrar: bool) -> list[str]:
+    problems: list[str] = []
+    there = {d["domain"]: (d["siteId"], d["connectionType"], d["assignmentType"])
+             for d in state["connected_domains"]}
+    wanted: dict[str, tuple[str, str | None, str]] = {}
+    for row in rows:
+        if row["action"] != "connect_domain":
+            continue
+        record = by_key[row["key"]]
+        if record["status"] != "succeeded":
+            if row["domain"] in there:
+                problems.append(f"{row['key']} is {record['status']} but {row['domain']} is "
+                                f"connected: {there[row['domain']]}")
+            continue
+        wanted[row["domain"]] = _expected_connection(row)
+        result = record.get("result") or {}
+        if result.get("site_id") != row["site"]:
+            problems.append(f"{row['key']}: report site {result.get('site_id')}, row site "
+                            f"{row['site']}")
+        kinds = [r.get("type") for r in result.get("registrar_records") or ()]
+        if registrar and kinds != _setup_kinds(row):
+            problems.append(f"{row['key']}: registrar records {kinds}, expected "
+                            f"{_setup_kinds(row)}")
+    if there != wanted:
+        wrong = {d: (there.get(d), wanted.get(d)) for d in set(there) | set(wanted)
+                 if there.get(d) != wanted.get(d)}
+        problems.append(f"connected domains differ from the rows (there, asked): {wrong}")
+    return problems
+
+
+def default_record(domain: str, key: tuple[str, str]) -> tuple[tuple[str, ...], int] | None:
+    """The record (values, ttl) the zone of `domain` starts with at `key`, if any."""
+    return DEFAULT_ZONE.get((key[0], key[1].replace(domain, "{d}")))
+
+
+def _record_problems(dns: Sequence[Mapping[str, str]], by_key: Mapping[str, Json],
+                     zones: Mapping[str, Mapping[tuple[str, str], Json]]) -> list[str]:
+    problems: list[str] = []
+    for row in dns:
+        domain, key = row["domain"], (row["record_type"], row["host"])
+        record, found = by_key[row["key"]], zones.get(domain, {}).get(key)
+        holds = found is not None and set(found["values"]) == cell_values(row)
+        if record["status"] != "succeeded":
+            if holds:
+                problems.append(f"{row['key']} is {record['status']} but {key} holds its values")
+            continue
+        default = default_record(domain, key)
+        ttl = int(row["ttl"]) if row.get("ttl") else default[1] if default else DEFAULT_TTL
+        if found is None or not holds or found["ttl"] != ttl:
+            problems.append(f"{row['key']}: {key} is {found}, asked {sorted(cell_values(row))} "
+                            f"ttl {ttl}")
+    return problems
+
+
+def _stray_records(dns: Sequence[Mapping[str, str]],
+                   zones: Mapping[str, Mapping[tuple[str, str], Json]]) -> list[str]:
+    asked = {(row["domain"], row["record_type"], row["host"]) for row in dns}
+    problems: list[str] = []
+    for domain, records in zones.items():
+        for key, found in records.items():
+            if key[0] in ("NS", "SOA") or (domain, *key) in asked:
+                continue
+            if (tuple(found["values"]), found["ttl"]) != default_record(domain, key):
+                problems.append(f"{domain}: {key} is {found}, which no row asked for")
+    return problems

@@ -1,15 +1,22 @@
 """Exactly once under every fault, with the `bulkops` process killed at random moments.
 
-Each case runs one job file against a `bulkops sandbox` process (a process of its own, so the
-fake Wix remembers everything across the kills) set to inject a mix of faults, kills the
+Each case runs one job file (new sites moved and shared, domains connected to seeded Premium
+sites and DNS records set in the zone of one of them, rows made to fail) against a `bulkops
+sandbox` process (a process of its own, so the fake Wix remembers everything across the kills)
+set to inject a mix of faults on every endpoint, the domain calls included, kills the
 `bulkops` process one to three times at chosen moments, then runs it once more without
 interruption and compares three accounts of what happened: `bulkops status`, `bulkops report`
 and the sandbox's own state.
 
 Held in every case (the listing lag stays within --settle):
 - zero duplicate sites and zero duplicate transfers;
+- no domain connected otherwise than its row asks (to another site, with another type or
+  assignment) or that no row asked for, and every DNS record exactly as asked (values as a
+  set, ttl), with nothing else in the zone changed; no zone update refused as a repeat (a
+  blind resend after its effect: its deletion no longer matches, or its addition collides);
 - zero lost rows: every row ends succeeded, failed (with Wix's error) or blocked;
 - the report agrees with the sandbox row by row.
+- every connect row that succeeded reports the registrar records (what the client must set).
 Measured, not held: duplicate invite e-mails. Invites cannot be looked up, so an invite whose
 outcome is unknown is sent again by design.
 
@@ -44,6 +51,7 @@ from typing import Any
 import pytest
 from harness import (
     BOUNCE_DOMAIN,
+    DOMAIN_JOB_COLUMNS,
     HTTP_TIMEOUT,
     STARTUP_TIMEOUT,
     STOP_TIMEOUT,
@@ -53,11 +61,14 @@ from harness import (
     Json,
     SandboxProcess,
     cli_env,
+    domain_problems,
+    domain_rows,
     fast_run_flags,
     realistic_rows,
     request_count,
     run_cli,
     running_sandbox,
+    seed_premium_sites,
     set_faults,
     start_cli,
     wait_until,
@@ -327,6 +338,7 @@ class Tally:
     duplicate_sites: int = 0
     duplicate_transfers: int = 0
     lost_rows: int = 0
+    wrong_domains: int = 0  # connections, DNS records or registrar records not as they must be
     duplicate_invite_emails: int = 0
 
     def __add__(self, other: Tally) -> Tally:
@@ -335,7 +347,7 @@ class Tally:
     def row(self) -> tuple[int, ...]:
         return (
             self.cases, self.kills, self.rows, self.duplicate_sites, self.duplicate_transfers,
-            self.lost_rows, self.duplicate_invite_emails,
+            self.lost_rows, self.wrong_domains, self.duplicate_invite_emails,
         )
 
 
@@ -358,7 +370,8 @@ class CaseResult:
             f"rows={t.rows} kills: {kills}; "
             f"final exit {self.final_exit}, case took {self.seconds:.1f}s; "
             f"dup_sites={t.duplicate_sites} dup_transfers={t.duplicate_transfers} "
-            f"lost={t.lost_rows} dup_invite_emails={t.duplicate_invite_emails}; {verdict}"
+            f"lost={t.lost_rows} wrong_domains={t.wrong_domains} "
+            f"dup_invite_emails={t.duplicate_invite_emails}; {verdict}"
         )
 
 
@@ -544,10 +557,10 @@ def _interrupted_runs(case: Case, job: Path, rows: Sequence[Mapping[str, str]], 
     flags = run_flags(db, base_url)
     kills: list[KillRecord] = []
     if case.grown:
-        write_job_csv(job, rows[: len(rows) * 2 // 3])
+        write_job_csv(job, rows[: len(rows) * 2 // 3], DOMAIN_JOB_COLUMNS)
     for number, plan in enumerate(case.kills):
         if case.grown and number == 1:
-            write_job_csv(job, rows)
+            write_job_csv(job, rows, DOMAIN_JOB_COLUMNS)
         if job_state(db) == "finished" and not (case.grown and number == 1):
             kills.append(KillRecord(plan, False))
             continue
@@ -559,7 +572,8 @@ def _interrupted_runs(case: Case, job: Path, rows: Sequence[Mapping[str, str]], 
         baseline = request_count(base_url)
         kills.append(interrupt(start_cli(args, env), plan, base_url, db, baseline, work))
     if case.grown:
-        write_job_csv(job, rows)  # the final run is of the whole file, however many kills
+        # The final run is of the whole file, however many kills.
+        write_job_csv(job, rows, DOMAIN_JOB_COLUMNS)
     return kills
 
 
@@ -569,8 +583,8 @@ def run_case(case: Case, sandbox: SandboxProcess, workdir: Path, db: str) -> Cas
     started = time.monotonic()
     prepare_sandbox(sandbox.base_url, case.sandbox_options())
     tag = f"q{case.number:02d}"
-    rows = [*realistic_rows(case.rows, tag=tag), *failing_rows(tag)]
-    job = write_job_csv(workdir / "job.csv", rows)
+    rows = case_rows(case, tag, seed_premium_sites(sandbox.base_url, 2, tag))
+    job = write_job_csv(workdir / "job.csv", rows, DOMAIN_JOB_COLUMNS)
     env = cli_env(XDG_DATA_HOME=str(workdir / "data"))
     kills = _interrupted_runs(case, job, rows, db, sandbox.base_url, env)
     problems = [p for p in map(_unexpected_exit, kills) if p]
@@ -580,15 +594,42 @@ def run_case(case: Case, sandbox: SandboxProcess, workdir: Path, db: str) -> Cas
     if final.returncode != 1 or "Traceback" in final.stderr:
         problems.append(f"final run exited {final.returncode}: {_tail(final.stderr)}")
     status, report = _status_and_report(db, env)
-    judged = judge(rows, status, report, sandbox.state(), expected_ends(tag))
+    judged = judge(rows, status, report, sandbox.state(),
+                   {**expected_ends(tag), **expected_domain_ends(tag)})
     problems += judged.problems
     tally = Tally(
         cases=1, kills=sum(k.happened for k in kills), rows=len(rows),
         duplicate_sites=judged.duplicate_sites, duplicate_transfers=judged.duplicate_transfers,
-        lost_rows=judged.lost_rows, duplicate_invite_emails=judged.duplicate_invite_emails,
+        lost_rows=judged.lost_rows, wrong_domains=judged.wrong_domains,
+        duplicate_invite_emails=judged.duplicate_invite_emails,
     )
     return CaseResult(case, tuple(kills), tally, tuple(problems),
                       time.monotonic() - started, final.returncode)
+
+
+# The domain rows of a case: a pointing domain (a site's primary), a subdomain, a nameservers
+# domain and this many records in its zone (changes of its default A and www CNAME among them),
+# and a connect of a domain for sale (made to fail).
+DOMAIN_RECORDS = 6
+# Rows of `domain_rows` before the first record: the pointing, subdomain and nameservers connects.
+_CONNECTS_FIRST = 3
+
+
+def case_rows(case: Case, tag: str, sites: Sequence[str]) -> list[dict[str, str]]:
+    """A case's job: `realistic_rows`, its domain rows (on the seeded Premium `sites`) placed
+    so that a grown case's first file (its first two thirds) ends in the middle of the DNS
+    records, and `failing_rows`."""
+    clients = realistic_rows(case.rows, tag=tag)
+    domains = domain_rows(tag, sites, nameservers=1, records=DOMAIN_RECORDS, for_sale=True)
+    failing = failing_rows(tag)
+    cut = (len(clients) + len(domains) + len(failing)) * 2 // 3
+    at = min(len(clients), max(0, cut - _CONNECTS_FIRST - DOMAIN_RECORDS // 2))
+    return [*clients[:at], *domains, *clients[at:], *failing]
+
+
+def expected_domain_ends(tag: str) -> dict[str, tuple[str, str | None]]:
+    """How the domain row made to fail must end: the domain is still for sale."""
+    return {f"{tag}-dom-for-sale": ("failed", "FOR_SALE")}
 
 
 # -- rows made to fail ---------------------------------------------------------------------------
@@ -630,6 +671,7 @@ class Judgement:
     duplicate_sites: int = 0
     duplicate_transfers: int = 0
     lost_rows: int = 0
+    wrong_domains: int = 0
     duplicate_invite_emails: int = 0
 
 
@@ -730,6 +772,18 @@ def _check_invites(rows: Sequence[Mapping[str, str]], by_key: Mapping[str, Json]
                 f"invite of {row['email']} to {site}")
 
 
+def _check_domains(rows: Sequence[Mapping[str, str]], report: Sequence[Json], state: Json,
+                   verdict: Judgement) -> None:
+    """Connections, records and the registrar records of the report as their rows ask
+    (`harness.domain_problems`); no zone update refused as a repeat."""
+    wrong = domain_problems(rows, report, state)
+    verdict.wrong_domains = len(wrong)
+    verdict.problems += wrong
+    refused = int(state["requests"]["by_status"].get("428", 0))
+    if refused and any(row["action"] == "set_dns_record" for row in rows):
+        verdict.problems.append(f"{refused} request(s) refused 428: a zone update resent blind?")
+
+
 def _check_expected(rows: Sequence[Mapping[str, str]], by_key: Mapping[str, Json], state: Json,
                     expected: Mapping[str, tuple[str, str | None]], verdict: Judgement) -> None:
     """Rows made to fail end as they must, faults and kills notwithstanding; a blocked row
@@ -761,6 +815,7 @@ def judge(rows: Sequence[Mapping[str, str]], status: Json, report: Sequence[Json
     _check_creates(rows, by_key, state, verdict)
     _check_transfers(rows, by_key, state, verdict)
     _check_invites(rows, by_key, state, verdict)
+    _check_domains(rows, report, state, verdict)
     _check_expected(rows, by_key, state, expected or {}, verdict)
     return verdict
 
@@ -856,7 +911,7 @@ def run_matrix(cases: Sequence[Case], workdir: Path, seed: int,
 
 
 _HEADER = ("faults", "cases", "kills", "rows", "dup sites", "dup transfers", "lost rows",
-           "dup invite emails")
+           "wrong domains", "dup invite emails")
 
 
 def summary_table(results: Sequence[CaseResult]) -> str:

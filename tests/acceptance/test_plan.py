@@ -165,7 +165,8 @@ def test_a_plan_with_problems_lists_them_all_and_exits_2(
     assert f"site '{nowhere}' is not in your account" in plan["problems"][2]["reason"]
     # Only the row without a problem would be sent.
     assert plan["calls"]["by_action"] == {"create_site": 1, "transfer_site": 0,
-                                          "site_invite": 0, "account_invite": 0}
+                                          "site_invite": 0, "account_invite": 0,
+                                          "connect_domain": 0, "set_dns_record": 0}
     assert plan["calls"]["reads"]["site_listing"] == 1
 
     text = _plan(job, db, sandbox, env)
