@@ -91,7 +91,11 @@ def registrar_records(op: OpRecord) -> list[dict[str, Any]] | None:
     """What the client must set at their registrar for a connected domain (Setup Info), as
     `[{"type", "host", "values", "ttl"}]`; None for other rows."""
     records = (op.details or {}).get("registrar_records")
-    return records if isinstance(records, list) else None
+    if not isinstance(records, list):
+        return None
+    # In the order a person reads a DNS record (the store keeps keys sorted).
+    return [{name: record.get(name) for name in ("type", "host", "values", "ttl")}
+            for record in records if isinstance(record, dict)]
 
 
 def registrar_text(op: OpRecord) -> str:

@@ -259,7 +259,8 @@ class Sandbox:
     def __init__(self, workdir: Path, rate_limit: str) -> None:
         self._log = (workdir / "sandbox.log").open("wb")
         self.process = subprocess.Popen(
-            [*bulkops_command(), "sandbox", "--port", "0", "--rate-limit", rate_limit],
+            [*bulkops_command(), "sandbox", "--port", "0", "--rate-limit", rate_limit,
+             "--demo-sites"],  # the Premium sites the examples connect domains to
             env=clean_env(PYTHONUNBUFFERED="1"), stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )

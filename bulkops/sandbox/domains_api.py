@@ -48,8 +48,9 @@ DEFAULT_LIST_LIMIT = 50
 
 WIX_NAME_SERVERS = ("ns0.wixdns.net", "ns1.wixdns.net")
 POINTING_A_VALUES = ("185.230.63.107", "185.230.63.171", "185.230.63.186")
+# The CNAME target of every connection (www of a pointing domain, a subdomain) and of a hosted
+# zone's www: one value, so that a plan's zone preview and a run's Setup Info agree.
 POINTING_CNAME = "pointing.wixdns.net"
-SUBDOMAIN_CNAME = "cdn1.wixdns.net"
 SETUP_TTL = 3600
 REGISTRAR = {"name": "Sandbox Registrar",
              "nameServers": ["ns1.sandbox-registrar.invalid", "ns2.sandbox-registrar.invalid"]}
@@ -150,13 +151,15 @@ def _primary_of(sandbox: Sandbox, site_id: str) -> str | None:
 
 
 def default_zone(domain: str) -> list[ZoneRecord]:
-    """The zone Wix calculates for a domain: NS, SOA, the apex A and www CNAME."""
+    """The zone Wix calculates for a domain: NS, SOA, the apex A and www CNAME (the same A and
+    CNAME values Setup Info gives for a pointing connection, so that a plan's preview and a
+    run's report name the same records)."""
     soa = f"{WIX_NAME_SERVERS[0]}. support.wix.com. 1 10800 3600 604800 3600"
     return [
         ZoneRecord("NS", domain, 86400, WIX_NAME_SERVERS),
         ZoneRecord("SOA", domain, 3600, (soa,)),
         ZoneRecord("A", domain, 3600, POINTING_A_VALUES),
-        ZoneRecord("CNAME", f"www.{domain}", 3600, (SUBDOMAIN_CNAME,)),
+        ZoneRecord("CNAME", f"www.{domain}", 3600, (POINTING_CNAME,)),
     ]
 
 
@@ -346,7 +349,7 @@ def _setup_info(connected: ConnectedDomain) -> JsonObject:
                                                  "values": list(WIX_NAME_SERVERS)}}
     elif connected.connection_type is None:
         info["subdomainRecords"] = {"cnameRecords": [
-            {"hostName": domain, "ttl": SETUP_TTL, "value": SUBDOMAIN_CNAME}]}
+            {"hostName": domain, "ttl": SETUP_TTL, "value": POINTING_CNAME}]}
     else:
         info["pointingRecords"] = {
             "aRecord": {"hostName": domain, "ttl": SETUP_TTL, "values": list(POINTING_A_VALUES)},

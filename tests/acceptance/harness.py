@@ -522,7 +522,7 @@ FOR_SALE_DOMAIN = "for-sale.com"
 # (type, host) -> (values, ttl), with `{d}` for the domain: a row on one of these changes it.
 DEFAULT_ZONE = {
     ("A", "{d}"): (("185.230.63.107", "185.230.63.171", "185.230.63.186"), 3600),
-    ("CNAME", "www.{d}"): (("cdn1.wixdns.net",), 3600),
+    ("CNAME", "www.{d}"): (("pointing.wixdns.net",), 3600),
 }
 DEFAULT_TTL = 3600  # of a record written without a ttl (the sandbox's default)
 

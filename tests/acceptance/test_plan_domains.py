@@ -8,14 +8,11 @@ counters prove that only reads reached it.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from harness import (
-    Json,
     SandboxProcess,
     cli_env,
     fast_run_flags,
@@ -24,6 +21,7 @@ from harness import (
     run_cli,
     set_faults,
 )
+from test_plan import _output, _plan, _plan_json
 from test_precheck_domains import WRITES, connect, job_file, premium_sites
 
 RUN_TIMEOUT = 30.0
@@ -35,24 +33,6 @@ WIX_NS = ["ns0.wixdns.net", "ns1.wixdns.net"]
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return cli_env(XDG_DATA_HOME=str(tmp_path / "xdg-data"))
-
-
-def _output(result: Any) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-def _plan(job: Path, db: Path, sandbox: SandboxProcess, env: dict[str, str],
-          *extra: str) -> Any:
-    flags = ["--db", str(db), "--base-url", sandbox.base_url, "--rate", "200/min", *extra]
-    return run_cli(["plan", str(job), *flags], env, timeout=RUN_TIMEOUT)
-
-
-def _plan_json(job: Path, db: Path, sandbox: SandboxProcess,
-               env: dict[str, str]) -> tuple[int, Json]:
-    result = _plan(job, db, sandbox, env, "--format", "json")
-    assert result.returncode in (0, 2), _output(result)
-    document: Json = json.loads(result.stdout)
-    return result.returncode, document
 
 
 def _writes(sandbox: SandboxProcess) -> int:
@@ -119,7 +99,7 @@ def test_a_plan_says_what_is_for_sale_what_the_clients_will_set_and_what_is_done
         {"action": "set_dns_record", "key": "apex", "domain": "plan-hosted.com",
          "record_type": "A", "host": "@", "values": ";".join(reversed(WIX_A)), "ttl": "3600"},
         {"action": "set_dns_record", "key": "apex-ttl", "domain": "plan-hosted.com",
-         "record_type": "CNAME", "host": "www.plan-hosted.com", "values": "cdn1.wixdns.net.",
+         "record_type": "CNAME", "host": "www.plan-hosted.com", "values": "pointing.wixdns.net.",
          "ttl": "600"},
         {"action": "set_dns_record", "key": "spf", "domain": "plan-hosted.com",
          "record_type": "TXT", "host": "plan-hosted.com", "values": "v=spf1 -all"},
