@@ -152,6 +152,9 @@ class DomainNeeds:
         self.rows = 0
         self.connects: dict[str, str | None] = {}  # domain -> connection asked
         self.dns: set[str] = set()
+        # Domains whose DNS rows wait for the file's row connecting them (`domainfile`), even
+        # when that row's operation is another job's (a grown file): their zone comes with it.
+        self.waiting: set[str] = set()
         self.refs: set[str] = set()
 
     def take(self, spec: OpSpec) -> None:
@@ -165,6 +168,8 @@ class DomainNeeds:
                 self.refs.add(spec.site[1:])
         else:
             self.dns.add(spec.domain)
+            if spec.implied_depends_on:
+                self.waiting.add(spec.domain)
 
 
 class DomainReads:
@@ -246,10 +251,12 @@ class DomainReads:
         self.connected = await self._refusable(every, "the account's connected domains")
 
     def _zone_follows(self) -> set[str]:
-        """Domains a connect row of the job still has to connect with nameservers: their zone
+        """Domains a connect row of the file still has to connect with nameservers: their zone
         appears with that row (and their DNS rows wait for it, `domainfile`)."""
-        return {domain for domain, connection in self._needs.connects.items()
-                if connection == "nameservers" and not self._hosted(domain)}
+        connecting = {domain for domain, connection in self._needs.connects.items()
+                      if connection == "nameservers"}
+        return {domain for domain in connecting | self._needs.waiting
+                if not self._hosted(domain)}
 
     def _hosted(self, domain: str) -> bool:
         found = self.connected.get(domain)
