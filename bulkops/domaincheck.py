@@ -333,6 +333,7 @@ class DomainJudge:
         self.settled: list[Settled] = []
         self.as_asked: list[Candidate] = []
         self.client_records: list[ClientRecords] = []
+        self.wix_refuses: list[RowError] = []  # problems only a plan's own reads find
 
     def records_for(self, problems: list[RowError]) -> list[ClientRecords]:
         """The records to set, only for rows without a problem (the run refuses the others),
@@ -414,7 +415,11 @@ class DomainJudge:
             self.client_records.append(ClientRecords(
                 spec.line, spec.key, domain, spec.connection,
                 client_records(domain, spec.connection, preview)))
-        return [RowError(spec.line, "domain", reason)] if reason else []
+        if not reason:
+            return []
+        problem = RowError(spec.line, "domain", reason)
+        self.wix_refuses.append(problem)  # a run does not ask: Wix refuses the row when sent
+        return [problem]
 
     def _record(self, row: Candidate) -> list[RowError]:
         spec = row.spec

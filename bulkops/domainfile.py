@@ -33,6 +33,7 @@ class DomainRows:
         self._cname_hosts: dict[tuple[str, str], int] = {}  # (domain, host) -> line of its CNAME
         self._other_hosts: dict[tuple[str, str], int] = {}  # (domain, host) -> line of another
         self._dns_lines: dict[str, list[int]] = {}  # domain -> its DNS rows' lines so far
+        self._primaries: dict[str, int] = {}  # site (id, lower case, or @key) -> line
 
     def take(self, spec: OpSpec) -> tuple[OpSpec, list[RowError]]:
         """The row as it runs (DNS rows with their implicit wait) and its problems with the
@@ -47,9 +48,19 @@ class DomainRows:
         domain = spec.domain or ""
         earlier = self._connects.get(domain)
         if earlier is not None:
-            return [RowError(spec.line, "domain", f"{show(domain)} is already connected at "
-                                                  f"line {earlier.line}: one row per domain")]
+            return [RowError(spec.line, "domain", f"line {earlier.line} connects {show(domain)} "
+                                                  "too: one row per domain")]
         self._connects[domain] = _Connect(spec.line, spec.key, spec.connection)
+        if spec.assignment == "primary":
+            # A site has one primary domain: a second one would take the role from the first,
+            # leaving that one on no site (wix-domains.md, "Connecting as PRIMARY unassigns the
+            # site's current primary domain").
+            site = (spec.site or "").lower()
+            first = self._primaries.setdefault(site, spec.line)
+            if first != spec.line:
+                return [RowError(spec.line, "assignment", (
+                    f"line {first} makes another domain the primary of site {spec.site}: a "
+                    "site has one primary domain; connect this one as redirect"))]
         dns_lines = self._dns_lines.get(domain)
         if not dns_lines:
             return []

@@ -310,6 +310,10 @@ def record_values(kind: str, written: tuple[str, ...]) -> tuple[tuple[str, ...],
         # it back: the desired-state comparison after a run and the derived key both see
         # the address, not the way it was typed.
         tidy = tuple(dict.fromkeys(str(ipaddress.IPv6Address(v)) for v in tidy))
+    if kind in _HOST_VALUED:
+        # `10 MX.Client.com.` and `10 mx.client.com` are one value to Wix (a name, any case,
+        # with or without its root dot): keep the first spelling (`comparable_values`).
+        tidy = tuple({v.rstrip(".").lower(): v for v in reversed(tidy)}.values())[::-1]
     if len(tidy) > MAX_RECORD_VALUES:
         return (), f"a record holds at most {MAX_RECORD_VALUES} values, not {len(tidy)}"
     if kind == "CNAME" and len(tidy) > 1:
@@ -355,7 +359,10 @@ def _ipv6(value: str) -> str | None:
     return _address_value(value, 6, "an AAAA record's value, e.g. 2001:db8::1")
 
 
-def _target(value: str, what: str) -> str | None:
+_HOST_VALUED = frozenset({"CNAME", "MX", "SRV", "PTR"})
+
+
+def _target(value: str, what: str, *, service_labels: bool = True) -> str | None:
     """A value naming another host (CNAME, MX, SRV, PTR): a name with a top-level domain, never
     an address (RFC 1034 3.6.2, RFC 2181 10.3), so a last label all digits is refused too."""
     name = value.rstrip(".").lower()
@@ -364,7 +371,8 @@ def _target(value: str, what: str) -> str | None:
         return (f"{_show(value)} is an IP address, not a host name ({what}; an address goes in "
                 "an A or AAAA record)")
     if (not name.isascii() or len(labels) < 2 or labels[-1].isdigit()
-            or not all(_HOST_LABEL.fullmatch(x) for x in labels)):
+            or not all((_HOST_LABEL if service_labels else _LABEL).fullmatch(x)
+                       for x in labels)):
         return f"{_show(value)} is not a host name ({what})"
     return None
 
@@ -386,7 +394,9 @@ def _mx(value: str) -> str | None:
     example = "e.g. 10 mail.client.com"
     if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 65535:
         return f"MX value {_show(value)} must be 'priority server' ({example})"
-    return _target(parts[1], f"an MX value's server, {example}")
+    # A mail server is a host name proper (RFC 5321 2.3.5): no `_` labels, unlike a CNAME's
+    # target (`s1._domainkey.mail.net`).
+    return _target(parts[1], f"an MX value's server, {example}", service_labels=False)
 
 
 def _srv(value: str) -> str | None:

@@ -81,6 +81,7 @@ class Plan:
     as_asked: list[Candidate] = field(default_factory=list)  # DNS rows holding their values
     client_records: list[ClientRecords] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # plan reads Wix refused (not problems)
+    wix_refuses: list[RowError] = field(default_factory=list)  # problems a run does not check
     calls: Counter[Action] = field(default_factory=Counter)  # sends, by action
     reads: dict[str, int] = field(default_factory=dict)  # the run's reads, by kind
 
@@ -163,7 +164,8 @@ async def _plan(plan: Plan, checked: CheckedJob, store: Store | None, scope: str
                  as_asked=findings.as_asked,
                  client_records=[found for found in findings.client_records
                                  if found.line not in refused],
-                 notes=findings.notes, calls=calls, reads=reads if rows.to_do else {})
+                 notes=findings.notes, calls=calls, reads=reads if rows.to_do else {},
+                 wix_refuses=findings.wix_refuses)
 
 
 def _with(plan: Plan, **changes: Any) -> Plan:
@@ -289,6 +291,8 @@ def plan_text(plan: Plan) -> list[str]:
         return lines
     what = ("the run would refuse the file and send nothing" if plan.checked
             else "the file is invalid; nothing was read from Wix")
+    if plan.checked and all(problem in plan.wix_refuses for problem in plan.problems):
+        what = "a run would send these rows, and Wix would refuse them"
     lines.append(f"problems: {len(plan.problems)} ({what}):")
     lines += [f"  {plan.path}: {error}" for error in plan.problems]
     return lines

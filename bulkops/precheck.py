@@ -110,6 +110,9 @@ class Findings:
     client_records: list[ClientRecords] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reads: dict[str, int] = field(default_factory=dict)
+    # Problems only `plan`'s own reads find (a domain still for sale): a run sends those rows,
+    # and Wix refuses them.
+    wix_refuses: list[RowError] = field(default_factory=list)
 
 
 async def read_roles(client: WixClient, *, backoff_base: float = 1.0) -> RoleBook:
@@ -191,7 +194,8 @@ async def check_rows(
     if judge is None:
         return Findings(problems, adoptions, reads=reads)
     return Findings(problems, adoptions, judge.settled, judge.as_asked,
-                    judge.records_for(problems), domains.notes if domains else [], reads)
+                    judge.records_for(problems), domains.notes if domains else [], reads,
+                    judge.wix_refuses)
 
 
 async def _read_domains(

@@ -24,7 +24,7 @@ STATE_ORDER = (
 )
 # Why rows wait (`Progress.waiting`'s keys), in the order shown.
 WAIT_REASONS = {
-    "settle": "waiting for Wix's site listing to settle",
+    "settle": "waiting to be looked up at Wix again",
     "retry": "waiting to retry",
     "elsewhere": "run by another process",
 }

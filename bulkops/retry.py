@@ -140,10 +140,7 @@ async def retry_reads(
 # Actionable hints for failures that retrying will not fix, by status. Hints for a code of one
 # action family's calls are that family's (`ActionFamily.hint`), and come first.
 _HINT_BY_STATUS: dict[int, str] = {
-    400: (
-        "Wix refused the request as invalid: check this row's values (a create's "
-        "template_id must name an existing template)"
-    ),
+    400: "Wix refused the request as invalid: check this row's values",
     401: "check WIX_API_KEY: the key is missing, mistyped or revoked",
     403: "the key lacks permission for this call: grant it in the API key's permissions",
     404: "check the ids in this row: Wix does not know them",

@@ -38,6 +38,7 @@ from bulkops.wixdomains import (
     DOMAIN_UPDATE_EMPTY_UPDATE_REQUEST,
     DOMAINS_ALREADY_EXISTS,
     DOMAINS_DOMAIN_NOT_PERMITTED,
+    DOMAINS_GUID_NOT_FOUND,
     DOMAINS_GUID_NOT_VALID,
     INVALID_DOMAINS_PREVIEW_RECORDS,
     INVALID_NS_RECORD,
@@ -65,6 +66,8 @@ _CONNECT_HINTS = {
     "INVALID_CONNECTION_TYPE": ("a root domain takes connection pointing or nameservers, a "
                                 "subdomain none: fix the row's connection"),
     DOMAINS_GUID_NOT_VALID: "check the row's site id",
+    DOMAINS_GUID_NOT_FOUND: ("Wix finds no such site (or account): check the row's site id, "
+                             "and WIX_ACCOUNT_ID"),
     DOMAINS_DOMAIN_NOT_PERMITTED: ("the domain is not allowed for this account: another Wix "
                                    "account may hold it"),
     INVALID_DOMAINS_PREVIEW_RECORDS: ("Wix lacks the preview records it needs for this domain: "
@@ -120,13 +123,19 @@ class ConnectDomains(FamilyDefaults):
         (op,) = ops
         spec = op.spec
         assert spec.domain is not None and spec.site is not None
-        site = site_of(op, spec.site)
+        # Wix writes GUIDs in lower case; a site id typed in capitals is the same site.
+        site = site_of(op, spec.site).lower()
         try:
             connected = await ctx.client.create_connected_domain(
                 site_id=site, domain=spec.domain, connection_type=_connection_type(op),
                 assignment_type=_assignment(op), notify=spec.notify)
         except WixApiError as error:
             reason = create_400_reason(error.status, error.message)
+            if error.code == DOMAINS_GUID_NOT_FOUND:
+                # Documented as "no such account", but this call also names a site: the row's
+                # own site may be what Wix cannot find, so the row fails, not the job (one
+                # such answer on most rows pauses the job, as any storm does).
+                reason = DOMAINS_GUID_NOT_FOUND
             if reason is not None:
                 return [Rejected(reason, error.message, request_id=error.request_id)]
             if error.status != 409:

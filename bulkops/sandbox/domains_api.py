@@ -52,6 +52,7 @@ POINTING_A_VALUES = ("185.230.63.107", "185.230.63.171", "185.230.63.186")
 # zone's www: one value, so that a plan's zone preview and a run's Setup Info agree.
 POINTING_CNAME = "pointing.wixdns.net"
 SETUP_TTL = 3600
+NS_TTL = 86400  # of Wix's name servers, in a zone and in Setup Info alike
 REGISTRAR = {"name": "Sandbox Registrar",
              "nameServers": ["ns1.sandbox-registrar.invalid", "ns2.sandbox-registrar.invalid"]}
 
@@ -156,7 +157,7 @@ def default_zone(domain: str) -> list[ZoneRecord]:
     run's report name the same records)."""
     soa = f"{WIX_NAME_SERVERS[0]}. support.wix.com. 1 10800 3600 604800 3600"
     return [
-        ZoneRecord("NS", domain, 86400, WIX_NAME_SERVERS),
+        ZoneRecord("NS", domain, NS_TTL, WIX_NAME_SERVERS),
         ZoneRecord("SOA", domain, 3600, (soa,)),
         ZoneRecord("A", domain, 3600, POINTING_A_VALUES),
         ZoneRecord("CNAME", f"www.{domain}", 3600, (POINTING_CNAME,)),
@@ -345,7 +346,7 @@ def _setup_info(connected: ConnectedDomain) -> JsonObject:
     domain = connected.domain
     info: JsonObject = {"connectedDomainId": domain, "registrar": REGISTRAR}
     if connected.connection_type == NAMESERVERS:
-        info["nameserverRecord"] = {"nsRecord": {"hostName": domain, "ttl": SETUP_TTL,
+        info["nameserverRecord"] = {"nsRecord": {"hostName": domain, "ttl": NS_TTL,
                                                  "values": list(WIX_NAME_SERVERS)}}
     elif connected.connection_type is None:
         info["subdomainRecords"] = {"cnameRecords": [

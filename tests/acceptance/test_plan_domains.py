@@ -220,3 +220,21 @@ def test_a_plan_stops_with_exit_3_when_wix_never_answers_a_domain_read(
     assert "Wix did not answer a read of the plan" in result.stderr
     assert "Traceback" not in result.stderr
     assert requests_by_endpoint(sandbox)["get_dns_zone"] == 5
+
+
+def test_a_plan_whose_only_problem_is_a_domain_for_sale_says_the_run_would_send_it(
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+) -> None:
+    """Availability is the plan's own read: a run sends the row, and Wix refuses it."""
+    [shop] = premium_sites(sandbox, "Plan Sale Shop")
+    job = job_file(tmp_path / "sale.csv", [
+        {"action": "connect_domain", "key": "sale", "site": shop["id"],
+         "domain": "for-sale.com", "connection": "pointing"}])
+    text = _plan(job, tmp_path / "jobs.db", sandbox, env)
+    assert text.returncode == 2, _output(text)
+    assert "problems: 1 (a run would send these rows, and Wix would refuse them):" in text.stdout
+
+    ran = run_cli(["run", str(job), *fast_run_flags(tmp_path / "jobs.db", sandbox.base_url)],
+                  env, timeout=RUN_TIMEOUT)
+    assert ran.returncode == 1, _output(ran)  # sent, and refused: FOR_SALE
+    assert report_json(tmp_path / "jobs.db", env)[0]["error"]["code"] == "FOR_SALE"

@@ -215,7 +215,7 @@ async def test_an_unknown_zone_update_is_read_back_not_resent(sqlite_store: Stor
         job = await add(sqlite_store, [
             connect(2, "conn", site, domain, "nameservers"),
             record(3, domain, "TXT", domain, "v=spf1 include:_spf.mail.net ~all", after="conn"),
-            record(4, domain, "CNAME", f"www.{domain}", "pointing.wixdns.net", after="conn")])
+            record(4, domain, "CNAME", f"www.{domain}", "shop.cdn-example.net", after="conn")])
         result = await run_engine(sqlite_store, fake.base_url, job)
         state = await sandbox_state(fake.base_url)
     assert result.outcome is RunOutcome.FINISHED, result
@@ -223,7 +223,7 @@ async def test_an_unknown_zone_update_is_read_back_not_resent(sqlite_store: Stor
     ops = await by_key(sqlite_store, job)
     for key in ("dns-3", "dns-4"):
         assert ops[key].state is OpState.SUCCEEDED and ops[key].note.startswith("reconciled")
-    assert zone(state, domain)[("CNAME", f"www.{domain}")]["values"] == ["pointing.wixdns.net"]
+    assert zone(state, domain)[("CNAME", f"www.{domain}")]["values"] == ["shop.cdn-example.net"]
 
 
 async def test_a_record_someone_else_changed_meanwhile_is_a_conflict(sqlite_store: Store) -> None:

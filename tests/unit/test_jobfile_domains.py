@@ -607,14 +607,14 @@ def test_two_connect_rows_for_one_domain_are_refused(tmp_path: Path) -> None:
     path = csv_file(tmp_path, connect_csv("pointing"),
                     connect_csv("nameservers", domain="WWW.client.com"))
     assert problems(path) == [
-        (3, "domain", "'client.com' is already connected at line 2: one row per domain")]
+        (3, "domain", "line 2 connects 'client.com' too: one row per domain")]
 
 
 def test_two_identical_connect_rows_are_refused(tmp_path: Path) -> None:
     path = csv_file(tmp_path, connect_csv("pointing"), connect_csv("pointing"))
     found = problems(path)
     assert {line for line, _, _ in found} == {3}
-    assert (3, "domain", "'client.com' is already connected at line 2: one row per domain") \
+    assert (3, "domain", "line 2 connects 'client.com' too: one row per domain") \
         in found
 
 
@@ -859,3 +859,17 @@ def test_records_of_a_subdomain_go_in_its_root_domains_zone() -> None:
     assert "write domain client.com" in reason
     spec = spec_of(record(record_type="A", host="www.shop.client.com", values="10.0.0.1"))
     assert (spec.domain, spec.host) == ("client.com", "www.shop.client.com")
+
+
+def test_a_site_gets_one_primary_domain_per_file(tmp_path: Path) -> None:
+    """A second primary would take the role from the first, which would be left on no site."""
+    path = csv_file(tmp_path,
+                    csv_row("connect_domain", site=SITE_ID, domain="one.com",
+                            connection="pointing", assignment="primary"),
+                    csv_row("connect_domain", site=SITE_ID.upper(), domain="two.com",
+                            connection="pointing", assignment="primary"),
+                    csv_row("connect_domain", site=SITE_ID, domain="three.com",
+                            connection="pointing"))
+    [(line, column, reason)] = problems(path)
+    assert (line, column) == (3, "assignment")
+    assert "line 2 makes another domain the primary" in reason and "as redirect" in reason

@@ -52,7 +52,7 @@ def progress(budget: dict[str, Any] | None = None, **changes: Any) -> Progress:
         # Every reason rows wait, known reasons in a fixed order.
         (
             progress(waiting={"elsewhere": 5, "retry": 3, "settle": 8}),
-            f"{COUNTS} · {RATE} · 8 rows waiting for Wix's site listing to settle · "
+            f"{COUNTS} · {RATE} · 8 rows waiting to be looked up at Wix again · "
             "3 rows waiting to retry · 5 rows run by another process · ETA 0:13:48",
         ),
         (
@@ -61,7 +61,7 @@ def progress(budget: dict[str, Any] | None = None, **changes: Any) -> Progress:
         ),
         (
             progress(waiting={"lease": 2, "settle": 1}),
-            f"{COUNTS} · {RATE} · 1 row waiting for Wix's site listing to settle · "
+            f"{COUNTS} · {RATE} · 1 row waiting to be looked up at Wix again · "
             "2 rows waiting (lease) · ETA 0:13:48",
         ),
         (
@@ -147,7 +147,7 @@ def test_everything_at_once() -> None:
     )
     assert line == (
         f"{COUNTS} · rate 120/min of 120/min, 1 throttled · "
-        "8 rows waiting for Wix's site listing to settle · 3 rows waiting to retry · "
+        "8 rows waiting to be looked up at Wix again · 3 rows waiting to retry · "
         "paused: Wix unreachable since 02:14 (3m10s), probing · "
         "cannot finish by 02:22 at this rate: about 37 rows will be left for the next run"
     )

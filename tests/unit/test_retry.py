@@ -182,7 +182,7 @@ async def test_retry_reads_needs_at_least_one_attempt() -> None:
         (api_error(401), "WIX_API_KEY"),
         (api_error(403), "lacks permission"),
         (api_error(428), "retrying will not help"),
-        (api_error(400), "template_id"),  # a plain 400: the row's values, e.g. a template id
+        (api_error(400), "this row's values"),  # a plain 400: something in the row
     ],
 )
 def test_hint_for_known_final_failures(error: WixApiError, hint_contains: str) -> None:
