@@ -162,7 +162,7 @@ class ConnectDomains(FamilyDefaults):
     async def _judged(self, op: OpRecord, connected: ConnectedDomain,
                       ctx: ActionContext) -> Done | Rejected:
         """Done with the registrar records when `connected` is what the row asks for."""
-        site = site_of(op, op.spec.site or "")
+        site = site_of(op, op.spec.site or "").lower()
         conflict = connection_conflict(op, site, connected)
         if conflict is not None:
             return Rejected(CONFLICT, conflict)

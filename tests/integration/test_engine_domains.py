@@ -289,3 +289,15 @@ async def test_a_key_without_the_domains_permission_stops_the_job_untouched(
     assert "Manage Domains" in (result.reason or "")
     ops = await by_key(sqlite_store, job)
     assert {op.state for op in ops.values()} == {OpState.PENDING}
+
+
+async def test_a_site_id_typed_in_capitals_is_the_same_site(sqlite_store: Store) -> None:
+    async with running_sandbox(SandboxConfig(), port=0) as fake:
+        site = premium_site(fake)
+        job = await add(sqlite_store, [connect(2, "caps", site.upper(), "client-caps.com")])
+        result = await run_engine(sqlite_store, fake.base_url, job)
+        state = await sandbox_state(fake.base_url)
+    assert result.outcome is RunOutcome.FINISHED, result
+    assert connections(state)["client-caps.com"]["siteId"] == site
+    (op,) = (await by_key(sqlite_store, job)).values()
+    assert op.state is OpState.SUCCEEDED and op.site_id == site
