@@ -376,7 +376,7 @@ def _error_code_and_message(text: str) -> tuple[str | None, str]:
     app = _mapping(details.get("applicationError"))
     message = _text(body.get("message")) or _text(app.get("description")) or ""
     violations = _violations(_mapping(details.get("validationError")))
-    if violations:
+    if violations and violations not in message:  # a message may quote them already
         message = f"{message}: {violations}" if message else violations
     return _text(app.get("code")), message
 

@@ -359,6 +359,14 @@ def test_validation_error_puts_the_first_field_violations_in_the_message() -> No
     assert error.message == "invalid: f0: bad 0; f1: bad 1; f2: bad 2"
 
 
+def test_a_message_that_quotes_its_field_violation_is_not_doubled() -> None:
+    violation = {"field": "additions[0].hostName", "description": "must be under the domain"}
+    text = json.dumps({"message": "additions[0].hostName: must be under the domain",
+                       "details": {"validationError": {"fieldViolations": [violation]}}})
+    error = api_error(400, "Bad Request", text, request_id=None, retry_after=None)
+    assert error.message == "additions[0].hostName: must be under the domain"
+
+
 @pytest.mark.parametrize(
     ("text", "reason", "expected"),
     [
