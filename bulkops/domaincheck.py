@@ -38,7 +38,7 @@ from bulkops.actions.domains import connection_conflict, holds_values
 from bulkops.cells import show
 from bulkops.domainrows import registrable_domain
 from bulkops.errors import ConfigError, RowError, WixApiError
-from bulkops.model import Action, OpRecord, OpSpec, is_ref
+from bulkops.model import DOMAIN_ACTIONS, Action, OpRecord, OpSpec, is_ref
 from bulkops.retry import Verdict, classify, retry_reads
 from bulkops.wix import Site, WixClient
 from bulkops.wixdomains import (
@@ -65,7 +65,6 @@ CONNECTED_PAGE = MAX_CONNECTED_DOMAINS_PAGE  # connected domains per List page (
 CONNECTED_NOTE = "already connected as asked: nothing sent"
 MANAGE_DOMAINS = ('the API key needs the "Manage Domains" permission (API Keys Manager, under '
                   "All account permissions) for connect_domain and set_dns_record rows")
-DOMAIN_ACTIONS = frozenset({Action.CONNECT_DOMAIN, Action.SET_DNS_RECORD})
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from typing import Any
 
 from bulkops import domainrows
 from bulkops.cells import clean, show
-from bulkops.domainrows import domain_row_problems
+from bulkops.domainrows import Value, domain_row_problems
 from bulkops.errors import RowError
-from bulkops.model import REF_PREFIX, Action, OpSpec, is_ref
+from bulkops.model import DOMAIN_ACTIONS, REF_PREFIX, Action, OpSpec, is_ref
 
 COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
@@ -66,8 +66,6 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # One @, no spaces, a dotted domain: catches "bob@", "bob@example", "a@x.com;b@y.com".
 _EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\.]+(?:\.[^@\s<>(),;:\"\[\]\\.]+)+")
 _NO_DEFAULTS: Mapping[str, object] = MappingProxyType({})
-
-Value = str | tuple[str, ...] | bool | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +458,6 @@ _NOT_TEXT: Mapping[str, Callable[[object], tuple[Value | None, str | None]]] = M
     "ttl": domainrows.ttl_value,
     "values": _record_values,
 })
-DOMAIN_ACTIONS = frozenset({Action.CONNECT_DOMAIN, Action.SET_DNS_RECORD})
 
 
 def _spec(line: int, action: Action, values: Mapping[str, Value], key: str | None) -> OpSpec:

@@ -17,6 +17,10 @@ class Action(StrEnum):
     SET_DNS_RECORD = "set_dns_record"
 
 
+# The actions about a client's own domain (wix-domains.md): their rows get checks of their own.
+DOMAIN_ACTIONS = frozenset({Action.CONNECT_DOMAIN, Action.SET_DNS_RECORD})
+
+
 class OpState(StrEnum):
     PENDING = "pending"  # not sent yet, or safe to send again (retry scheduled by not_before)
     RUNNING = "running"  # write-ahead: the request is about to leave or is in flight
