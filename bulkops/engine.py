@@ -403,9 +403,10 @@ class Engine:
         one write-ahead record for the rest, durable before the call leaves, then each row's
         outcome from the answer."""
         assert self._ctx is not None
-        ops = await self._prepare(family, ops)
-        if not ops:
-            return
+        if family.prepares:
+            ops = await self._prepare(family, ops)
+            if not ops:
+                return
         now = self._clock()
         running = [
             replace(

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from bulkops.actions.domains import registrar_details
+from bulkops.actions.domains import setup_details
 from bulkops.domaincheck import Settled
 from bulkops.errors import JobFileError, WixApiError, WixError
 from bulkops.identity import scope_of
@@ -119,13 +119,12 @@ async def _registrar_records(
 ) -> tuple[Mapping[str, Any] | None, str]:
     """A domain connected as asked before the run: its report still says what the client
     must set at their registrar (Setup Info, one read), as a connect the run makes does."""
-    try:
-        setup = await retry_reads(
-            lambda: client.get_connected_domain_setup_info(found.domain),
-            max_attempts=READ_ATTEMPTS, base=backoff_base)
-    except WixError as exc:
-        return None, f"{found.note}; the records for the registrar could not be read ({exc})"
-    return registrar_details(setup), found.note
+
+    async def read(fn: Callable[[], Awaitable[T]]) -> T:
+        return await retry_reads(fn, max_attempts=READ_ATTEMPTS, base=backoff_base)
+
+    details, missing = await setup_details(client, found.domain, read)
+    return details, found.note if missing is None else f"{found.note}; {missing}"
 
 
 async def _record(store: Store, settled: list[_Done]) -> None:

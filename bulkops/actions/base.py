@@ -93,6 +93,7 @@ class ActionFamily(Protocol):
     checkable: bool  # an unknown outcome can be looked up at Wix (else: the resend policy)
     look_up_size: int  # unknown rows one `look_up` settles together
     reads_per_call: int  # reads a call makes besides its write (a zone read, setup info)
+    prepares: bool  # `prepare` reads before the write-ahead record (else it is skipped)
     # Any two rows of the family may share a call (one batch key): a call that is not full
     # is worth holding for the family's rows still to come.
     gathers: bool
@@ -134,6 +135,7 @@ class FamilyDefaults:
     """What most families do: no reads before a call, and a 400 may be one row's fault."""
 
     reads_per_call = 0
+    prepares = False
 
     async def prepare(self, ops: Sequence[OpRecord], ctx: ActionContext) -> list[Prepared]:
         return [None] * len(ops)

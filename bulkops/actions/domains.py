@@ -20,6 +20,7 @@ from bulkops.actions.base import (
     FamilyDefaults,
     Missing,
     Prepared,
+    Reader,
     Rejected,
     RowOutcome,
     hint_in,
@@ -28,6 +29,7 @@ from bulkops.actions.base import (
 from bulkops.errors import WixApiError, WixError
 from bulkops.model import Action, OpRecord, OpSpec
 from bulkops.roles import RoleBook
+from bulkops.wix import WixClient
 from bulkops.wixdomains import (
     DNS_ZONE_NOT_FOUND,
     DOMAIN_CNAME_RECORD_HOSTNAME_INVALID,
@@ -174,14 +176,11 @@ class ConnectDomains(FamilyDefaults):
                 connected.assignment_type == AssignmentType.PRIMARY):
             made = "Wix made it the site's primary domain (the site had none)"
             note = f"{note}; {made}" if note else made
-        try:
-            setup = await ctx.read(
-                lambda: ctx.client.get_connected_domain_setup_info(connected.domain))
-        except WixError as error:
+        details, missing = await setup_details(ctx.client, connected.domain, ctx.read)
+        if missing is not None:
             # Connected: the row is done. The records are what the report lacks.
-            missing = f"the records for the registrar could not be read ({error})"
-            return Done(site_id=site, note=f"{note}; {missing}" if note else missing)
-        return Done(site_id=site, details=registrar_details(setup), note=note)
+            note = f"{note}; {missing}" if note else missing
+        return Done(site_id=site, details=details, note=note)
 
 
 def connection_conflict(op: OpRecord, site: str, connected: ConnectedDomain) -> str | None:
@@ -207,6 +206,18 @@ def connection_conflict(op: OpRecord, site: str, connected: ConnectedDomain) -> 
             f"this row asks ({asked})")
 
 
+async def setup_details(
+    client: WixClient, domain: str, read: Reader
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A connected domain's Setup Info, read with `read`, as the row keeps it: (details, None),
+    or (None, why it could not be read). Raises nothing: the connection is made either way."""
+    try:
+        setup = await read(lambda: client.get_connected_domain_setup_info(domain))
+    except WixError as error:
+        return None, f"the records for the registrar could not be read ({error})"
+    return registrar_details(setup), None
+
+
 def registrar_details(setup: SetupInfo) -> dict[str, Any]:
     """The report's part of Setup Info: what the client must set at their registrar."""
     return {
@@ -225,6 +236,7 @@ class SetDnsRecords(FamilyDefaults):
     gathers = False
     look_up_size = 50  # one zone read per domain among them
     reads_per_call = 1  # the zone, read before the write
+    prepares = True
 
     def batch_key(self, op: OpRecord, roles: RoleBook) -> Hashable:
         return op.spec.domain
@@ -236,7 +248,7 @@ class SetDnsRecords(FamilyDefaults):
         prepared: list[Prepared] = []
         for op in ops:
             current = _current(zone, op)
-            if _holds(zone, op):
+            if current is not None and holds_values(op.spec, current):
                 prepared.append(Done(note=NOTHING_SENT))
             else:
                 prepared.append({"before": record_json(current) if current else None})
@@ -270,7 +282,7 @@ class SetDnsRecords(FamilyDefaults):
             if domain not in zones:
                 zones[domain] = await ctx.client.get_dns_zone(domain)
             current = _current(zones[domain], op)
-            if _holds(zones[domain], op):
+            if current is not None and holds_values(op.spec, current):
                 found.append(Done())
             elif op.details is None or _same_record(current, _before(op)):
                 found.append(None)
