@@ -23,8 +23,8 @@ same reads as ever:
   Zone per domain to connect (the records the client will set at their registrar), and DNS rows
   whose record holds their values already ("already as asked", not a problem).
 
-Reads Wix answers 429/5xx or not at all are tried again (`retry_reads`); one that never answers
-raises its WixError.
+Reads Wix answers 429/5xx or not at all are tried again (`ReadRetry`: as often as the run
+allows a send, at least five times); one that never answers raises its WixError.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bulkops.cells import show
 from bulkops.domainrows import registrable_domain
 from bulkops.errors import ConfigError, RowError, WixApiError
 from bulkops.model import DOMAIN_ACTIONS, Action, OpRecord, OpSpec, is_ref
-from bulkops.retry import Verdict, classify, retry_reads
+from bulkops.retry import ReadRetry, Verdict, classify
 from bulkops.wix import Site, WixClient
 from bulkops.wixdomains import (
     DNS_ZONE_NOT_FOUND,
@@ -175,12 +175,11 @@ class DomainReads:
     """What Wix holds for the rows' domains, read once each (see the module's docstring)."""
 
     def __init__(self, client: WixClient, needs: DomainNeeds, *, planning: bool,
-                 backoff_base: float, attempts: int) -> None:
+                 retry: ReadRetry) -> None:
         self._client = client
         self._needs = needs
         self.planning = planning
-        self._backoff_base = backoff_base
-        self._attempts = attempts
+        self._retry = retry
         self.connected: dict[str, ConnectedDomain] = {}  # the rows' domains only
         self.zones: dict[str, DnsZone | str] = {}  # a zone, or why its rows cannot run
         self.for_sale: dict[str, str] = {}  # registrable domain -> why it cannot be connected
@@ -208,7 +207,7 @@ class DomainReads:
         return reads
 
     async def _read(self, fn: Callable[[], Awaitable[T]]) -> T:
-        return await retry_reads(fn, max_attempts=self._attempts, base=self._backoff_base)
+        return await self._retry(fn)
 
     async def _refusable(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
         """`fn`'s answer; DomainsRefused for any answer no retry fixes (the listing is the

@@ -132,14 +132,14 @@ async def _plan(plan: Plan, checked: CheckedJob, store: Store | None, scope: str
         base_url=base_url, api_key=settings.api_key, account_id=settings.account_id,
         budget=budget, timeout=settings.timeout,
     ) as client:
-        roles = await read_roles(client, backoff_base=settings.backoff_base)
+        roles = await read_roles(client, retry=settings.reads)
 
         async def produced(site_ids: Collection[str]) -> set[str]:
             return await store.produced_sites(scope, site_ids) if store else set()
 
         findings = await check_rows(rows, client, roles, account_id=settings.account_id,
                                     if_exists=settings.if_exists, produced=produced,
-                                    backoff_base=settings.backoff_base, planning=True,
+                                    retry=settings.reads, planning=True,
                                     requests=lambda: budget.snapshot().requests)
     problems = _in_order(problems + findings.problems)
     # The calls of the rows that would be sent: not done, not refused, not settled by the

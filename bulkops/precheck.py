@@ -21,8 +21,8 @@ memory bounded by the sites it names and the accounts' listings, not by its rows
 
 Domain rows are checked too, when the job has any still to do (`domaincheck`).
 
-Reads Wix answers 429/5xx or not at all are tried again (`retry_reads`); one that never answers
-raises its WixError.
+Reads Wix answers 429/5xx or not at all are tried again (`ReadRetry`: as often as the run
+allows a send, at least five times); one that never answers raises its WixError.
 """
 
 from __future__ import annotations
@@ -44,14 +44,13 @@ from bulkops.engine import NOT_FOUND_RESENT_NOTE
 from bulkops.errors import ConfigError, RowError, WixApiError
 from bulkops.identity import site_name_key, when
 from bulkops.model import Action, OpRecord, OpSpec, OpState, is_ref
-from bulkops.retry import Verdict, classify, retry_reads
+from bulkops.retry import DEFAULT_READS, ReadRetry, Verdict, classify
 from bulkops.roles import Level, RoleBook, RoleError
 from bulkops.settings import IfExists
 from bulkops.wix import Site, WixClient
 
 log = logging.getLogger(__name__)
 
-READ_ATTEMPTS = 5  # tries of one read (a listing pass, the roles call) before giving up
 LISTING_PAGE = 100  # sites per Query Sites page: the most Wix serves
 _INVITES = frozenset({Action.SITE_INVITE, Action.ACCOUNT_INVITE})
 # States of an op whose create may be checked by name: nothing it sent can have had an effect
@@ -115,13 +114,12 @@ class Findings:
     wix_refuses: list[RowError] = field(default_factory=list)
 
 
-async def read_roles(client: WixClient, *, backoff_base: float = 1.0) -> RoleBook:
+async def read_roles(client: WixClient, *, retry: ReadRetry = DEFAULT_READS) -> RoleBook:
     """The account's role book: one roles call (retried while a retry can help).
 
     Raises ConfigError when Wix refuses the key (401/403), the WixError otherwise."""
     try:
-        return RoleBook(await retry_reads(client.list_roles, max_attempts=READ_ATTEMPTS,
-                                          base=backoff_base))
+        return RoleBook(await retry(client.list_roles))
     except WixApiError as exc:
         if exc.status in (401, 403):
             raise refused_credentials(exc) from exc
@@ -148,7 +146,7 @@ async def check_rows(
     account_id: str,
     if_exists: IfExists,
     produced: Callable[[Collection[str]], Awaitable[set[str]]],
-    backoff_base: float = 1.0,
+    retry: ReadRetry = DEFAULT_READS,
     planning: bool = False,
     requests: Callable[[], int] = _no_count,
 ) -> Findings:
@@ -169,11 +167,11 @@ async def check_rows(
         needs.take(row)
         wanted.take(row.spec)
     domains, reads, refusal = await _read_domains(client, wanted, planning=planning,
-                                                  backoff_base=backoff_base, requests=requests)
+                                                  retry=retry, requests=requests)
     problems += refusal
     before = requests()
     listings = {account: await _listing(client, account, main=account == needs.account,
-                                        backoff_base=backoff_base)
+                                        retry=retry)
                 for account in sorted(needs.accounts())}
     reads = {"site_listing": requests() - before, **reads}
     ours = await produced(needs.site_ids()) if needs.site_ids() else set()
@@ -199,7 +197,7 @@ async def check_rows(
 
 
 async def _read_domains(
-    client: WixClient, wanted: DomainNeeds, *, planning: bool, backoff_base: float,
+    client: WixClient, wanted: DomainNeeds, *, planning: bool, retry: ReadRetry,
     requests: Callable[[], int],
 ) -> tuple[DomainReads | None, dict[str, int], list[RowError]]:
     """The domain reads, when the rows have domains: (what Wix holds, the requests by kind,
@@ -208,8 +206,7 @@ async def _read_domains(
     WixError of a read no retry could make."""
     if wanted.first_line is None:
         return None, {}, []
-    domains = DomainReads(client, wanted, planning=planning, backoff_base=backoff_base,
-                          attempts=READ_ATTEMPTS)
+    domains = DomainReads(client, wanted, planning=planning, retry=retry)
     try:
         return domains, await domains.read_all(requests), []
     except DomainsRefused as exc:
@@ -286,7 +283,7 @@ _Listing = list[Site] | WixApiError
 
 
 async def _listing(
-    client: WixClient, account: str, *, main: bool, backoff_base: float
+    client: WixClient, account: str, *, main: bool, retry: ReadRetry
 ) -> _Listing:
     """One pass over the account's sites. A listing Wix refuses (4xx) is returned for another
     account (its rows are told), and raises ConfigError for the account itself."""
@@ -296,7 +293,7 @@ async def _listing(
                                                          page_size=LISTING_PAGE)]
 
     try:
-        sites = await retry_reads(every_site, max_attempts=READ_ATTEMPTS, base=backoff_base)
+        sites = await retry(every_site)
     except WixApiError as exc:
         if classify(exc) is not Verdict.FINAL:
             raise

@@ -30,8 +30,8 @@ from bulkops.domaincheck import Settled
 from bulkops.errors import JobFileError, WixApiError, WixError
 from bulkops.identity import scope_of
 from bulkops.model import FINAL_STATES, JobInfo, OpState
-from bulkops.precheck import READ_ATTEMPTS, Candidate, Findings, check_rows, refused_credentials
-from bulkops.retry import Verdict, backoff_delay, classify, retry_reads
+from bulkops.precheck import Candidate, Findings, check_rows, refused_credentials
+from bulkops.retry import ReadRetry, Verdict, backoff_delay, classify
 from bulkops.roles import RoleBook
 from bulkops.settings import Settings
 from bulkops.stopping import Cut, bounded
@@ -88,7 +88,7 @@ async def check_before_sending(
     async def check() -> Findings:
         return await check_rows(rows, client, roles, account_id=settings.account_id,
                                 if_exists=settings.if_exists, produced=produced,
-                                backoff_base=settings.backoff_base)
+                                retry=settings.reads)
 
     findings = await _unless_stopped(check, stop)
     if findings is None:  # a signal: the engine ends the run as interrupted, nothing sent
@@ -97,7 +97,7 @@ async def check_before_sending(
         raise JobFileError(job.path, findings.problems)
     settled = [_Done(a.row, a.site.id, a.note, "op_adopted") for a in findings.adoptions]
     for found in findings.settled:
-        details, note = await _registrar_records(client, found, settings.backoff_base)
+        details, note = await _registrar_records(client, found, settings.reads)
         settled.append(_Done(found.row, found.site_id, note, "op_settled", details))
     await _record(store, settled)
     return Ready(roles=roles, adopted=len(settled))
@@ -115,15 +115,11 @@ class _Done:
 
 
 async def _registrar_records(
-    client: WixClient, found: Settled, backoff_base: float
+    client: WixClient, found: Settled, retry: ReadRetry
 ) -> tuple[Mapping[str, Any] | None, str]:
     """A domain connected as asked before the run: its report still says what the client
     must set at their registrar (Setup Info, one read), as a connect the run makes does."""
-
-    async def read(fn: Callable[[], Awaitable[T]]) -> T:
-        return await retry_reads(fn, max_attempts=READ_ATTEMPTS, base=backoff_base)
-
-    details, missing = await setup_details(client, found.domain, read)
+    details, missing = await setup_details(client, found.domain, retry)
     return details, found.note if missing is None else f"{found.note}; {missing}"
 
 

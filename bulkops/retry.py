@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
@@ -135,6 +136,35 @@ async def retry_reads(
                 raise
             await sleep(retry_delay(error, attempt, base=base, rand=rand))
         attempt += 1
+
+
+# The fewest tries of one read before the first write (a listing pass, the roles call, a zone):
+# a read changes nothing, so even a run that allows one send per row waits out a short burst of
+# 429s or 5xx there rather than stopping.
+READ_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class ReadRetry:
+    """How the reads of the checks before the first write are retried: up to `attempts` calls,
+    with full-jitter backoff from `base` seconds (`retry_reads`)."""
+
+    attempts: int = READ_ATTEMPTS
+    base: float = 1.0
+
+    @classmethod
+    def allowing(cls, max_attempts: int, base: float) -> ReadRetry:
+        """A run's reads: as many tries as it allows a send (--max-attempts), at least
+        READ_ATTEMPTS."""
+        return cls(attempts=max(READ_ATTEMPTS, max_attempts), base=base)
+
+    async def __call__(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """`fn()`'s answer; raises what `retry_reads` raises."""
+        return await retry_reads(fn, max_attempts=self.attempts, base=self.base)
+
+
+# The reads of a caller that has no run's settings (tests, tools): READ_ATTEMPTS tries from 1 s.
+DEFAULT_READS = ReadRetry()
 
 
 # Actionable hints for failures that retrying will not fix, by status. Hints for a code of one

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bulkops.errors import ConfigError
+from bulkops.retry import ReadRetry
 
 DEFAULT_BASE_URL = "https://www.wixapis.com"
 DEFAULT_RATE = "200/min"
@@ -68,3 +69,8 @@ class Settings:
     deadline: float | None = None  # unix seconds (--finish-by): no operation starts after it
     outage_limit: float = 900.0  # seconds Wix may stay unreachable before the run stops
     if_exists: IfExists = "fail"  # a create whose site name exists in the account (--if-exists)
+
+    @property
+    def reads(self) -> ReadRetry:
+        """How the checks before the first write retry their reads."""
+        return ReadRetry.allowing(self.max_attempts, self.backoff_base)

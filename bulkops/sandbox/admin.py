@@ -91,6 +91,10 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def state(_: web.Request) -> web.StreamResponse:
         return web.json_response(sandbox.snapshot())
 
+    async def stats(_: web.Request) -> web.StreamResponse:
+        # The request counts alone: /_sandbox/state of a world of 100,000 sites is megabytes.
+        return web.json_response(sandbox.stats.snapshot(times=False))
+
     async def configure(request: web.Request) -> web.StreamResponse:
         sandbox.reconfigure(apply_changes(sandbox.config, await _body(request)))
         return web.json_response(public_view(sandbox.config))
@@ -112,6 +116,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
     return [
         web.get(ADMIN_PREFIX + "state", _loopback_only(state)),
+        web.get(ADMIN_PREFIX + "stats", _loopback_only(stats)),
         web.post(ADMIN_PREFIX + "config", _loopback_only(configure)),
         web.post(ADMIN_PREFIX + "reset", _loopback_only(reset)),
         web.post(ADMIN_PREFIX + "sites", _loopback_only(seed)),

@@ -308,8 +308,9 @@ def test_dns_rows_need_a_zone_wix_hosts_read_once_per_domain(
 def test_the_domain_checks_wait_out_wix_errors_and_stop_the_run_when_they_last(
     sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
 ) -> None:
-    """A domain read Wix answers 5xx is tried again as every check's read is; when it never
-    answers, the run stops (exit 3) with nothing sent, and runs once Wix is back."""
+    """A domain read Wix answers 5xx is tried again as every check's read is (--max-attempts
+    times); when it never answers, the run stops (exit 3) with nothing sent, and runs once Wix
+    is back."""
     [shop] = premium_sites(sandbox, "Outage Shop")
     set_faults(sandbox.base_url, error_rate=1.0, fault_methods=["list_connected_domains"])
     job = job_file(tmp_path / "outage.csv", [
@@ -318,13 +319,13 @@ def test_the_domain_checks_wait_out_wix_errors_and_stop_the_run_when_they_last(
     ])
     db = tmp_path / "jobs.db"
 
-    stopped = _run(job, db, sandbox, env)
+    stopped = _run(job, db, sandbox, env, "--max-attempts", "7")
 
     assert stopped.returncode == 3, _output(stopped)
     assert "Traceback" not in stopped.stderr
     counts = requests_by_endpoint(sandbox)
     assert _writes(counts) == 0, counts
-    assert counts["list_connected_domains"] == 5, counts  # READ_ATTEMPTS tries of the probe
+    assert counts["list_connected_domains"] == 7, counts  # --max-attempts tries of the probe
 
     set_faults(sandbox.base_url, error_rate=0.0)
     ran = _run(job, db, sandbox, env)

@@ -14,6 +14,7 @@ from test_engine import ACCOUNT, sandbox_state
 from bulkops.domaincheck import DomainNeeds, DomainReads
 from bulkops.model import Action, OpSpec
 from bulkops.ratelimit import AdaptiveBudget
+from bulkops.retry import ReadRetry
 from bulkops.sandbox import Endpoint, SandboxConfig, running_sandbox
 from bulkops.settings import parse_rate
 from bulkops.wix import WixClient
@@ -33,7 +34,8 @@ async def test_a_zone_that_comes_with_a_connection_of_the_file_is_not_looked_for
         budget = AdaptiveBudget(parse_rate("500/s"))
         async with WixClient(base_url=fake.base_url, api_key="sandbox-key", account_id=ACCOUNT,
                              budget=budget, timeout=5.0) as client:
-            reads = DomainReads(client, needs, planning=False, backoff_base=0.01, attempts=2)
+            reads = DomainReads(client, needs, planning=False,
+                                retry=ReadRetry(attempts=2, base=0.01))
             await reads.read_all(lambda: budget.snapshot().requests)
         state = await sandbox_state(fake.base_url)
     assert Counter(state["requests"]["by_endpoint"])[Endpoint.GET_DNS_ZONE.value] == 1

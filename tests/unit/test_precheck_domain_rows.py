@@ -22,6 +22,7 @@ from bulkops.domainrows import registrable_domain as registrable
 from bulkops.errors import WixApiError
 from bulkops.model import Action, OpSpec
 from bulkops.precheck import Adoption, Candidate, _Needs, _World, site_refs
+from bulkops.retry import ReadRetry
 from bulkops.wixdomains import ConnectedDomain, DnsRecord, DnsZone
 from bulkops.wixwire import Site
 
@@ -185,7 +186,7 @@ def _judge(rows: list[Candidate], held: list[ConnectedDomain],
     listing = [site(SHOP, "Shop", True), site(FREE, "Free", False), site(OTHER, "Other", True)]
     world = _World(needs, {ACCOUNT: listing}, set())
     reads = DomainReads(None, wanted, planning=planning,  # type: ignore[arg-type]
-                        backoff_base=0.0, attempts=1)
+                        retry=ReadRetry(attempts=1, base=0.0))
     reads.connected = {d.domain: d for d in held}
     reads.zones = zones or {}
     return DomainJudge(reads, world.listed, wanted)

@@ -8,6 +8,8 @@ from bulkops.actions import family_of
 from bulkops.errors import WixApiError, WixConnectionError, WixError, WixTimeout
 from bulkops.model import Action
 from bulkops.retry import (
+    READ_ATTEMPTS,
+    ReadRetry,
     Verdict,
     backoff_delay,
     classify,
@@ -169,6 +171,21 @@ async def test_retry_reads_lets_other_exceptions_through_untouched() -> None:
 
     with pytest.raises(KeyError):
         await retry_reads(broken, max_attempts=5, sleep=RecordingSleep())
+
+
+@pytest.mark.parametrize(("max_attempts", "tries"),
+                         [(1, READ_ATTEMPTS), (READ_ATTEMPTS, READ_ATTEMPTS), (30, 30)])
+async def test_a_runs_reads_are_tried_as_often_as_its_sends_and_at_least_read_attempts(
+    max_attempts: int, tries: int,
+) -> None:
+    """A burst of 429s before the first write is waited out as patiently as the run allows a
+    send (--max-attempts), and never fewer than READ_ATTEMPTS times."""
+    retry = ReadRetry.allowing(max_attempts, base=0.0)
+    read = FlakyRead(*[api_error(429)] * (tries - 1))
+    assert await retry(read) == "ok"
+    assert read.calls == tries
+    with pytest.raises(WixApiError):
+        await retry(FlakyRead(*[api_error(429)] * tries))
 
 
 async def test_retry_reads_needs_at_least_one_attempt() -> None:

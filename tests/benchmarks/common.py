@@ -1,0 +1,142 @@
+"""What every benchmark shares: the sandbox as a subprocess, the installed CLI, timing, figures.
+
+Benchmarks are not tests: nothing here runs under `pytest` (no `test_*` names), and every
+figure is printed beside its target or reference rather than asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bulkops.sandbox import SandboxConfig
+
+SANDBOX_KEY = "sandbox-key"
+ACCOUNT_ID = SandboxConfig().account_id
+TEMPLATE_ID = "3f0c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
+
+
+def bulkops_command() -> list[str]:
+    """The `bulkops` console script installed beside this interpreter (what a user runs)."""
+    beside = Path(sys.executable).parent / "bulkops"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("bulkops")
+    return [found] if found else [sys.executable, "-m", "bulkops"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This environment without WIX_/BULKOPS_ variables, plus the sandbox's credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WIX_", "BULKOPS_"))}
+    env.update(WIX_API_KEY=SANDBOX_KEY, WIX_ACCOUNT_ID=ACCOUNT_ID, **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Sandbox:
+    """A `bulkops sandbox` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.base_url}{path}", timeout=120) as answer:
+            return json.loads(answer.read())
+
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", data=json.dumps(body or {}).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return json.loads(answer.read())
+
+    def reset(self) -> None:
+        self.post("/_sandbox/reset")
+
+    def stats(self) -> Any:
+        return self.get("/_sandbox/stats")
+
+
+@contextmanager
+def sandbox(*flags: str) -> Iterator[Sandbox]:
+    """A sandbox on a free port for the block's duration, started with `flags`."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*bulkops_command(), "sandbox", "--port", str(port), *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("WIX_", "BULKOPS_"))})
+    running = Sandbox(process, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                running.get("/_sandbox/stats")
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the sandbox did not start") from None
+                time.sleep(0.05)
+        yield running
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mb: float  # of the command (ru_maxrss of the child)
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str] | None = None,
+            cwd: str | Path | None = None) -> Timed:
+    """Run `bulkops ARGS` to its end: wall seconds, output, and its peak RSS in MB."""
+    started = time.perf_counter()
+    done = subprocess.run([*bulkops_command(), *args], env=dict(env or cli_env()),
+                          capture_output=True, text=True, cwd=cwd, check=False)
+    seconds = time.perf_counter() - started
+    # RUSAGE_CHILDREN is the peak of the largest child so far: run each measured command in
+    # its own `run_cli` and read it right away (kB on Linux).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return Timed(seconds, done.returncode, done.stdout, done.stderr, peak)
+
+
+def spread(values: Sequence[float]) -> str:
+    """min / median / max of `values`, as printed in the figures."""
+    return (f"{min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}"
+            if max(values) >= 100 else
+            f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}")
+
+
+def scratch() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="bulkops-bench-")
+
+
+def figure(name: str, value: str, reference: str, ok: bool | None = None) -> str:
+    """One printed line: the figure, its reference or target, and whether it meets it."""
+    mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+    return f"{name:<44} {value:>26}   {reference}{mark}"
