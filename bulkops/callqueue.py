@@ -61,6 +61,11 @@ class CallQueue:
     def __bool__(self) -> bool:
         return self.rows > 0
 
+    @property
+    def has_full(self) -> bool:
+        """Whether a full call waits for a free slot."""
+        return bool(self._full)
+
     def add(self, op: OpRecord, roles: RoleBook) -> None:
         """Put a claimed row with the rows that may share its call."""
         family = family_of(op.spec.action)
@@ -80,10 +85,13 @@ class CallQueue:
         if len(call.ops) >= size:
             self._full.append(self._open.pop(key))
 
-    def due(self, *, in_flight: int, slots: int) -> list[Call]:
-        """The calls to start now, at most `slots - in_flight`: full ones first, then the
-        others that have lingered, or any when nothing is in flight. They leave the queue."""
-        free = slots - in_flight
+    def due(self, *, in_flight: int, slots: int, most: int | None = None,
+            settled: bool = True) -> list[Call]:
+        """The calls to start now, at most `slots - in_flight` (and at most `most`): full ones
+        first, then the others that have lingered, or any when nothing is in flight (only when
+        `settled`: the claims that a finished call may have made possible are done). They
+        leave the queue."""
+        free = slots - in_flight if most is None else min(most, slots - in_flight)
         started: list[Call] = []
         while self._full and len(started) < free:
             started.append(self._full.popleft())
@@ -97,7 +105,7 @@ class CallQueue:
             if len(started) >= free:
                 break
             lingered = now >= self._lingers_until(call) and not waiting_for_more
-            if in_flight + len(started) == 0 or lingered:
+            if (settled and in_flight + len(started) == 0) or lingered:
                 started.append(self._open.pop(key))
         return self._leaving(started)
 

@@ -12,19 +12,21 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import anyio
 import click
 
-from bulkops import jobfile
+from bulkops import loop as event_loop
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.locations import DbChoice, choose_db, database_exists, prepare_default
 from bulkops.model import OpState
 
 if TYPE_CHECKING:
+    from bulkops.jobfile import CheckedJob
     from bulkops.runner import RunSummary
 from bulkops.settings import (
     DEFAULT_BASE_URL,
@@ -48,35 +50,67 @@ class BulkOpsGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except JobFileError as exc:
-            for error in exc.errors:
-                click.echo(f"{exc.path}: {error}", err=True)
-            click.echo(f"error: {len(exc.errors)} problem(s) in {exc.path}; nothing was sent",
-                       err=True)
-            sys.exit(EXIT_INVALID)
-        except (ConfigError, StoreError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_INVALID)
-        except JobBusy as exc:
-            click.echo(f"busy: {exc}", err=True)
-            sys.exit(EXIT_BUSY)
-        except BulkOpsError as exc:
-            # A failure that ended a run (Wix answering in a way no retry fixed): what was done
-            # is in the database, and the next run continues from it.
-            click.echo(f"stopped: {exc}; progress is saved", err=True)
-            sys.exit(EXIT_STOPPED)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
-        except BrokenPipeError:
-            # The reader went away (`bulkops jobs | head`): what it wanted was written.
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (flushed at exit, never read)
-            sys.exit(EXIT_OK)
+        except BaseExceptionGroup as group:
+            # Raised out of a task group: the error inside is what the user must hear about.
+            error = unwrapped(group)
+            if not isinstance(error, Exception):
+                raise error from group  # KeyboardInterrupt, SystemExit: as they are
+            _exit_for(error)
         except Exception as exc:
-            # Never a traceback for a user: one line, the details for -vv and bug reports.
-            log.debug("unexpected_error", exc_info=True)
-            click.echo(f"error: unexpected failure ({type(exc).__name__}: {exc}); progress is "
-                       "saved; run again with -vv for the details", err=True)
-            sys.exit(EXIT_STOPPED)
+            _exit_for(exc)
+
+
+def unwrapped(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a task group's exception group stands for: the first interruption, else the
+    first of the project's errors, however deeply nested; else its first error."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    for kinds in ((KeyboardInterrupt, SystemExit), (BulkOpsError,), (BrokenPipeError,)):
+        for leaf in leaves:
+            if isinstance(leaf, kinds):
+                return leaf
+    return leaves[0] if leaves else group
+
+
+def _exit_for(exc: Exception) -> NoReturn:
+    """One line on stderr for `exc`, and the contract's exit code."""
+    if isinstance(exc, JobFileError):
+        for error in exc.errors:
+            click.echo(f"{exc.path}: {error}", err=True)
+        click.echo(f"error: {len(exc.errors)} problem(s) in {exc.path}; nothing was sent",
+                   err=True)
+        sys.exit(EXIT_INVALID)
+    if isinstance(exc, ConfigError | StoreError):
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    if isinstance(exc, JobBusy):
+        click.echo(f"busy: {exc}", err=True)
+        sys.exit(EXIT_BUSY)
+    if isinstance(exc, BulkOpsError):
+        # A failure that ended a run (Wix answering in a way no retry fixed): what was done
+        # is in the database, and the next run continues from it.
+        click.echo(f"stopped: {exc}; progress is saved", err=True)
+        sys.exit(EXIT_STOPPED)
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`bulkops jobs | head`): what it wanted was written.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (flushed at exit, never read)
+        sys.exit(EXIT_OK)
+    # Never a traceback for a user: one line, the details for -vv and bug reports.
+    log.debug("unexpected_error", exc_info=exc)
+    text = " ".join(str(exc).split()) or "no details"
+    click.echo(f"error: unexpected failure ({type(exc).__name__}: {text}); progress is "
+               "saved; run again with -vv for the details", err=True)
+    sys.exit(EXIT_STOPPED)
 
 
 @click.group(cls=BulkOpsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,11 +125,26 @@ def cli() -> None:
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--db`, and `--lock-wait` beside it (which only configures the store: it is not a
+    parameter of the command's function)."""
+    fn = click.option(
+        "--lock-wait", envvar="BULKOPS_LOCK_WAIT", show_envvar=True, default=None,
+        type=click.FloatRange(0, 86400), expose_value=False, callback=_set_lock_wait,
+        help="Seconds to wait for another process's write lock on a SQLite database before "
+             "giving up (exit 2, nothing done). Default: 30.",
+    )(fn)
     return click.option(
         "--db", envvar="BULKOPS_DB", show_envvar=True, default=None,
         help="Checkpoint database: a SQLAlchemy URL or a file path. Default: one per user in "
              "the platform's data directory (an existing ./bulkops.db is still used).",
     )(fn)
+
+
+def _set_lock_wait(_ctx: click.Context, _param: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        from bulkops.store.engine import set_lock_wait
+
+        set_lock_wait(value)
 
 
 def database_choice(db: str | None) -> DbChoice:
@@ -124,6 +173,15 @@ timeout_option: Decorator = click.option(
     "--timeout", envvar="BULKOPS_TIMEOUT", show_envvar=True, default=30.0,
     show_default=True, type=click.FloatRange(0.1, 600),
     help="Seconds to wait for one answer.")
+max_attempts_option: Decorator = click.option(
+    "--max-attempts", envvar="BULKOPS_MAX_ATTEMPTS", show_envvar=True, default=8,
+    show_default=True, type=click.IntRange(1, 100),
+    help="Sends per operation before it fails (reads before the first write: as many, at "
+         "least 5).")
+backoff_base_option: Decorator = click.option(
+    "--backoff-base", envvar="BULKOPS_BACKOFF_BASE", show_envvar=True, default=1.0,
+    show_default=True, type=click.FloatRange(0.001, 60),
+    help="Longest first retry wait in seconds; doubles per attempt (jittered).")
 if_exists_option: Decorator = click.option(
     "--if-exists", envvar="BULKOPS_IF_EXISTS", show_envvar=True,
     type=click.Choice(IF_EXISTS_CHOICES), default="fail", show_default=True,
@@ -139,18 +197,14 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--concurrency", envvar="BULKOPS_CONCURRENCY", show_envvar=True, default=8,
                      show_default=True, type=click.IntRange(1, 256),
                      help="Requests in flight at once."),
-        click.option("--max-attempts", envvar="BULKOPS_MAX_ATTEMPTS", show_envvar=True, default=8,
-                     show_default=True, type=click.IntRange(1, 100),
-                     help="Sends per operation before it fails."),
+        max_attempts_option,
         timeout_option,
         if_exists_option,
         click.option("--settle", envvar="BULKOPS_SETTLE", show_envvar=True, default=15.0,
                      show_default=True, type=click.FloatRange(0, 3600),
                      help="Seconds allowed for Wix's site listing to catch up before an "
                           "unknown create is taken as not done."),
-        click.option("--backoff-base", envvar="BULKOPS_BACKOFF_BASE", show_envvar=True,
-                     default=1.0, show_default=True, type=click.FloatRange(0.001, 60),
-                     help="Longest first retry wait in seconds; doubles per attempt (jittered)."),
+        backoff_base_option,
         click.option("--breaker-window", envvar="BULKOPS_BREAKER_WINDOW", show_envvar=True,
                      default=20, show_default=True, type=click.IntRange(2, 10000),
                      help="Final outcomes the failure breaker looks back over."),
@@ -248,7 +302,7 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: st
 def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
          wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
     """`run`'s work, inside its refused-run summary."""
-    checked = jobfile.check_job(file)
+    checked = check_job(file)
     if checked.errors and not checked.outside:
         raise JobFileError(checked.source.path, checked.errors)
     choice = database_choice(db)
@@ -312,7 +366,7 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
     """
     from bulkops.wixwire import checked_base_url
 
-    checked = jobfile.check_job(file)
+    checked = check_job(file)
     errors = list(checked.errors)
     choice = database_choice(db)
     exists = database_exists(choice.url)
@@ -347,16 +401,19 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
 @account_id_option
 @rate_option
 @timeout_option
+@max_attempts_option
+@backoff_base_option
 @if_exists_option
 @db_option
 def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rate: str,
-         timeout: float, if_exists: IfExists, db: str | None) -> None:
+         timeout: float, max_attempts: int, backoff_base: float, if_exists: IfExists,
+         db: str | None) -> None:
     """Show what `run FILE` would do, with read calls only: problems per row (checked against
     the live account as `run` checks them before its first write), what would be created,
     transferred and invited, rows done in earlier runs, the API calls and their time under
     the budget. Nothing is sent or stored. Exit 0 when the plan is clean, 2 when it found
     problems."""
-    from bulkops.errors import WixError
+    from bulkops.errors import WixConnectionError, WixError
     from bulkops.plan import Plan, make_plan, plan_json, plan_text
     from bulkops.runner import require_credentials, sandbox_target
     from bulkops.wixwire import checked_base_url
@@ -365,12 +422,13 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
     settings = Settings(
         db_url=choice.url, base_url=checked_base_url(base_url or DEFAULT_BASE_URL),
         api_key=_api_key(), account_id=account_id.strip(), rate=parse_rate(rate),
-        timeout=timeout, if_exists=if_exists,
+        timeout=timeout, max_attempts=max_attempts, backoff_base=backoff_base,
+        if_exists=if_exists,
     )
     if sandbox:
         settings = sandbox_target(settings)
     try:
-        checked = jobfile.check_job(file)
+        checked = check_job(file)
     except JobFileError as exc:
         if fmt != "json":
             raise
@@ -389,8 +447,10 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
     try:
         result = anyio.run(make_plan, checked, settings, choice.url if exists else None)
     except WixError as exc:
-        click.echo(f"error: Wix did not answer a read of the plan ({exc}); nothing was "
-                   "planned, nothing was sent", err=True)
+        check = ("check --base-url (BULKOPS_BASE_URL) and this machine's network"
+                 if isinstance(exc, WixConnectionError) else "try again later")
+        click.echo(f"error: Wix at {settings.base_url} did not answer a read of the plan "
+                   f"({exc}): {check}; nothing was planned, nothing was sent", err=True)
         sys.exit(EXIT_STOPPED)
     if fmt == "json":
         click.echo(plan_json(result))
@@ -502,10 +562,23 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
         sys.stdout.flush()
 
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve_forever, fake, "127.0.0.1", port, ready)
+        try:
+            event_loop.run(serve_forever, fake, "127.0.0.1", port, ready)
+        except OSError as exc:  # the port is taken, or not ours to listen on
+            raise ConfigError(f"cannot serve the sandbox on 127.0.0.1:{port}: "
+                              f"{exc.strerror or exc}: choose another --port (0: any free "
+                              "port)") from exc
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def check_job(file: str) -> CheckedJob:
+    """`jobfile.check_job(file)`: imported here, by the commands that read a job file, and not
+    by `status`, `jobs` or `report`, which start faster without it."""
+    from bulkops.jobfile import check_job as checked
+
+    return checked(file)
 
 
 def _api_key() -> str:
@@ -534,22 +607,13 @@ def _run_async(fn: Callable[..., Coroutine[Any, Any, RunSummary]], **kwargs: Any
         return summary  # None: a second signal cancelled the run before it could finish
 
     try:
-        summary = anyio.run(main, backend="asyncio")
+        summary = event_loop.run(main)
     except BaseExceptionGroup as group:
-        raise _first_project_error(group) from group
+        raise unwrapped(group) from group
     if summary is None:
         # Aborted: rows that were in flight stay `running`; the next start reconciles them.
         sys.exit(EXIT_INTERRUPTED)
     return summary
-
-
-def _first_project_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_project_error(exc)
-        if isinstance(exc, BulkOpsError | KeyboardInterrupt):
-            return exc
-    return group.exceptions[0]
 
 
 async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -664,7 +728,15 @@ def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str)
 from bulkops import cli_views  # noqa: E402, F401
 
 
+def _thread_failure(args: threading.ExceptHookArgs) -> None:
+    """A library's helper thread failing after the command is done with it (aiosqlite answers a
+    failed connect's clean-up on a loop that has already closed): never a traceback for a
+    user; the details for -vv."""
+    log.debug("thread_error", exc_info=args.exc_value or True)
+
+
 def main() -> None:
+    threading.excepthook = _thread_failure
     try:
         cli.main(prog_name="bulkops", standalone_mode=False)
     except click.UsageError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import click
@@ -23,8 +23,10 @@ import click
 from bulkops.cli import cli, database_choice, db_option
 from bulkops.errors import ConfigError
 from bulkops.model import FINAL_STATES, OpState
-from bulkops.store.history import JobListing
 from bulkops.summary import iso_utc
+
+if TYPE_CHECKING:  # `store.history` loads SQLAlchemy: only the commands that read a database do
+    from bulkops.store.history import JobListing
 
 
 @cli.command()

@@ -351,6 +351,11 @@ class DomainJudge:
         elif spec.action is Action.CONNECT_DOMAIN and spec.site:
             if not is_ref(spec.site):
                 return self._connect(row, spec.site, self._listed(spec.site))
+            if spec.site[1:] in self._creates:
+                # Its create came first (the usual order) and was judged already: the row is
+                # judged now, as `finish` would, instead of being held in memory until the
+                # end (a whole stored record per connect row, of a million-row job).
+                return self._named(row)
             self._later.append(row)
         elif spec.action is Action.SET_DNS_RECORD:
             return self._record(row)
@@ -361,16 +366,18 @@ class DomainJudge:
         site the job still has to create has no Premium yet (and no connection either)."""
         problems: list[RowError] = []
         for row in self._later:
-            key = (row.spec.site or "")[1:]
-            if key in self._adopted:
-                site = self._adopted[key]
-                problems += self._connect(row, site.id, site)
-            elif key in self._creates:
-                problems += self._connect(row, row.spec.site or "", None,
-                                          made_at=self._creates[key])
-            else:  # a site an earlier run made: the run's own look-up judges it
-                problems += self._shared(row)
+            problems += self._named(row)
         return problems
+
+    def _named(self, row: Candidate) -> list[RowError]:
+        """A connect row naming its site by `@key`, once the pass has seen what it can."""
+        key = (row.spec.site or "")[1:]
+        if key in self._adopted:
+            site = self._adopted[key]
+            return self._connect(row, site.id, site)
+        if key in self._creates:
+            return self._connect(row, row.spec.site or "", None, made_at=self._creates[key])
+        return self._shared(row)  # a site an earlier run made: the run's own look-up judges it
 
     def _connect(self, row: Candidate, site_id: str, site: Site | None, *,
                  made_at: int | None = None) -> list[RowError]:

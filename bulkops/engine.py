@@ -7,7 +7,9 @@ become `unknown` and are looked up at Wix before anything is sent again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import random
 import time
 import uuid
@@ -75,6 +77,10 @@ INVITE_RESENT_NOTE = (
 )
 # Rows claimed and waiting for their call, per unit of concurrency: enough to fill full batches.
 QUEUED_ROWS_PER_SLOT = 50
+# Seconds between two claims while the queue still holds work. A claim is a write transaction:
+# claiming after every finished call would cost one per row, where a claim of half the queue
+# costs about the same as a claim of one row.
+CLAIM_INTERVAL = 0.05
 
 
 class StopKind(StrEnum):
@@ -175,8 +181,19 @@ class Engine:
         self._counts: Counter[OpState] = Counter()
         self._in_flight = 0
         self._completions = 0
-        self._changed = anyio.Event()
+        # Set when the dispatcher has something to look at: a worker found no call due, a
+        # claim is due, a stop was asked for. Workers that find a call due take it themselves.
+        self._changed = asyncio.Event()
+        self._stop: anyio.Event | None = None
+        self._capacity = config.concurrency * QUEUED_ROWS_PER_SLOT
         self._need_blocking = True
+        # The last claim: when (clock seconds), whether it found fewer ready rows than it had
+        # room for (then only a finished call or a row's wait ending can make more ready), the
+        # finished calls counted then, and the job's next wait end as read after it.
+        self._claimed_at = -math.inf
+        self._claim_was_short = False
+        self._completions_at_claim = 0
+        self._next_wakeup: float | None = None
         self._started_at = clock()
         self._finished_this_run = 0
         self._succeeded_this_run = 0
@@ -255,7 +272,16 @@ class Engine:
             writer.start_soon(self._committer.run)
             try:
                 async with anyio.create_task_group() as workers:
-                    await self._dispatch(job_id, workers, stop)
+                    # A fixed pool of workers, one per unit of concurrency, takes the calls:
+                    # starting a task per call cost more than the rest of the call's own work.
+                    slots: asyncio.Queue[Call | None] = asyncio.Queue()
+                    for _ in range(self._config.concurrency):
+                        workers.start_soon(self._worker, slots)
+                    try:
+                        await self._dispatch(job_id, slots, stop)
+                    finally:
+                        for _ in range(self._config.concurrency):
+                            slots.put_nowait(None)  # each worker ends after its call
                     # Stopping (signal or breaker): rows in flight finish, but a request that
                     # is still waiting for its turn in the budget does not leave.
                     self._budget.close()
@@ -266,7 +292,9 @@ class Engine:
         await self._refresh_counts(job_id)
         result = await self._finish(job_id, stop)
         log.info("job_stopped", extra={"job": job_id, "outcome": result.outcome.value,
-                                       "reason": result.reason})
+                                       "reason": result.reason,
+                                       "commits": self._committer.commits,
+                                       "records_saved": self._committer.records})
         return result
 
     def halt(self, reason: str) -> None:
@@ -278,53 +306,145 @@ class Engine:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    async def _dispatch(self, job_id: str, workers: anyio.abc.TaskGroup, stop: anyio.Event) -> None:
-        while not stop.is_set() and not self._breaker.tripped and not self._time_is_up():
+    async def _dispatch(self, job_id: str, slots: asyncio.Queue[Call | None],
+                        stop: anyio.Event) -> None:
+        self._stop = stop
+        async with anyio.create_task_group() as watch:
+
+            async def tell_dispatcher() -> None:
+                await stop.wait()
+                self._changed.set()
+
+            watch.start_soon(tell_dispatcher)
+            await self._dispatch_until_done(job_id, slots)
+            watch.cancel_scope.cancel()
+
+    async def _dispatch_until_done(self, job_id: str,
+                                   slots: asyncio.Queue[Call | None]) -> None:
+        capacity = self._capacity
+        while self._may_send():
             # Workers finishing between the claim and the checks below may have made ops
-            # claimable: the job is over only if none finished in between. A fresh event before
-            # the claim means a finish during it wakes the wait below at once.
+            # claimable: the job is over only if none finished in between. Cleared before the
+            # claim, so that a finish during it wakes the wait below at once.
             seen = self._completions
-            self._changed = anyio.Event()
+            self._changed.clear()
             if self._need_blocking:
                 self._need_blocking = False
+                await self._committer.drained()  # the failures, as the store will read them
                 if await self._store.block_dependents(job_id):
                     await self._refresh_counts(job_id)
-            room = self._config.concurrency * QUEUED_ROWS_PER_SLOT - self._calls.rows
-            claimed = []
-            if room > 0 and self._ctx is not None:
-                claimed = await self._store.claim_ready(
-                    job_id,
-                    now=self._clock(),
-                    limit=room,
-                    owner=self._config.owner,
-                    lease_seconds=SINGLE_PROCESS_LEASE,
-                )
-            for op in claimed:
-                assert self._ctx is not None  # claims wait for it
-                self._calls.add(op, self._ctx.roles)
-            # A claim cut short by the queue's room leaves ready rows behind: calls that are
-            # not full wait for them rather than leave half empty.
-            self._calls.backlog = room > 0 and len(claimed) == room
-            started = self._calls.due(in_flight=self._in_flight, slots=self._config.concurrency)
-            for call in started:
-                self._in_flight += 1
-                workers.start_soon(self._call, call)
+                    self._claim_was_short = False  # rows blocked or not: look again
+            # Claim first: rows a finished call made ready may join a call about to start.
+            claimed = await self._claim(job_id, capacity) if self._claim_due(capacity) else 0
+            # A call that is not full goes for want of others in flight only once no call has
+            # ended since the claim read the rows: an outcome recorded after it may have made
+            # rows ready that would join that call (the next claim finds them).
+            started = self._start_due(slots,
+                                      settled=self._completions == self._completions_at_claim)
             if claimed or started:
                 continue
-            # With every slot busy, the next event is a worker finishing: no need to ask.
-            free = self._in_flight < self._config.concurrency
-            wakeup = await self._store.next_wakeup(job_id) if free else None
+            wakeup = self._next_claim() if self._in_flight < self._config.concurrency else None
             lingering = self._calls.next_due(in_flight=self._in_flight,
                                              slots=self._config.concurrency)
             if lingering is not None:
                 wakeup = lingering if wakeup is None else min(wakeup, lingering)
             idle = self._in_flight == 0 and seen == self._completions and not self._calls
-            if idle and wakeup is None and not self._need_blocking:
+            if idle and self._next_wakeup is None and not self._need_blocking:
                 shared = await self._rows_run_elsewhere(job_id)
                 if shared is None:
                     return
                 wakeup = shared
-            await self._wait_for_change(wakeup, stop)
+            await self._wait_for_change(wakeup)
+
+    def _may_send(self) -> bool:
+        """Whether calls may still start: no stop asked for, no breaker tripped, time left."""
+        stop = self._stop
+        return (stop is not None and not stop.is_set() and not self._breaker.tripped
+                and not self._time_is_up())
+
+    def _next_call(self) -> Call | None:
+        """For a worker whose call just ended: the next call due, taken at once (the slot stays
+        busy), or None. The dispatcher is woken when no call was due (it may claim, or the
+        job may be over), when a claim is due, or when a failure's dependents are to be
+        blocked."""
+        call = None
+        if self._may_send():
+            # Not settled: a call that is not full goes for want of others in flight only
+            # after the dispatcher has claimed the rows this call's end may have made ready.
+            due = self._calls.due(in_flight=self._in_flight, slots=self._config.concurrency,
+                                  most=1, settled=False)
+            if due:
+                call = due[0]
+                self._in_flight += 1
+        if call is None or self._need_blocking or self._claim_due(self._capacity):
+            self._changed.set()
+        return call
+
+    def _start_due(self, slots: asyncio.Queue[Call | None], *, settled: bool) -> int:
+        """Start the queue's calls that are due, as slots allow (`CallQueue.due`); how many
+        started."""
+        started = self._calls.due(in_flight=self._in_flight, slots=self._config.concurrency,
+                                  settled=settled)
+        for call in started:
+            self._in_flight += 1
+            slots.put_nowait(call)
+        return len(started)
+
+    def _next_claim(self) -> float | None:
+        """When a claim may find rows that were not ready at the last one (clock seconds; None:
+        only a finished call can tell): a row's wait ends, or a call finished since; never
+        sooner than CLAIM_INTERVAL after the last claim."""
+        if not self._claim_was_short:
+            return self._claimed_at + CLAIM_INTERVAL  # ready rows were left behind
+        ends = [self._next_wakeup] if self._next_wakeup is not None else []
+        if self._completions != self._completions_at_claim:
+            ends.append(self._clock())
+        return max(min(ends), self._claimed_at + CLAIM_INTERVAL) if ends else None
+
+    def _claim_due(self, capacity: int) -> bool:
+        """Whether to claim now: when the queue has room for half its capacity and ready rows
+        are known to be left; otherwise at most every CLAIM_INTERVAL, and after a claim that
+        found every ready row, only once a call finished or a row's wait ended. An idle run
+        (nothing queued or in flight) always looks."""
+        room = capacity - self._calls.rows
+        if room <= 0 or self._ctx is None:
+            return False
+        if self._in_flight == 0 and not self._calls:
+            return True
+        now = self._clock()
+        waited = now - self._claimed_at >= CLAIM_INTERVAL
+        if not self._claim_was_short:
+            return room >= capacity // 2 or waited
+        wait_over = self._next_wakeup is not None and now >= self._next_wakeup
+        news = self._completions != self._completions_at_claim or wait_over
+        slots_idle = self._in_flight < self._config.concurrency and not self._calls.has_full
+        return news and (waited or slots_idle)
+
+    async def _claim(self, job_id: str, capacity: int) -> int:
+        """Claim ready rows into the queue, up to its room; how many. After a claim that found
+        fewer than it had room for, reads when the next waiting row is due."""
+        assert self._ctx is not None  # claims wait for it
+        # The outcomes recorded so far, written: they make rows ready (dependents).
+        await self._committer.drained()
+        room = capacity - self._calls.rows
+        self._completions_at_claim = self._completions
+        claimed = await self._store.claim_ready(
+            job_id,
+            now=self._clock(),
+            limit=room,
+            owner=self._config.owner,
+            lease_seconds=SINGLE_PROCESS_LEASE,
+        )
+        self._claimed_at = self._clock()
+        for op in claimed:
+            self._calls.add(op, self._ctx.roles)
+        # A claim cut short by the queue's room leaves ready rows behind: calls that are
+        # not full wait for them rather than leave half empty.
+        self._calls.backlog = len(claimed) == room
+        self._claim_was_short = len(claimed) < room
+        if self._claim_was_short:
+            self._next_wakeup = await self._store.next_wakeup(job_id)
+        return len(claimed)
 
     async def _release_queued(self) -> None:
         """Stopping: rows claimed but never sent go back as they were, unclaimed."""
@@ -343,6 +463,7 @@ class Engine:
         await self._refresh_counts(job_id)
         if taken.adopted:
             log.info("ops_taken_over", extra={"job": job_id, "count": taken.adopted})
+            self._claim_was_short = False  # the rows taken over are ready
             self._need_blocking = True
             return self._clock()
         log.info("ops_held_elsewhere", extra={"job": job_id, "count": taken.held_elsewhere})
@@ -369,20 +490,22 @@ class Engine:
             return True
         return False
 
-    async def _wait_for_change(self, wakeup: float | None, stop: anyio.Event) -> None:
-        """Sleep until a worker finishes, the next retry is due, or a stop is asked for."""
+    async def _wait_for_change(self, wakeup: float | None) -> None:
+        """Sleep until a worker needs the dispatcher, the next retry is due, or a stop is asked
+        for (`_changed`)."""
         delay = 1.0 if wakeup is None else max(0.0, min(1.0, wakeup - self._clock()))
         if self._config.deadline is not None:
             delay = max(0.0, min(delay, self._config.deadline - self._clock()))
         with anyio.move_on_after(delay):
-            async with anyio.create_task_group() as waiters:
+            await self._changed.wait()
 
-                async def wait_and_cancel(event: anyio.Event) -> None:
-                    await event.wait()
-                    waiters.cancel_scope.cancel()
-
-                waiters.start_soon(wait_and_cancel, self._changed)
-                waiters.start_soon(wait_and_cancel, stop)
+    async def _worker(self, slots: asyncio.Queue[Call | None]) -> None:
+        """Take calls from `slots` until a None says the run is over; after each, the next
+        call due straight from the queue, without a turn through the dispatcher."""
+        next_call = await slots.get()
+        while next_call is not None:
+            await self._call(next_call)
+            next_call = self._next_call() or await slots.get()
 
     async def _call(self, call: Call) -> None:
         try:
@@ -394,7 +517,6 @@ class Engine:
             self._calls.finished(call)
             self._in_flight -= 1
             self._completions += 1
-            self._changed.set()
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -757,7 +879,10 @@ class Engine:
         )
 
     async def _save(self, old: OpRecord, new: OpRecord) -> None:
-        await self._committer.save(new)
+        """Record a row's outcome. Queued for the next commit, not waited for: the worker goes
+        on to its next call meanwhile (the row's write-ahead record covers a kill before that
+        commit). Whatever reads the rows back waits for it (`_dispatch_until_done`)."""
+        self._committer.record(new)
         self._count(old, new)
 
     def _count(self, old: OpRecord, new: OpRecord) -> None:

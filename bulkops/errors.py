@@ -39,6 +39,11 @@ class StoreError(BulkOpsError):
     """The checkpoint database could not be opened, migrated or written."""
 
 
+class StoreBusy(StoreError):
+    """Another process held the database's write lock for longer than this one may wait
+    (`--lock-wait`): nothing was done. Not a refusal at once, so not worth trying again."""
+
+
 class JobBusy(BulkOpsError):
     """Another live process holds the job's lease: exit 4, nothing was done."""
 

@@ -1,17 +1,24 @@
 """Job files → validated operation specs, every problem of the file reported at once.
 
-Two passes over the file. The first validates everything and keeps only what cross-row checks
+One pass over the file validates everything and keeps in memory only what cross-row checks
 need (keys, references, site names, a digest per invitee), so a million-row CSV validates in
-bounded memory. The second, run by whoever stores the job, reads the file again and yields the
-specs in input order.
+bounded memory. The validated specs go to a spool, an unnamed temporary file of marshalled
+tuples, which whoever stores the job reads back in input order: parsing and normalising a row
+costs far more than reading its tuple back, and the file itself is only stat'ed again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import marshal
+import os
+import struct
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
+from typing import BinaryIO
 
 from bulkops.cells import show
 from bulkops.domainfile import DomainRows
@@ -51,12 +58,22 @@ def check_job(path: str | Path) -> CheckedJob:
     cannot be read at all (unknown type, missing, unreadable); row problems are returned."""
     file = Path(path)
     source, stamp, checks = _first_pass(file)
+    spool = checks.spool
 
     def specs() -> Iterator[OpSpec]:
-        return _second_pass(file, JobFormat(source.format), stamp, source.total)
+        return _second_pass(file, spool, stamp, source.total)
 
+    outside_invitees = checks.outside_invitees()
+    # Only a site invite of an outside `@key` asks `invited_at`: without one, the checks'
+    # tables (keys, references, invitees: a hundred MB for a million rows) are let go now,
+    # before the job is stored.
+    invited_at = checks.invited_at if outside_invitees else _nobody_invited
     return CheckedJob(source, checks.finish(), checks.outside_refs(), specs,
-                      checks.outside_invitees(), checks.invited_at)
+                      outside_invitees, invited_at)
+
+
+def _nobody_invited(site_id: str, email: str) -> int | None:
+    return None
 
 
 def validate(path: str | Path) -> JobSource:
@@ -99,25 +116,73 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
     return source, stamp, checks
 
 
-def _second_pass(file: Path, fmt: JobFormat, stamp: _Stamp, total: int) -> Iterator[OpSpec]:
+def _second_pass(file: Path, spool: _Spool, stamp: _Stamp, total: int) -> Iterator[OpSpec]:
     changed = JobFileError(str(file), [RowError(
         1, None, "the file changed after it was validated; run the command again")])
     try:
         if _stamp(file) != stamp:
             raise changed
         count = 0
-        domains = DomainRows()
-        for item in read_rows(file, fmt):
-            if isinstance(item, RawRow):
-                spec = check_row(item.line, item.fields, item.defaults).spec
-                if spec is None:
-                    raise changed
-                count += 1
-                yield domains.take(spec)[0]
+        for spec in spool.read():
+            count += 1
+            yield spec
         if count != total or _stamp(file) != stamp:
             raise changed
     except OSError as exc:
         raise _unreadable(file, exc) from None
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(OpSpec))
+_spec_values = attrgetter(*_SPEC_FIELDS)
+_ACTION_AT = _SPEC_FIELDS.index("action")
+_ACTIONS = {action.value: action for action in Action}
+_LENGTH = struct.Struct("<Q")
+
+
+class _Spool:
+    """Validated specs in input order, in an unnamed temporary file (gone with the process):
+    batches of `BATCH` field tuples, each one marshalled blob behind its 8-byte length. Reads
+    go by offset (pread), so any number of readers may walk it, each from the start."""
+
+    BATCH = 4096
+
+    def __init__(self) -> None:
+        self._file: BinaryIO | None = None
+        self._batch: list[tuple[object, ...]] = []
+        self._size = 0  # bytes written so far
+
+    def add(self, spec: OpSpec) -> None:
+        values = _spec_values(spec)
+        self._batch.append((*values[:_ACTION_AT], spec.action.value, *values[_ACTION_AT + 1:]))
+        if len(self._batch) >= self.BATCH:
+            self._flush()
+
+    def read(self) -> Iterator[OpSpec]:
+        self._flush()
+        if self._file is None:
+            return
+        fd, offset = self._file.fileno(), 0
+        while offset < self._size:
+            (length,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, offset))
+            batch = marshal.loads(os.pread(fd, length, offset + _LENGTH.size))
+            offset += _LENGTH.size + length
+            for values in batch:
+                values[_ACTION_AT] = _ACTIONS[values[_ACTION_AT]]
+                yield OpSpec(*values)
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        if self._file is None:
+            # Open for as long as the checked job lives: closed (and gone) with this object.
+            self._file = tempfile.TemporaryFile(prefix="bulkops-specs-")  # noqa: SIM115
+        # Lists, so that the reader can put the Action back in place without a copy.
+        blob = marshal.dumps([list(values) for values in self._batch])
+        self._file.seek(self._size)
+        self._file.write(_LENGTH.pack(len(blob)) + blob)
+        self._file.flush()
+        self._size += _LENGTH.size + len(blob)
+        self._batch = []
 
 
 def _stamp(file: Path) -> _Stamp:
@@ -138,6 +203,7 @@ class _Checks:
 
     def __init__(self) -> None:
         self.total = 0
+        self.spool = _Spool()
         self._errors: list[RowError] = []
         self._graph = RefGraph()
         self._domains = DomainRows()
@@ -193,6 +259,8 @@ class _Checks:
         if spec is not None:
             spec, problems = self._domains.take(spec)
             self._errors += problems
+            if not self._errors:  # once the file has a problem, no spec is ever read back
+                self.spool.add(spec)
         duplicate = None
         if result.key is not None:
             duplicate = self._graph.add_row(

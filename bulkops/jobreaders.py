@@ -361,21 +361,24 @@ class _CsvLayout:
                 elif name not in REPORT_COLUMNS:
                     self.problems.append(RowError(line, name, unknown_column_reason(name)))
         self.columns = frozenset(name for _, name in self._named)
-        # The known column read from each cell position ("" for cells to leave alone).
-        self._name_at = [""] * self._width
-        for position, name in self._named:
-            self._name_at[position] = name
         self._keys = _trimmed([_header_key(cell) for cell in header])
 
     def row(self, line: int, cells: list[str]) -> tuple[RawRow | None, RowError | None]:
         fields: dict[str, object] = {}
-        for name, cell in zip(self._name_at, cells, strict=False):
-            if name:
-                value = cell.strip()
-                if value[:1] in _WRAPPED or _KEEP_AS_TEXT_START in value:
-                    value = _unwrap(value, name in LIST_COLUMNS)
-                if value:
-                    fields[name] = value
+        count = len(cells)
+        # Only the known columns' cells, skipping empty ones: a job file's rows leave most of
+        # their cells empty, and this runs once per row of a million-row file.
+        for position, name in self._named:
+            if position >= count:
+                break
+            cell = cells[position]
+            if not cell:
+                continue
+            value = cell.strip()
+            if value[:1] in _WRAPPED or _KEEP_AS_TEXT_START in value:
+                value = _unwrap(value, name in LIST_COLUMNS)
+            if value:
+                fields[name] = value
         action = fields.get("action")
         if isinstance(action, str) and len(action) == 6 and action.lower() == "action":
             return None, self._second_header(line, cells)

@@ -175,7 +175,16 @@ def _values(
         for name, raw in source.items():
             if name == "action":
                 continue
-            value, reason = _normalise(name, raw)
+            memo = _MEMO.get(name)
+            if memo is None or not isinstance(raw, str):
+                value, reason = _normalise(name, raw)
+            else:
+                known = memo.get(raw)
+                if known is None:
+                    if len(memo) >= _MEMO_SIZE:
+                        memo.clear()  # bounded: a column of all-distinct values stays cheap
+                    known = memo[raw] = _normalise(name, raw)
+                value, reason = known
             if reason is not None:
                 errors.append(RowError(line, name, reason + suffix))
             elif value is not None:
@@ -183,7 +192,24 @@ def _values(
     return values
 
 
+# Each distinct text of a column is normalised once, not once per row: `_normalise` is a pure
+# function of (column, text) with immutable results, and costs a few microseconds, most of a
+# row's. Values repeat throughout a file (one template, role or target account for a whole
+# batch) or within a few rows (a client's site `@key`, e-mail and domain): a bounded memo per
+# column, emptied when full, catches both. Keys, site names and the rest are unique in a file
+# (or nearly): the lookup would only add to their cost.
+_MEMO: dict[str, dict[str, tuple[Value | None, str | None]]] = {
+    name: {} for name in COLUMNS if name not in ("action", "key", "site_name", "depends_on",
+                                                   "values")
+}
+_MEMO_SIZE = 2048  # distinct texts kept per column: well under a MB each
+
+
 def _action(line: int, raw: object, errors: list[RowError]) -> Action | None:
+    if type(raw) is str:
+        exact = _ACTION_BY_NAME.get(raw)  # the common cell, written as the contract spells it
+        if exact is not None:
+            return exact
     text = _text(raw)
     if not text:  # absent: reported through `missing`
         if raw is not None and text is None:
@@ -477,9 +503,13 @@ def derive_key(spec: OpSpec) -> str:
     return _content_key(spec.action, fields)
 
 
+# One encoder for every derived key (`json.dumps` with options builds one per call).
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _content_key(action: Action, fields: Mapping[str, Any]) -> str:
     content = {"action": action.value, **fields}
     if "email" in content:
         content["email"] = content["email"].lower()
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _KEY_ENCODER.encode(content)
     return f"{action.value}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"

@@ -11,12 +11,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 
 from bulkops.errors import ConfigError, JobBusy, RowError
 from bulkops.identity import Holder, KnownOp, outside_ref_errors, scope_of, when
-from bulkops.jobfile import CheckedJob
 from bulkops.locations import database_exists
 from bulkops.model import FINAL_STATES, JobInfo, JobState, OpRecord, OpState
 from bulkops.report import (
@@ -32,6 +32,9 @@ from bulkops.store import open_store
 from bulkops.store.base import Store
 from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.urls import normalise_url, sqlite_path
+
+if TYPE_CHECKING:  # the job file readers are for `validate`, not for the commands that read
+    from bulkops.jobfile import CheckedJob
 
 
 @asynccontextmanager
@@ -141,10 +144,11 @@ async def _render(
     records = tally.through(store.iter_ops(job.job_id, only=only))
     if fmt == "json":
         return await write_json(records, out), None
-    produced = {
-        op.spec.key: op.site_id or ""
-        async for op in store.iter_ops(job.job_id, only=OpState.SUCCEEDED)
-    }
+
+    async def produced(keys: Collection[str]) -> Mapping[str, str]:
+        return await store.produced_by_keys(job.job_id, keys)
+
+    # `@key`s are resolved a chunk of rows at a time: never a dict of the whole job.
     return await write_csv(records, produced, out), None
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import platformdirs
 
 from bulkops.errors import ConfigError
-from bulkops.store.urls import normalise_url, sqlite_path
 
 APP_NAME = "bulkops"
 DB_NAME = "bulkops.db"
@@ -73,6 +72,10 @@ def prepare_default(choice: DbChoice) -> None:
 def database_exists(db_url: str) -> bool:
     """Whether the database at `db_url` is there already (a server database always counts:
     only a SQLite file can be missing)."""
+    # Here, not at the top: `bulkops.store.urls` loads SQLAlchemy's core (~0.2 s), which
+    # commands that never name a database (--help, validate without --db) need not pay for.
+    from bulkops.store.urls import normalise_url, sqlite_path
+
     path = sqlite_path(normalise_url(db_url))
     return path is None or path.exists()
 
@@ -80,6 +83,8 @@ def database_exists(db_url: str) -> bool:
 def sandbox_state_file(db_url: str) -> Path:
     """Where the in-process sandbox of `run --sandbox` keeps its world: beside a SQLite
     database, or in the data directory for a server database (named by its URL's digest)."""
+    from bulkops.store.urls import normalise_url, sqlite_path  # as in database_exists
+
     path = sqlite_path(normalise_url(db_url))
     if path is not None:
         return path.with_name(path.name + ".sandbox.json")

@@ -90,8 +90,10 @@ MIN_EVIDENCE = 10
 BLIND_CUT = 0.5
 # A Retry-After beyond this is taken as a fault and capped, so one bad header cannot park the run.
 MAX_PAUSE = 300.0
-# Float noise in clock arithmetic: a wait shorter than this is no wait.
-_EPSILON = 1e-9
+# A wait shorter than this (seconds) is not slept: the loop's timers are no finer, and at a
+# raised limit (thousands a second) sleeping microseconds costs a loop turn per request. The
+# request is charged to the moment it was due, so the pace over many requests holds.
+TIMER_RESOLUTION = 0.001
 # Longest single sleep inside `acquire`: how late a waiting request can notice a stop.
 CLOSE_CHECK_INTERVAL = 0.25
 
@@ -223,6 +225,15 @@ class AdaptiveBudget:
         self._closed = False
 
     async def acquire(self) -> None:
+        if not self._turn.locked():
+            # Nobody waits: a request that need not wait leaves without queueing for the turn
+            # (nothing is awaited between the check and the count, so none can slip between).
+            if self._closed:
+                raise SendStopped("stopping: no new request leaves")
+            delay = self._wait_needed(self._clock())
+            if delay < TIMER_RESOLUTION:
+                self._count_sent(delay)
+                return
         async with self._turn:
             # Each pass sleeps the wait known at that moment, in slices short enough to notice
             # `close` promptly; it passes again if a 429 or a Retry-After made the wait longer.
@@ -230,15 +241,20 @@ class AdaptiveBudget:
                 if self._closed:
                     raise SendStopped("stopping: no new request leaves")
                 delay = self._wait_needed(self._clock())
-                if delay <= _EPSILON:
+                if delay < TIMER_RESOLUTION:
                     break
                 await self._sleep(min(delay, CLOSE_CHECK_INTERVAL))
-            now = self._clock()
-            if self._first_sent is None:
-                self._first_sent = now
-            self._last_sent = now
-            self._sent.add(now)
-            self._requests += 1
+            self._count_sent(delay)
+
+    def _count_sent(self, delay: float) -> None:
+        """Count a request leaving now, `delay` seconds (under TIMER_RESOLUTION) before it was
+        due: the pace is kept from when it was due."""
+        now = self._clock()
+        if self._first_sent is None:
+            self._first_sent = now
+        self._last_sent = now + delay
+        self._sent.add(now)
+        self._requests += 1
 
     def _wait_needed(self, now: float) -> float:
         pacing = 0.0

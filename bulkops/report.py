@@ -14,14 +14,14 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bulkops.cells import escape
+from bulkops.cells import FORMULA_TRIGGERS
 from bulkops.errors import StoreError
 from bulkops.identity import when
-from bulkops.model import FINAL_STATES, OpRecord, OpState, is_ref
+from bulkops.model import FINAL_STATES, OpRecord, OpSpec, OpState, is_ref
 
 INPUT_COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
@@ -130,63 +130,112 @@ async def write_json(ops: AsyncIterator[OpRecord], out: TextSink) -> int:
     return count
 
 
+_TRIGGER_CHARS = "".join(FORMULA_TRIGGERS)  # each trigger is one character
+
+
+def _safe(value: str) -> str:
+    """`cells.escape`, with the common case (empty, or a plain first character) decided by
+    one membership test: it runs for each of a million rows' 31 cells."""
+    return "'" + value if value and value[0] in _TRIGGER_CHARS else value
+
+
 def csv_row(op: OpRecord, produced: Mapping[str, str]) -> list[str]:
-    """`produced`: key -> site id of rows that succeeded, used to make references self-contained."""
+    """The cells of `op`'s CSV record, in INPUT_COLUMNS then REPORT_COLUMNS order.
+    `produced`: key -> site id of rows that succeeded, used to make references self-contained
+    (it must hold each of the row's `referenced` keys that succeeded)."""
     spec = op.spec
 
     def resolve(value: str) -> str:
         return produced.get(value[1:], value) if is_ref(value) else value
 
-    pending_deps = [f"@{k}" for k in spec.depends_on if k not in produced]
     # A succeeded row's last error is history, not a reason: only open or failed rows show one.
     error = op.error if op.state is not OpState.SUCCEEDED else None
-    values = {
-        "action": spec.action.value,
-        "key": spec.key,
-        "site_name": spec.site_name or "",
-        "template_id": spec.template_id or "",
-        "folder_id": spec.folder_id or "",
-        "site": resolve(spec.site) if spec.site else "",
-        "to_account": spec.to_account or "",
-        "from_account": spec.from_account or "",
-        "email": spec.email or "",
-        "role": ";".join(spec.roles),
-        "sites": ";".join(resolve(s) for s in spec.sites),
-        "depends_on": ";".join(pending_deps),
-        "domain": spec.domain or "",
-        "connection": spec.connection or "",
-        "assignment": spec.assignment or "",
-        "notify": "yes" if spec.notify else "",
-        "record_type": spec.record_type or "",
-        "host": spec.host or "",
-        "values": values_cell(spec.record_type, spec.values),
-        "ttl": "" if spec.ttl is None else str(spec.ttl),
-        "status": op.state.value,
-        "attempts": str(op.attempts),
-        "site_id": op.site_id or "",
-        "invite_id": op.invite_id or "",
-        "error_code": (error.code or "") if error else "",
-        "error_message": error.message if error else "",
-        "hint": (error.hint or "") if error else "",
+    note = note_of(op)
+    cells = [
+        spec.action.value,
+        spec.key,
+        spec.site_name or "",
+        spec.template_id or "",
+        spec.folder_id or "",
+        resolve(spec.site) if spec.site else "",
+        spec.to_account or "",
+        spec.from_account or "",
+        spec.email or "",
+        ";".join(spec.roles),
+        ";".join([resolve(s) for s in spec.sites]) if spec.sites else "",
+        ";".join([f"@{k}" for k in spec.depends_on if k not in produced])
+        if spec.depends_on else "",
+        spec.domain or "",
+        spec.connection or "",
+        spec.assignment or "",
+        "yes" if spec.notify else "",
+        spec.record_type or "",
+        spec.host or "",
+        values_cell(spec.record_type, spec.values) if spec.values else "",
+        "" if spec.ttl is None else str(spec.ttl),
+        op.state.value,
+        str(op.attempts),
+        op.site_id or "",
+        op.invite_id or "",
+        (error.code or "") if error else "",
+        error.message if error else "",
+        (error.hint or "") if error else "",
         # What Wix support asks for about a failed call.
-        "request_id": (error.request_id or "") if error else "",
-        "note": note_of(op) or "",
-        "line": str(spec.line),
-        "registrar_records": registrar_text(op),
-    }
-    return [escape(values[c]) for c in (*INPUT_COLUMNS, *REPORT_COLUMNS)]
+        (error.request_id or "") if error else "",
+        note or "",
+        str(spec.line),
+        registrar_text(op) if op.details else "",
+    ]
+    return [_safe(cell) for cell in cells]
+
+
+# Looks up, among the job's rows, the keys (without "@") that succeeded: key -> site id ("").
+SiteLookup = Callable[[Collection[str]], Awaitable[Mapping[str, str]]]
+CSV_CHUNK = 1000  # rows whose `@key`s are resolved in one lookup (one read per chunk)
 
 
 async def write_csv(
-    ops: AsyncIterator[OpRecord], produced: Mapping[str, str], out: TextSink
+    ops: AsyncIterator[OpRecord], produced: Mapping[str, str] | SiteLookup, out: TextSink
 ) -> int:
+    """Stream the CSV report of `ops`. `produced`: key -> site id of the job's rows that
+    succeeded, or a lookup of those among given keys, asked once per CSV_CHUNK rows, so
+    memory stays bounded whatever the job's size."""
+    lookup = _in_mapping(produced) if isinstance(produced, Mapping) else produced
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*INPUT_COLUMNS, *REPORT_COLUMNS])
     count = 0
+    chunk: list[OpRecord] = []
     async for op in ops:
-        writer.writerow(csv_row(op, produced))
-        count += 1
-    return count
+        chunk.append(op)
+        if len(chunk) == CSV_CHUNK:
+            count += await _write_chunk(writer, chunk, lookup)
+            chunk = []
+    return count + await _write_chunk(writer, chunk, lookup)
+
+
+def _in_mapping(produced: Mapping[str, str]) -> SiteLookup:
+    async def lookup(keys: Collection[str]) -> Mapping[str, str]:
+        return {key: produced[key] for key in keys if key in produced}
+
+    return lookup
+
+
+async def _write_chunk(writer: Any, chunk: list[OpRecord], lookup: SiteLookup) -> int:
+    keys = {key for op in chunk for key in referenced(op.spec)}
+    produced = await lookup(keys) if keys else {}
+    writer.writerows([csv_row(op, produced) for op in chunk])
+    return len(chunk)
+
+
+def referenced(spec: OpSpec) -> Iterator[str]:
+    """The keys (without "@") a row's CSV cells may resolve or leave pending: its `site`,
+    `sites` and `depends_on`."""
+    if spec.site and is_ref(spec.site):
+        yield spec.site[1:]
+    for site in spec.sites:
+        if is_ref(site):
+            yield site[1:]
+    yield from spec.depends_on
 
 
 class ReportMismatch(StoreError):

@@ -14,7 +14,7 @@ import anyio
 
 from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.deadline import describe_deadline, format_span
-from bulkops.engine import Engine, EngineConfig, RunResult
+from bulkops.engine import Engine, EngineConfig, RunResult, StopKind
 from bulkops.errors import ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.identity import scope_of
 from bulkops.jobfile import CheckedJob
@@ -347,10 +347,19 @@ async def _run_engine(
     if ready.adopted:
         # Adopted rows succeeded in this run, without a request: not "done before".
         result = replace(result, succeeded_now=result.succeeded_now + ready.adopted)
+    if ready.unreachable_since is not None and result.stop_kind is StopKind.OUTAGE:
+        result = replace(result, reason=never_answered(result.reason, settings.base_url))
     final = record.now(finished=True, outcome=result.outcome.value, reason=result.reason)
     with anyio.CancelScope(shield=True):
         await store.save_run(final)
     return result, final
+
+
+def never_answered(reason: str | None, base_url: str) -> str:
+    """The stop reason of a run whose first read Wix never answered: most often a wrong
+    address or no network, not an outage at Wix, so the line says what was tried."""
+    return (f"{reason or 'Wix unreachable'}; Wix at {base_url} never answered this run: check "
+            "--base-url (BULKOPS_BASE_URL) and this machine's network")
 
 
 class _RunRecorder:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from bulkops import __version__
 from bulkops.errors import WixApiError, WixConnectionError, WixError, WixTimeout
@@ -93,10 +94,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"bulkops/{__version__}"
+T = TypeVar("T")
 # A listing longer than this many pages (10 million sites at 100 a page) is a server that keeps
 # handing out cursors, not an account: stop instead of looping for ever.
-T = TypeVar("T")
 MAX_PAGES = 100_000
+# Request URLs kept parsed, by path: the fixed paths of a run, not every invite id it names.
+MAX_CACHED_URLS = 64
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,8 @@ class WixClient:
         )
         self._session = session
         self._owns_session = session is None
+        self._by_account: dict[str, dict[str, str]] = {}
+        self._urls: dict[str, URL] = {}
 
     def __repr__(self) -> str:
         # The key is deliberately left out: a repr ends up in logs and tracebacks.
@@ -162,7 +167,9 @@ class WixClient:
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             # Created lazily: an aiohttp session binds to the running loop.
-            self._session = aiohttp.ClientSession()
+            # No cookie jar: the API needs none, and one would be consulted on every request
+            # and could carry one account's cookie into another's calls.
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
             self._owns_session = True
         return self._session
 
@@ -398,7 +405,11 @@ class WixClient:
         }
 
     def _account_headers(self, account_id: str) -> dict[str, str]:
-        return {**self._common_headers(), "wix-account-id": account_id}
+        headers = self._by_account.get(account_id)
+        if headers is None:  # built once per account: a run's calls name one or a few
+            headers = self._by_account[account_id] = {**self._common_headers(),
+                                                      "wix-account-id": account_id}
+        return headers
 
     async def _call_json(
         self,
@@ -446,10 +457,11 @@ class WixClient:
             log.info("wix_no_answer", extra={"method": method, "path": path, "error": str(error)})
             raise error from exc
         self._budget.on_response(answer.status, answer.retry_after)
-        log.debug("wix_answer", extra={
-            "method": method, "path": path, "status": answer.status,
-            "request_id": answer.request_id, "elapsed": round(time.monotonic() - started, 3),
-        })
+        if log.isEnabledFor(logging.DEBUG):  # the fields cost more than the check
+            log.debug("wix_answer", extra={
+                "method": method, "path": path, "status": answer.status,
+                "request_id": answer.request_id, "elapsed": round(time.monotonic() - started, 3),
+            })
         return answer
 
     async def _send(
@@ -461,10 +473,16 @@ class WixClient:
     ) -> _Answer:
         data = json.dumps(body).encode() if body is not None else None
         session = self._open_session()
+        url = self._urls.get(path)
+        if url is None:
+            # Parsed once per path: aiohttp would parse the text again on every request.
+            url = URL(self._base_url + path)
+            if len(self._urls) < MAX_CACHED_URLS:
+                self._urls[path] = url
         async with session.request(
             method,
-            self._base_url + path,
-            headers=dict(headers),
+            url,
+            headers=headers,
             data=data,
             timeout=self._timeout,
             allow_redirects=False,  # a redirect would carry the key to wherever it points

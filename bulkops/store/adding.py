@@ -41,10 +41,14 @@ ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter 
 async def insert_rows(
     conn: AsyncConnection, job_id: str, scope: str, specs: Iterable[OpSpec], total: int,
     now: float,
-) -> None:
+) -> bool:
     """Insert the job's rows batch by batch, each pointing at its op, then link dependencies
     once every key of the file is known. Raises StoreError if the count is not `total` or a
-    dependency names no op."""
+    dependency names no op. True when the scope had no operation before: every op is new, so
+    no row can conflict with earlier work."""
+    if conn.dialect.name == "sqlite" and not await _scope_used(conn, scope):
+        await _insert_fresh(conn, job_id, scope, specs, total, now)
+        return True
     staging = statements.staged_deps
     seq = 0
     staged = False
@@ -74,6 +78,69 @@ async def insert_rows(
         await _link_dependencies(conn, job_id, scope)
         await conn.run_sync(staging.drop)
         await refresh_statistics(conn, ["row_deps"])
+    return False
+
+
+async def _scope_used(conn: AsyncConnection, scope: str) -> bool:
+    """Whether any operation (or alias) of the scope is stored already."""
+    for table in (ops, op_aliases):
+        query = select(table.c.key).where(table.c.scope == scope).limit(1)
+        if (await conn.execute(query)).first() is not None:
+            return True
+    return False
+
+
+# Raw driver statements of the fresh-scope load: the per-row work of SQLAlchemy's
+# executemany (bind processing, result set-up) costs more than SQLite's own insert.
+_FRESH_OP_COLUMNS = ("job_id", "seq", "line", "key", "action", "spec", "state", "attempts",
+                     "checks", "maybe_applied", "updated_at", "scope", "fingerprint")
+_INSERT_FRESH_OPS = (f"INSERT INTO ops ({', '.join(_FRESH_OP_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' * len(_FRESH_OP_COLUMNS))})")
+_ROWS_OF_FRESH_OPS = (
+    "INSERT INTO job_rows (job_id, seq, line, key, action, spec, op_id) "
+    "SELECT job_id, seq, line, key, action, spec, op_id FROM ops "
+    "WHERE job_id = ? AND seq >= ? AND seq < ?"
+)
+_STAGE_DEPS = "INSERT INTO bulkops_staged_deps (seq, dep_key) VALUES (?, ?)"
+FRESH_BATCH = 20_000  # rows per executemany on the fresh-scope path
+
+
+async def _insert_fresh(
+    conn: AsyncConnection, job_id: str, scope: str, specs: Iterable[OpSpec], total: int,
+    now: float,
+) -> None:
+    """`insert_rows` on SQLite when the scope has no operation yet: every row makes a new op,
+    so there is nothing to look up. The connection holds SQLite's write lock (the job row is
+    written), so no other process can add ops to the scope in between. Each row's job_rows
+    entry is copied from its new op, dependencies are linked in one statement."""
+    pending = OpState.PENDING.value
+    staging = statements.staged_deps
+    seq = staged = 0
+    source = iter(specs)
+    while batch := list(islice(source, FRESH_BATCH)):
+        rows: list[tuple[Any, ...]] = []
+        deps: list[tuple[int, str]] = []
+        first = seq
+        for spec in batch:
+            rows.append((job_id, seq, spec.line, spec.key, spec.action.value, spec_text(spec),
+                         pending, 0, 0, False, now, scope, _create_fingerprint(spec)))
+            deps += [(seq, key) for key in spec.dependency_keys()]
+            seq += 1
+        await conn.exec_driver_sql(_INSERT_FRESH_OPS, rows)
+        await conn.exec_driver_sql(_ROWS_OF_FRESH_OPS, (job_id, first, seq))
+        if deps:
+            if not staged:
+                await conn.run_sync(staging.create)
+            await conn.exec_driver_sql(_STAGE_DEPS, deps)
+            staged += len(deps)
+    if seq != total:
+        raise StoreError(f"job {job_id}: expected {total} operations, got {seq}")
+    if staged:
+        # Every key is the file's own here: there is no earlier op of the scope to name.
+        linked = (await conn.execute(statements.link_dependencies(job_id, scope)[0])).rowcount
+        if linked != staged:
+            await _raise_dangling(conn, job_id)
+        await conn.run_sync(staging.drop)
 
 
 async def _ops_of(
@@ -211,6 +278,11 @@ async def site_ids(conn: AsyncConnection, scope: str, keys: Iterable[str]) -> di
 async def _link_dependencies(conn: AsyncConnection, job_id: str, scope: str) -> None:
     for link in statements.link_dependencies(job_id, scope):
         await conn.execute(link)
+    await _raise_dangling(conn, job_id)
+
+
+async def _raise_dangling(conn: AsyncConnection, job_id: str) -> None:
+    """Raise StoreError naming the first staged dependency that was linked to no op."""
     dangling = (await conn.execute(statements.first_dangling_dependency(job_id))).first()
     if dangling is not None:
         line, key = dangling

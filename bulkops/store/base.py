@@ -143,7 +143,14 @@ class Store(Protocol):
         ...
 
     async def counts(self, job_id: str) -> Mapping[OpState, int]:
-        """Number of the job's rows whose op is in each state (every state, zeros included)."""
+        """Number of the job's rows whose op is in each state (every state, zeros included).
+        Read from an index, not from the rows, unless rows name another job's operations."""
+        ...
+
+    async def produced_by_keys(self, job_id: str, keys: Collection[str]) -> dict[str, str]:
+        """key -> site id ("" when it produced none) of those of the job's rows named by
+        `keys` whose op SUCCEEDED; the others are absent. A report resolves its rows'
+        `@key`s with it a page at a time, instead of holding every row's site id."""
         ...
 
     async def counts_by_action(self, job_id: str) -> Mapping[Action, Mapping[OpState, int]]:

@@ -3,7 +3,9 @@
 SQLite notes (the embedded default, where correctness depends on these settings):
 - WAL journal + synchronous=NORMAL: a commit survives a killed process (not a power cut), and
   readers never wait for the writer.
-- busy_timeout: a second process waits for the write lock instead of failing at once.
+- busy_timeout: a second process waits for the write lock instead of failing at once; for
+  `lock_wait()` seconds (30 by default; `--lock-wait`/`BULKOPS_LOCK_WAIT` set it, through
+  `set_lock_wait`, before any store is opened).
 - foreign_keys: SQLite leaves them off unless asked, per connection.
 - The Python driver's own transaction handling is switched off and SQLAlchemy emits BEGIN itself
   (SQLAlchemy's documented recipe for pysqlite/aiosqlite): the driver would otherwise start
@@ -20,15 +22,35 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 30_000  # the default wait for another process's write lock
 _WRITE_OPTION = "bulkops_write"
 
-_SQLITE_PRAGMAS = (
-    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",  # first: the others may need to wait for a lock
+_SETTINGS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
 )
+# The pragmas of every connection, with the default wait (`sqlite_pragmas()`: the current one).
+SQLITE_PRAGMAS = (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", *_SETTINGS)
+
+_lock_wait_ms = BUSY_TIMEOUT_MS
+
+
+def set_lock_wait(seconds: float) -> None:
+    """How long this process waits for another one's write lock before giving up (StoreBusy).
+    Set once by the CLI, before any store is opened; connections opened later use it."""
+    global _lock_wait_ms  # one process-wide setting, as the driver's own busy_timeout is
+    _lock_wait_ms = max(0, round(seconds * 1000))
+
+
+def lock_wait() -> float:
+    """Seconds a write waits for another process's lock (SQLite's busy_timeout)."""
+    return _lock_wait_ms / 1000
+
+
+def sqlite_pragmas() -> tuple[str, ...]:
+    """Every connection's pragmas, the lock wait first: the others may need to wait for it."""
+    return (f"PRAGMA busy_timeout = {_lock_wait_ms}", *_SETTINGS)
 
 
 def create_engine(url: URL) -> AsyncEngine:
@@ -57,7 +79,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            for pragma in _SQLITE_PRAGMAS:
+            for pragma in sqlite_pragmas():
                 cursor.execute(pragma)
         finally:
             cursor.close()

@@ -6,20 +6,31 @@ upgrade a database created by an older version without the source tree.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
+import re
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from alembic import command
-from alembic.config import Config
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bulkops.errors import StoreError
 from bulkops.store.engine import writer
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_PACKAGE = "bulkops.migrations"
+
+# A revision script's own two lines that place it in the chain (`revision: str = "0004"`,
+# `down_revision: ... = "0003"`). Read without importing Alembic: every command opens a store,
+# and importing Alembic costs more than the rest of opening an up-to-date database.
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\b[^=\n]*=\s*(.+)$", re.MULTILINE)
 
 
 def script_location() -> Path:
@@ -31,13 +42,21 @@ def script_location() -> Path:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config  # only when migrating: see _ASSIGNMENT
+
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     return config
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
-    """Run every pending migration in one write transaction (all of them, or none)."""
+    """Run every pending migration in one write transaction (all of them, or none).
+
+    A database already at the newest revision is only read: opening it never waits for the
+    write lock, so `status`, `jobs` and `report` work while another process writes."""
+    async with engine.connect() as connection:
+        if await connection.run_sync(_at_head):
+            return
     async with _alembic_turn(), writer(engine).begin() as connection:
         await connection.run_sync(_upgrade)
 
@@ -56,7 +75,38 @@ def _alembic_turn() -> asyncio.Lock:
     return turn
 
 
+@functools.cache
+def script_heads() -> frozenset[str]:
+    """The newest revisions of the shipped scripts: those no other script revises. Raises
+    StoreError for a script whose chain lines cannot be read (a test holds this equal to
+    Alembic's own `ScriptDirectory.get_heads`)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for script in sorted((script_location() / "versions").glob("*.py")):
+        found = dict((name, value) for name, value in _ASSIGNMENT.findall(script.read_text()))
+        if "revision" not in found:
+            continue  # not a revision script (__init__.py)
+        try:
+            revisions.add(ast.literal_eval(found["revision"]))
+            down = ast.literal_eval(found.get("down_revision", "None"))
+        except (ValueError, SyntaxError) as exc:
+            raise StoreError(f"migration script {script.name} cannot be read: {exc}") from exc
+        revised.update([down] if isinstance(down, str) else down or ())
+    return frozenset(revisions - revised)
+
+
+def _at_head(connection: Connection) -> bool:
+    """The database's revision is the scripts' newest (a new, empty database's is not)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return False
+    current = {row[0] for row in connection.execute(text("SELECT version_num FROM "
+                                                          "alembic_version"))}
+    return current == script_heads()
+
+
 def _upgrade(connection: Connection) -> None:
+    from alembic import command  # only when migrating: see _ASSIGNMENT
+
     config = alembic_config()
     # env.py migrates on this connection, inside our transaction, instead of opening its own.
     config.attributes["connection"] = connection

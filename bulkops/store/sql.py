@@ -38,6 +38,7 @@ from bulkops.store.adding import (
     insert_rows,
     site_ids,
 )
+from bulkops.store.direct import Busy, DirectSaver
 from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
@@ -97,6 +98,11 @@ class SqlStore:
         self._engine = engine
         self._writer = writer(engine)
         self._clock = clock
+        # This process's write transactions, one at a time: a save on a SQLite file runs on
+        # the loop's thread (`direct`) and must never wait for a lock one of them holds.
+        self._local_writes = anyio.Lock()
+        self._file = sqlite_path(engine.url)
+        self._direct: DirectSaver | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -109,7 +115,8 @@ class SqlStore:
 
     @asynccontextmanager
     async def _write(self, action: str) -> AsyncIterator[AsyncConnection]:
-        async with store_errors(action, self._engine.url), self._writer.begin() as conn:
+        async with (self._local_writes, store_errors(action, self._engine.url),
+                    self._writer.begin() as conn):
             yield conn
 
     @asynccontextmanager
@@ -156,8 +163,8 @@ class SqlStore:
                     )
                 )
             scope = scope_of(job.account_id, job.base_url)
-            await insert_rows(conn, job.job_id, scope, ops, job.total, now)
-            errors = await conflicts(conn, job.job_id, scope, now=now)
+            fresh = await insert_rows(conn, job.job_id, scope, ops, job.total, now)
+            errors = [] if fresh else await conflicts(conn, job.job_id, scope, now=now)
             if errors:
                 raise JobFileError(job.path, errors)  # rolls the whole job back
         return JobInfo(
@@ -285,16 +292,19 @@ class SqlStore:
             query = query.limit(limit)
         async with self._read("cannot read jobs") as conn:
             found = (await conn.execute(query)).mappings().all()
-            counts: dict[str, dict[OpState, int]] = {}
-            for job_id, state, count in (await conn.execute(history.job_counts())).all():
-                counts.setdefault(job_id, {s: 0 for s in OpState})[OpState(state)] = count
+            owned: dict[str, dict[OpState, int]] = {}
+            for job_id, state, count in (await conn.execute(history.owned_counts())).all():
+                owned.setdefault(job_id, {})[OpState(state)] = count
+            counts = {row["job_id"]: await _row_counts(
+                conn, row["job_id"], row["total"], row["pruned_at"], owned.get(row["job_id"], {})
+            ) for row in found}
             spans = {row[0]: row[1:] for row in (await conn.execute(history.run_spans())).all()}
         listing = []
         for row in found:
             started, finished, run_count = spans.get(row["job_id"], (None, None, 0))
             listing.append(history.JobListing(
                 job=job_info(row),
-                counts=counts.get(row["job_id"], {s: 0 for s in OpState}),
+                counts=counts[row["job_id"]],
                 started_at=started,
                 finished_at=finished,
                 runs=run_count,
@@ -413,10 +423,29 @@ class SqlStore:
         if not ops:
             return
         now = self._clock()
-        params = [_save_params(op, now) for op in ops]
+        plain: list[dict[str, Any]] = []
+        printed: list[dict[str, Any]] = []
+        for op in ops:
+            params = _save_params(op, now)
+            if _sets_fingerprint(op):
+                printed.append(params)
+            else:
+                del params["p_fingerprint"]
+                plain.append(params)
         job_ids = sorted({op.job_id for op in ops})
+        if self._file is not None:
+            async with self._local_writes:
+                if self._direct is None:
+                    self._direct = DirectSaver(str(self._file))
+                try:
+                    self._direct.save(plain, printed, job_ids, now)
+                    return
+                except Busy:
+                    pass  # another connection writes: wait for it off the loop, below
         async with self._write("cannot save operations") as conn:
-            await conn.execute(statements.save_many(), params)
+            for with_print, rows in ((False, plain), (True, printed)):
+                if rows:
+                    await conn.execute(statements.save_many(fingerprint=with_print), rows)
             await conn.execute(statements.touch_jobs(), {"b_job_ids": job_ids, "b_now": now})
 
     async def block_dependents(self, job_id: str) -> int:
@@ -458,15 +487,21 @@ class SqlStore:
         return earliest
 
     async def counts(self, job_id: str) -> Mapping[OpState, int]:
-        query = (
-            select(ops.c.state, func.count())
-            .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
-            .where(job_rows.c.job_id == job_id)
-            .group_by(ops.c.state)
-        )
         async with self._read(f"cannot count operations of job {job_id}") as conn:
-            found = {OpState(state): n for state, n in (await conn.execute(query)).all()}
-        return {state: found.get(state, 0) for state in OpState}
+            job = (await conn.execute(_job_size(job_id))).first()
+            if job is None:
+                return history.add_counts()
+            owned = _by_state((await conn.execute(history.owned_counts(job_id))).all())
+            return await _row_counts(conn, job_id, job.total, job.pruned_at, owned)
+
+    async def produced_by_keys(self, job_id: str, keys: Collection[str]) -> dict[str, str]:
+        wanted = sorted(set(keys))
+        found: dict[str, str] = {}
+        async with self._read(f"cannot read operations of job {job_id}") as conn:
+            for start in range(0, len(wanted), ID_CHUNK):
+                query = history.produced_by_rows(job_id, wanted[start : start + ID_CHUNK])
+                found.update({key: site or "" for key, site in (await conn.execute(query)).all()})
+        return found
 
     async def counts_by_action(self, job_id: str) -> Mapping[Action, Mapping[OpState, int]]:
         async with self._read(f"cannot count operations of job {job_id}") as conn:
@@ -485,23 +520,18 @@ class SqlStore:
                 yield _row_record(job_id, row, sites)
             if len(page) < PAGE_SIZE:
                 return
-            after = page[-1]["row_seq"]
+            after = page[-1]["seq"]
 
     async def _page(
         self, job_id: str, only: tuple[OpState, ...] | None, after: int
-    ) -> tuple[Sequence[Any], dict[str, str]]:
-        """A page of the job's rows, and key -> site id for the `@key`s of the rows whose
-        key another job ran with a spec written otherwise (`_row_record` compares them)."""
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """A page of the job's rows (`_PAGE_COLUMNS`), and key -> site id for the `@key`s of
+        the rows whose key another job ran with a spec written otherwise (`_row_record`
+        compares them)."""
         # One short read per page (keyset on seq, never OFFSET): a slow consumer holds neither
         # a connection nor a snapshot between pages. The row is the job's; the state is its op's.
         query = (
-            select(
-                ops,
-                job_rows.c.seq.label("row_seq"),
-                job_rows.c.line.label("row_line"),
-                job_rows.c.key.label("row_key"),
-                job_rows.c.spec.label("row_spec"),
-            )
+            select(*_PAGE_COLUMNS)
             .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
             .where(job_rows.c.job_id == job_id, job_rows.c.seq > after)
             .order_by(job_rows.c.seq)
@@ -510,13 +540,19 @@ class SqlStore:
         if only is not None:
             query = query.where(ops.c.state.in_([state.value for state in only]))
         async with self._read(f"cannot read operations of job {job_id}") as conn:
-            page = (await conn.execute(query)).mappings().all()
+            result = await conn.execute(query)
+            # Plain dicts made in C (zip), not RowMappings: `op_record` reads ~20 fields of
+            # each of a report's million rows, and copying a RowMapping cost more than that.
+            names = tuple(result.keys())
+            page = [dict(zip(names, row, strict=True)) for row in result.all()]
             sites: dict[str, str] = {}
             for scope, specs in _written_otherwise(job_id, page).items():
                 sites.update(await site_ids(conn, scope, referenced_keys(*specs)))
         return page, sites
 
     async def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         await self._engine.dispose()
 
 
@@ -532,6 +568,12 @@ async def _refs(conn: AsyncConnection, op_ids: Sequence[int]) -> dict[int, dict[
     return refs
 
 
+def _sets_fingerprint(op: OpRecord) -> bool:
+    """Whether saving `op` may change its stored fingerprint: a create's is stored with its
+    row, the others' once they succeed (`rows.mutable_values`)."""
+    return op.state is OpState.SUCCEEDED and op.spec.action is not Action.CREATE_SITE
+
+
 def _save_params(op: OpRecord, now: float) -> dict[str, Any]:
     params = {f"p_{name}": value for name, value in mutable_values(op).items()}
     params["p_op_id"] = op.op_id
@@ -543,12 +585,54 @@ def _job_total(job_id: str) -> Select[int]:
     return select(jobs.c.total).where(jobs.c.job_id == job_id)
 
 
-def _row_record(job_id: str, row: Any, sites: Mapping[str, str]) -> OpRecord:
-    """A job's row as a record: its own line, key and spec; its op's state and results.
-    `sites`: key -> site id, for comparing a row with the owner's as the same work."""
-    record = op_record({**row, "seq": row["row_seq"], "line": row["row_line"],
-                        "key": row["row_key"], "spec": row["row_spec"], "job_id": job_id})
-    if row["job_id"] == job_id:
+def _job_size(job_id: str) -> Select[Any]:
+    return select(jobs.c.total, jobs.c.pruned_at).where(jobs.c.job_id == job_id)
+
+
+def _by_state(found: Sequence[Any]) -> dict[OpState, int]:
+    """{state: n} from (job_id, state, n) rows of one job."""
+    return {OpState(state): n for _, state, n in found}
+
+
+async def _row_counts(conn: AsyncConnection, job_id: str, total: int, pruned_at: float | None,
+                      owned: Mapping[OpState, int]) -> dict[OpState, int]:
+    """Counts per state of the job's rows (every state), from the counts of the ops it owns
+    (`history.owned_counts`) and, only where those are not all of its `total` rows, a join
+    of the rows that name another job's op. A pruned job has no rows: its ops owned are not
+    counted, only (none of) its rows."""
+    if pruned_at is not None:
+        return history.add_counts(
+            _by_state_all((await conn.execute(history.row_counts(job_id))).all()))
+    if sum(owned.values()) == total:
+        # Each op the job owns is its row at `ops.seq` (one op a seq): as many as its rows
+        # means every row names its own op, and no row another job's.
+        return history.add_counts(owned)
+    foreign = _by_state_all((await conn.execute(history.foreign_counts(job_id))).all())
+    return history.add_counts(owned, foreign)
+
+
+def _by_state_all(found: Sequence[Any]) -> dict[OpState, int]:
+    """{state: n} from (state, n) rows."""
+    return {OpState(state): n for state, n in found}
+
+
+# A page of `iter_ops`: the row's own seq, line, key and spec under the names `op_record`
+# reads, its op's state and results, and the op's owner, line, key and spec as `op_*` (they
+# differ when another job owns the op).
+_ROW_OWN = ("seq", "line", "key", "spec")
+_PAGE_COLUMNS = (
+    *(column for column in ops.c if column.name not in (*_ROW_OWN, "job_id")),
+    *(job_rows.c[name] for name in (*_ROW_OWN, "job_id")),
+    *(ops.c[name].label(f"op_{name}") for name in (*_ROW_OWN, "job_id")),
+)
+
+
+def _row_record(job_id: str, row: dict[str, Any], sites: Mapping[str, str]) -> OpRecord:
+    """A job's row (`_PAGE_COLUMNS`) as a record: its own line, key and spec; its op's state
+    and results. `sites`: key -> site id, for comparing a row with the owner's as the same
+    work."""
+    record = op_record(row)
+    if row["op_job_id"] == job_id:
         return record
 
     def resolve(value: str) -> str:
@@ -557,10 +641,11 @@ def _row_record(job_id: str, row: Any, sites: Mapping[str, str]) -> OpRecord:
     # The same key asking for other work (not the same work found under another key). A
     # `@key` and the site id it produced are the same work: a report's fixed rows, run as a
     # file, name their sites by id where the original file names them by key.
-    replaced = row["key"] == row["row_key"] and row["spec"] != row["row_spec"] and effect(
-        json.loads(row["spec"]), resolve) != effect(json.loads(row["row_spec"]), resolve)
+    replaced = row["op_key"] == row["key"] and row["op_spec"] != row["spec"] and effect(
+        json.loads(row["op_spec"]), resolve) != effect(json.loads(row["spec"]), resolve)
     return dataclasses.replace(
-        record, elsewhere=Elsewhere(row["job_id"], row["line"], row["updated_at"], replaced)
+        record,
+        elsewhere=Elsewhere(row["op_job_id"], row["op_line"], row["updated_at"], replaced),
     )
 
 
@@ -569,10 +654,10 @@ def _written_otherwise(job_id: str, page: Sequence[Any]) -> dict[str, list[dict[
     otherwise (the rows `_row_record` must compare)."""
     found: dict[str, list[dict[str, Any]]] = {}
     for row in page:
-        if (row["job_id"] != job_id and row["key"] == row["row_key"]
-                and row["spec"] != row["row_spec"]):
+        if (row["op_job_id"] != job_id and row["op_key"] == row["key"]
+                and row["op_spec"] != row["spec"]):
             found.setdefault(row["scope"], []).extend(
-                [json.loads(row["spec"]), json.loads(row["row_spec"])])
+                [json.loads(row["op_spec"]), json.loads(row["spec"])])
     return found
 
 

@@ -294,13 +294,30 @@ def touch_jobs() -> Update:
 
 
 @cache
-def save_many() -> Update:
-    """UPDATE by op_id of every mutable column, for executemany with `p_*` parameter dicts.
+def touch_job() -> Update:
+    """As `touch_jobs`, for one job `b_job_id` (executemany over several)."""
+    return (
+        update(jobs)
+        .where(jobs.c.job_id == _job_id, jobs.c.updated_at <= _now - JOB_TOUCH_INTERVAL)
+        .values(updated_at=_now)
+    )
+
+
+@cache
+def save_many(*, fingerprint: bool = True) -> Update:
+    """UPDATE by op_id of every mutable column, for executemany with `p_*` parameter dicts;
+    without `fingerprint`, every one but the fingerprint (and no p_fingerprint parameter).
 
     Releasing an op (lease_owner NULL) also clears its lease expiry; keeping an owner keeps
     the expiry the claim set.
+
+    A fingerprint only ever changes once, from none to its value when the op succeeds (a
+    create's is stored with the row): the saves that cannot change it leave its index alone,
+    which SQLite otherwise rewrites on every update that names the column, same value or not
+    (about three times the cost of the rest of the update).
     """
-    values: dict[str, object] = {name: bindparam(f"p_{name}") for name in MUTABLE_COLUMNS}
+    values: dict[str, object] = {name: bindparam(f"p_{name}") for name in MUTABLE_COLUMNS
+                                 if fingerprint or name != "fingerprint"}
     values["lease_expires_at"] = case(
         (bindparam("p_lease_owner", type_=Text).is_(None), null()),
         else_=ops.c.lease_expires_at,

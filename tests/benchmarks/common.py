@@ -140,3 +140,28 @@ def figure(name: str, value: str, reference: str, ok: bool | None = None) -> str
     """One printed line: the figure, its reference or target, and whether it meets it."""
     mark = "" if ok is None else ("  ok" if ok else "  MISSED")
     return f"{name:<44} {value:>26}   {reference}{mark}"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A command that ran to its end, measured on its own (not the largest child so far)."""
+
+    seconds: float
+    returncode: int
+    peak_rss_mb: float  # ru_maxrss of this one process (kB on Linux)
+    cpu_seconds: float = 0.0  # user + system CPU of this one process
+
+
+def run_alone(args: Sequence[str], env: Mapping[str, str] | None = None,
+              stdout: Any = subprocess.DEVNULL) -> Watched:
+    """Run `bulkops ARGS` to its end: wall seconds and the peak RSS of that process alone,
+    read with wait4 (RUSAGE_CHILDREN would report the largest child measured so far)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([*bulkops_command(), *args], env=dict(env or cli_env()),
+                               stdout=stdout, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Watched(seconds, process.returncode, usage.ru_maxrss / 1024,
+                   usage.ru_utime + usage.ru_stime)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from bulkops.errors import StoreError
 from bulkops.store import SqlStore, open_store
 from bulkops.store.engine import create_engine
-from bulkops.store.migrate import alembic_config, script_location
+from bulkops.store.migrate import alembic_config, script_heads, script_location
 from bulkops.store.tables import metadata
 from bulkops.store.urls import normalise_url
 
@@ -165,3 +165,9 @@ def _sync_tables(sqlite_url: str) -> set[str]:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+def test_the_heads_read_without_alembic_are_alembics_own() -> None:
+    """Opening a store reads the scripts' newest revision from their text (importing Alembic
+    only to migrate): it must be the revision Alembic itself would upgrade to."""
+    assert script_heads() == set(ScriptDirectory.from_config(alembic_config()).get_heads())

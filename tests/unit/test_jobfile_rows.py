@@ -155,3 +155,17 @@ def test_explicit_key_is_returned_even_when_the_row_is_bad() -> None:
     result = check_row(4, {"action": "create_site", "key": "acme", "template_id": "bad"})
     assert result.spec is None and result.key == "acme" and not result.derived_key
 
+
+
+def test_a_repeated_value_is_judged_once_and_each_row_still_gets_its_own_error() -> None:
+    """Values are normalised once per distinct text (a bounded memo), with the same result."""
+    from bulkops import jobrows
+
+    bad = {"action": "create_site", "site_name": "A", "template_id": "not-a-guid"}
+    first, again = check_row(2, bad), check_row(9, {**bad, "site_name": "B"})
+    assert [(e.line, e.column) for e in first.errors] == [(2, "template_id")]
+    assert [(e.line, e.reason) for e in again.errors] == [(9, first.errors[0].reason)]
+    for n in range(jobrows._MEMO_SIZE + 10):
+        check_row(n + 1, {"action": "create_site", "site_name": f"S{n}",
+                          "template_id": f"{n:08x}-0000-4000-8000-000000000000"})
+    assert len(jobrows._MEMO["template_id"]) <= jobrows._MEMO_SIZE

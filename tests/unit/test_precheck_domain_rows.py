@@ -257,6 +257,18 @@ def test_a_connect_rows_site_needs_premium_and_one_the_file_creates_has_none_yet
     assert judge.settled == []
 
 
+def test_a_connect_row_after_its_create_is_judged_at_once_and_not_held_to_the_end() -> None:
+    """A million-row job keeps no stored record per connect row: only those whose create comes
+    later (or an earlier run made) wait for `finish`, with the same problems either way."""
+    made = Candidate(OpSpec(line=2, key="made", action=Action.CREATE_SITE, site_name="Made"))
+    rows = [made, connect_row(3, "@made", "made.com"), connect_row(4, "@later", "later.com")]
+    judge = _judge(rows, [])
+    assert judge.take(rows[0], None) == []
+    assert [error.line for error in judge.take(rows[1], None)] == [3]
+    assert judge.take(rows[2], None) == []
+    assert [row.spec.line for row in judge._later] == [4]
+
+
 def test_dns_rows_of_a_zone_wix_does_not_host_are_each_a_problem_and_a_plan_finds_done_ones(
 ) -> None:
     rows = [

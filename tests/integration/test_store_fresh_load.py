@@ -1,0 +1,109 @@
+"""Storing a job whose scope has no operation yet (the bulk path) against the general path.
+
+The first job of an account in a database is stored with raw batched inserts and no look-ups;
+every later job goes through the look-ups by key and by fingerprint. Both must leave the same
+rows behind: the same ops, job rows and dependency links, up to the op ids' numbering.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bulkops.errors import StoreError
+from bulkops.identity import scope_of
+from bulkops.model import Action, JobSource, OpSpec
+from bulkops.store import adding, open_store
+
+ACCOUNT = "11111111-1111-4111-8111-111111111111"
+API = "https://www.wixapis.com"
+
+
+def specs() -> list[OpSpec]:
+    return [
+        OpSpec(line=2, key="site-a", action=Action.CREATE_SITE, site_name="Site A"),
+        OpSpec(line=3, key="site-b", action=Action.CREATE_SITE, site_name="Site B"),
+        OpSpec(line=4, key="owner-a", action=Action.SITE_INVITE, site="@site-a",
+               email="a@example.com", roles=("Admin",)),
+        OpSpec(line=5, key="team", action=Action.ACCOUNT_INVITE, email="t@example.com",
+               roles=("Admin",), sites=("@site-a", "@site-b")),
+        OpSpec(line=6, key="move-a", action=Action.TRANSFER_SITE, site="@site-a",
+               to_account="22222222-2222-4222-8222-222222222221", depends_on=("owner-a",)),
+    ]
+
+
+def source(job_id: str, total: int) -> JobSource:
+    return JobSource(job_id=job_id, path=f"/jobs/{job_id}.csv", format="csv", total=total,
+                     account_id=ACCOUNT, base_url=API)
+
+
+async def stored(db: Path, *, general: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if general:
+        async def used(conn: object, scope: str) -> bool:
+            return True
+
+        monkeypatch.setattr(adding, "_scope_used", used)
+    store = await open_store(str(db))
+    try:
+        await store.add_job(source("job1", 5), specs())
+    finally:
+        await store.close()
+        monkeypatch.undo()
+
+
+def contents(db: Path) -> tuple[list[tuple[object, ...]], ...]:
+    """The stored rows, with op ids replaced by the seq of the op they name."""
+    with sqlite3.connect(db) as conn:
+        seq_of = dict(conn.execute("SELECT op_id, seq FROM ops"))
+        ops = conn.execute(
+            "SELECT job_id, seq, line, key, action, spec, state, attempts, checks, scope,"
+            " fingerprint, maybe_applied FROM ops ORDER BY seq").fetchall()
+        rows = [(*row[:-1], seq_of[row[-1]]) for row in conn.execute(
+            "SELECT job_id, seq, line, key, action, spec, op_id FROM job_rows ORDER BY seq")]
+        deps = [(*row[:-1], seq_of[row[-1]]) for row in conn.execute(
+            "SELECT job_id, seq, dep_key, dep_op_id FROM row_deps ORDER BY seq, dep_key")]
+    return ops, rows, deps
+
+
+async def test_the_first_job_of_a_scope_is_stored_as_the_general_path_stores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stored(tmp_path / "fresh.db", general=False, monkeypatch=monkeypatch)
+    await stored(tmp_path / "general.db", general=True, monkeypatch=monkeypatch)
+    fresh = contents(tmp_path / "fresh.db")
+    assert fresh == contents(tmp_path / "general.db")
+    ops, rows, deps = fresh
+    assert len(ops) == len(rows) == 5
+    assert [dep[2] for dep in deps] == ["site-a", "site-a", "site-b", "owner-a", "site-a"]
+    assert ops[0][10] is not None  # a create's fingerprint is stored at once
+
+
+async def test_a_second_job_of_the_scope_takes_the_general_path_and_names_the_same_ops(
+    tmp_path: Path
+) -> None:
+    store = await open_store(str(tmp_path / "two.db"))
+    try:
+        await store.add_job(source("job1", 5), specs())
+        await store.add_job(source("job2", 5), specs())
+        one = {op.spec.key: op.op_id async for op in store.iter_ops("job1")}
+        two = {op.spec.key: op.op_id async for op in store.iter_ops("job2")}
+    finally:
+        await store.close()
+    assert one == two
+
+
+async def test_a_dependency_naming_no_op_rolls_the_fresh_job_back(tmp_path: Path) -> None:
+    bad = [*specs(), OpSpec(line=7, key="late", action=Action.CREATE_SITE, site_name="Late",
+                            depends_on=("nowhere",))]
+    store = await open_store(str(tmp_path / "dangling.db"))
+    try:
+        with pytest.raises(StoreError, match="line 7: dependency @nowhere names no operation"):
+            await store.add_job(source("job1", 6), bad)
+        assert await store.get_job("job1") is None
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "dangling.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ops WHERE scope = ?",
+                            (scope_of(ACCOUNT, API),)).fetchone() == (0,)
