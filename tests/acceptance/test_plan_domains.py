@@ -215,11 +215,12 @@ def test_a_plan_stops_with_exit_3_when_wix_never_answers_a_domain_read(
         {"action": "set_dns_record", "key": "spf", "domain": "outage-hosted.com",
          "record_type": "TXT", "host": "outage-hosted.com", "values": "v=spf1 -all"},
     ])
-    result = _plan(job, tmp_path / "jobs.db", sandbox, env)  # back-off of 1 s: ~8 s of tries
+    result = _plan(job, tmp_path / "jobs.db", sandbox, env, "--max-attempts", "6",
+                   "--backoff-base", "0.05")
     assert result.returncode == 3, _output(result)
-    assert "Wix did not answer a read of the plan" in result.stderr
+    assert f"Wix at {sandbox.base_url} did not answer a read of the plan" in result.stderr
     assert "Traceback" not in result.stderr
-    assert requests_by_endpoint(sandbox)["get_dns_zone"] == 5
+    assert requests_by_endpoint(sandbox)["get_dns_zone"] == 6  # --max-attempts tries
 
 
 def test_a_plan_whose_only_problem_is_a_domain_for_sale_says_the_run_would_send_it(
