@@ -137,10 +137,17 @@ def new_op_row(
     }
 
 
+def fingerprint_may_change(op: OpRecord) -> bool:
+    """Whether saving `op` may change its stored fingerprint: a create's is stored with its
+    row (`_fingerprint`), the others' once they succeed."""
+    return op.state is OpState.SUCCEEDED and op.spec.action is not Action.CREATE_SITE
+
+
 def mutable_values(op: OpRecord) -> dict[str, Any]:
-    """`op`'s fields as the columns in MUTABLE_COLUMNS (the error spread over five)."""
+    """`op`'s fields as the columns in MUTABLE_COLUMNS (the error spread over five); without
+    the fingerprint when saving `op` cannot change it (`fingerprint_may_change`)."""
     error = op.error
-    return {
+    values = {
         "state": op.state.value,
         "attempts": op.attempts,
         "site_id": op.site_id,
@@ -158,9 +165,11 @@ def mutable_values(op: OpRecord) -> dict[str, Any]:
         "checks": op.checks,
         "note": op.note,
         "lease_owner": op.lease_owner,
-        "fingerprint": _fingerprint(op),
         "maybe_applied": op.maybe_applied,
     }
+    if fingerprint_may_change(op):
+        values["fingerprint"] = _fingerprint(op)
+    return values
 
 
 def _fingerprint(op: OpRecord) -> str | None:

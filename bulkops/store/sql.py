@@ -427,11 +427,7 @@ class SqlStore:
         printed: list[dict[str, Any]] = []
         for op in ops:
             params = _save_params(op, now)
-            if _sets_fingerprint(op):
-                printed.append(params)
-            else:
-                del params["p_fingerprint"]
-                plain.append(params)
+            (printed if "p_fingerprint" in params else plain).append(params)
         job_ids = sorted({op.job_id for op in ops})
         if self._file is not None:
             async with self._local_writes:
@@ -566,12 +562,6 @@ async def _refs(conn: AsyncConnection, op_ids: Sequence[int]) -> dict[int, dict[
             if site_id is not None:
                 refs.setdefault(op_id, {})[key] = site_id
     return refs
-
-
-def _sets_fingerprint(op: OpRecord) -> bool:
-    """Whether saving `op` may change its stored fingerprint: a create's is stored with its
-    row, the others' once they succeed (`rows.mutable_values`)."""
-    return op.state is OpState.SUCCEEDED and op.spec.action is not Action.CREATE_SITE
 
 
 def _save_params(op: OpRecord, now: float) -> dict[str, Any]:
