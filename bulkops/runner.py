@@ -21,6 +21,7 @@ from bulkops.jobfile import CheckedJob
 from bulkops.jobrows import is_guid
 from bulkops.jobviews import lease_owner, opened_store, outside_problems
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
+from bulkops.loop import freeze_heap
 from bulkops.model import (
     FINAL_STATES,
     JobInfo,
@@ -332,6 +333,7 @@ async def _run_engine(
     )
     stream, interval, live = progress
     record = _RunRecorder(run, engine, wire.timeline, adopted=ready.adopted)
+    freeze_heap()  # what lasts the whole run is built: imports, the job, its checks
 
     async def display() -> None:
         await show_progress(engine.progress, stream, interval=interval, live=live)

@@ -1,5 +1,5 @@
-"""SQLite only: the checkpoint's saves through the standard library's driver, on the event
-loop's own thread.
+"""SQLite only: the checkpoint's saves and claims through the standard library's driver, on the
+event loop's own thread.
 
 A save is the run's hottest write: two per row (the write-ahead record, then the outcome).
 Through SQLAlchemy and aiosqlite each transaction costs several hand-offs to the driver's thread
@@ -8,8 +8,12 @@ and result objects; the transaction itself, in WAL mode with synchronous=NORMAL,
 log without an fsync and takes well under a millisecond. Done here in one synchronous step, a
 group commit of N rows costs the loop about what SQLite spends on it.
 
-The statements are the store's own (`statements.save_many`, `statements.touch_job`), compiled
-once for SQLite, so the SQL lives in one place.
+A claim (every CLAIM_INTERVAL while work is queued, up to half the queue's rows) went the same
+way for the same reason: through aiosqlite its rows were fetched on the driver's thread, which
+took the GIL from the loop for as long as the loop spent on them.
+
+The statements are the store's own (`statements.save_many`, `statements.touch_job`,
+`statements.claim`, `statements.refs`), compiled once for SQLite, so the SQL lives in one place.
 
 Two things keep this safe to run on the loop's thread:
 - SqlStore's other write transactions and these saves never overlap in one process (the store's
@@ -23,8 +27,10 @@ Two things keep this safe to run on the loop's thread:
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
@@ -45,15 +51,45 @@ class Busy(Exception):
     """Another connection held the write lock for longer than BUSY_WAIT: nothing was written."""
 
 
+# Where SQLAlchemy renders a parameter into the SQL text at execution ("post-compile"): the
+# states a claim reads (`statements._inline`), its limit, an expanding IN list.
+_POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+# The ops of a claim, for its refs: one JSON array parameter instead of one per op.
+_ID_LIST = "SELECT value FROM json_each(:{name})"
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"no SQL literal for {value!r}")
+    return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
+
+
 class _Compiled:
     """A statement as SQLite SQL with :name parameters, and the values of its anonymous ones
-    (constants such as an interval), which every execution must supply too."""
+    (constants such as an interval), which every execution must supply too. Post-compile
+    constants are rendered as literals; `lists` names expanding parameters, taken as one JSON
+    array each; any other post-compile parameter stays a marker for `with_literal`."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, *, lists: Sequence[str] = ()) -> None:
         compiled = statement.compile(dialect=sqlite.dialect(paramstyle="named"))
-        self.sql = str(compiled)
-        self.constants = {name: value for name, value in compiled.params.items()
-                          if name.startswith("param_")}
+        params = compiled.params
+
+        def render(marker: re.Match[str]) -> str:
+            name = marker[1]
+            if name in lists:
+                return _ID_LIST.format(name=name)
+            if name.startswith("param_"):
+                return _literal(params[name])
+            return marker[0]
+
+        text = str(compiled)
+        self.sql = _POSTCOMPILE.sub(render, text)
+        self.constants = {name: value for name, value in params.items()
+                          if name.startswith("param_") and f"POSTCOMPILE_{name}]" not in text}
+
+    def with_literal(self, name: str, value: int) -> str:
+        """The SQL with the post-compile parameter `name` rendered as `value`."""
+        return self.sql.replace(f"__[POSTCOMPILE_{name}]", str(int(value)))
 
     def rows(self, params: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         if not self.constants:
@@ -62,8 +98,8 @@ class _Compiled:
 
 
 class DirectSaver:
-    """Saves of op rows to one SQLite file, each call one transaction. Not thread-safe: used
-    from the event loop's thread only."""
+    """Saves and claims of op rows in one SQLite file, each call one transaction. Not
+    thread-safe: used from the event loop's thread only."""
 
     def __init__(self, path: str) -> None:
         """`path`: the database file (the store's own, already migrated). Raises StoreError
@@ -80,6 +116,8 @@ class DirectSaver:
         self._save = _Compiled(statements.save_many(fingerprint=False))
         self._save_printed = _Compiled(statements.save_many())
         self._touch = _Compiled(statements.touch_job())
+        self._claim = _Compiled(statements.claim(skip_locked=False))
+        self._refs = _Compiled(statements.refs(), lists=("b_op_ids",))
 
     def save(self, plain: Sequence[Mapping[str, Any]], printed: Sequence[Mapping[str, Any]],
              job_ids: Sequence[str], now: float) -> None:
@@ -87,16 +125,50 @@ class DirectSaver:
         parameters) and of `printed` (`statements.save_many()`'s), and the jobs' updated_at
         (unix seconds). Raises Busy when another connection holds the write lock, StoreError
         on any other failure; nothing is written then."""
+        def write(conn: sqlite3.Connection) -> None:
+            if plain:
+                conn.executemany(self._save.sql, self._save.rows(plain))
+            if printed:
+                conn.executemany(self._save_printed.sql, self._save_printed.rows(printed))
+            conn.executemany(self._touch.sql, self._touch.rows(
+                [{"b_job_id": job_id, "b_now": now} for job_id in job_ids]))
+
+        self._transaction(write, "cannot save operations")
+
+    def claim(self, params: Mapping[str, Any]
+              ) -> tuple[list[sqlite3.Row], dict[int, dict[str, str]]]:
+        """One transaction: `statements.claim`'s update with `params` (b_job_id, b_now,
+        b_owner, b_limit, b_lease_until), then the claimed ops' refs. Returns the claimed rows
+        (by column name, in no particular order) and op_id -> {dependency key: site id}.
+        Raises Busy or StoreError as `save` does; nothing is claimed then."""
+        claimed: list[sqlite3.Row] = []
+        refs: dict[int, dict[str, str]] = {}
+
+        def write(conn: sqlite3.Connection) -> None:
+            cursor = conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            sql = self._claim.with_literal("b_limit", params["b_limit"])
+            claimed.extend(cursor.execute(sql, self._claim.rows([params])[0]).fetchall())
+            if not claimed:
+                return
+            ids = json.dumps([row["op_id"] for row in claimed])
+            found = conn.execute(self._refs.sql, {"b_op_ids": ids})
+            for op_id, key, site_id in found:
+                if site_id is not None:
+                    refs.setdefault(op_id, {})[key] = site_id
+
+        self._transaction(write, f"cannot claim operations of job {params['b_job_id']}")
+        return claimed, refs
+
+    def _transaction(self, write: Callable[[sqlite3.Connection], None], failure: str) -> None:
+        """`write` in one BEGIN IMMEDIATE transaction, committed, or rolled back on any error.
+        Raises Busy when another connection holds the write lock past BUSY_WAIT, StoreError
+        (`failure`: what could not be done) on any other database error."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if plain:
-                    conn.executemany(self._save.sql, self._save.rows(plain))
-                if printed:
-                    conn.executemany(self._save_printed.sql, self._save_printed.rows(printed))
-                conn.executemany(self._touch.sql, self._touch.rows(
-                    [{"b_job_id": job_id, "b_now": now} for job_id in job_ids]))
+                write(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -105,7 +177,7 @@ class DirectSaver:
         except sqlite3.Error as exc:
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _LOCKED_CODES:
                 raise Busy(str(exc)) from exc
-            raise StoreError(f"cannot save operations: {exc}") from exc
+            raise StoreError(f"{failure}: {exc}") from exc
 
     def close(self) -> None:
         self._conn.close()

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -411,10 +411,17 @@ class SqlStore:
             "b_limit": limit,
             "b_lease_until": now + lease_seconds,
         }
-        async with self._write(f"cannot claim operations of job {job_id}") as conn:
-            claim = statements.claim(skip_locked=conn.dialect.name == "postgresql")
-            rows = (await conn.execute(claim, params)).mappings().all()
-            refs = await _refs(conn, [row["op_id"] for row in rows])
+        rows: Sequence[Any] | None = None  # by column name: sqlite3.Row or RowMapping
+        if self._file is not None:
+            # Busy: another connection writes; the claim waits for it off the loop, below.
+            async with self._local_writes:
+                with suppress(Busy):
+                    rows, refs = self._direct_saver().claim(params)
+        if rows is None:
+            async with self._write(f"cannot claim operations of job {job_id}") as conn:
+                claim = statements.claim(skip_locked=conn.dialect.name == "postgresql")
+                rows = (await conn.execute(claim, params)).mappings().all()
+                refs = await _refs(conn, [row["op_id"] for row in rows])
         # RETURNING gives no order guarantee: restore input order here.
         records = [op_record(row, refs.get(row["op_id"])) for row in rows]
         return sorted(records, key=lambda record: record.seq)
@@ -431,10 +438,8 @@ class SqlStore:
         job_ids = sorted({op.job_id for op in ops})
         if self._file is not None:
             async with self._local_writes:
-                if self._direct is None:
-                    self._direct = DirectSaver(str(self._file))
                 try:
-                    self._direct.save(plain, printed, job_ids, now)
+                    self._direct_saver().save(plain, printed, job_ids, now)
                     return
                 except Busy:
                     pass  # another connection writes: wait for it off the loop, below
@@ -443,6 +448,14 @@ class SqlStore:
                 if rows:
                     await conn.execute(statements.save_many(fingerprint=with_print), rows)
             await conn.execute(statements.touch_jobs(), {"b_job_ids": job_ids, "b_now": now})
+
+    def _direct_saver(self) -> DirectSaver:
+        """The loop-thread connection of a SQLite store, opened on first use (under
+        `_local_writes`)."""
+        assert self._file is not None
+        if self._direct is None:
+            self._direct = DirectSaver(str(self._file))
+        return self._direct
 
     async def block_dependents(self, job_id: str) -> int:
         now = self._clock()
