@@ -448,7 +448,7 @@ class Engine:
 
     async def _release_queued(self) -> None:
         """Stopping: rows claimed but never sent go back as they were, unclaimed."""
-        queued = [replace(op, lease_owner=None) for op in self._calls.drain()]
+        queued = [op.evolve(lease_owner=None) for op in self._calls.drain()]
         if queued:
             await self._committer.save(*queued)
 
@@ -531,8 +531,7 @@ class Engine:
                 return
         now = self._clock()
         running = [
-            replace(
-                op,
+            op.evolve(
                 state=OpState.RUNNING,
                 # A pause by the breaker is over once the row is sent again.
                 note=None if op.note == PAUSED_NOTE else op.note,
@@ -833,8 +832,7 @@ class Engine:
         log.info("op_succeeded", extra={**_fields(op), "attempt": op.attempts})
         await self._save(
             op,
-            replace(
-                op,
+            op.evolve(
                 state=OpState.SUCCEEDED,
                 site_id=done.site_id or op.site_id,
                 invite_id=done.invite_id or op.invite_id,

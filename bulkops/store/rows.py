@@ -17,6 +17,7 @@ from bulkops.model import (
     OpRecord,
     OpSpec,
     OpState,
+    frozen_instance,
     is_ref,
 )
 
@@ -64,26 +65,29 @@ def job_info(row: RowMapping) -> JobInfo:
 
 def op_record(row: Mapping[Any, Any], refs: Mapping[str, str] | None = None) -> OpRecord:
     spec = OpSpec.from_json(row["line"], row["key"], json.loads(row["spec"]))
-    return OpRecord(
-        op_id=row["op_id"],
-        job_id=row["job_id"],
-        seq=row["seq"],
-        spec=spec,
-        state=OpState(row["state"]),
-        attempts=row["attempts"],
-        site_id=row["site_id"],
-        invite_id=row["invite_id"],
-        details=json.loads(row["details"]) if row["details"] else None,
-        error=_op_error(row),
-        first_sent_at=row["first_sent_at"],
-        last_sent_at=row["last_sent_at"],
-        not_before=row["not_before"],
-        checks=row["checks"],
-        note=row["note"],
-        lease_owner=row["lease_owner"],
-        refs=dict(refs or {}),
-        maybe_applied=bool(row["maybe_applied"]),
-    )
+    details = row["details"]
+    # Every field, as OpRecord(...) would set them (claims and reports build one per row).
+    return frozen_instance(OpRecord, {
+        "op_id": row["op_id"],
+        "job_id": row["job_id"],
+        "seq": row["seq"],
+        "spec": spec,
+        "state": OpState(row["state"]),
+        "attempts": row["attempts"],
+        "site_id": row["site_id"],
+        "invite_id": row["invite_id"],
+        "details": json.loads(details) if details else None,
+        "error": _op_error(row),
+        "first_sent_at": row["first_sent_at"],
+        "last_sent_at": row["last_sent_at"],
+        "not_before": row["not_before"],
+        "checks": row["checks"],
+        "note": row["note"],
+        "lease_owner": row["lease_owner"],
+        "refs": dict(refs or {}),
+        "maybe_applied": bool(row["maybe_applied"]),
+        "elsewhere": None,
+    })
 
 
 def _op_error(row: Mapping[Any, Any]) -> OpError | None:

@@ -1,0 +1,69 @@
+"""The records built without their dataclass __init__ (`model.frozen_instance`): `OpSpec.from_json`,
+`OpRecord.evolve` and the store's `op_record` must make exactly what the constructor and
+`dataclasses.replace` make, every field included, so a field added later cannot be left out."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+
+from bulkops.model import Action, OpError, OpRecord, OpSpec, OpState
+from bulkops.store.rows import mutable_values, op_record, spec_text
+
+SPECS = [
+    OpSpec(line=2, key="acme", action=Action.CREATE_SITE, site_name="Acme",
+           template_id="3f0c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f", folder_id="f"),
+    OpSpec(line=3, key="inv", action=Action.ACCOUNT_INVITE, email="a@example.com",
+           roles=("Admin", "Website Manager"), sites=("@acme",), depends_on=("t",)),
+    OpSpec(line=4, key="dns", action=Action.SET_DNS_RECORD, domain="client.com",
+           record_type="TXT", host="client.com", values=('v=spf1 -all', "x;y"), ttl=3600,
+           implied_depends_on=("conn",)),
+    OpSpec(line=5, key="conn", action=Action.CONNECT_DOMAIN, site="@acme", domain="client.com",
+           connection="nameservers", assignment="primary", notify=True),
+]
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.action.value)
+def test_a_spec_read_back_is_the_spec_stored(spec: OpSpec) -> None:
+    read = OpSpec.from_json(spec.line, spec.key, spec.to_json())
+    assert read == spec
+    assert set(vars(read)) == field_names(OpSpec)
+    assert hash(read) == hash(spec)
+
+
+def test_evolve_is_replace() -> None:
+    op = OpRecord(op_id=1, job_id="j", seq=0, spec=SPECS[0], note="paused")
+    changes = {"state": OpState.RUNNING, "attempts": 2, "note": None, "last_sent_at": 5.0}
+    assert op.evolve(**changes) == dataclasses.replace(op, **changes)  # type: ignore[arg-type]
+    assert op.note == "paused"  # the original is untouched
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        op.evolve(colour="red")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        op.evolve(attempts=1).attempts = 2  # type: ignore[misc]
+
+
+def test_a_stored_row_reads_back_as_the_record_saved() -> None:
+    op = OpRecord(
+        op_id=7, job_id="j", seq=3, spec=SPECS[2], state=OpState.FAILED, attempts=2,
+        site_id="s", invite_id="i", details={"before": ["a"]},
+        error=OpError(code="C", message="m", hint="h", status=428, request_id="r"),
+        first_sent_at=1.0, last_sent_at=2.0, not_before=3.0, checks=1, note="n",
+        lease_owner="w", refs={"conn": "site-1"}, maybe_applied=True,
+    )
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    values = {**mutable_values(op), "op_id": op.op_id, "job_id": op.job_id, "seq": op.seq,
+              "line": op.spec.line, "key": op.spec.key, "spec": spec_text(op.spec)}
+    values.pop("fingerprint", None)
+    # A row as SQLite returns it, by column name: every value bound as a column of its own.
+    select = ", ".join(f':{name} AS "{name}"' for name in values)
+    row = conn.execute(f"SELECT {select}", values).fetchone()
+    read = op_record(row, op.refs)
+    assert read == op
+    assert set(vars(read)) == field_names(OpRecord)
