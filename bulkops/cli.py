@@ -142,7 +142,7 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _set_lock_wait(_ctx: click.Context, _param: click.Parameter, value: float | None) -> None:
     if value is not None:
-        from bulkops.store.engine import set_lock_wait
+        from bulkops.store.pragmas import set_lock_wait
 
         set_lock_wait(value)
 

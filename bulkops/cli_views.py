@@ -23,10 +23,9 @@ import click
 from bulkops.cli import cli, database_choice, db_option
 from bulkops.errors import ConfigError
 from bulkops.model import FINAL_STATES, OpState
-from bulkops.summary import iso_utc
 
-if TYPE_CHECKING:  # `store.history` loads SQLAlchemy: only the commands that read a database do
-    from bulkops.store.history import JobListing
+if TYPE_CHECKING:
+    from bulkops.store.listing import JobListing
 
 
 @cli.command()
@@ -36,9 +35,9 @@ if TYPE_CHECKING:  # `store.history` loads SQLAlchemy: only the commands that re
 def status(job: str | None, as_json: bool, db: str | None) -> None:
     """Counts per state of a job (default: the latest), and whether a process runs it."""
 
-    from bulkops.jobviews import job_status, shown_state
+    from bulkops.jobviews import shown_state, status_of
 
-    info, counts = anyio.run(job_status, database_choice(db).url, job or None)
+    info, counts = status_of(database_choice(db).url, job or None)
     state, why = shown_state(info, time.time(), counts)
     if as_json:
         click.echo(json.dumps({
@@ -61,9 +60,9 @@ def status(job: str | None, as_json: bool, db: str | None) -> None:
 def jobs_command(as_json: bool, db: str | None) -> None:
     """Every job of the database, newest first: state, counts, when it ran."""
 
-    from bulkops.jobviews import jobs_listing, shown_state
+    from bulkops.jobviews import listing_of, shown_state
 
-    listing = anyio.run(jobs_listing, database_choice(db).url)
+    listing = listing_of(database_choice(db).url)
     now = time.time()
     if as_json:
         click.echo(json.dumps([_job_json(entry, shown_state(entry.job, now, entry.counts)[0])
@@ -86,6 +85,8 @@ def jobs_command(as_json: bool, db: str | None) -> None:
 
 
 def _job_json(entry: JobListing, state: str) -> dict[str, Any]:
+    from bulkops.summary import iso_utc  # its time parsing is for the run summaries
+
     started, finished = entry.started_at, entry.finished_at
     return {
         "job": entry.job.job_id, "file": entry.job.path, "state": state,

@@ -28,13 +28,22 @@ from bulkops.report import (
     write_csv,
     write_json,
 )
-from bulkops.store import open_store
-from bulkops.store.base import Store
-from bulkops.store.history import JobListing, PruneResult
-from bulkops.store.urls import normalise_url, sqlite_path
+from bulkops.store import quickread
 
-if TYPE_CHECKING:  # the job file readers are for `validate`, not for the commands that read
-    from bulkops.jobfile import CheckedJob
+# The store's implementation loads SQLAlchemy (~0.3 s): it is imported where a store is opened,
+# so that `status` and `jobs` on a SQLite file (`quickread`) start without it.
+if TYPE_CHECKING:
+    from bulkops.jobfile import CheckedJob  # for `validate`, not for the commands that read
+    from bulkops.store.base import Store
+    from bulkops.store.listing import JobListing, PruneResult
+
+
+async def open_store(db_url: str) -> Store:
+    """`bulkops.store.open_store`, whose module is loaded here, on first use (see the
+    imports)."""
+    from bulkops.store import open_store as opening
+
+    return await opening(db_url)
 
 
 @asynccontextmanager
@@ -57,19 +66,49 @@ def lease_owner() -> str:
 async def pick_job(store: Store, job_id: str | None) -> JobInfo:
     job = await store.get_job(job_id) if job_id else await store.latest_job()
     if job is None:
-        raise ConfigError(f"no job {job_id!r} in this database" if job_id
-                          else "no job in this database yet")
+        raise missing_job(job_id)
     return job
+
+
+def missing_job(job_id: str | None) -> ConfigError:
+    """The error for no job `job_id` (None: no job at all) in the database."""
+    return ConfigError(f"no job {job_id!r} in this database" if job_id
+                       else "no job in this database yet")
 
 
 def require_existing(db_url: str) -> None:
     """Reading commands never create a database: a mistyped --db should say so."""
     if not database_exists(db_url):
+        from bulkops.store.urls import normalise_url, sqlite_path  # see the imports
+
         raise ConfigError(f"no database at {sqlite_path(normalise_url(db_url))}: run a job "
                           "first, or point --db at its database")
 
 
+def status_of(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[OpState, int]]:
+    """`bulkops status`: the job `job_id` (None: the latest) and its rows' counts per state
+    (every state). A SQLite file at the newest revision is read without the store
+    (`quickread`); any other database as `job_status` reads it. Raises ConfigError for no
+    database or no such job, StoreError when the database cannot be read."""
+
+    def reading(reader: quickread.Reader) -> tuple[JobInfo, Mapping[OpState, int]]:
+        job = reader.get_job(job_id) if job_id else reader.latest_job()
+        if job is None:
+            raise missing_job(job_id)
+        return job, reader.counts(job)
+
+    quick = quickread.read(db_url, reading)
+    return quick if quick is not None else anyio.run(job_status, db_url, job_id)
+
+
+def listing_of(db_url: str) -> list[JobListing]:
+    """`bulkops jobs`: every job of the database, newest first; read as `status_of` reads."""
+    quick = quickread.read(db_url, quickread.Reader.list_jobs)
+    return quick if quick is not None else anyio.run(jobs_listing, db_url)
+
+
 async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[OpState, int]]:
+    """`status_of` through the store."""
     require_existing(db_url)
     async with opened_store(db_url) as store:
         job = await pick_job(store, job_id)

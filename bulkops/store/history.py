@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -27,29 +26,13 @@ from sqlalchemy import (
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.sql.dml import Insert
 
-from bulkops.model import Action, ErrorCount, JobInfo, OpState, RunRecord
+from bulkops.model import Action, ErrorCount, OpState, RunRecord
+from bulkops.store.listing import JobListing as JobListing
+from bulkops.store.listing import PruneResult as PruneResult
+from bulkops.store.listing import add_counts as add_counts
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops, runs
 
 TOP_ERRORS = 5
-
-
-@dataclass(frozen=True)
-class JobListing:
-    """One line of `bulkops jobs`: the job, its rows' counts and when it ran (unix seconds)."""
-
-    job: JobInfo
-    counts: Mapping[OpState, int]
-    started_at: float | None  # its first run's start
-    finished_at: float | None  # its last run's end, if that run ended
-    runs: int
-    pruned_at: float | None
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    jobs: int  # jobs whose rows were removed
-    rows: int  # job rows removed
-    ops: int  # operations forgotten (never succeeded, named by no remaining row)
 
 
 def run_values(record: RunRecord) -> dict[str, Any]:
@@ -180,11 +163,6 @@ def row_counts(job_id: str) -> Select[Any]:
         .where(job_rows.c.job_id == job_id)
         .group_by(ops.c.state)
     )
-
-
-def add_counts(*parts: Mapping[OpState, int]) -> dict[OpState, int]:
-    """Counts per state summed over `parts`, every state present (zeros included)."""
-    return {state: sum(part.get(state, 0) for part in parts) for state in OpState}
 
 
 def produced_by_rows(job_id: str, keys: list[str]) -> Select[Any]:

@@ -7,7 +7,6 @@ upgrade a database created by an older version without the source tree.
 from __future__ import annotations
 
 import ast
-import asyncio
 import functools
 import re
 from importlib.resources import files
@@ -15,15 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from bulkops.errors import StoreError
-from bulkops.store.engine import writer
 
+# SQLAlchemy and asyncio are loaded by the functions that migrate: `script_heads` is also the
+# version check of the lean read path (`quickread`), which reads without them.
 if TYPE_CHECKING:
+    import asyncio
+
     from alembic.config import Config
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_PACKAGE = "bulkops.migrations"
 
@@ -54,6 +54,8 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
 
     A database already at the newest revision is only read: opening it never waits for the
     write lock, so `status`, `jobs` and `report` work while another process writes."""
+    from bulkops.store.engine import writer  # see the imports
+
     async with engine.connect() as connection:
         if await connection.run_sync(_at_head):
             return
@@ -68,6 +70,8 @@ _turns: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDict
 
 
 def _alembic_turn() -> asyncio.Lock:
+    import asyncio  # see the imports
+
     loop = asyncio.get_running_loop()
     turn = _turns.get(loop)
     if turn is None:
@@ -97,6 +101,8 @@ def script_heads() -> frozenset[str]:
 
 def _at_head(connection: Connection) -> bool:
     """The database's revision is the scripts' newest (a new, empty database's is not)."""
+    from sqlalchemy import inspect, text  # see the imports
+
     if not inspect(connection).has_table("alembic_version"):
         return False
     current = {row[0] for row in connection.execute(text("SELECT version_num FROM "
