@@ -137,16 +137,32 @@ def prune(older_than: float, db: str | None) -> None:
 def report(job: str | None, fmt: str, only: str | None, output: str | None,
            db: str | None) -> None:
     """One record per input row, in input order (default job: the latest)."""
-    from bulkops.jobviews import write_report
-
     db = database_choice(db).url
     states = _states(only)
     if output:
         with replaced_on_success(output, what="the report") as out:
-            count = anyio.run(write_report, db, job or None, fmt, states, out)
+            count = _write_report(db, job or None, fmt, states, out)
         click.echo(f"wrote {count} row(s) to {output}", err=True)
     else:
-        anyio.run(write_report, db, job or None, fmt, states, sys.stdout)
+        _write_report(db, job or None, fmt, states, sys.stdout)
+
+
+def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | None,
+                  out: TextIO) -> int:
+    """The report of a job in a SQLite file through the standard driver (no SQLAlchemy to
+    load, no record per row); any other database, or a file that path does not read (an
+    older schema, no such job), through the store."""
+    from bulkops.sqlitereport import sqlite_file, write_report
+
+    path = sqlite_file(db)
+    if path is not None:
+        count = write_report(path, job, fmt, states, out, database=db)
+        if count is not None:
+            return count
+    from bulkops.jobviews import write_report as write_through_store
+
+    written: int = anyio.run(write_through_store, db, job, fmt, states, out)
+    return written
 
 
 @contextmanager

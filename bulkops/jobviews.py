@@ -20,10 +20,12 @@ from bulkops.identity import Holder, KnownOp, outside_ref_errors, scope_of, when
 from bulkops.locations import database_exists
 from bulkops.model import FINAL_STATES, JobInfo, JobState, OpRecord, OpState
 from bulkops.report import (
-    ReportMismatch,
+    HTML_ROWS,
+    SPOOL_BYTES,
     ReportTally,
     TextSink,
     count_problems,
+    mismatch,
     row_problems,
     write_csv,
     write_json,
@@ -116,8 +118,6 @@ async def job_status(db_url: str, job_id: str | None) -> tuple[JobInfo, Mapping[
 
 
 REPORT_READS = 3  # reads of a job whose rows a live run keeps changing, before writing it as read
-SPOOL_BYTES = 8 << 20  # a report larger than this is checked from a temporary file, not memory
-HTML_ROWS = 2000  # failed and blocked rows listed on the page; the CSV report has them all
 
 
 async def write_report(
@@ -151,7 +151,7 @@ async def write_report(
                 after = await store.counts(job.job_id)
                 rows = row_problems(tally, total=job.total, only=states)
                 if rows:
-                    raise ReportMismatch(_mismatch(job, rows))
+                    raise mismatch(job, rows)
                 problems = count_problems(tally, counts=after, only=states)
                 if shown is not None and dict(shown) != dict(after):
                     problems.append("the page's counts per state differ from the database's")
@@ -161,15 +161,8 @@ async def write_report(
                     shutil.copyfileobj(spool, out)
                     return count
                 if not moving:
-                    raise ReportMismatch(_mismatch(job, problems))
+                    raise mismatch(job, problems)
         raise AssertionError("unreachable: the last read either writes or raises")
-
-
-def _mismatch(job: JobInfo, problems: list[str]) -> str:
-    return (f"the report of job {job.job_id} does not match its rows in the database: "
-            f"{'; '.join(problems)}; nothing was written (unless the database was changed "
-            "by other means, this is a bug: please report it with `bulkops status --json` of "
-            "this job)")
 
 
 async def _render(

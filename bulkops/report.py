@@ -12,6 +12,7 @@ is written (see `jobviews.write_report`).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from bulkops.cells import FORMULA_TRIGGERS
 from bulkops.errors import StoreError
 from bulkops.identity import when
-from bulkops.model import FINAL_STATES, OpRecord, OpSpec, OpState, is_ref
+from bulkops.model import FINAL_STATES, JobInfo, OpRecord, OpSpec, OpState, is_ref
 
 INPUT_COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
@@ -90,7 +91,12 @@ def record_json(op: OpRecord) -> dict[str, Any]:
 def registrar_records(op: OpRecord) -> list[dict[str, Any]] | None:
     """What the client must set at their registrar for a connected domain (Setup Info), as
     `[{"type", "host", "values", "ttl"}]`; None for other rows."""
-    records = (op.details or {}).get("registrar_records")
+    return records_of(op.details)
+
+
+def records_of(details: Mapping[str, Any] | None) -> list[dict[str, Any]] | None:
+    """`registrar_records` of an op's `details`."""
+    records = (details or {}).get("registrar_records")
     if not isinstance(records, list):
         return None
     # In the order a person reads a DNS record (the store keeps keys sorted).
@@ -101,8 +107,13 @@ def registrar_records(op: OpRecord) -> list[dict[str, Any]] | None:
 def registrar_text(op: OpRecord) -> str:
     """The registrar records in one cell: `A client.com 185.230.63.107 (TTL 3600); CNAME
     www.client.com pointing.wixdns.net (TTL 3600)`."""
+    return records_text(op.details)
+
+
+def records_text(details: Mapping[str, Any] | None) -> str:
+    """`registrar_text` of an op's `details`."""
     parts = []
-    for record in registrar_records(op) or ():
+    for record in records_of(details) or ():
         ttl = f" (TTL {record['ttl']})" if record.get("ttl") else ""
         parts.append(f"{record.get('type')} {record.get('host')} "
                      f"{', '.join(record.get('values') or ())}{ttl}")
@@ -243,6 +254,19 @@ class ReportMismatch(StoreError):
     written. The CLI prints it as one `error:` line (exit 2), like any store error."""
 
 
+SPOOL_BYTES = 8 << 20  # a report larger than this is checked from a temporary file, not memory
+HTML_ROWS = 2000  # failed and blocked rows listed on the page; the CSV report has them all
+
+
+def mismatch(job: JobInfo, problems: list[str]) -> ReportMismatch:
+    """The error for a report whose `problems` (`row_problems`, `count_problems`) were found."""
+    return ReportMismatch(
+        f"the report of job {job.job_id} does not match its rows in the database: "
+        f"{'; '.join(problems)}; nothing was written (unless the database was changed "
+        "by other means, this is a bug: please report it with `bulkops status --json` of "
+        "this job)")
+
+
 @dataclass
 class ReportTally:
     """What a report holds, counted while its records are rendered.
@@ -277,6 +301,29 @@ class ReportTally:
         async for op in ops:
             self.add(op)
             yield op
+
+    def add_page(self, page: list[tuple[Any, ...]]) -> None:
+        """Count the rows of a page read by `store.reportrows` (all of this job's rows: the
+        read asks for no other), as `add` counts records."""
+        if not page:
+            return
+        self.records += len(page)
+        for state, n in Counter([row[_STATE] for row in page]).items():
+            try:
+                self.counts[OpState(state)] += n
+            except ValueError:
+                raise StoreError(f"an operation of job {self.job_id} is in an unknown state "
+                                 f"{state!r}") from None
+        if self.first_seq is None:
+            self.first_seq = page[0][_SEQ]
+        last = self.last_seq
+        for row in page:
+            seq = row[_SEQ]
+            if seq <= last:
+                self.misplaced.append(row[_LINE])
+            else:
+                last = seq
+        self.last_seq = last
 
 
 def row_problems(
@@ -317,3 +364,257 @@ def count_problems(
             problems.append(f"{got} {state.value} in the report, {counts.get(state, 0)} in "
                             "the database")
     return problems
+
+
+# -- rows as read by `store.reportrows` (SQLite): the same records, without building OpRecords --
+#
+# A page row is a tuple indexed as `reportrows.SEQ` ... `NOTE` (restated below: this module
+# loads no store code). Rows whose op another job owns are rendered from their whole record
+# (`whole`, by seq): their note says where the work was done. Every other row is rendered here
+# field by field, to exactly what `record_json` / `csv_row` make of its record; the tests in
+# tests/integration/test_report_lean.py compare the two on rows of every kind.
+
+(_SEQ, _LINE, _KEY, _ACTION, _SPEC, _ELSEWHERE, _STATE, _ATTEMPTS, _SITE_ID, _INVITE_ID, _DETAILS,
+ _ERROR_CODE, _ERROR_MESSAGE, _ERROR_HINT, _ERROR_REQUEST_ID, _NOTE) = range(16)
+_SUCCEEDED = OpState.SUCCEEDED.value
+# What json.dumps(..., ensure_ascii=False) uses, made once.
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+_STRING = json.encoder.encode_basestring  # a str as JSON, as that encoder writes it (in C)
+_LOADS = json.loads
+
+
+def _text_or_null(value: str | None) -> str:
+    return "null" if value is None else _STRING(value)
+
+
+def json_page(page: list[tuple[Any, ...]], whole: Mapping[int, OpRecord]) -> list[str]:
+    """Each row's JSON object (`record_json`, as `json.dumps(..., ensure_ascii=False)` writes
+    it), in the order of `page`."""
+    objects = []
+    for row in page:
+        if row[_ELSEWHERE]:
+            objects.append(_ENCODE(record_json(whole[row[_SEQ]])))
+            continue
+        site_id, invite_id, details = row[_SITE_ID], row[_INVITE_ID], row[_DETAILS]
+        if details:
+            objects.append(_ENCODE(_json_object(row, _LOADS(details))))
+            continue
+        if site_id:
+            result = ('{"site_id": ' + _STRING(site_id)
+                      + (', "invite_id": ' + _STRING(invite_id) + "}" if invite_id else "}"))
+        elif invite_id:
+            result = '{"invite_id": ' + _STRING(invite_id) + "}"
+        else:
+            result = "null"
+        state = row[_STATE]
+        code, message = row[_ERROR_CODE], row[_ERROR_MESSAGE]
+        if (code is None and message is None) or state == _SUCCEEDED:
+            error = "null"
+        else:
+            request_id = row[_ERROR_REQUEST_ID]
+            error = (f'{{"code": {_text_or_null(code)}, "message": {_STRING(message or "")}, '
+                     f'"hint": {_text_or_null(row[_ERROR_HINT])}'
+                     + (f', "request_id": {_STRING(request_id)}}}' if request_id else "}"))
+        objects.append(
+            f'{{"line": {row[_LINE]}, "key": {_STRING(row[_KEY])}, '
+            f'"action": {_STRING(row[_ACTION])}, "status": {_STRING(state)}, '
+            f'"attempts": {row[_ATTEMPTS]}, "result": {result}, "error": {error}, '
+            f'"note": {_text_or_null(row[_NOTE])}}}'
+        )
+    return objects
+
+
+def _json_object(row: tuple[Any, ...], details: Any) -> dict[str, Any]:
+    """`record_json` of a row of its own job whose op keeps `details` (parsed)."""
+    result: dict[str, Any] = {}
+    if row[_SITE_ID]:
+        result["site_id"] = row[_SITE_ID]
+    if row[_INVITE_ID]:
+        result["invite_id"] = row[_INVITE_ID]
+    records = records_of(details)
+    if records is not None:
+        result["registrar_records"] = records
+        registrar = (details or {}).get("registrar")
+        if registrar:
+            result["registrar"] = registrar
+    error = None
+    code, message = row[_ERROR_CODE], row[_ERROR_MESSAGE]
+    if (code is not None or message is not None) and row[_STATE] != _SUCCEEDED:
+        error = {"code": code, "message": message or "", "hint": row[_ERROR_HINT]}
+        if row[_ERROR_REQUEST_ID]:
+            error["request_id"] = row[_ERROR_REQUEST_ID]
+    return {
+        "line": row[_LINE],
+        "key": row[_KEY],
+        "action": row[_ACTION],
+        "status": row[_STATE],
+        "attempts": row[_ATTEMPTS],
+        "result": result or None,
+        "error": error,
+        "note": row[_NOTE],
+    }
+
+
+def page_specs(page: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The stored spec of each row of `page` (read with its spec), parsed: as one JSON array,
+    one call into the parser for the page instead of one per row."""
+    specs: list[dict[str, Any]] = _LOADS("[" + ",".join([row[_SPEC] for row in page]) + "]")
+    return specs
+
+
+def page_references(specs: list[dict[str, Any]]) -> set[str]:
+    """The keys the rows of these specs name (`referenced`): site, sites, depends_on."""
+    keys: set[str] = set()
+    for spec in specs:
+        site = spec.get("site")
+        if site and site[0] == "@":
+            keys.add(site[1:])
+        sites = spec.get("sites")
+        if sites:
+            keys.update([value[1:] for value in sites if value[:1] == "@"])
+        depends = spec.get("depends_on")
+        if depends:
+            keys.update(depends)
+    return keys
+
+
+def page_produced(page: list[tuple[Any, ...]]) -> tuple[set[str], dict[str, str]]:
+    """The keys of the page's rows, and key -> site id ("") of those whose op succeeded: what
+    `produced_by_keys` says of them, known without asking."""
+    return ({row[_KEY] for row in page},
+            {row[_KEY]: row[_SITE_ID] or "" for row in page if row[_STATE] == _SUCCEEDED})
+
+
+# Where each spec field goes among INPUT_COLUMNS: the plain ones as they are, the others
+# through `csv_page`'s own rules (as `csv_row`'s). `implied_depends_on` is no column.
+_PLAIN_COLUMNS = {name: INPUT_COLUMNS.index(name) for name in (
+    "action", "site_name", "template_id", "folder_id", "to_account", "from_account", "email",
+    "domain", "connection", "assignment", "record_type", "host")}
+(_KEY_COLUMN, _SITE_COLUMN, _ROLES_COLUMN, _SITES_COLUMN, _DEPENDS_COLUMN, _NOTIFY_COLUMN,
+ _VALUES_COLUMN, _TTL_COLUMN) = (INPUT_COLUMNS.index(name) for name in (
+    "key", "site", "role", "sites", "depends_on", "notify", "values", "ttl"))
+_BLANK_INPUT = [""] * len(INPUT_COLUMNS)
+_NO_ERROR = ("", "", "", "")
+
+
+def csv_page(page: list[tuple[Any, ...]], specs: list[dict[str, Any]],
+             produced: Mapping[str, str], whole: Mapping[int, OpRecord]) -> list[str]:
+    """Each row's CSV line (`csv_row`'s cells as `write_csv` writes them, with its "\\n"), in
+    the order of `page`; `specs`: `page_specs(page)`, `produced` as `csv_row` takes it (every
+    key the page's rows name that succeeded)."""
+    lines = []
+    for row, spec in zip(page, specs, strict=True):
+        if row[_ELSEWHERE]:
+            lines.append(_csv_line(csv_row(whole[row[_SEQ]], produced)))
+            continue
+        cells = _input_cells(spec, produced)
+        key = row[_KEY]
+        cells[_KEY_COLUMN] = "'" + key if key and key[0] in _TRIGGER_CHARS else key
+        cells += _report_cells(row)
+        # Most rows have no cell to quote: then the line is its cells joined by commas, as
+        # csv writes it (a comma inside a cell shows as one comma too many).
+        line = ",".join(cells)
+        if (line.count(",") != _SEPARATORS or '"' in line or "\n" in line or "\r" in line):
+            lines.append(_csv_line(cells))
+        else:
+            lines.append(line + "\n")
+    return lines
+
+
+_SEPARATORS = len(INPUT_COLUMNS) + len(REPORT_COLUMNS) - 1
+
+
+def _input_cells(spec: dict[str, Any], produced: Mapping[str, str]) -> list[str]:
+    """`csv_row`'s input cells of a row's stored spec, but its key's: the spec's few fields
+    walked once, each to its column, made formula-safe as it is placed (`_safe`, inline: most
+    cells stay empty)."""
+    cells = _BLANK_INPUT.copy()
+    for name, value in spec.items():
+        column = _PLAIN_COLUMNS.get(name)
+        if column is not None:
+            if value:  # as `spec.x or ""`
+                cells[column] = "'" + value if value[0] in _TRIGGER_CHARS else value
+        elif name in _SPECIAL_COLUMNS:
+            column, cell = _SPECIAL_COLUMNS[name]
+            text = cell(value, produced, spec)
+            cells[column] = "'" + text if text and text[0] in _TRIGGER_CHARS else text
+    return cells
+
+
+def _report_cells(row: tuple[Any, ...]) -> list[str]:
+    """`csv_row`'s report cells of a row of its own job."""
+    state = row[_STATE]  # one of OpState's values (`ReportTally.add_page`): never a trigger
+    code, message = row[_ERROR_CODE], row[_ERROR_MESSAGE]
+    details = row[_DETAILS]
+    attempts, line = str(row[_ATTEMPTS]), str(row[_LINE])  # a trigger only if negative
+    return [
+        state,
+        "'" + attempts if attempts[0] == "-" else attempts,
+        _safe(row[_SITE_ID]) if row[_SITE_ID] else "",
+        _safe(row[_INVITE_ID]) if row[_INVITE_ID] else "",
+        # A succeeded row's last error is history, not a reason (as `csv_row`).
+        *([_safe(code or ""), _safe(message or ""), _safe(row[_ERROR_HINT] or ""),
+           _safe(row[_ERROR_REQUEST_ID] or "")]
+          if (code is not None or message is not None) and state != _SUCCEEDED
+          else _NO_ERROR),
+        _safe(row[_NOTE]) if row[_NOTE] else "",
+        "'" + line if line[0] == "-" else line,
+        _safe(records_text(_LOADS(details))) if details else "",
+    ]
+
+
+def _site_cell(value: Any, produced: Mapping[str, str], _: Mapping[str, Any]) -> str:
+    if not value:
+        return ""
+    return produced.get(value[1:], value) if value[0] == "@" else str(value)
+
+
+def _sites_cell(value: Any, produced: Mapping[str, str], _: Mapping[str, Any]) -> str:
+    if not value:
+        return ""
+    return ";".join([produced.get(s[1:], s) if s[:1] == "@" else s for s in value])
+
+
+def _depends_cell(value: Any, produced: Mapping[str, str], _: Mapping[str, Any]) -> str:
+    return ";".join(["@" + k for k in value if k not in produced]) if value else ""
+
+
+def _roles_cell(value: Any, _: Mapping[str, str], __: Mapping[str, Any]) -> str:
+    return ";".join(value or ())
+
+
+def _values_cell(value: Any, _: Mapping[str, str], spec: Mapping[str, Any]) -> str:
+    return values_cell(spec.get("record_type"), tuple(value)) if value else ""
+
+
+def _ttl_cell(value: Any, _: Mapping[str, str], __: Mapping[str, Any]) -> str:
+    return str(value) if isinstance(value, int) else ""
+
+
+def _notify_cell(value: Any, _: Mapping[str, str], __: Mapping[str, Any]) -> str:
+    return "yes" if value is True else ""
+
+
+# The spec's fields whose cell is made by a rule (`csv_row`'s), by column. Any other field
+# (implied_depends_on) has no column.
+_SPECIAL_COLUMNS: dict[str, tuple[int, Callable[[Any, Mapping[str, str], Mapping[str, Any]],
+                                                 str]]] = {
+    "site": (_SITE_COLUMN, _site_cell),
+    "sites": (_SITES_COLUMN, _sites_cell),
+    "depends_on": (_DEPENDS_COLUMN, _depends_cell),
+    "roles": (_ROLES_COLUMN, _roles_cell),
+    "values": (_VALUES_COLUMN, _values_cell),
+    "ttl": (_TTL_COLUMN, _ttl_cell),
+    "notify": (_NOTIFY_COLUMN, _notify_cell),
+}
+_LINE_BUFFER = io.StringIO()
+_LINE_WRITER = csv.writer(_LINE_BUFFER, lineterminator="\n")
+
+
+def _csv_line(cells: list[str]) -> str:
+    """`cells` as one line of `write_csv`'s writer (quoted where csv quotes)."""
+    _LINE_WRITER.writerow(cells)
+    line = _LINE_BUFFER.getvalue()
+    _LINE_BUFFER.seek(0)
+    _LINE_BUFFER.truncate()
+    return line

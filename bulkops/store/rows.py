@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
-
-from sqlalchemy.engine import RowMapping
+from typing import TYPE_CHECKING, Any
 
 from bulkops.identity import fingerprint
 from bulkops.model import (
@@ -20,6 +18,9 @@ from bulkops.model import (
     frozen_instance,
     is_ref,
 )
+
+if TYPE_CHECKING:  # no SQLAlchemy at run time: reports read rows through sqlite3 too
+    from sqlalchemy.engine import RowMapping
 
 # The columns `save` writes: everything about an op that changes after it is stored.
 MUTABLE_COLUMNS = (
@@ -44,7 +45,7 @@ MUTABLE_COLUMNS = (
 )
 
 
-def job_info(row: RowMapping) -> JobInfo:
+def job_info(row: RowMapping | Mapping[str, Any]) -> JobInfo:
     return JobInfo(
         job_id=row["job_id"],
         path=row["path"],
