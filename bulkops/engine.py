@@ -544,9 +544,10 @@ class Engine:
             for op in ops
         ]
         await self._save_all(ops, running)  # write-ahead: durable before the request leaves
-        for op in running:
-            log.info("op_sent", extra={**_fields(op), "attempt": op.attempts,
-                                       "batch": len(running)})
+        if log.isEnabledFor(logging.INFO):  # per row sent: the fields cost more than the check
+            for op in running:
+                log.info("op_sent", extra={**_fields(op), "attempt": op.attempts,
+                                           "batch": len(running)})
         try:
             outcomes = await family.send(running, self._ctx)
         except SendStopped:
@@ -829,7 +830,8 @@ class Engine:
 
     async def _succeed(self, op: OpRecord, done: Done, *, note: str | None) -> None:
         self._breaker.record_success(op.spec.action)
-        log.info("op_succeeded", extra={**_fields(op), "attempt": op.attempts})
+        if log.isEnabledFor(logging.INFO):  # as for op_sent
+            log.info("op_succeeded", extra={**_fields(op), "attempt": op.attempts})
         await self._save(
             op,
             op.evolve(

@@ -43,7 +43,7 @@ from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.migrate import upgrade_to_head
-from bulkops.store.rows import job_info, mutable_values, op_record
+from bulkops.store.rows import job_info, op_record, save_params
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
@@ -433,7 +433,7 @@ class SqlStore:
         plain: list[dict[str, Any]] = []
         printed: list[dict[str, Any]] = []
         for op in ops:
-            params = _save_params(op, now)
+            params = save_params(op, now)
             (printed if "p_fingerprint" in params else plain).append(params)
         job_ids = sorted({op.job_id for op in ops})
         if self._file is not None:
@@ -575,13 +575,6 @@ async def _refs(conn: AsyncConnection, op_ids: Sequence[int]) -> dict[int, dict[
             if site_id is not None:
                 refs.setdefault(op_id, {})[key] = site_id
     return refs
-
-
-def _save_params(op: OpRecord, now: float) -> dict[str, Any]:
-    params = {f"p_{name}": value for name, value in mutable_values(op).items()}
-    params["p_op_id"] = op.op_id
-    params["p_updated_at"] = now
-    return params
 
 
 def _job_total(job_id: str) -> Select[int]:

@@ -67,3 +67,20 @@ def test_a_stored_row_reads_back_as_the_record_saved() -> None:
     read = op_record(row, op.refs)
     assert read == op
     assert set(vars(read)) == field_names(OpRecord)
+
+
+def test_a_save_names_every_mutable_column_and_only_those() -> None:
+    from bulkops.store.rows import MUTABLE_COLUMNS, save_params
+
+    # An invite that succeeded gets its fingerprint (its @key sites are resolved by then).
+    done = OpRecord(op_id=3, job_id="j", seq=1, spec=SPECS[1], state=OpState.SUCCEEDED,
+                    refs={"acme": "site-1"})
+    params = save_params(done, 12.5)
+    assert set(params) == {f"p_{name}" for name in MUTABLE_COLUMNS} | {"p_op_id", "p_updated_at"}
+    assert (params["p_op_id"], params["p_updated_at"]) == (3, 12.5)
+    assert params["p_fingerprint"]
+    # A create's fingerprint is stored with its row, and a pending invite's cannot be known:
+    # their saves leave the column out.
+    for op in (OpRecord(op_id=4, job_id="j", seq=0, spec=SPECS[0]),
+               OpRecord(op_id=5, job_id="j", seq=1, spec=SPECS[1])):
+        assert set(mutable_values(op)) == set(MUTABLE_COLUMNS) - {"fingerprint"}
