@@ -17,7 +17,8 @@ problem found is reported at once (as `RowError`s, like validation):
 
 One listing pass (Query Sites, 100 a page) per account involved covers the site and name checks.
 The rows are read twice (before and after the listings), so a job of any size is checked in
-memory bounded by the sites it names and the accounts' listings, not by its rows.
+memory bounded by the sites it names and the accounts' listings, not by its rows; the second
+time, only the rows of the actions it can find something in (`_Needs.judged`).
 
 Domain rows are checked too, when the job has any still to do (`domaincheck`).
 
@@ -43,7 +44,7 @@ from bulkops.domaincheck import (
 from bulkops.engine import NOT_FOUND_RESENT_NOTE
 from bulkops.errors import ConfigError, RowError, WixApiError
 from bulkops.identity import site_name_key, when
-from bulkops.model import Action, OpRecord, OpSpec, OpState, is_ref
+from bulkops.model import DOMAIN_ACTIONS, Action, OpRecord, OpSpec, OpState, is_ref
 from bulkops.retry import DEFAULT_READS, ReadRetry, Verdict, classify
 from bulkops.roles import Level, RoleBook, RoleError
 from bulkops.settings import IfExists
@@ -82,6 +83,10 @@ class Candidate:
 
 RowSource = Callable[[], AsyncIterator[Candidate]]
 """Every row to check, in input order; called once per pass (twice)."""
+
+ActionRows = Callable[[Collection[Action]], AsyncIterator[Candidate]]
+"""The rows to check of some actions only, in input order: the second pass's, when the
+source can read just those (a stored job's: by its rows' action column)."""
 
 
 @dataclass(frozen=True)
@@ -149,11 +154,14 @@ async def check_rows(
     retry: ReadRetry = DEFAULT_READS,
     planning: bool = False,
     requests: Callable[[], int] = _no_count,
+    of_actions: ActionRows | None = None,
 ) -> Findings:
     """Check `rows` against Wix (see the module's docstring). `produced(ids)` says which of the
     site ids (lower-case) an operation of the scope produced. `planning`: `plan`'s checks too,
     and a refused domain read is a problem rather than an error. `requests()`: how many
-    requests the client has made so far (for `Findings.reads`).
+    requests the client has made so far (for `Findings.reads`). `of_actions`: the second
+    pass reads through it only the rows of the actions it can find something in (None: it
+    reads `rows` again, and skips the others).
 
     Reads only: the listings of the accounts the rows involve; with domain rows, the domain
     reads. Raises ConfigError when Wix refuses to list the account itself, DomainsRefused (a
@@ -178,7 +186,10 @@ async def check_rows(
     world = _World(needs, listings, ours)
     judge = DomainJudge(domains, world.listed, wanted) if domains is not None else None
     adoptions: list[Adoption] = []
-    async for row in rows():
+    judged = needs.judged(wanted)
+    async for row in (rows() if of_actions is None else of_actions(judged)):
+        if row.spec.action not in judged:
+            continue  # nothing for the second pass to find (`_Needs.judged`)
         problems += world.site_problems(row.spec)
         adoption = None
         if row.name_checked:
@@ -256,20 +267,38 @@ class _Needs:
         self.transfers: dict[str, list[tuple[int, str, str]]] = {}
         self.deps: dict[str, tuple[str, ...]] = {}  # row key -> the keys it waits for
         self.names = False
+        self.by_id: set[Action] = set()  # actions of rows that name a site by id
 
     def take(self, row: Candidate) -> None:
         spec = row.spec
         for _, site, account in site_refs(spec, self.account):
             self.wanted.setdefault(account.lower(), set()).add(site.lower())
+            self.by_id.add(spec.action)
         if spec.action is Action.TRANSFER_SITE and spec.site and spec.to_account:
             self.moves.add((spec.site.lower(), spec.to_account.lower()))
             # Only a transfer out of the account takes a site away from it.
             if (spec.from_account or self.account).lower() == self.account:
                 self.transfers.setdefault(spec.site.lower(), []).append(
                     (spec.line, spec.key, spec.to_account.lower()))
-        if spec.dependency_keys():
-            self.deps[spec.key] = spec.dependency_keys()
+        waits_for = spec.dependency_keys()
+        if waits_for:
+            self.deps[spec.key] = waits_for
         self.names = self.names or row.name_checked
+
+    def judged(self, domains: DomainNeeds) -> frozenset[Action]:
+        """The actions of the rows the second pass can find something in: rows naming a
+        site by id (`site_refs`), account invites when a transfer takes a site away (they
+        may name it), creates whose name is checked or that a connect row names, domain
+        rows. The others (an invite or transfer naming its site by `@key`, ...) are not
+        read again."""
+        actions = set(self.by_id)
+        if self.transfers:
+            actions.add(Action.ACCOUNT_INVITE)
+        if self.names or domains.refs:
+            actions.add(Action.CREATE_SITE)
+        if domains.first_line is not None:
+            actions |= DOMAIN_ACTIONS
+        return frozenset(actions)
 
     def accounts(self) -> set[str]:
         return set(self.wanted) | ({self.account} if self.names else set())

@@ -29,7 +29,7 @@ from bulkops.actions.domains import setup_details
 from bulkops.domaincheck import Settled
 from bulkops.errors import JobFileError, WixApiError, WixError
 from bulkops.identity import scope_of
-from bulkops.model import FINAL_STATES, JobInfo, OpState
+from bulkops.model import Action, JobInfo, OpState
 from bulkops.precheck import Candidate, Findings, check_rows, refused_credentials
 from bulkops.retry import ReadRetry, Verdict, backoff_delay, classify
 from bulkops.roles import RoleBook
@@ -67,16 +67,15 @@ async def check_before_sending(
     the "Manage Domains" permission), a WixError when a read failed for good. With no row to
     check, no read is made."""
 
-    async def rows() -> AsyncGenerator[Candidate, None]:
-        async for op in store.iter_ops(job.job_id):
-            if op.elsewhere is None and op.state not in FINAL_STATES:
+    async def rows(actions: Collection[Action] | None = None) -> AsyncGenerator[Candidate, None]:
+        # Only the rows still to do are read (`Store.open_rows`); the second pass, only those
+        # of the actions it judges.
+        async with aclosing(store.open_rows(job.job_id, actions=actions)) as still_to_do:
+            async for op in still_to_do:
                 yield Candidate(op.spec, op)
 
-    async with aclosing(rows()) as open_rows:
-        async for _ in open_rows:
-            break
-        else:
-            return Ready()
+    if not await store.has_open_rows(job.job_id):
+        return Ready()
     roles, down_since = await first_answer(client, stop, settings, clock=clock, rand=rand)
     if roles is None:
         return Ready(unreachable_since=down_since)
@@ -88,7 +87,7 @@ async def check_before_sending(
     async def check() -> Findings:
         return await check_rows(rows, client, roles, account_id=settings.account_id,
                                 if_exists=settings.if_exists, produced=produced,
-                                retry=settings.reads)
+                                retry=settings.reads, of_actions=rows)
 
     findings = await _unless_stopped(check, stop)
     if findings is None:  # a signal: the engine ends the run as interrupted, nothing sent

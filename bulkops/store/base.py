@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from bulkops.errors import RowError
@@ -163,6 +163,19 @@ class Store(Protocol):
         """Every row of the job in input order (streamed in pages), optionally of some states:
         the row's line, key and spec with its op's state and results; `elsewhere` is set
         when another job owns the op."""
+        ...
+
+    def open_rows(
+        self, job_id: str, *, actions: Collection[Action] | None = None
+    ) -> AsyncGenerator[OpRecord, None]:
+        """The job's rows still to do, in input order: those whose op the job owns and is not
+        in a final state, each as `iter_ops` gives it (`elsewhere` None), read without
+        stepping over the others (what the checks before sending read); `actions`: only
+        rows of those (None: of any)."""
+        ...
+
+    async def has_open_rows(self, job_id: str) -> bool:
+        """Whether `open_rows` would give any row: one index look-up."""
         ...
 
     async def start_run(self, record: RunRecord, owner: str) -> RunRecord:

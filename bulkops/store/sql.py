@@ -5,7 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,7 @@ from bulkops.model import (
     RunRecord,
     is_ref,
 )
-from bulkops.store import history, statements, takeover
+from bulkops.store import checkrows, history, statements, takeover
 from bulkops.store.adding import (
     ID_CHUNK,
     conflicts,
@@ -195,13 +203,21 @@ class SqlStore:
     async def take_over(self, job_id: str, *, now: float, rerun: bool) -> TakeOver:
         params = {"b_job_id": job_id, "b_now": now}
         async with self._write(f"cannot take over operations of job {job_id}") as conn:
-            adopted = (await conn.execute(takeover.adopt(rerun=rerun), params)).rowcount
+            # Adopting and counting what is held elsewhere join every row of the job to its
+            # op (seconds for a million rows); a job that owns the ops of all its rows has
+            # neither, which the index of ops tells at once (as `counts` reads it).
+            others = not await _owns_every_row(conn, job_id)
+            adopted = 0
+            if others:
+                adopted = (await conn.execute(takeover.adopt(rerun=rerun), params)).rowcount
             rearmed = 0
             if rerun:
                 for maybe_applied in (False, True):
                     rearm = takeover.rearm(maybe_applied=maybe_applied)
                     rearmed += (await conn.execute(rearm, params)).rowcount
-            held = (await conn.execute(takeover.held_elsewhere(), params)).scalar() or 0
+            held = 0
+            if others:
+                held = (await conn.execute(takeover.held_elsewhere(), params)).scalar() or 0
         return TakeOver(adopted=adopted, rearmed=rearmed, held_elsewhere=held)
 
     async def cancel_job(self, job_id: str) -> int:
@@ -531,6 +547,16 @@ class SqlStore:
                 return
             after = page[-1]["seq"]
 
+    def open_rows(
+        self, job_id: str, *, actions: Collection[Action] | None = None
+    ) -> AsyncGenerator[OpRecord, None]:
+        return checkrows.open_rows(self._engine, self._file, job_id, actions=actions)
+
+    async def has_open_rows(self, job_id: str) -> bool:
+        async with self._read(f"cannot read operations of job {job_id}") as conn:
+            found = await conn.execute(checkrows.any_open_query(), {"b_job_id": job_id})
+            return found.first() is not None
+
     async def _page(
         self, job_id: str, only: tuple[OpState, ...] | None, after: int
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -605,6 +631,17 @@ async def _row_counts(conn: AsyncConnection, job_id: str, total: int, pruned_at:
         return history.add_counts(owned)
     foreign = _by_state_all((await conn.execute(history.foreign_counts(job_id))).all())
     return history.add_counts(owned, foreign)
+
+
+async def _owns_every_row(conn: AsyncConnection, job_id: str) -> bool:
+    """Whether every row of the job names an op the job owns (none another job's): it owns as
+    many ops as it has rows (`_row_counts`). False for a pruned or unknown job."""
+    job = (await conn.execute(_job_size(job_id))).first()
+    if job is None or job.pruned_at is not None:
+        return False
+    owned = _by_state((await conn.execute(history.owned_counts(job_id))).all())
+    total: int = job.total
+    return sum(owned.values()) == total
 
 
 def _by_state_all(found: Sequence[Any]) -> dict[OpState, int]:
