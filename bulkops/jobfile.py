@@ -16,7 +16,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,7 +28,7 @@ from bulkops.invitees import invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, check_row, missing_reason
-from bulkops.model import Action, JobSource, OpSpec, is_ref
+from bulkops.model import Action, JobSource, OpSpec, frozen_instance, is_ref
 
 __all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
 
@@ -133,7 +133,7 @@ def _second_pass(file: Path, spool: _Spool, stamp: _Stamp, total: int) -> Iterat
 
 
 _SPEC_FIELDS = tuple(f.name for f in fields(OpSpec))
-_spec_values = attrgetter(*_SPEC_FIELDS)
+_spec_values = itemgetter(*_SPEC_FIELDS)  # of an OpSpec's __dict__: every field, in order
 _ACTION_AT = _SPEC_FIELDS.index("action")
 _ACTIONS = {action.value: action for action in Action}
 _LENGTH = struct.Struct("<Q")
@@ -148,12 +148,14 @@ class _Spool:
 
     def __init__(self) -> None:
         self._file: BinaryIO | None = None
-        self._batch: list[tuple[object, ...]] = []
+        # Lists, so that the reader can put the Action back in place without a copy.
+        self._batch: list[list[object]] = []
         self._size = 0  # bytes written so far
 
     def add(self, spec: OpSpec) -> None:
-        values = _spec_values(spec)
-        self._batch.append((*values[:_ACTION_AT], spec.action.value, *values[_ACTION_AT + 1:]))
+        values = list(_spec_values(vars(spec)))
+        values[_ACTION_AT] = spec.action.value
+        self._batch.append(values)
         if len(self._batch) >= self.BATCH:
             self._flush()
 
@@ -168,7 +170,8 @@ class _Spool:
             offset += _LENGTH.size + length
             for values in batch:
                 values[_ACTION_AT] = _ACTIONS[values[_ACTION_AT]]
-                yield OpSpec(*values)
+                # As OpSpec(*values) would make it, without its generated __init__.
+                yield frozen_instance(OpSpec, dict(zip(_SPEC_FIELDS, values, strict=True)))
 
     def _flush(self) -> None:
         if not self._batch:
@@ -176,8 +179,7 @@ class _Spool:
         if self._file is None:
             # Open for as long as the checked job lives: closed (and gone) with this object.
             self._file = tempfile.TemporaryFile(prefix="bulkops-specs-")  # noqa: SIM115
-        # Lists, so that the reader can put the Action back in place without a copy.
-        blob = marshal.dumps([list(values) for values in self._batch])
+        blob = marshal.dumps(self._batch)
         self._file.seek(self._size)
         self._file.write(_LENGTH.pack(len(blob)) + blob)
         self._file.flush()

@@ -70,22 +70,31 @@ class RefGraph:
     ) -> RowError | None:
         """Register a row (its references too when it is valid). Returns the duplicate-key error
         if an earlier row has the same key."""
-        node = self._node_of(key)
-        earlier = self._line[node]
-        if earlier != _UNDEFINED:
-            if derived:
-                return RowError(line, None, f"same operation as line {earlier} "
-                                            f"(duplicate of line {earlier})")
-            return RowError(line, "key", f"duplicate key {show(key)}: duplicate of line {earlier}")
+        node = self._node.get(key)
+        if node is None:
+            node = self._node_of(key)
+        else:
+            earlier = self._line[node]
+            if earlier != _UNDEFINED:
+                if derived:
+                    return RowError(line, None, f"same operation as line {earlier} "
+                                                f"(duplicate of line {earlier})")
+                return RowError(line, "key",
+                                f"duplicate key {show(key)}: duplicate of line {earlier}")
         self._line[node] = line
         self._kind[node] = _NO_ACTION if action is None else _ACTION_CODE[action]
-        if spec is not None:
+        # `_refs` is only walked for a row that names another one.
+        if spec is not None and (spec.site is not None or spec.sites or spec.depends_on
+                                 or spec.implied_depends_on):
+            lines, nodes = self._line, self._node
             for column, target_key in _refs(spec):
-                target = self._node_of(target_key)
+                target = nodes.get(target_key)
+                if target is None:
+                    target = self._node_of(target_key)
                 self._edge_from.append(node)
                 self._edge_to.append(target)
                 self._edge_column.append(column)
-                if self._line[target] == _UNDEFINED or target == node:
+                if lines[target] == _UNDEFINED or target == node:
                     self._maybe_cyclic = True
         return None
 

@@ -13,15 +13,17 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING
+from dataclasses import fields as dataclass_fields
+from json.encoder import encode_basestring
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from bulkops import domainrows
 from bulkops.cells import clean, show
 from bulkops.domainrows import Value, domain_row_problems
 from bulkops.errors import RowError
-from bulkops.model import DOMAIN_ACTIONS, REF_PREFIX, Action, OpSpec, is_ref
+from bulkops.model import DOMAIN_ACTIONS, REF_PREFIX, Action, OpSpec, frozen_instance, is_ref
 
 COLUMNS = (
     "action", "key", "site_name", "template_id", "folder_id", "site", "to_account",
@@ -68,14 +70,16 @@ _EMAIL = re.compile(r"[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\.]+(?:\.[^@\s<>
 _NO_DEFAULTS: Mapping[str, object] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class RowResult:
+class RowResult(NamedTuple):
     """What one row turned out to be. `spec` is set only when the row has no problem.
 
     `key` is the row's key whenever it is known (explicit and well-formed, or derived), so that
     cross-row checks can still resolve references to a row that is bad for other reasons.
     `missing` lists required columns the row lacks: the caller words that error, because in a
     CSV file whose header lacks the column it is reported once, on the header.
+
+    A named tuple, not a frozen dataclass: one is made per row, and a frozen dataclass sets
+    each field through object.__setattr__, at several times the cost.
     """
 
     spec: OpSpec | None
@@ -243,6 +247,9 @@ def _normalise(name: str, raw: object) -> tuple[Value | None, str | None]:
     return text, problem or _TEXT_CHECKS[name](text)
 
 
+_REF_LISTS = frozenset({"sites", "depends_on"})
+
+
 def _list_value(name: str, raw: object) -> tuple[Value | None, str | None]:
     if name == "role" and _is_number(raw):
         raw = [raw]  # one role id written as a JSON number: as in a list of one
@@ -251,6 +258,11 @@ def _list_value(name: str, raw: object) -> tuple[Value | None, str | None]:
         return None, items
     check_item = _ITEM_CHECKS[name]
     for item in items:
+        if (item[0] == REF_PREFIX and name in _REF_LISTS and len(item) > 1 and item.isascii()
+                and item.isprintable() and REF_PREFIX not in item[1:] and ";" not in item):
+            # A plain `@key` (the common entry of sites and depends_on): no check below
+            # can object to it (no spreadsheet debris, a well-formed key), so none is run.
+            continue
         reason = _cell_problem(item) or check_item(item)
         if reason is not None:
             return None, reason
@@ -486,12 +498,26 @@ _NOT_TEXT: Mapping[str, Callable[[object], tuple[Value | None, str | None]]] = M
 })
 
 
+# Every OpSpec field at its default: a validated row's spec is these with its values over them.
+_SPEC_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclass_fields(OpSpec) if f.default is not MISSING
+}
+# A row's column -> the OpSpec field that holds it (every column but action and key).
+_FIELD_OF = MappingProxyType({
+    name: "roles" if name == "role" else name for name in COLUMNS if name not in ("action", "key")
+})
+
+
 def _spec(line: int, action: Action, values: Mapping[str, Value], key: str | None) -> OpSpec:
     fields: dict[str, Any] = {
-        ("roles" if name == "role" else name): value
-        for name, value in values.items() if name != "key"
+        _FIELD_OF[name]: value for name, value in values.items() if name != "key"
     }
-    return OpSpec(line=line, key=key or _content_key(action, fields), action=action, **fields)
+    spec = {**_SPEC_DEFAULTS, **fields}
+    spec["line"], spec["action"] = line, action
+    spec["key"] = key or _content_key(action, fields)
+    # As OpSpec(...) would make it, without its generated __init__, which sets each of the
+    # 25 fields through object.__setattr__ (several microseconds a row).
+    return frozen_instance(OpSpec, spec)
 
 
 def derive_key(spec: OpSpec) -> str:
@@ -511,5 +537,36 @@ def _content_key(action: Action, fields: Mapping[str, Any]) -> str:
     content = {"action": action.value, **fields}
     if "email" in content:
         content["email"] = content["email"].lower()
-    canonical = _KEY_ENCODER.encode(content)
+    canonical = compact_json(content, encode_basestring)
+    if canonical is None:
+        canonical = _KEY_ENCODER.encode(content)
     return f"{action.value}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+
+def compact_json(content: Mapping[str, object], quote: Callable[[str], str]) -> str | None:
+    """`content` as `json.JSONEncoder(sort_keys=True, separators=(",", ":"))` writes it, for
+    the values a row holds (text, lists of text, true/false, whole numbers); None for any
+    other value, which the caller then gives to the encoder itself. `quote` is the encoder's
+    own string writer: `encode_basestring`, or `encode_basestring_ascii` for ensure_ascii.
+
+    The encoder sets up a new C encoder on every call, which costs more than writing a
+    row's few values; this writes the same text directly."""
+    parts: list[str] = []
+    for name in sorted(content):
+        value = content[name]
+        if type(value) is str:
+            text = quote(value)
+        elif isinstance(value, tuple | list):
+            if not all(type(item) is str for item in value):
+                return None
+            text = "[" + ",".join(map(quote, value)) + "]"
+        elif value is True:
+            text = "true"
+        elif value is False:
+            text = "false"
+        elif type(value) is int:
+            text = int.__repr__(value)
+        else:
+            return None
+        parts.append(quote(name) + ":" + text)
+    return "{" + ",".join(parts) + "}"

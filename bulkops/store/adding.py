@@ -11,8 +11,9 @@ with them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Insert, Select, Table, and_, insert, select, text
@@ -32,7 +33,7 @@ from bulkops.jobrows import derive_key
 from bulkops.model import Action, OpSpec, OpState, is_ref
 from bulkops.store import statements
 from bulkops.store.rows import new_op_row, new_row, spec_text
-from bulkops.store.tables import job_rows, jobs, op_aliases, ops
+from bulkops.store.tables import FINGERPRINT, SCOPE_KEY, job_rows, jobs, op_aliases, ops
 
 INSERT_BATCH = 2000  # rows per executemany while adding a job: bounded memory, few round trips
 ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter limit
@@ -105,14 +106,57 @@ _STAGE_DEPS = "INSERT INTO bulkops_staged_deps (seq, dep_key) VALUES (?, ?)"
 FRESH_BATCH = 20_000  # rows per executemany on the fresh-scope path
 
 
+# The ops indexes whose columns come in no order (keys, fingerprints) are dropped for a large
+# load and built again after it, within the same transaction: SQLite builds an index from
+# sorted rows several times faster than it takes the same rows one by one. Only when the job
+# is at least this large and larger than what the table holds already (the build reads every
+# op of every scope).
+REBUILD_FROM = 10_000
+_REBUILT_INDEXES = (SCOPE_KEY.name, FINGERPRINT.name)
+_INDEX_SQL = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?"
+
+
 async def _insert_fresh(
     conn: AsyncConnection, job_id: str, scope: str, specs: Iterable[OpSpec], total: int,
     now: float,
 ) -> None:
     """`insert_rows` on SQLite when the scope has no operation yet: every row makes a new op,
     so there is nothing to look up. The connection holds SQLite's write lock (the job row is
-    written), so no other process can add ops to the scope in between. Each row's job_rows
-    entry is copied from its new op, dependencies are linked in one statement."""
+    written), so no other process can add ops to the scope in between, and readers see the
+    database as it was (indexes included) until the commit. A large load builds the ops
+    indexes on keys and fingerprints after the rows are in: the same indexes (their own
+    CREATE statement, read back), the same rows, in one transaction that a failure rolls back
+    whole, indexes included."""
+    rebuild = await _drop_unordered_indexes(conn, total)
+    await _load_fresh(conn, job_id, scope, specs, total, now)
+    for create in rebuild:
+        await conn.exec_driver_sql(create)
+
+
+async def _drop_unordered_indexes(conn: AsyncConnection, total: int) -> list[str]:
+    """Drop the indexes `_insert_fresh` builds again after a large load; their CREATE
+    statements. None when the job is small, or small beside the ops stored already."""
+    if total < REBUILD_FROM:
+        return []
+    highest = (await conn.exec_driver_sql("SELECT max(op_id) FROM ops")).scalar()
+    if highest is not None and highest >= total:  # op ids only grow: an upper bound of the rows
+        return []
+    creates: list[str] = []
+    for name in _REBUILT_INDEXES:
+        create = (await conn.exec_driver_sql(_INDEX_SQL, (name,))).scalar()
+        if create is None:  # not this schema's index: left alone
+            continue
+        await conn.exec_driver_sql(f'DROP INDEX "{name}"')
+        creates.append(create)
+    return creates
+
+
+async def _load_fresh(
+    conn: AsyncConnection, job_id: str, scope: str, specs: Iterable[OpSpec], total: int,
+    now: float,
+) -> None:
+    """The rows of `_insert_fresh`: each row's job_rows entry is copied from its new op,
+    dependencies are linked in one statement."""
     pending = OpState.PENDING.value
     staging = statements.staged_deps
     seq = staged = 0
@@ -122,7 +166,7 @@ async def _insert_fresh(
         deps: list[tuple[int, str]] = []
         first = seq
         for spec in batch:
-            rows.append((job_id, seq, spec.line, spec.key, spec.action.value, spec_text(spec),
+            rows.append((job_id, seq, spec.line, spec.key, spec.action.value, stored_text(spec),
                          pending, 0, 0, False, now, scope, _create_fingerprint(spec)))
             deps += [(seq, key) for key in spec.dependency_keys()]
             seq += 1
@@ -141,6 +185,51 @@ async def _insert_fresh(
         if linked != staged:
             await _raise_dangling(conn, job_id)
         await conn.run_sync(staging.drop)
+
+
+def _list_text(value: object) -> str | None:
+    if isinstance(value, tuple | list) and all(type(item) is str for item in value):
+        return "[" + ",".join(map(encode_basestring_ascii, value)) + "]"
+    return None
+
+
+# How `spec_text` writes each member of `OpSpec.to_json()`; None: a value of another type.
+_WRITERS: dict[str, Callable[[Any], str | None]] = {
+    "text": lambda value: encode_basestring_ascii(value) if type(value) is str else None,
+    "list": _list_text,
+    "flag": lambda value: "true" if value is True else None,
+    "number": lambda value: int.__repr__(value) if type(value) is int else None,
+    "action": lambda value: (encode_basestring_ascii(value.value)
+                             if isinstance(value, Action) else None),
+}
+# The members in the order `spec_text` writes them (sorted by name), with their label there.
+_STORED_LAYOUT = tuple(sorted(
+    (name, f'"{name}":', _WRITERS[kind]) for names, kind in (
+        (("site_name", "template_id", "folder_id", "site", "to_account", "from_account", "email",
+          "domain", "connection", "assignment", "record_type", "host"), "text"),
+        (("roles", "sites", "depends_on", "values", "implied_depends_on"), "list"),
+        (("notify",), "flag"), (("ttl",), "number"), (("action",), "action"),
+    ) for name in names
+))
+
+
+def stored_text(spec: OpSpec) -> str:
+    """`spec_text(spec)`, written directly from the spec's fields: the encoder sets up a new
+    C encoder for each call and `to_json` builds a dict first, which costs more than a
+    spec's few members (a million are stored at a time). A value of any unexpected type
+    sends the spec through `spec_text` itself."""
+    parts: list[str] = []
+    fields = vars(spec)
+    for name, label, write in _STORED_LAYOUT:
+        value = fields[name]
+        # Left out as `to_json` leaves them out: no text, an empty list, notify false, no ttl.
+        if value is None or value is False or value == () or value == []:
+            continue
+        written = write(value)
+        if written is None:
+            return spec_text(spec)
+        parts.append(label + written)
+    return "{" + ",".join(parts) + "}"
 
 
 async def _ops_of(

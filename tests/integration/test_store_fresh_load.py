@@ -107,3 +107,59 @@ async def test_a_dependency_naming_no_op_rolls_the_fresh_job_back(tmp_path: Path
     with sqlite3.connect(tmp_path / "dangling.db") as conn:
         assert conn.execute("SELECT count(*) FROM ops WHERE scope = ?",
                             (scope_of(ACCOUNT, API),)).fetchone() == (0,)
+
+
+def schema(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+
+
+async def test_a_large_fresh_load_builds_the_ops_indexes_again_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded with the key and fingerprint indexes built after the rows (every job counts as
+    large here): the same rows, the same schema, and the indexes hold every op."""
+    empty = await open_store(str(tmp_path / "empty.db"))
+    await empty.close()
+    await stored(tmp_path / "general.db", general=True, monkeypatch=monkeypatch)
+    monkeypatch.setattr(adding, "REBUILD_FROM", 1)
+    store = await open_store(str(tmp_path / "rebuilt.db"))
+    try:
+        await store.add_job(source("job1", 5), specs())
+        # A second job of the scope finds the ops through the rebuilt key index.
+        await store.add_job(source("job2", 5), specs())
+        one = {op.spec.key: op.op_id async for op in store.iter_ops("job1")}
+        two = {op.spec.key: op.op_id async for op in store.iter_ops("job2")}
+    finally:
+        await store.close()
+    assert one == two
+    assert schema(tmp_path / "rebuilt.db") == schema(tmp_path / "empty.db")
+    rebuilt, general = contents(tmp_path / "rebuilt.db"), contents(tmp_path / "general.db")
+    assert rebuilt[0] == general[0]
+    with sqlite3.connect(tmp_path / "rebuilt.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        indexed = conn.execute("SELECT count(*) FROM ops INDEXED BY ux_ops_scope_key"
+                               " WHERE scope = ?", (scope_of(ACCOUNT, API),)).fetchone()
+        assert indexed == (5,)
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute("INSERT INTO ops (job_id, seq, line, key, action, spec, state,"
+                         " updated_at, scope) SELECT job_id, 99, line, key, action, spec,"
+                         " state, updated_at, scope FROM ops LIMIT 1")
+
+
+async def test_a_failed_large_fresh_load_leaves_the_indexes_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = await open_store(str(tmp_path / "empty.db"))
+    await empty.close()
+    monkeypatch.setattr(adding, "REBUILD_FROM", 1)
+    bad = [*specs(), OpSpec(line=7, key="late", action=Action.CREATE_SITE, site_name="Late",
+                            depends_on=("nowhere",))]
+    store = await open_store(str(tmp_path / "failed.db"))
+    try:
+        with pytest.raises(StoreError, match="line 7: dependency @nowhere names no operation"):
+            await store.add_job(source("job1", 6), bad)
+    finally:
+        await store.close()
+    assert schema(tmp_path / "failed.db") == schema(tmp_path / "empty.db")
