@@ -4,7 +4,6 @@ on an injected sleep."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -111,19 +110,28 @@ def retry_delay(
     return max(retry_after or 0.0, backoff)
 
 
+async def _asyncio_sleep(seconds: float) -> None:
+    # Imported here: this module is on every command's path (settings), and most commands
+    # never wait (asyncio alone is a fifth of `status`'s start-up).
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 async def retry_reads(
     fn: Callable[[], Awaitable[T]],
     *,
     max_attempts: int,
     base: float = 1.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
     rand: Callable[[], float] = random.random,
 ) -> T:
     """Call an idempotent look-up (Query Sites, roles) until it answers.
 
     A read changes nothing, so an UNCERTAIN failure is as safe to repeat as a RETRY one; a
     FINAL failure is raised at once, and the last failure after `max_attempts` calls. Each call
-    of `fn` is one request, so it takes its own token from the budget.
+    of `fn` is one request, so it takes its own token from the budget. `sleep`: how to wait
+    (seconds; default asyncio.sleep).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
@@ -134,7 +142,7 @@ async def retry_reads(
         except WixError as error:
             if attempt >= max_attempts or classify(error) is Verdict.FINAL:
                 raise
-            await sleep(retry_delay(error, attempt, base=base, rand=rand))
+            await (sleep or _asyncio_sleep)(retry_delay(error, attempt, base=base, rand=rand))
         attempt += 1
 
 
