@@ -144,7 +144,17 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
             count = _write_report(db, job or None, fmt, states, out)
         click.echo(f"wrote {count} row(s) to {output}", err=True)
     else:
-        _write_report(db, job or None, fmt, states, sys.stdout)
+        try:
+            _write_report(db, job or None, fmt, states, sys.stdout)
+            sys.stdout.flush()  # here, where a failure is still one line (not at exit)
+        except BrokenPipeError:
+            raise  # the reader went away: `cli` ends quietly
+        except OSError as exc:
+            # What is still buffered would fail again when Python flushes at exit: it goes
+            # nowhere instead (as Python's docs advise for a closed pipe).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise ConfigError(f"cannot write the report to standard output: "
+                              f"{exc.strerror or exc}") from None
 
 
 def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | None,
@@ -168,27 +178,38 @@ def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | No
 @contextmanager
 def replaced_on_success(path: str, *, what: str) -> Iterator[TextIO]:
     """A text file that becomes `path` only when the block ends without an error: a report
-    refused by its checks leaves an earlier file of that name as it was. Raises ConfigError
-    (one line) when the file cannot be written."""
-    target = Path(path)
-    try:
+    refused by its checks leaves an earlier file of that name as it was. A symbolic link
+    stays: the file it points to is the one replaced. A path that is not a regular file (a
+    FIFO, a device such as /dev/stdout) is written in place, since nothing may be renamed
+    over it. Raises ConfigError (one line) when the file cannot be written."""
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        with _written(path, what), open(target, "w", encoding="utf-8", newline="") as out:
+            yield out
+        return
+    with _written(path, what):
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                              suffix=".partial")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # as `open` would have made it, not mkstemp's 0600
-    except OSError as exc:
-        raise ConfigError(f"cannot write {what} to {path}: {exc.strerror}") from None
     try:
-        with open(handle, "w", encoding="utf-8", newline="") as out:
-            yield out
-        try:
+        with _written(path, what):
+            with open(handle, "w", encoding="utf-8", newline="") as out:
+                yield out
             os.replace(temporary, target)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {what} to {path}: {exc.strerror}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _written(path: str, what: str) -> Iterator[None]:
+    """An OSError in the block (the disk full, no permission) as ConfigError, in one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what} to {path}: {exc.strerror or exc}") from None
 
 
 def _states(only: str | None) -> list[OpState] | None:
