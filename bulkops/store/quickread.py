@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bulkops.model import JobInfo, JobState, OpState
+from bulkops.model import JobInfo, OpState
 from bulkops.store.listing import JobListing, add_counts
 from bulkops.store.migrate import script_heads
 from bulkops.store.pragmas import sqlite_pragmas
+from bulkops.store.rows import job_info
 
 T = TypeVar("T")
 
@@ -112,11 +113,11 @@ class Reader:
 
     def get_job(self, job_id: str) -> JobInfo | None:
         row = self._conn.execute(_JOB, (job_id,)).fetchone()
-        return None if row is None else _job_info(row)
+        return None if row is None else job_info(row)
 
     def latest_job(self) -> JobInfo | None:
         row = self._conn.execute(f"{_JOBS} LIMIT 1").fetchone()
-        return None if row is None else _job_info(row)
+        return None if row is None else job_info(row)
 
     def counts(self, job: JobInfo) -> dict[OpState, int]:
         """`SqlStore.counts`: every state, of the job's rows."""
@@ -133,7 +134,7 @@ class Reader:
         spans = {row[0]: tuple(row[1:]) for row in self._conn.execute(_SPANS)}
         listing = []
         for row in found:
-            job = _job_info(row)
+            job = job_info(row)
             started, finished, runs = spans.get(job.job_id, (None, None, 0))
             listing.append(JobListing(
                 job=job,
@@ -160,23 +161,3 @@ class Reader:
 def _by_state(found: Iterable[Any]) -> dict[OpState, int]:
     """{state: n} from (state, n) rows."""
     return {OpState(state): n for state, n in found}
-
-
-def _job_info(row: sqlite3.Row) -> JobInfo:
-    """A `jobs` row as `rows.job_info` makes it."""
-    return JobInfo(
-        job_id=row["job_id"],
-        path=row["path"],
-        format=row["format"],
-        total=row["total"],
-        state=JobState(row["state"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        stop_reason=row["stop_reason"],
-        account_id=row["account_id"],
-        base_url=row["base_url"],
-        lease_owner=row["lease_owner"],
-        lease_since=row["lease_since"],
-        lease_expires_at=row["lease_expires_at"],
-        pruned_at=row["pruned_at"],
-    )

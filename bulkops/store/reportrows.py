@@ -18,7 +18,6 @@ paths to the same results.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -26,20 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.errors import StoreError
-from bulkops.identity import effect, referenced_keys
+from bulkops.identity import referenced_keys
 from bulkops.model import (
     Action,
-    Elsewhere,
     ErrorCount,
     JobInfo,
     JobOverview,
     OpRecord,
     OpState,
     RunRecord,
-    is_ref,
 )
 from bulkops.store.migrate import script_heads
-from bulkops.store.rows import job_info, op_record
+from bulkops.store.rows import job_info, row_record
 
 FETCH = 1000  # rows per fetchmany: a page of the report, rendered and written at once
 ID_CHUNK = 500  # keys per look-up statement (SQLite's variable limit is 32,766 or 999)
@@ -206,7 +203,7 @@ class ReportRows:
             sites: dict[str, str] = {}
             for scope, specs in _written_otherwise(job_id, rows).items():
                 sites.update(self._site_ids(scope, referenced_keys(*specs)))
-            records += [_row_record(job_id, row, sites) for row in rows]
+            records += [row_record(job_id, row, sites) for row in rows]
         return records
 
     def _site_ids(self, scope: str, keys: Iterable[str]) -> dict[str, str]:
@@ -275,24 +272,6 @@ def _written_otherwise(job_id: str, rows: Sequence[Mapping[str, Any]]
             found.setdefault(row["scope"], []).extend(
                 [json.loads(row["op_spec"]), json.loads(row["spec"])])
     return found
-
-
-def _row_record(job_id: str, row: Mapping[str, Any], sites: Mapping[str, str]) -> OpRecord:
-    """`sql._row_record`: the row's own line, key and spec; its op's state and results; where
-    another job owns the op, which one and whether it asked for other work under this key."""
-    record = op_record(row)
-    if row["op_job_id"] == job_id:
-        return record
-
-    def resolve(value: str) -> str:
-        return sites.get(value[1:], value) if is_ref(value) else value
-
-    replaced = row["op_key"] == row["key"] and row["op_spec"] != row["spec"] and effect(
-        json.loads(row["op_spec"]), resolve) != effect(json.loads(row["spec"]), resolve)
-    return dataclasses.replace(
-        record,
-        elsewhere=Elsewhere(row["op_job_id"], row["op_line"], row["updated_at"], replaced),
-    )
 
 
 def _run_record(row: Mapping[str, Any]) -> RunRecord:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bulkops.identity import fingerprint
+from bulkops.identity import effect, fingerprint
 from bulkops.model import (
     Action,
+    Elsewhere,
     JobInfo,
     JobState,
     OpError,
@@ -199,3 +201,26 @@ def _fingerprint(op: OpRecord) -> str | None:
         return op.refs.get(value[1:], value) if is_ref(value) else value
 
     return fingerprint(op.spec, resolve)
+
+
+def row_record(job_id: str, row: Mapping[str, Any], sites: Mapping[str, str]) -> OpRecord:
+    """A job's row as a record (`sql._PAGE_COLUMNS`, or a page of `reportrows`): its own line,
+    key and spec; its op's state and results; where another job owns the op, which one and
+    whether it asked for other work under this key. `sites`: key -> site id, for comparing a
+    row with the owner's as the same work."""
+    record = op_record(row)
+    if row["op_job_id"] == job_id:
+        return record
+
+    def resolve(value: str) -> str:
+        return sites.get(value[1:], value) if is_ref(value) else value
+
+    # The same key asking for other work (not the same work found under another key). A
+    # `@key` and the site id it produced are the same work: a report's fixed rows, run as a
+    # file, name their sites by id where the original file names them by key.
+    replaced = row["op_key"] == row["key"] and row["op_spec"] != row["spec"] and effect(
+        json.loads(row["op_spec"]), resolve) != effect(json.loads(row["spec"]), resolve)
+    return dataclasses.replace(
+        record,
+        elsewhere=Elsewhere(row["op_job_id"], row["op_line"], row["updated_at"], replaced),
+    )

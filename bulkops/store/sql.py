@@ -23,10 +23,9 @@ from sqlalchemy import Select, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
-from bulkops.identity import Holder, KnownOp, TakeOver, effect, referenced_keys, scope_of
+from bulkops.identity import Holder, KnownOp, TakeOver, referenced_keys, scope_of
 from bulkops.model import (
     Action,
-    Elsewhere,
     JobInfo,
     JobOverview,
     JobSource,
@@ -35,7 +34,6 @@ from bulkops.model import (
     OpSpec,
     OpState,
     RunRecord,
-    is_ref,
 )
 from bulkops.store import checkrows, history, statements, takeover
 from bulkops.store.adding import (
@@ -51,7 +49,7 @@ from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.migrate import upgrade_to_head
-from bulkops.store.rows import job_info, op_record, save_params
+from bulkops.store.rows import job_info, op_record, row_record, save_params
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
@@ -542,7 +540,7 @@ class SqlStore:
         while True:
             page, sites = await self._page(job_id, states, after)
             for row in page:
-                yield _row_record(job_id, row, sites)
+                yield row_record(job_id, row, sites)
             if len(page) < PAGE_SIZE:
                 return
             after = page[-1]["seq"]
@@ -561,7 +559,7 @@ class SqlStore:
         self, job_id: str, only: tuple[OpState, ...] | None, after: int
     ) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """A page of the job's rows (`_PAGE_COLUMNS`), and key -> site id for the `@key`s of
-        the rows whose key another job ran with a spec written otherwise (`_row_record`
+        the rows whose key another job ran with a spec written otherwise (`rows.row_record`
         compares them)."""
         # One short read per page (keyset on seq, never OFFSET): a slow consumer holds neither
         # a connection nor a snapshot between pages. The row is the job's; the state is its op's.
@@ -660,31 +658,9 @@ _PAGE_COLUMNS = (
 )
 
 
-def _row_record(job_id: str, row: dict[str, Any], sites: Mapping[str, str]) -> OpRecord:
-    """A job's row (`_PAGE_COLUMNS`) as a record: its own line, key and spec; its op's state
-    and results. `sites`: key -> site id, for comparing a row with the owner's as the same
-    work."""
-    record = op_record(row)
-    if row["op_job_id"] == job_id:
-        return record
-
-    def resolve(value: str) -> str:
-        return sites.get(value[1:], value) if is_ref(value) else value
-
-    # The same key asking for other work (not the same work found under another key). A
-    # `@key` and the site id it produced are the same work: a report's fixed rows, run as a
-    # file, name their sites by id where the original file names them by key.
-    replaced = row["op_key"] == row["key"] and row["op_spec"] != row["spec"] and effect(
-        json.loads(row["op_spec"]), resolve) != effect(json.loads(row["spec"]), resolve)
-    return dataclasses.replace(
-        record,
-        elsewhere=Elsewhere(row["op_job_id"], row["op_line"], row["updated_at"], replaced),
-    )
-
-
 def _written_otherwise(job_id: str, page: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
     """By scope: both specs of each row of the page whose own key another job owns and wrote
-    otherwise (the rows `_row_record` must compare)."""
+    otherwise (the rows `rows.row_record` must compare)."""
     found: dict[str, list[dict[str, Any]]] = {}
     for row in page:
         if (row["op_job_id"] != job_id and row["op_key"] == row["key"]
