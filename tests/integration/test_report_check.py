@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stored_jobs import add_job
 
 from bulkops import jobviews
 from bulkops.jobviews import write_report
-from bulkops.model import Action, JobSource, OpError, OpRecord, OpSpec, OpState
+from bulkops.model import Action, OpError, OpRecord, OpSpec, OpState
 from bulkops.report import (
     INPUT_COLUMNS,
     REPORT_COLUMNS,
@@ -35,8 +36,6 @@ from bulkops.report import (
 from bulkops.store import open_store
 from bulkops.store.base import Store
 
-ACCOUNT = "11111111-1111-4111-8111-111111111111"
-BASE_URL = "http://127.0.0.1:8089"
 SITE_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 
 # The row of each key ends in this state (`_settle`); line = position + 2, as a CSV gives it.
@@ -55,16 +54,6 @@ FIRST_FILE: tuple[tuple[OpSpec, OpState], ...] = (
             roles=("Website Manager",)), OpState.CANCELLED),
 )
 EXPECTED = Counter(state for _, state in FIRST_FILE)
-
-
-def _numbered(specs: list[OpSpec]) -> list[OpSpec]:
-    return [dataclasses.replace(spec, line=i + 2) for i, spec in enumerate(specs)]
-
-
-async def _add(store: Store, job_id: str, specs: list[OpSpec]) -> None:
-    source = JobSource(job_id=job_id, path=f"/jobs/{job_id}.csv", format="csv",
-                       total=len(specs), account_id=ACCOUNT, base_url=BASE_URL)
-    await store.add_job(source, iter(_numbered(specs)))
 
 
 async def _settle(store: Store, job_id: str, states: Mapping[str, OpState]) -> None:
@@ -95,7 +84,7 @@ async def first_job(db: str) -> str:
     """job-1: one row in every state (FIRST_FILE)."""
     store = await open_store(db)
     try:
-        await _add(store, "job-1", [spec for spec, _ in FIRST_FILE])
+        await add_job(store, "job-1", [spec for spec, _ in FIRST_FILE])
         await _settle(store, "job-1", {spec.key: state for spec, state in FIRST_FILE})
         counts = await store.counts("job-1")
     finally:
@@ -158,7 +147,7 @@ async def test_report_of_a_job_sharing_rows_with_another_job_matches_its_own_cou
     fresh = OpSpec(0, "e", Action.CREATE_SITE, site_name="Echo")
     store = await open_store(db)
     try:
-        await _add(store, "job-2", [*shared, fresh])
+        await add_job(store, "job-2", [*shared, fresh])
         await _settle(store, "job-2", {"e": OpState.SUCCEEDED})
     finally:
         await store.close()
@@ -200,7 +189,7 @@ async def test_filtered_report_with_no_row_in_those_states_is_empty_not_an_error
 ) -> None:
     store = await open_store(db)
     try:
-        await _add(store, "job-3", [OpSpec(0, "z", Action.CREATE_SITE, site_name="Zulu")])
+        await add_job(store, "job-3", [OpSpec(0, "z", Action.CREATE_SITE, site_name="Zulu")])
         await _settle(store, "job-3", {"z": OpState.SUCCEEDED})
     finally:
         await store.close()
@@ -428,7 +417,7 @@ async def test_a_row_naming_by_id_the_site_another_job_named_by_key_is_done_befo
     owner = next(spec for spec, _ in FIRST_FILE if spec.key == "a-owner")
     store = await open_store(db)
     try:
-        await _add(store, "job-2", [dataclasses.replace(owner, site=SITE_A)])
+        await add_job(store, "job-2", [dataclasses.replace(owner, site=SITE_A)])
         [record] = [op async for op in store.iter_ops("job-2")]
     finally:
         await store.close()
@@ -446,7 +435,7 @@ async def test_a_row_whose_key_another_job_took_over_with_other_content_is_repla
     row was not run as written."""
     store = await open_store(db)
     try:
-        await _add(store, "job-2", [OpSpec(0, "b", Action.CREATE_SITE, site_name="Bravo Two")])
+        await add_job(store, "job-2", [OpSpec(0, "b", Action.CREATE_SITE, site_name="Bravo Two")])
         await store.take_over("job-2", now=1_700_000_000.0, rerun=True)
     finally:
         await store.close()

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stored_jobs import ACCOUNT, add_job
 
 from bulkops import jobviews, sqlitereport
-from bulkops.model import Action, JobSource, OpError, OpSpec, OpState
+from bulkops.model import Action, OpError, OpSpec, OpState
 from bulkops.store import open_store, reportrows
 from bulkops.store.base import Store
 
-ACCOUNT = "11111111-1111-4111-8111-111111111111"
-BASE_URL = "http://127.0.0.1:8089"
 SUB_ACCOUNT = "22222222-2222-4222-8222-222222222221"
 SITE_A = "aaaaaaaa-0000-4000-8000-00000000000a"
 SITE_B = "bbbbbbbb-0000-4000-8000-00000000000b"
@@ -104,16 +103,6 @@ SECOND_FILE: tuple[OpSpec, ...] = (
 )
 
 
-def _numbered(specs: list[OpSpec]) -> list[OpSpec]:
-    return [dataclasses.replace(spec, line=i + 2) for i, spec in enumerate(specs)]
-
-
-async def _add(store: Store, job_id: str, specs: list[OpSpec]) -> None:
-    source = JobSource(job_id=job_id, path=f"/jobs/{job_id}.csv", format="csv",
-                       total=len(specs), account_id=ACCOUNT, base_url=BASE_URL)
-    await store.add_job(source, iter(_numbered(specs)))
-
-
 async def _settle(store: Store, job_id: str, ends: Mapping[str, tuple[OpState, dict[str, Any]]]
                   ) -> None:
     """Each keyed row's op to its state and results, as a run leaves it; blocked rows by the
@@ -135,10 +124,10 @@ async def _make_jobs(url: str) -> None:
     failed and open rows it names, and runs its own."""
     store = await open_store(url, clock=lambda: NOW)
     try:
-        await _add(store, "job-1", [spec for spec, _, _ in FIRST_FILE])
+        await add_job(store, "job-1", [spec for spec, _, _ in FIRST_FILE])
         await _settle(store, "job-1", {spec.key: (state, results)
                                        for spec, state, results in FIRST_FILE})
-        await _add(store, "job-2", list(SECOND_FILE))
+        await add_job(store, "job-2", list(SECOND_FILE))
         await store.take_over("job-2", now=NOW + 60, rerun=True)
         await _settle(store, "job-2", {
             "f": (OpState.SUCCEEDED, {"site_id": SITE_B, "attempts": 1}),

@@ -80,10 +80,9 @@ async def test_the_first_job_of_a_scope_is_stored_as_the_general_path_stores_it(
     assert ops[0][10] is not None  # a create's fingerprint is stored at once
 
 
-async def test_a_second_job_of_the_scope_takes_the_general_path_and_names_the_same_ops(
-    tmp_path: Path
-) -> None:
-    store = await open_store(str(tmp_path / "two.db"))
+async def two_jobs_of_one_scope(db: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """The same rows stored twice in `db`, as job1 then job2: each job's key -> op id."""
+    store = await open_store(str(db))
     try:
         await store.add_job(source("job1", 5), specs())
         await store.add_job(source("job2", 5), specs())
@@ -91,6 +90,13 @@ async def test_a_second_job_of_the_scope_takes_the_general_path_and_names_the_sa
         two = {op.spec.key: op.op_id async for op in store.iter_ops("job2")}
     finally:
         await store.close()
+    return one, two
+
+
+async def test_a_second_job_of_the_scope_takes_the_general_path_and_names_the_same_ops(
+    tmp_path: Path
+) -> None:
+    one, two = await two_jobs_of_one_scope(tmp_path / "two.db")
     assert one == two
 
 
@@ -124,15 +130,8 @@ async def test_a_large_fresh_load_builds_the_ops_indexes_again_as_they_were(
     await empty.close()
     await stored(tmp_path / "general.db", general=True, monkeypatch=monkeypatch)
     monkeypatch.setattr(adding, "REBUILD_FROM", 1)
-    store = await open_store(str(tmp_path / "rebuilt.db"))
-    try:
-        await store.add_job(source("job1", 5), specs())
-        # A second job of the scope finds the ops through the rebuilt key index.
-        await store.add_job(source("job2", 5), specs())
-        one = {op.spec.key: op.op_id async for op in store.iter_ops("job1")}
-        two = {op.spec.key: op.op_id async for op in store.iter_ops("job2")}
-    finally:
-        await store.close()
+    # A second job of the scope finds the ops through the rebuilt key index.
+    one, two = await two_jobs_of_one_scope(tmp_path / "rebuilt.db")
     assert one == two
     assert schema(tmp_path / "rebuilt.db") == schema(tmp_path / "empty.db")
     rebuilt, general = contents(tmp_path / "rebuilt.db"), contents(tmp_path / "general.db")
