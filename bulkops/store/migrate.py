@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import sqlite3
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +98,20 @@ def script_heads() -> frozenset[str]:
             raise StoreError(f"migration script {script.name} cannot be read: {exc}") from exc
         revised.update([down] if isinstance(down, str) else down or ())
     return frozenset(revisions - revised)
+
+
+def sqlite_at_head(conn: sqlite3.Connection) -> bool:
+    """`_at_head` on a standard-library SQLite connection (the reads that skip SQLAlchemy):
+    False too without an `alembic_version` table, or on any driver error (a file that is not
+    such a database: the store's own path says why)."""
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                        "name = 'alembic_version'").fetchone() is None:
+            return False
+        current = {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    except sqlite3.Error:
+        return False
+    return current == script_heads()
 
 
 def _at_head(connection: Connection) -> bool:

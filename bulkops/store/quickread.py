@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from bulkops.model import JobInfo, OpState
 from bulkops.store.listing import JobListing, add_counts
-from bulkops.store.migrate import script_heads
+from bulkops.store.migrate import sqlite_at_head
 from bulkops.store.pragmas import sqlite_pragmas
 from bulkops.store.rows import job_info
 
@@ -89,19 +89,13 @@ def read(db_url: str, reading: Callable[[Reader], T]) -> T | None:
             conn.execute(pragma)
         conn.row_factory = sqlite3.Row
         conn.execute("BEGIN")
-        if _revisions(conn) != script_heads():
+        if not sqlite_at_head(conn):
             return None
         return reading(Reader(conn))
     except sqlite3.Error:
         return None
     finally:
         conn.close()  # a read transaction left open ends with the connection
-
-
-def _revisions(conn: sqlite3.Connection) -> frozenset[str]:
-    """The database's Alembic revisions. Raises sqlite3.Error without an `alembic_version`
-    table (a new or foreign database: the store's path migrates it)."""
-    return frozenset(row[0] for row in conn.execute("SELECT version_num FROM alembic_version"))
 
 
 class Reader:

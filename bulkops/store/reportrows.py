@@ -35,7 +35,7 @@ from bulkops.model import (
     OpState,
     RunRecord,
 )
-from bulkops.store.migrate import script_heads
+from bulkops.store.migrate import sqlite_at_head
 from bulkops.store.rows import job_info, row_record
 
 FETCH = 1000  # rows per fetchmany: a page of the report, rendered and written at once
@@ -107,17 +107,7 @@ class ReportRows:
     def at_head(self) -> bool:
         """The database's schema revision is the shipped scripts' newest (the tables are the
         ones read here). False for a database of another version, or none at all."""
-        try:
-            found = self._conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                "name = 'alembic_version'").fetchone()
-            if found is None:
-                return False
-            current = {row[0] for row in self._conn.execute(
-                "SELECT version_num FROM alembic_version")}
-        except sqlite3.Error:
-            return False  # not a database this reads: the store's path says why
-        return current == script_heads()
+        return sqlite_at_head(self._conn)
 
     def job(self, job_id: str | None) -> JobInfo | None:
         """The job `job_id`, or (None) the newest one; None when there is no such job."""
