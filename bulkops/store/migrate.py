@@ -114,6 +114,29 @@ def sqlite_at_head(conn: sqlite3.Connection) -> bool:
     return current == script_heads()
 
 
+def foreign_tables(path: Path) -> list[str]:
+    """The tables of the SQLite file at `path` when it holds tables but not bulkops' schema
+    (another program's database: opening it as a store would add bulkops' tables to it and
+    switch it to WAL); [] for a bulkops database, an empty or missing file, and a file this
+    cannot read (the store's own open says what is wrong with it). Only reads: the file is
+    opened read-only, with no settings applied."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        names = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite^_%' "
+            "ESCAPE '^' ORDER BY name")]
+    except sqlite3.Error:
+        return []
+    finally:
+        conn.close()
+    return [] if not names or "alembic_version" in names else names
+
+
 def _at_head(connection: Connection) -> bool:
     """The database's revision is the scripts' newest (a new, empty database's is not)."""
     from sqlalchemy import inspect, text  # see the imports

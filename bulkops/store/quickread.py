@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from bulkops.model import JobInfo, OpState
 from bulkops.store.listing import JobListing, add_counts
-from bulkops.store.migrate import sqlite_at_head
+from bulkops.store.migrate import foreign_tables, sqlite_at_head
 from bulkops.store.pragmas import sqlite_pragmas
 from bulkops.store.rows import job_info
 
@@ -77,8 +77,8 @@ def read(db_url: str, reading: Callable[[Reader], T]) -> T | None:
     when this path does not read that database (see the module's docstring: the caller then
     takes the store's path). Errors `reading` raises itself (ConfigError: no such job) pass."""
     path = database_file(db_url)
-    if path is None or not path.is_file():
-        return None
+    if path is None or not path.is_file() or foreign_tables(path):
+        return None  # another program's file: the store's path refuses it in one line
     try:
         # isolation_level=None: the transaction is begun here, as the store's engine does.
         conn = sqlite3.connect(path, isolation_level=None)

@@ -157,37 +157,57 @@ def mutable_values(op: OpRecord) -> dict[str, Any]:
             if name not in ("p_op_id", "p_updated_at")}
 
 
-def save_params(op: OpRecord, now: float) -> dict[str, Any]:
-    """`statements.save_many`'s parameters for `op`, saved at `now` (unix seconds): each of
-    `mutable_values` as p_<column>, with p_op_id and p_updated_at. Built in one dict: a save
-    is two per row sent."""
+# `statements.save_many`'s parameters, in the order `save_values` gives their values:
+# p_<column> of every column in MUTABLE_COLUMNS but the fingerprint, then p_op_id and
+# p_updated_at; a save that may change the fingerprint has p_fingerprint after them.
+SAVE_PARAMS = (
+    *(f"p_{name}" for name in MUTABLE_COLUMNS if name != "fingerprint"),
+    "p_op_id",
+    "p_updated_at",
+)
+SAVE_PARAMS_PRINTED = (*SAVE_PARAMS, "p_fingerprint")
+
+
+def save_values(op: OpRecord, now: float) -> tuple[Any, ...]:
+    """`statements.save_many`'s parameters for `op`, saved at `now` (unix seconds), as one
+    tuple in the order of SAVE_PARAMS, or of SAVE_PARAMS_PRINTED when saving `op` may change
+    its fingerprint (`fingerprint_may_change`; the tuple is one longer). A tuple because a
+    save is two per row sent, and SQLite's driver binds a value by position for a fraction
+    of what it costs by name (it looks each name up in the mapping as a new string)."""
     error = op.error
     details = op.details
-    params = {
-        "p_state": op.state.value,
-        "p_attempts": op.attempts,
-        "p_site_id": op.site_id,
-        "p_invite_id": op.invite_id,
-        "p_details": (json.dumps(details, separators=(",", ":"), sort_keys=True)
-                      if details else None),
-        "p_error_code": error.code if error else None,
-        "p_error_message": error.message if error else None,
-        "p_error_hint": error.hint if error else None,
-        "p_error_status": error.status if error else None,
-        "p_error_request_id": error.request_id if error else None,
-        "p_first_sent_at": op.first_sent_at,
-        "p_last_sent_at": op.last_sent_at,
-        "p_not_before": op.not_before,
-        "p_checks": op.checks,
-        "p_note": op.note,
-        "p_lease_owner": op.lease_owner,
-        "p_maybe_applied": op.maybe_applied,
-        "p_op_id": op.op_id,
-        "p_updated_at": now,
-    }
+    values = (
+        op.state.value,
+        op.attempts,
+        op.site_id,
+        op.invite_id,
+        json.dumps(details, separators=(",", ":"), sort_keys=True) if details else None,
+        *((error.code, error.message, error.hint, error.status, error.request_id)
+          if error else _NO_ERROR),
+        op.first_sent_at,
+        op.last_sent_at,
+        op.not_before,
+        op.checks,
+        op.note,
+        op.lease_owner,
+        op.maybe_applied,
+        op.op_id,
+        now,
+    )
     if fingerprint_may_change(op):
-        params["p_fingerprint"] = _fingerprint(op)
-    return params
+        return (*values, _fingerprint(op))
+    return values
+
+
+_NO_ERROR = (None, None, None, None, None)
+
+
+def save_params(op: OpRecord, now: float) -> dict[str, Any]:
+    """`save_values` by name: p_<column> of each of `mutable_values`, with p_op_id and
+    p_updated_at (for drivers that bind by name)."""
+    values = save_values(op, now)
+    return dict(zip(SAVE_PARAMS_PRINTED if len(values) > len(SAVE_PARAMS) else SAVE_PARAMS,
+                    values, strict=True))
 
 
 def _fingerprint(op: OpRecord) -> str | None:

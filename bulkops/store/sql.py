@@ -48,8 +48,15 @@ from bulkops.store.direct import Busy, DirectSaver
 from bulkops.store.engine import create_engine, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
-from bulkops.store.migrate import upgrade_to_head
-from bulkops.store.rows import job_info, op_record, row_record, save_params
+from bulkops.store.migrate import foreign_tables, upgrade_to_head
+from bulkops.store.rows import (
+    SAVE_PARAMS,
+    SAVE_PARAMS_PRINTED,
+    job_info,
+    op_record,
+    row_record,
+    save_values,
+)
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
@@ -95,6 +102,12 @@ def _check_sqlite_location(path: Path) -> None:
         raise StoreError(f"cannot open database {path}: directory {path.parent} does not exist")
     if path.is_dir():
         raise StoreError(f"cannot open database {path}: it is a directory")
+    others = foreign_tables(path)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise StoreError(f"cannot open database {path}: it is another program's database "
+                         f"(tables {shown}), left untouched: point --db at a bulkops "
+                         "database, or at a new file")
 
 
 class SqlStore:
@@ -444,11 +457,12 @@ class SqlStore:
         if not ops:
             return
         now = self._clock()
-        plain: list[dict[str, Any]] = []
-        printed: list[dict[str, Any]] = []
+        plain_length = len(SAVE_PARAMS)
+        plain: list[tuple[Any, ...]] = []
+        printed: list[tuple[Any, ...]] = []
         for op in ops:
-            params = save_params(op, now)
-            (printed if "p_fingerprint" in params else plain).append(params)
+            values = save_values(op, now)
+            (plain if len(values) == plain_length else printed).append(values)
         job_ids = sorted({op.job_id for op in ops})
         if self._file is not None:
             async with self._local_writes:
@@ -458,9 +472,12 @@ class SqlStore:
                 except Busy:
                     pass  # another connection writes: wait for it off the loop, below
         async with self._write("cannot save operations") as conn:
-            for with_print, rows in ((False, plain), (True, printed)):
+            for with_print, names, rows in ((False, SAVE_PARAMS, plain),
+                                            (True, SAVE_PARAMS_PRINTED, printed)):
                 if rows:
-                    await conn.execute(statements.save_many(fingerprint=with_print), rows)
+                    await conn.execute(statements.save_many(fingerprint=with_print),
+                                       [dict(zip(names, values, strict=True))
+                                        for values in rows])
             await conn.execute(statements.touch_jobs(), {"b_job_ids": job_ids, "b_now": now})
 
     def _direct_saver(self) -> DirectSaver:

@@ -320,6 +320,26 @@ def test_unusable_database_is_one_error_line_from_every_command(
             assert ("--db" in line or db in line or "database" in line), f"{name}: {line}"
 
 
+def test_another_programs_sqlite_database_is_refused_by_every_command_and_left_untouched(
+    tmp_path: Path, job_file: Path, seeded: tuple[Path, str]
+) -> None:
+    """A --db naming some other program's SQLite file (a mistyped path, the app's own
+    database) gets one line naming the file, exit 2, from every command, reads included; the
+    file is left byte for byte as it was: no bulkops tables added, no switch to WAL."""
+    db = tmp_path / "app.sqlite"
+    with contextlib.closing(sqlite3.connect(db)) as app:
+        app.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        app.execute("INSERT INTO customers (name) VALUES ('Acme')")
+        app.commit()
+    before = db.read_bytes()
+    results = cli_all(commands(job_file, str(db), seeded[1]), cli_env())
+    for name, result in results.items():
+        line = one_line(result, 2, str(db), "another program's database", "customers")
+        assert "--db" in line, f"{name}: {line}"
+    assert db.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["app.sqlite"]
+
+
 # -- the database is locked by another process ------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -122,4 +123,30 @@ async def test_claim_passes_over_rows_another_claimer_has_locked(pg_url: str) ->
             assert [op.seq for op in claimed] == [1, 2]
     finally:
         await other.dispose()
+        await store.close()
+
+
+async def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    app = tmp_path / "app.db"
+    conn = sqlite3.connect(app)
+    conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    before = app.read_bytes()
+    with pytest.raises(StoreError, match=r"another program's database \(tables orders\)"):
+        await open_store(str(app))
+    assert app.read_bytes() == before
+    assert os.listdir(tmp_path) == ["app.db"]
+
+
+async def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    # `touch bulkops.db` first is a user's way of saying where the database goes.
+    empty = tmp_path / "bulkops.db"
+    empty.touch()
+    store = await open_store(str(empty))
+    try:
+        assert await store.latest_job() is None
+    finally:
         await store.close()
