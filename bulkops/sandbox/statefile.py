@@ -131,8 +131,10 @@ def write_atomically(path: Path, text: str) -> None:
     The text goes to a temporary file in the same directory, is fsynced, then renamed over
     `path`: a rename within one file system is atomic, so a reader, or a restart after a
     SIGKILL at any moment, finds the old complete file or the new one, never a mix. A kill
-    before the rename may leave a `.<name>.*.tmp` file behind; it is never read.
+    before the rename may leave a `.<name>.*.tmp` file behind; it is never read. A symbolic
+    link stays: the file it points to is the one replaced.
     """
+    path = Path(os.path.realpath(path))
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")

@@ -273,6 +273,21 @@ def test_failed_write_leaves_the_old_file_whole(
     assert len(json.loads(old)["sites"]) == 1
 
 
+def test_a_state_file_behind_a_symbolic_link_is_saved_through_the_link(
+    config: SandboxConfig, tmp_path: Path
+) -> None:
+    # A state file kept elsewhere (a CI cache) and linked into place keeps being that file.
+    kept = tmp_path / "cache" / "world.json"
+    kept.parent.mkdir()
+    link = tmp_path / "linked.json"
+    link.symlink_to(kept)
+    sandbox = Sandbox(replace(config, state_file=link))
+    sandbox.add_site("Acme", ACCOUNT)
+    sandbox.persist()
+    assert link.is_symlink() and link.resolve() == kept
+    assert len(json.loads(kept.read_text())["sites"]) == 1
+
+
 def test_no_state_file_means_memory_only() -> None:
     sandbox = Sandbox(SandboxConfig())
     sandbox.add_site("Acme", ACCOUNT)
