@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -46,7 +46,12 @@ def is_guid(value: object) -> bool:
 
 
 def new_guid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4, RFC 4122 variant) GUID, as `str(uuid.uuid4())` gives it, at a
+    fifth of its cost: the sandbox makes two for every site it creates."""
+    digits = os.urandom(16).hex()
+    variant = "89ab"[int(digits[16], 16) & 3]  # the top two bits of byte 8 are 10
+    return (f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-"
+            f"{digits[20:]}")
 
 
 def format_instant(moment: datetime) -> str:
@@ -54,8 +59,9 @@ def format_instant(moment: datetime) -> str:
 
     A fixed width, so that comparing two of these strings compares the instants.
     """
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds as the format did, at half strftime's cost; the
+    # UTC offset it ends with ("+00:00") becomes the Z.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_instant(text: str) -> datetime:
