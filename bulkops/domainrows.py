@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
@@ -36,6 +36,10 @@ _FALSE = frozenset({"no", "n", "false", "f", "0", "off"})
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Record host names may hold service labels (`_dmarc`, `_sip._tcp`) and a leading wildcard.
 _HOST_LABEL = re.compile(r"_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?|_[a-z0-9]")
+# Dotted names whose every label is one of the above: labels hold no dot, so a name matches
+# exactly when each of its labels does, in one call instead of one a label.
+_NAME = re.compile(rf"(?:{_LABEL.pattern})(?:\.(?:{_LABEL.pattern}))*")
+_HOST_NAME = re.compile(rf"(?:{_HOST_LABEL.pattern})(?:\.(?:{_HOST_LABEL.pattern}))*")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _MAX_DOMAIN_CHARS = 253
 
@@ -45,16 +49,29 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True)
 
 
+# A file names each domain on a few rows (its connect row, its DNS rows): each is looked up
+# in the list once. Bounded, and a pure function of the name.
+@lru_cache(maxsize=4096)
+def _private_suffix(name: str) -> str | None:
+    return _suffixes().privatesuffix(name)
+
+
+@lru_cache(maxsize=4096)
+def _public_suffix(name: str) -> str | None:
+    """The name's public suffix, None when it ends in no known one."""
+    return _suffixes().publicsuffix(name, accept_unknown=False)
+
+
 def registrable_domain(domain: str) -> str:
     """The domain someone buys (`client.co.uk` for `shop.client.co.uk`): the question Check
     Domain Availability answers."""
-    return _suffixes().privatesuffix(domain) or domain
+    return _private_suffix(domain) or domain
 
 
 def is_subdomain(domain: str) -> bool:
     """Whether a checked domain name lies under a registrable one (`shop.client.com`), rather
     than being one itself (`client.com`, `client.co.uk`)."""
-    return _suffixes().privatesuffix(domain) != domain
+    return _private_suffix(domain) != domain
 
 
 def domain_value(text: str) -> tuple[str | None, str | None]:
@@ -70,10 +87,10 @@ def domain_value(text: str) -> tuple[str | None, str | None]:
     if INFERRED_STRIP_WWW and name.startswith("www.") and name.count(".") >= 2:
         name = name[4:]
     labels = name.split(".")
-    if len(name) > _MAX_DOMAIN_CHARS or not all(_LABEL.fullmatch(label) for label in labels):
+    if len(name) > _MAX_DOMAIN_CHARS or not _NAME.fullmatch(name):
         return None, (f"{_show(text)} is not a domain name: letters, digits and hyphens "
                       "between dots (e.g. client.com)")
-    suffix = _suffixes().publicsuffix(name, accept_unknown=False)
+    suffix = _public_suffix(name)
     # Before the count of labels: `com` alone is a top-level domain, not a name lacking one.
     if suffix == name:
         return None, (f"{_show(text)} is a public suffix, not a domain: write the client's "
@@ -192,11 +209,9 @@ def host_value(text: str) -> tuple[str | None, str | None]:
         return name, None
     if not name.isascii():
         return None, _non_ascii(text, name)
-    labels = name.split(".")
-    if labels[0] == "*":
-        labels = labels[1:]
-    if len(name) > _MAX_DOMAIN_CHARS or not labels or not all(
-            _HOST_LABEL.fullmatch(label) for label in labels):
+    # A leading wildcard label, and nothing else, may stand before the name's own labels.
+    rest = name[2:] if name.startswith("*.") else name
+    if len(name) > _MAX_DOMAIN_CHARS or name == "*" or not _HOST_NAME.fullmatch(rest):
         return None, f"{_show(text)} is not a host name (e.g. www.client.com)"
     return name, None
 
@@ -233,7 +248,7 @@ def _record_problems(domain: str, values: dict[str, Value]) -> list[tuple[str, s
         host = values["host"] = domain
     if is_subdomain(domain):
         # Wix hosts zones for root domains; a subdomain's records live in its root's zone.
-        root = _suffixes().privatesuffix(domain)
+        root = _private_suffix(domain)
         problems.append(("domain", f"{domain} is a subdomain: its records are in the zone of "
                                    f"{root}; write domain {root} (host stays the full name)"))
     if isinstance(host, str) and host != domain and not host.endswith("." + domain):
@@ -259,11 +274,11 @@ def _outside_host(host: str, domain: str) -> str:
     """Why `host` is not a name of `domain`, with the full name it probably means: a relative
     name (`www`, `_sip._tcp`: no known top-level domain) goes under the domain as it is; a
     name under another domain keeps its labels under that one (`mail.other.com` → `mail.`)."""
-    suffix = _suffixes().publicsuffix(host, accept_unknown=False)
+    suffix = _public_suffix(host)
     if suffix is None or suffix == host:
         return (f"{_show(host)} is not a full name: write the record's full name, "
                 f"{host}.{domain} (or @ for {domain} itself)")
-    registrable = _suffixes().privatesuffix(host) or host
+    registrable = _private_suffix(host) or host
     under = host[: -len(registrable) - 1] if host != registrable else "www"
     return (f"{_show(host)} is not in the domain {domain}: write the record's full name "
             f"(e.g. {under}.{domain}, or @ for {domain} itself)")
@@ -376,8 +391,7 @@ def _target(value: str, what: str, *, service_labels: bool = True) -> str | None
         return (f"{_show(value)} is an IP address, not a host name ({what}; an address goes in "
                 "an A or AAAA record)")
     if (not name.isascii() or len(labels) < 2 or labels[-1].isdigit()
-            or not all((_HOST_LABEL if service_labels else _LABEL).fullmatch(x)
-                       for x in labels)):
+            or not (_HOST_NAME if service_labels else _NAME).fullmatch(name)):
         return f"{_show(value)} is not a host name ({what})"
     return None
 

@@ -24,11 +24,11 @@ from bulkops.cells import show
 from bulkops.domainfile import DomainRows
 from bulkops.errors import JobFileError, RowError
 from bulkops.identity import outside_ref_errors, site_name_key
-from bulkops.invitees import invitee_target
+from bulkops.invitees import INVITE_ACTIONS, invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, check_row, missing_reason
-from bulkops.model import Action, JobSource, OpSpec, frozen_instance, is_ref
+from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, frozen_instance, is_ref
 
 __all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
 
@@ -137,6 +137,10 @@ _spec_values = itemgetter(*_SPEC_FIELDS)  # of an OpSpec's __dict__: every field
 _ACTION_AT = _SPEC_FIELDS.index("action")
 _ACTIONS = {action.value: action for action in Action}
 _LENGTH = struct.Struct("<Q")
+# An enum member's `.value` and `Action.X` are looked up through Python code, several times the
+# cost of a dict lookup or a global: the hot path uses these.
+_ACTION_TEXT = {action: action.value for action in Action}
+_SITE_INVITE = Action.SITE_INVITE
 
 
 class _Spool:
@@ -154,7 +158,7 @@ class _Spool:
 
     def add(self, spec: OpSpec) -> None:
         values = list(_spec_values(vars(spec)))
-        values[_ACTION_AT] = spec.action.value
+        values[_ACTION_AT] = _ACTION_TEXT[spec.action]
         self._batch.append(values)
         if len(self._batch) >= self.BATCH:
             self._flush()
@@ -219,12 +223,12 @@ class _Checks:
         self._not_in_header: dict[str, tuple[int, Action | None]] = {}
 
     def take(self, item: ReadItem) -> None:
-        if isinstance(item, RowError):
-            self._errors.append(item)
-        elif isinstance(item, CsvHeader):
-            self._header = item
-        else:
+        if isinstance(item, RawRow):  # the common item first
             self._row(item)
+        elif isinstance(item, RowError):
+            self._errors.append(item)
+        else:
+            self._header = item
 
     def outside_refs(self) -> list[OutsideRef]:
         """References to keys no row of the file defines: the good rows' and the bad rows'."""
@@ -249,33 +253,37 @@ class _Checks:
 
     def _row(self, row: RawRow) -> None:
         self.total += 1
-        result = check_row(row.line, row.fields, row.defaults)
-        self._errors += result.errors
+        line = row.line
+        result = check_row(line, row.fields, row.defaults)
+        errors = self._errors
+        errors += result.errors
         for column in result.missing:
             if self._header is not None and column not in self._header.columns:
-                self._not_in_header.setdefault(column, (row.line, result.action))
+                self._not_in_header.setdefault(column, (line, result.action))
             else:
-                self._errors.append(RowError(row.line, column, missing_reason(column,
-                                                                              result.action)))
-        spec = result.spec
+                errors.append(RowError(line, column, missing_reason(column, result.action)))
+        spec = checked = result.spec
         if spec is not None:
-            spec, problems = self._domains.take(spec)
-            self._errors += problems
-            if not self._errors:  # once the file has a problem, no spec is ever read back
+            if spec.action in DOMAIN_ACTIONS:
+                spec, problems = self._domains.take(spec)
+                errors += problems
+            if not errors:  # once the file has a problem, no spec is ever read back
                 self.spool.add(spec)
         duplicate = None
         if result.key is not None:
             duplicate = self._graph.add_row(
-                row.line, result.key, result.action, spec, derived=result.derived_key
+                line, result.key, result.action, spec, derived=result.derived_key
             )
             if duplicate is not None:
-                self._errors.append(duplicate)
-        if result.spec is None:
-            self._loose_refs += [(row.line, column, key) for column, key in result.refs]
-        if result.spec is not None and result.spec.site_name is not None:
-            self._check_site_name(row.line, result.spec.site_name)
-        if result.spec is not None and duplicate is None:  # a duplicate row is reported once
-            self._check_invitee(result.spec)
+                errors.append(duplicate)
+        if checked is None:
+            self._loose_refs += [(line, column, key) for column, key in result.refs]
+            return
+        if checked.site_name is not None:
+            self._check_site_name(line, checked.site_name)
+        # A duplicate row is reported once; only invites have an invitee.
+        if duplicate is None and checked.action in INVITE_ACTIONS:
+            self._check_invitee(checked)
 
     def _check_site_name(self, line: int, name: str) -> None:
         # Compared as the account compares them: NFC, any case, spaces collapsed.
@@ -291,15 +299,16 @@ class _Checks:
         target = invitee_target(spec)
         if target is None:
             return
-        if spec.action is Action.SITE_INVITE and not is_ref(target[1]):
+        site_invite = spec.action is _SITE_INVITE
+        if site_invite and not is_ref(target[1]):
             target = (target[0], target[1].casefold(), target[2])
-        elif spec.action is Action.SITE_INVITE and not self._graph.defines(target[1][1:]):
+        elif site_invite and not self._graph.defines(target[1][1:]):
             # Maybe an earlier run's site: its id, known later, may be written on another row.
             self._maybe_outside.append((spec.line, target[1][1:], target[2]))
         digest = _digest(target)
         earlier = self._invitees.setdefault(digest, spec.line)
         if earlier != spec.line:
-            where = "this site" if spec.action is Action.SITE_INVITE else "the account"
+            where = "this site" if site_invite else "the account"
             self._errors.append(RowError(
                 spec.line, "email",
                 f"{show(spec.email or '')} is already invited to {where} at line {earlier} "

@@ -8,12 +8,11 @@ chain of a million rows cannot exhaust the interpreter's recursion limit.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bulkops.cells import show
 from bulkops.errors import RowError
-from bulkops.model import REF_PREFIX, Action, OpSpec, is_ref
+from bulkops.model import REF_PREFIX, Action, OpSpec
 
 REF_COLUMNS = ("site", "sites", "depends_on")
 _SITE, _SITES, _DEPENDS_ON = range(3)
@@ -25,15 +24,17 @@ _UNDEFINED = 0  # line of a key that was referred to but (so far) defined by no 
 _MAX_LINES_SHOWN = 10
 
 
-def _refs(spec: OpSpec) -> Iterator[tuple[int, str]]:
+def _refs(spec: OpSpec) -> list[tuple[int, str]]:
     """(column, key) of every reference the row makes, in column order."""
-    if spec.site is not None and is_ref(spec.site):
-        yield _SITE, spec.site[len(REF_PREFIX):]
-    for site in spec.sites:
-        if is_ref(site):
-            yield _SITES, site[len(REF_PREFIX):]
-    for key in (*spec.depends_on, *spec.implied_depends_on):
-        yield _DEPENDS_ON, key
+    refs: list[tuple[int, str]] = []
+    site = spec.site
+    if site is not None and site.startswith(REF_PREFIX):
+        refs.append((_SITE, site[len(REF_PREFIX):]))
+    refs += [(_SITES, site[len(REF_PREFIX):]) for site in spec.sites
+             if site.startswith(REF_PREFIX)]
+    refs += [(_DEPENDS_ON, key) for key in spec.depends_on]
+    refs += [(_DEPENDS_ON, key) for key in spec.implied_depends_on]
+    return refs
 
 
 @dataclass(frozen=True)
@@ -70,23 +71,27 @@ class RefGraph:
     ) -> RowError | None:
         """Register a row (its references too when it is valid). Returns the duplicate-key error
         if an earlier row has the same key."""
-        node = self._node.get(key)
-        if node is None:
-            node = self._node_of(key)
+        lines, nodes = self._line, self._node
+        kind = _NO_ACTION if action is None else _ACTION_CODE[action]
+        node = nodes.get(key)
+        if node is None:  # the common row: a key not met before (as `_node_of`, defined)
+            node = nodes[key] = len(self._keys)
+            self._keys.append(key)
+            lines.append(line)
+            self._kind.append(kind)
         else:
-            earlier = self._line[node]
+            earlier = lines[node]
             if earlier != _UNDEFINED:
                 if derived:
                     return RowError(line, None, f"same operation as line {earlier} "
                                                 f"(duplicate of line {earlier})")
                 return RowError(line, "key",
                                 f"duplicate key {show(key)}: duplicate of line {earlier}")
-        self._line[node] = line
-        self._kind[node] = _NO_ACTION if action is None else _ACTION_CODE[action]
+            lines[node] = line
+            self._kind[node] = kind
         # `_refs` is only walked for a row that names another one.
         if spec is not None and (spec.site is not None or spec.sites or spec.depends_on
                                  or spec.implied_depends_on):
-            lines, nodes = self._line, self._node
             for column, target_key in _refs(spec):
                 target = nodes.get(target_key)
                 if target is None:
@@ -135,14 +140,13 @@ class RefGraph:
         for source, target, column in zip(
             self._edge_from, self._edge_to, self._edge_column, strict=True
         ):
-            name = REF_COLUMNS[column]
-            ref = show(REF_PREFIX + keys[target])
             if lines[target] == _UNDEFINED:
                 continue  # an outside reference: judged against the database
             if column != _DEPENDS_ON and kinds[target] not in (_CREATE_SITE, _NO_ACTION):
                 action = _ACTIONS[kinds[target]].value
+                ref = show(REF_PREFIX + keys[target])
                 errors.append(RowError(
-                    lines[source], name,
+                    lines[source], REF_COLUMNS[column],
                     f"{ref} is line {lines[target]} ({action}), not a create_site row",
                 ))
         return errors

@@ -19,12 +19,12 @@ import io
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from bulkops.cells import CLEAN, INVISIBLE, ODD_SPACES, show, unescape
 from bulkops.errors import JobFileError, RowError
@@ -54,13 +54,15 @@ def job_format(path: Path) -> JobFormat | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class RawRow:
-    """One operation as written: known columns only, empty cells and nulls left out."""
+class RawRow(NamedTuple):
+    """One operation as written: known columns only, empty cells and nulls left out.
+
+    A named tuple, not a frozen dataclass: one is made per row, and a frozen dataclass sets
+    each field through object.__setattr__."""
 
     line: int
     fields: Mapping[str, object]
-    defaults: Mapping[str, object] = field(default_factory=lambda: _NO_DEFAULTS)
+    defaults: Mapping[str, object] = _NO_DEFAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +115,15 @@ def _read_csv(path: Path) -> Iterator[ReadItem]:
             for cells in reader:
                 # A quoted cell may span several lines: a row starts right after the last one.
                 line, end_of_previous = end_of_previous + 1, before + reader.line_num
-                if not "".join(cells).strip():
+                joined = "".join(cells)
+                if not joined.strip():
                     continue
                 if layout is None:
                     layout = _CsvLayout(line, cells)
                     yield from layout.problems
                     yield CsvHeader(line, layout.columns)
                     continue
-                row, problem = layout.row(line, cells)
+                row, problem = layout.row(line, cells, joined)
                 if problem is not None:
                     yield problem
                 if row is not None:
@@ -307,6 +310,17 @@ _QUOTE_FAMILIES = ("“”„‟«»", "‘’‚‛")
 _WRAPPED = frozenset("'=" + "".join(_QUOTE_FAMILIES))
 _KEEP_AS_TEXT = re.compile(r'="((?:[^"]|"")*)"')
 _KEEP_AS_TEXT_START = '="'
+# Any character a wrapped value starts with, or its ="...": a row without one anywhere has no
+# cell to unwrap (one search of the row instead of a test a cell).
+_MAYBE_WRAPPED = re.compile("[" + re.escape("".join(sorted(_WRAPPED))) + "]")
+
+
+def _maybe_wrapped(joined: str) -> bool:
+    """Whether a row's joined cells hold a character a wrapped value starts with. The
+    substring tests come first: a pattern with non-ASCII characters in its set scans each
+    character slowly, several times the cost of both."""
+    return ("'" in joined or "=" in joined
+            or (not joined.isascii() and _MAYBE_WRAPPED.search(joined) is not None))
 
 
 def _unwrap(value: str, entries: bool) -> str:
@@ -361,13 +375,38 @@ class _CsvLayout:
                 elif name not in REPORT_COLUMNS:
                     self.problems.append(RowError(line, name, unknown_column_reason(name)))
         self.columns = frozenset(name for _, name in self._named)
+        # The known column at each position of the header, "" where there is none (unnamed,
+        # unknown, a report's, or named twice).
+        self._slots = [""] * self._width
+        for position, name in self._named:
+            self._slots[position] = name
         self._keys = _trimmed([_header_key(cell) for cell in header])
 
-    def row(self, line: int, cells: list[str]) -> tuple[RawRow | None, RowError | None]:
+    def row(
+        self, line: int, cells: list[str], joined: str
+    ) -> tuple[RawRow | None, RowError | None]:
+        """`joined`: the cells joined together, as the caller has them already."""
+        fields: dict[str, object]
+        if not _maybe_wrapped(joined):
+            # Only the known columns' cells, skipping empty ones: a job file's rows leave most
+            # of their cells empty, and this runs once per row of a million-row file.
+            fields = {name: value for name, cell in zip(self._slots, cells, strict=False)
+                      if cell and (value := cell.strip())}
+            fields.pop("", None)  # the cells of no known column
+        else:
+            fields = self._unwrapped(cells)
+        action = fields.get("action")
+        if isinstance(action, str) and len(action) == 6 and action.lower() == "action":
+            return None, self._second_header(line, cells)
+        problem = None
+        if len(cells) > self._width or self._unnamed:  # the common row skips this check
+            problem = self._stray_cell(line, cells)
+        return RawRow(line, fields), problem
+
+    def _unwrapped(self, cells: list[str]) -> dict[str, object]:
+        """The known columns' cells of a row that may hold wrapped values, unwrapped."""
         fields: dict[str, object] = {}
         count = len(cells)
-        # Only the known columns' cells, skipping empty ones: a job file's rows leave most of
-        # their cells empty, and this runs once per row of a million-row file.
         for position, name in self._named:
             if position >= count:
                 break
@@ -379,13 +418,7 @@ class _CsvLayout:
                 value = _unwrap(value, name in LIST_COLUMNS)
             if value:
                 fields[name] = value
-        action = fields.get("action")
-        if isinstance(action, str) and len(action) == 6 and action.lower() == "action":
-            return None, self._second_header(line, cells)
-        problem = None
-        if len(cells) > self._width or self._unnamed:  # the common row skips this check
-            problem = self._stray_cell(line, cells)
-        return RawRow(line, fields), problem
+        return fields
 
     def _stray_cell(self, line: int, cells: list[str]) -> RowError | None:
         """A value in a column without a name: under an empty header cell or past its end."""

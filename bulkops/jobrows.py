@@ -63,6 +63,26 @@ USED: Mapping[Action, frozenset[str]] = MappingProxyType({
 ACTION_NAMES = ", ".join(a.value for a in Action)
 _ACTION_BY_NAME = {a.value: a for a in Action}
 
+
+class _Rules(NamedTuple):
+    """What a row of one action is checked against, found with one lookup by the action's
+    text: Action members hash through a Python-level __hash__ and `.value` is a property,
+    both several times the cost of a plain dict lookup, once per row and table."""
+
+    action: Action
+    name: str  # the action's value
+    used: frozenset[str]
+    required: tuple[str, ...]
+    required_set: frozenset[str]
+    domain: bool
+
+
+_RULES = {
+    a.value: _Rules(a, a.value, USED[a], REQUIRED[a], frozenset(REQUIRED[a]),
+                    a in DOMAIN_ACTIONS)
+    for a in Action
+}
+
 MAX_SITE_NAME = 100
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # One @, no spaces, a dotted domain: catches "bob@", "bob@example", "a@x.com;b@y.com".
@@ -112,7 +132,9 @@ def check_row(
     `defaults` (JSON files) fills the columns the row's action uses and the row leaves out."""
     errors: list[RowError] = []
     raw_action = fields.get("action", defaults.get("action"))
-    action = _action(line, raw_action, errors)
+    # The common cell, written as the contract spells it: no call.
+    rules = _RULES.get(raw_action) if type(raw_action) is str else None
+    action = rules.action if rules is not None else _action(line, raw_action, errors)
     inherited = _inherited(fields, defaults, action) if defaults else _NO_DEFAULTS
     values = _values(line, fields, inherited, errors)
     explicit_key = values.get("key")
@@ -120,23 +142,27 @@ def check_row(
     if action is None:
         absent = raw_action is None or _text(raw_action) == ""
         return RowResult(None, key, None, tuple(errors), ("action",) if absent else ())
-    if not values.keys() <= USED[action]:
+    if rules is None:
+        rules = _RULES[action.value]
+    if not values.keys() <= rules.used:
         errors += [
-            RowError(line, name, f"column {name} is not used by action {action.value}")
-            for name in values if name not in USED[action]
+            RowError(line, name, f"column {name} is not used by action {rules.name}")
+            for name in values if name not in rules.used
         ]
-    missing = [name for name in REQUIRED[action] if name not in values]
+    missing: list[str] = []
+    if not values.keys() >= rules.required_set:  # the common row has them all
+        missing = [name for name in rules.required if name not in values]
     if errors:
         bad = {error.column for error in errors}  # a present but bad value is not "missing"
         missing = [name for name in missing if name not in bad]
     if errors or missing:
         return RowResult(None, key, action, tuple(errors), tuple(missing), refs=_refs_of(values))
-    if action in DOMAIN_ACTIONS:
-        problems = domain_row_problems(action.value, values)
+    if rules.domain:
+        problems = domain_row_problems(rules.name, values)
         if problems:
             errors = [RowError(line, column, reason) for column, reason in problems]
             return RowResult(None, key, action, tuple(errors), refs=_refs_of(values))
-    spec = _spec(line, action, values, key)
+    spec = _spec(line, rules, values, key)
     return RowResult(spec, spec.key, action, derived_key=key is None)
 
 
@@ -175,19 +201,23 @@ def _values(
 ) -> dict[str, Value]:
     """Normalised values of every given column but `action`; problems go to `errors`."""
     values: dict[str, Value] = {}
+    memos, plain_cells = _MEMO, _PLAIN_CELLS
     for source, suffix in ((fields, ""), (inherited, " (from defaults)")):
         for name, raw in source.items():
             if name == "action":
                 continue
-            memo = _MEMO.get(name)
-            if memo is None or not isinstance(raw, str):
+            if type(raw) is not str:
                 value, reason = _normalise(name, raw)
             else:
-                known = memo.get(raw)
+                memo = memos.get(name)
+                known = None if memo is None else memo.get(raw)
                 if known is None:
-                    if len(memo) >= _MEMO_SIZE:
-                        memo.clear()  # bounded: a column of all-distinct values stays cheap
-                    known = memo[raw] = _normalise(name, raw)
+                    plain = plain_cells.get(name)
+                    known = (plain(raw) if plain is not None else None) or _normalise(name, raw)
+                    if memo is not None:
+                        if len(memo) >= _MEMO_SIZE:
+                            memo.clear()  # bounded: a column of all-distinct values stays cheap
+                        memo[raw] = known
                 value, reason = known
             if reason is not None:
                 errors.append(RowError(line, name, reason + suffix))
@@ -498,23 +528,90 @@ _NOT_TEXT: Mapping[str, Callable[[object], tuple[Value | None, str | None]]] = M
 })
 
 
+# --- Plain cells: the same result as `_normalise`, with the checks that cannot object skipped --
+#
+# Most cells of a large file are plain: printable ASCII without spaces at either end, not
+# starting with '#' or 'E' (where spreadsheet error values start). `_cleaned` leaves such text
+# as it is and `_cell_problem` finds nothing in it, so only the column's own check is left to
+# run: each function below gives `_normalise(column, text)` for the texts its pattern matches,
+# and None for any other (which then takes the full checks).
+_PLAIN = re.compile(r'[!-"$-DF-~](?:[ -~]*[!-~])?')
+# A plain key: no '@' or ';' either, so `_key_problem` has nothing to say.
+_PLAIN_KEY = re.compile(r'[!-"$-:<-?A-DF-~][!-:<-?A-~]*')
+# A plain site name: single spaces only, so that collapsing white space changes nothing (and
+# ASCII is already NFC).
+_PLAIN_NAME = re.compile(r'[!-"$-DF-~](?: ?[!-~])*')
+# `@key` entries separated by ';' alone, each entry the plain `@key` that `_list_value` lets
+# past its per-entry checks (no spaces, controls, second '@' or non-ASCII).
+_PLAIN_REFS = re.compile(r"@[!-:<-?A-~]+(?:;@[!-:<-?A-~]+)*")
+_Normalised = tuple[Value | None, str | None]
+
+
+def _plain_key(raw: str) -> _Normalised | None:
+    return (raw, None) if _PLAIN_KEY.fullmatch(raw) else None
+
+
+def _plain_site_name(raw: str) -> _Normalised | None:
+    if _PLAIN_NAME.fullmatch(raw) is None:
+        return None
+    return raw, _site_name_problem(raw)
+
+
+def _plain_sites(raw: str) -> _Normalised | None:
+    return (tuple(raw.split(";")), None) if _PLAIN_REFS.fullmatch(raw) else None
+
+
+def _plain_depends_on(raw: str) -> _Normalised | None:
+    if _PLAIN_REFS.fullmatch(raw) is None:
+        return None
+    return tuple([entry[1:] for entry in raw.split(";")]), None
+
+
+def _plain_record_values(raw: str) -> _Normalised | None:
+    return (raw, None) if _PLAIN.fullmatch(raw) else None
+
+
+def _plain_text(check: Callable[[str], str | None]) -> Callable[[str], _Normalised | None]:
+    def plain(raw: str) -> _Normalised | None:
+        return (raw, check(raw)) if _PLAIN.fullmatch(raw) else None
+    return plain
+
+
+def _plain_normalised(
+    normalise: Callable[[str], tuple[str | None, str | None]],
+) -> Callable[[str], _Normalised | None]:
+    def plain(raw: str) -> _Normalised | None:
+        return normalise(raw) if _PLAIN.fullmatch(raw) else None
+    return plain
+
+
+# Column -> its plain-cell shortcut (text cells only; role, notify and ttl repeat and are
+# memoised instead). Empty it and every cell takes the full checks: the tests compare both.
+_PLAIN_CELLS: dict[str, Callable[[str], _Normalised | None]] = {
+    **{name: _plain_text(check) for name, check in _TEXT_CHECKS.items()},
+    **{name: _plain_normalised(normalise) for name, normalise in _NORMALISED.items()},
+    "key": _plain_key,
+    "site_name": _plain_site_name,
+    "sites": _plain_sites,
+    "depends_on": _plain_depends_on,
+    "values": _plain_record_values,
+}
+
+
 # Every OpSpec field at its default: a validated row's spec is these with its values over them.
 _SPEC_DEFAULTS: dict[str, Any] = {
     f.name: f.default for f in dataclass_fields(OpSpec) if f.default is not MISSING
 }
-# A row's column -> the OpSpec field that holds it (every column but action and key).
-_FIELD_OF = MappingProxyType({
-    name: "roles" if name == "role" else name for name in COLUMNS if name not in ("action", "key")
-})
 
 
-def _spec(line: int, action: Action, values: Mapping[str, Value], key: str | None) -> OpSpec:
-    fields: dict[str, Any] = {
-        _FIELD_OF[name]: value for name, value in values.items() if name != "key"
-    }
+def _spec(line: int, rules: _Rules, values: Mapping[str, Value], key: str | None) -> OpSpec:
+    fields: dict[str, Any] = dict(values)
+    fields.pop("key", None)
+    if "role" in fields:  # the one column whose field has another name
+        fields["roles"] = fields.pop("role")
     spec = {**_SPEC_DEFAULTS, **fields}
-    spec["line"], spec["action"] = line, action
-    spec["key"] = key or _content_key(action, fields)
+    spec["line"], spec["action"] = line, rules.action
+    spec["key"] = key or _content_key(rules.name, fields)
     # As OpSpec(...) would make it, without its generated __init__, which sets each of the
     # 25 fields through object.__setattr__ (several microseconds a row).
     return frozen_instance(OpSpec, spec)
@@ -526,21 +623,26 @@ def derive_key(spec: OpSpec) -> str:
     fields = spec.to_json()
     del fields["action"]
     fields.pop("implied_depends_on", None)
-    return _content_key(spec.action, fields)
+    return _content_key(spec.action.value, fields)
 
 
 # One encoder for every derived key (`json.dumps` with options builds one per call).
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _content_key(action: Action, fields: Mapping[str, Any]) -> str:
-    content = {"action": action.value, **fields}
+def _content_key(action: str, fields: Mapping[str, Any]) -> str:
+    """`action`: the action's value."""
+    content = {"action": action, **fields}
     if "email" in content:
         content["email"] = content["email"].lower()
     canonical = compact_json(content, encode_basestring)
     if canonical is None:
         canonical = _KEY_ENCODER.encode(content)
-    return f"{action.value}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+    return f"{action}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+
+_SEQUENCES = (tuple, list)
+_ONLY_TEXT = frozenset({str})
 
 
 def compact_json(content: Mapping[str, object], quote: Callable[[str], str]) -> str | None:
@@ -552,12 +654,11 @@ def compact_json(content: Mapping[str, object], quote: Callable[[str], str]) -> 
     The encoder sets up a new C encoder on every call, which costs more than writing a
     row's few values; this writes the same text directly."""
     parts: list[str] = []
-    for name in sorted(content):
-        value = content[name]
+    for name, value in sorted(content.items()):  # names differ: values are never compared
         if type(value) is str:
             text = quote(value)
-        elif isinstance(value, tuple | list):
-            if not all(type(item) is str for item in value):
+        elif isinstance(value, _SEQUENCES):
+            if not {*map(type, value)} <= _ONLY_TEXT:
                 return None
             text = "[" + ",".join(map(quote, value)) + "]"
         elif value is True:

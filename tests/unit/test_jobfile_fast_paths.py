@@ -1,8 +1,12 @@
 """The shortcuts of validation and loading give what the full checks and encoders give.
 
-- a plain `@key` entry of `sites` or `depends_on` skips the per-entry checks: on a file mixing
-  good rows with every kind of bad entry, validating with the shortcut and without it reports
-  the same problems (line, column, message, order) and stores the same specs;
+- a plain `@key` entry of `sites` or `depends_on` skips the per-entry checks, and a plain
+  cell (printable ASCII, no spreadsheet debris) skips the checks that cannot object to it: on
+  a file mixing good rows with every kind of bad entry, validating with the shortcuts and
+  without them reports the same problems (line, column, message, order) and stores the same
+  specs; each shortcut gives what the full checks give, cell by cell;
+- a CSV row without a wrapped value is read without looking for one: the same fields;
+- a domain or host name is checked whole: the same verdict as label by label;
 - a row's spec is built without OpSpec's generated __init__: it equals the one __init__ makes;
 - derived keys and stored spec texts are written without `json.JSONEncoder`: the same text.
 """
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkops import jobrows
+from bulkops import jobreaders, jobrows
 from bulkops.errors import JobFileError
 from bulkops.jobfile import check_job, load_job
 from bulkops.jobrows import check_row, compact_json
@@ -91,6 +95,7 @@ def test_plain_references_give_what_the_full_checks_give(
     path = make(tmp_path)  # type: ignore[operator]
     fast = outcome(path, monkeypatch)
     monkeypatch.setattr(jobrows, "_REF_LISTS", frozenset())  # every entry fully checked
+    monkeypatch.setattr(jobrows, "_PLAIN_CELLS", {})  # every cell fully checked
     assert outcome(path, monkeypatch) == fast
     assert len(fast[0]) > 20  # the file is refused, for many reasons
 
@@ -101,6 +106,7 @@ def test_good_files_give_the_same_specs_with_and_without_the_shortcut(
 ) -> None:
     fast = outcome(JOBS / name, monkeypatch)
     monkeypatch.setattr(jobrows, "_REF_LISTS", frozenset())
+    monkeypatch.setattr(jobrows, "_PLAIN_CELLS", {})
     assert outcome(JOBS / name, monkeypatch) == fast
     assert fast[1] and not fast[0]
 
@@ -180,3 +186,74 @@ def test_stored_text_writes_every_member_a_spec_has() -> None:
 
     written = {name for name, _, _ in _STORED_LAYOUT}
     assert written == {f.name for f in fields(OpSpec)} - {"line", "key"}
+
+
+# Cells of every column, as files write them: good, bad, and next to a shortcut's edge.
+CELLS = [
+    *ENTRIES, *(entry for entry in JSON_ENTRIES if isinstance(entry, str)), SITE, ACCOUNT,
+    SITE.upper(), SITE[:-1], "shop", "Shop", "E", "Ea", "#", "#shop", "Err:502", "#N/A", "a b",
+    "a  b", " a", "a ", "a\tb", "Client 7 Studio", "Client 7  Studio", "x" * 100, "x" * 101,
+    "Café", "CafÃ©", "o'brien@example.com", "owner7@client7.com", "Owner7@Client7.COM",
+    "bob@", "bob@example", "a@x.com;b@y.com", "Website Manager", "7.08451E+18",
+    "7084512206941830272.0", "@site-7;@shop-7", "@site-7; @shop-7", "@site-7;;@shop-7",
+    "@site-7;", ";@site-7", "@a@b;@c", "client7.com", "www.client7.com", "Client7.COM.",
+    "https://client7.com/", "shop.client7.co.uk", "co.uk", "com", "client7", "client7.nope",
+    "xn--caf-dma.com", "café.com", "*.client7.com", "*", "_dmarc.client7.com", "@", "-a.com",
+    "a-.com", "a..com", "nameservers", "Pointing", "point", "primary", "MX", "mx", "SOA",
+    "NS", "TXT", "10 mx1.client7.com;20 mx2.client7.com", "v=spf1 -all", "yes", "3600",
+    "3,600", "3600.0", "-5", "E1", "e1", "a;b", "=1", "'0123",
+]
+
+
+def test_each_plain_cell_shortcut_gives_the_full_checks_result() -> None:
+    rng = random.Random(5)
+    texts = CELLS + [odd_text(rng) for _ in range(3000)]
+    taken = set()
+    for name, plain in jobrows._PLAIN_CELLS.items():
+        for text in texts:
+            result = plain(text)
+            if result is not None:
+                taken.add(name)
+                assert result == jobrows._normalise(name, text), (name, text)
+    assert taken == set(jobrows._PLAIN_CELLS)  # every shortcut is taken by some plain cell
+
+
+def test_a_row_without_wrapped_values_is_read_as_the_full_reader_reads_it() -> None:
+    from bulkops.jobreaders import _CsvLayout
+
+    header = ["action", "Key", "", "site name", "key", "notes", "sites", "line", "depends_on"]
+    layout = _CsvLayout(1, header)
+    rows = [
+        ["create_site", "a", "", "Shop", "", "", "", "", ""],
+        ["create_site", " a ", "x", "  Shop  Two ", "b", "n", "@a;@b", "5", "@c", "extra"],
+        ["account_invite", "", "", "", "", "", " ", "", ""],
+        ["transfer_site", "t"],
+        [],
+        ["  ", "", "", "", "", "", "", "", "", "", ""],
+    ]
+    lines = (JOBS / "onboarding.csv").read_text(encoding="utf-8").splitlines()
+    rows += [line.split(",") for line in lines[1:]]
+    for text in [*CELLS, "“Joe’s”", "«a»", "‚a‛", "é'", "é=", "é", "a„"]:
+        assert jobreaders._maybe_wrapped(text) == bool(jobreaders._MAYBE_WRAPPED.search(text))
+    plain = [cells for cells in rows if not jobreaders._maybe_wrapped("".join(cells))]
+    assert len(plain) > len(rows) // 2
+    for cells in plain:
+        row, _ = layout.row(7, cells, "".join(cells))
+        assert row is not None
+        assert list(row.fields.items()) == list(layout._unwrapped(cells).items())
+
+
+def test_a_name_checked_whole_gets_the_verdict_of_its_labels() -> None:
+    from bulkops import domainrows
+
+    rng = random.Random(3)
+    alphabet = "ab09-_.*"
+    names = ["a", "a.b", "a..b", ".a", "a.", "_a", "a_", "_", "-a", "a-", "a" * 63, "a" * 64,
+             "_" + "a" * 62, "a-b.c_d", "*.a", "x--y.z"]
+    names += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 9)))
+              for _ in range(20000)]
+    for name in names:
+        for whole, label in ((domainrows._NAME, domainrows._LABEL),
+                             (domainrows._HOST_NAME, domainrows._HOST_LABEL)):
+            by_label = all(label.fullmatch(part) for part in name.split("."))
+            assert (whole.fullmatch(name) is not None) == by_label, name
