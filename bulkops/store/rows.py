@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bulkops.identity import effect, fingerprint
@@ -205,7 +205,11 @@ _NO_ERROR = (None, None, None, None, None)
 def save_params(op: OpRecord, now: float) -> dict[str, Any]:
     """`save_values` by name: p_<column> of each of `mutable_values`, with p_op_id and
     p_updated_at (for drivers that bind by name)."""
-    values = save_values(op, now)
+    return save_params_of(save_values(op, now))
+
+
+def save_params_of(values: Sequence[Any]) -> dict[str, Any]:
+    """`save_values`' tuple by name (SAVE_PARAMS, or SAVE_PARAMS_PRINTED for the longer one)."""
     return dict(zip(SAVE_PARAMS_PRINTED if len(values) > len(SAVE_PARAMS) else SAVE_PARAMS,
                     values, strict=True))
 

@@ -51,10 +51,10 @@ from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.migrate import foreign_tables, upgrade_to_head
 from bulkops.store.rows import (
     SAVE_PARAMS,
-    SAVE_PARAMS_PRINTED,
     job_info,
     op_record,
     row_record,
+    save_params_of,
     save_values,
 )
 from bulkops.store.tables import job_rows, jobs, op_aliases, ops
@@ -472,12 +472,10 @@ class SqlStore:
                 except Busy:
                     pass  # another connection writes: wait for it off the loop, below
         async with self._write("cannot save operations") as conn:
-            for with_print, names, rows in ((False, SAVE_PARAMS, plain),
-                                            (True, SAVE_PARAMS_PRINTED, printed)):
+            for with_print, rows in ((False, plain), (True, printed)):
                 if rows:
                     await conn.execute(statements.save_many(fingerprint=with_print),
-                                       [dict(zip(names, values, strict=True))
-                                        for values in rows])
+                                       [save_params_of(values) for values in rows])
             await conn.execute(statements.touch_jobs(), {"b_job_ids": job_ids, "b_now": now})
 
     def _direct_saver(self) -> DirectSaver:
