@@ -1,31 +1,31 @@
-"""Shared fixtures: checkpoint databases to test against (SQLite always, PostgreSQL on request).
+"""Shared fixtures: checkpoint databases to test against (SQLite always, PostgreSQL when one
+answers).
 
-PostgreSQL runs when BULKOPS_TEST_PG_URL names a server and a user allowed to create roles,
-e.g. postgresql://postgres@127.0.0.1:5432/test. Each test gets a private, empty schema through
-a throw-away login role whose name equals the schema's: PostgreSQL's default search_path
-("$user", public) then puts every table there, with nothing to configure on the connection.
+PostgreSQL runs against BULKOPS_TEST_PG_URL when it is set (a server and a user allowed to create
+roles), else against this project's machines' own server, postgresql://postgres@127.0.0.1:5432/test,
+when one answers there; BULKOPS_TEST_PG_URL=off turns it off. Where none answers, those tests
+skip and say so. Each test gets a private, empty schema through a throw-away login role whose
+name equals the schema's: PostgreSQL's default search_path ("$user", public) then puts every
+table there, with nothing to configure on the connection.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pgserver import pg_admin_url
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bulkops.store import SqlStore, open_store
 
-PG_ENV = "BULKOPS_TEST_PG_URL"
-PG_SKIP_REASON = f"{PG_ENV} not set"
-
 
 def _admin_dsn() -> str | None:
-    return os.environ.get(PG_ENV) or None
+    return pg_admin_url()[0]
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ async def pg_url() -> AsyncIterator[str]:
     """A PostgreSQL URL whose default schema is new and empty; dropped after the test."""
     admin = _admin_dsn()
     if admin is None:
-        pytest.skip(PG_SKIP_REASON)
+        pytest.skip(pg_admin_url()[1])
     name = f"bulkops_t_{uuid.uuid4().hex[:12]}"
     admin_url = make_url(admin).set(drivername="postgresql+asyncpg")
     engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)

@@ -74,6 +74,7 @@ from harness import (
     wait_until,
     write_job_csv,
 )
+from pgserver import pg_admin_url
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -996,11 +997,11 @@ def test_exactly_once_long_chaos_matrix(tmp_path: Path) -> None:
 @pytest.mark.chaos
 @pytest.mark.postgres
 def test_exactly_once_long_chaos_matrix_on_postgresql(tmp_path: Path) -> None:
-    """The long version with the checkpoint in PostgreSQL (BULKOPS_TEST_PG_URL): a process
+    """The long version with the checkpoint in PostgreSQL (see `pg_admin_url`): a process
     killed mid-transaction there leaves a server-side session to abort, not a file."""
-    admin_url = os.environ.get("BULKOPS_TEST_PG_URL")
-    if not admin_url:
-        pytest.skip("BULKOPS_TEST_PG_URL not set")
+    admin_url, why_not = pg_admin_url()
+    if admin_url is None:
+        pytest.skip(why_not)
     seed = chaos_seed()
     count = _env_int("BULKOPS_CHAOS_PG_CASES", 20)
     cases = plan_cases(random.Random(seed), count, _env_int("BULKOPS_CHAOS_ROWS", 48))
