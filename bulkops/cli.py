@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import anyio
 import click
@@ -189,7 +189,29 @@ if_exists_option: Decorator = click.option(
          "file before anything is sent (fail), or take that site as the row's result (adopt).")
 
 
-def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+wait_option: Decorator = click.option(
+    "--wait", envvar="BULKOPS_WAIT", show_envvar=True, default=None,
+    is_flag=False, flag_value=float("inf"), type=click.FloatRange(0),
+    help="If another process runs this job: wait for it (--wait), or up to "
+         "SECONDS (--wait=SECONDS), instead of exiting 4 at once.")
+summary_json_option: Decorator = click.option(
+    "--summary-json", envvar="BULKOPS_SUMMARY_JSON", show_envvar=True,
+    default=None, type=click.Path(dir_okay=False),
+    help="Also write the final summary to this file as JSON.")
+# What names one job's target, or one run's waiting and summary: a worker's jobs bring their
+# own target, and it never waits for a job another process runs.
+_ONE_JOB_ONLY: tuple[Decorator, ...] = (
+    base_url_option, account_id_option, wait_option, summary_json_option,
+)
+
+
+def worker_run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`run`'s options that make sense for a worker running many jobs."""
+    return _run_options(fn, leave_out=_ONE_JOB_ONLY)
+
+
+def _run_options(fn: Callable[..., Any],
+                 leave_out: tuple[Decorator, ...] = ()) -> Callable[..., Any]:
     options: list[Decorator] = [
         base_url_option,
         account_id_option,
@@ -211,10 +233,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--breaker-ratio", envvar="BULKOPS_BREAKER_RATIO", show_envvar=True,
                      default=0.8, show_default=True, type=click.FloatRange(0.01, 1.0),
                      help="Share of that window one error must reach to pause the job (exit 3)."),
-        click.option("--wait", envvar="BULKOPS_WAIT", show_envvar=True, default=None,
-                     is_flag=False, flag_value=float("inf"), type=click.FloatRange(0),
-                     help="If another process runs this job: wait for it (--wait), or up to "
-                          "SECONDS (--wait=SECONDS), instead of exiting 4 at once."),
+        wait_option,
         click.option("--lease-seconds", envvar="BULKOPS_LEASE_SECONDS", show_envvar=True,
                      default=30.0, show_default=True, type=click.FloatRange(1, 3600),
                      help="How long a run's hold on its job lasts without a heartbeat: after "
@@ -230,9 +249,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      default=900.0, show_default=True, type=click.FloatRange(1, 7 * 86400),
                      help="Seconds Wix may stay unreachable (every request failing) while the "
                           "run waits and probes; then it stops (exit 3, rows pending)."),
-        click.option("--summary-json", envvar="BULKOPS_SUMMARY_JSON", show_envvar=True,
-                     default=None, type=click.Path(dir_okay=False),
-                     help="Also write the final summary to this file as JSON."),
+        summary_json_option,
         click.option("--log-format", envvar="BULKOPS_LOG_FORMAT", show_envvar=True,
                      type=click.Choice(["text", "json"]), default="text", show_default=True,
                      help="Event log lines (-v) as key=value text or one JSON object each."),
@@ -240,7 +257,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         db_option,
     ]
     for option in reversed(options):
-        fn = option(fn)
+        if option not in leave_out:
+            fn = option(fn)
     return fn
 
 
@@ -271,11 +289,14 @@ def _deadline(finish_by: str | None) -> float | None:
     return parse_finish_by(finish_by, datetime.now().astimezone()).timestamp()
 
 
-def _configure_logging(verbose: int, settings: Settings, log_format: str = "text") -> None:
+def _configure_logging(verbose: int, settings: Settings, log_format: str = "text",
+                       secrets: list[str] | None = None) -> None:
+    """Log lines to stderr at -v's level; `secrets` (default: the run's key) never show."""
     from bulkops import logs
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logs.configure(level, sys.stderr, [settings.api_key], fmt=log_format)
+    logs.configure(level, sys.stderr, [settings.api_key] if secrets is None else secrets,
+                   fmt=log_format)
 
 
 @cli.command()
@@ -592,12 +613,16 @@ def _progress_options(interval: float) -> tuple[TextIO, float, bool]:
     return sys.stderr, interval, sys.stderr.isatty()
 
 
-def _run_async(fn: Callable[..., Coroutine[Any, Any, RunSummary]], **kwargs: Any) -> RunSummary:
-    """Run the job; SIGINT/SIGTERM ask for a clean stop, a second one aborts at once."""
+T = TypeVar("T")
 
-    async def main() -> RunSummary | None:
+
+def _run_async(fn: Callable[..., Coroutine[Any, Any, T]], **kwargs: Any) -> T:
+    """Run `fn(stop=..., **kwargs)`; SIGINT/SIGTERM set `stop` (a clean stop), a second one
+    aborts at once (exit 130)."""
+
+    async def main() -> T | None:
         stop = anyio.Event()
-        summary: RunSummary | None = None
+        summary: T | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
@@ -725,7 +750,7 @@ def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str)
 
 
 # The commands that look at stored jobs live in their own module; importing it registers them.
-from bulkops import cli_views  # noqa: E402, F401
+from bulkops import cli_views, cli_workers  # noqa: E402, F401
 
 
 def _thread_failure(args: threading.ExceptHookArgs) -> None:

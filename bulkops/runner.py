@@ -16,7 +16,7 @@ from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.deadline import describe_deadline, format_span
 from bulkops.engine import Engine, EngineConfig, RunResult, StopKind
 from bulkops.errors import ConfigError, JobBusy, JobFileError, StoreError
-from bulkops.identity import scope_of
+from bulkops.identity import TakeOver, scope_of
 from bulkops.jobfile import CheckedJob
 from bulkops.jobrows import is_guid
 from bulkops.jobviews import lease_owner, opened_store, outside_problems
@@ -34,7 +34,7 @@ from bulkops.model import (
 from bulkops.outage import OutageGate
 from bulkops.prerun import Ready, check_before_sending
 from bulkops.progress import show_progress
-from bulkops.ratelimit import AdaptiveBudget
+from bulkops.ratelimit import AdaptiveBudget, RequestBudget
 from bulkops.settings import DEFAULT_BASE_URL, Settings
 from bulkops.store.base import Store
 from bulkops.timeline import BUCKET_SECONDS, RequestTimeline
@@ -113,6 +113,70 @@ async def run_job(
         return RunSummary(final, result.counts, result.outcome.value, result.reason,
                           result.succeeded_now, await store.overview(final), run,
                           result.stop_kind.value if result.stop_kind else None)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What `submit` stored: the job, whether it is new, and its rows' states now."""
+
+    job: JobInfo
+    created: bool
+    counts: Mapping[OpState, int]
+
+
+async def submit_job(*, checked: CheckedJob, settings: Settings, sandbox: bool) -> Submitted:
+    """Store a validated file as a job for workers, sending nothing. The same file again (same
+    content, account and API) is the same job: its failed, blocked and cancelled rows are armed
+    again, as `run` of it would, and it is open for workers again.
+
+    Raises JobFileError for outside `@key`s naming no done operation and for rows reusing a
+    done key with other content; JobBusy when a live process runs the job right now.
+    """
+    owner = lease_owner()
+    async with opened_store(settings.db_url) as store:
+        if sandbox:
+            settings = sandbox_target(settings)
+        await _check_outside_refs(store, checked, settings)
+        scoped = replace(checked.source, job_id=scoped_job_id(checked.source, settings),
+                         account_id=settings.account_id, base_url=settings.base_url)
+        job, created = await store.add_job(scoped, checked.specs(), owner=owner,
+                                           lease_seconds=settings.lease_seconds)
+        if not created:
+            holder = await store.acquire_job(job.job_id, owner, now=time.time(),
+                                             lease_seconds=settings.lease_seconds)
+            if holder is not None:
+                raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}: submit "
+                              "its file again once that run ends")
+        try:
+            if not created:
+                await _take_over(store, job, rerun=True, stored_now=False)
+            counts = await store.counts(job.job_id)
+            if any(n for state, n in counts.items() if state not in FINAL_STATES):
+                await store.set_job_state(job.job_id, JobState.PENDING)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.release_job(job.job_id, owner)
+        stored = await store.get_job(job.job_id)
+        assert stored is not None
+        return Submitted(stored, created, counts)
+
+
+async def run_leased(
+    store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
+    budget: RequestBudget, progress: tuple[TextIO, float, bool],
+) -> RunSummary:
+    """A worker's run of `job`, whose lease `owner` holds (taken and released by the caller),
+    against the job's own account and API, drawing on the account's shared `budget`. Raises
+    as `run_job` does: JobFileError when the checks before the first write refuse rows,
+    ConfigError when Wix refuses the key."""
+    settings = _stored_target(job, settings)
+    result, run = await _take_over_and_run(store, job, settings, owner, stop, progress,
+                                           rerun=False, stored_now=False, budget=budget)
+    final = await store.get_job(job.job_id)
+    assert final is not None
+    return RunSummary(final, result.counts, result.outcome.value, result.reason,
+                      result.succeeded_now, await store.overview(final), run,
+                      result.stop_kind.value if result.stop_kind else None)
 
 
 def sandbox_target(settings: Settings) -> Settings:
@@ -194,10 +258,7 @@ async def _acquire(
             return False
 
 
-async def _take_over_and_run(
-    store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
-    progress: tuple[TextIO, float, bool], *, rerun: bool, stored_now: bool,
-) -> tuple[RunResult, RunRecord]:
+async def _take_over(store: Store, job: JobInfo, *, rerun: bool, stored_now: bool) -> TakeOver:
     if rerun and not stored_now:
         # The file is run again: rows that reuse a done key with other content are refused
         # before anything changes (a job stored just now was checked when it was added).
@@ -207,12 +268,24 @@ async def _take_over_and_run(
     taken = await store.take_over(job.job_id, now=time.time(), rerun=rerun)
     log.info("job_taken", extra={"job": job.job_id, "adopted": taken.adopted,
                                  "rearmed": taken.rearmed, "elsewhere": taken.held_elsewhere})
+    return taken
+
+
+async def _take_over_and_run(
+    store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
+    progress: tuple[TextIO, float, bool], *, rerun: bool, stored_now: bool,
+    budget: RequestBudget | None = None,
+) -> tuple[RunResult, RunRecord]:
+    """The run of a job whose lease `owner` holds. `budget`: the account's budget this run
+    shares with others (a worker's jobs); by default one of its own at `settings.rate`."""
+    await _take_over(store, job, rerun=rerun, stored_now=stored_now)
     if settings.deadline is not None:
         _warn_if_late(await store.counts(job.job_id), settings, progress[0])
     async with _wix(settings, job) as base_url:
         # Every request passes the outage gate, is counted on the run's timeline, and then
         # waits for its turn in the adaptive budget: the checks' reads as much as the sends.
-        timeline = RequestTimeline(AdaptiveBudget(settings.rate), bucket_seconds=BUCKET_SECONDS)
+        timeline = RequestTimeline(budget or AdaptiveBudget(settings.rate),
+                                   bucket_seconds=BUCKET_SECONDS)
         gate = OutageGate(timeline)
         async with WixClient(
             base_url=base_url,

@@ -99,6 +99,13 @@ class Store(Protocol):
         """The most recently created job (optionally only one not FINISHED)."""
         ...
 
+    async def open_jobs(self) -> list[JobInfo]:
+        """Jobs for workers, oldest first: stored and never run, interrupted, or running (a
+        live process holds it, or one that died held it: `JobInfo.held_at` tells which). Not
+        the ones stopped early (a breaker or a deadline waits for a person), finished,
+        cancelled or pruned."""
+        ...
+
     async def set_job_state(
         self, job_id: str, state: JobState, *, stop_reason: str | None = None
     ) -> None: ...

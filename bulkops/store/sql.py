@@ -65,6 +65,9 @@ Clock = Callable[[], float]
 PAGE_SIZE = 1000  # rows per page of iter_ops
 OPEN_ATTEMPTS = 6  # tries to open a database another process is creating (0.1 s, doubling)
 
+# The job states a worker takes up: a job stopped early (breaker, deadline) waits for a person.
+WORKER_STATES = (JobState.PENDING.value, JobState.RUNNING.value, JobState.INTERRUPTED.value)
+
 
 async def open_store(url: str, *, clock: Clock = time.time) -> SqlStore:
     """Open (creating if needed) the checkpoint database at `url` and upgrade its schema.
@@ -391,6 +394,15 @@ class SqlStore:
         async with self._read("cannot read jobs") as conn:
             row = (await conn.execute(query)).mappings().first()
         return job_info(row) if row is not None else None
+
+    async def open_jobs(self) -> list[JobInfo]:
+        query = (
+            select(jobs)
+            .where(jobs.c.state.in_(WORKER_STATES), jobs.c.pruned_at.is_(None))
+            .order_by(jobs.c.created_at, jobs.c.job_id)
+        )
+        async with self._read("cannot read jobs") as conn:
+            return [job_info(row) for row in (await conn.execute(query)).mappings()]
 
     async def set_job_state(
         self, job_id: str, state: JobState, *, stop_reason: str | None = None

@@ -157,6 +157,10 @@ def commands(job: Path, db: str, job_id: str) -> dict[str, list[str]]:
         "report": ["report", *flags],
         "cancel": ["cancel", job_id, *flags],
         "prune": ["prune", "--older-than", "1", *flags],
+        "submit": ["submit", str(job), "--sandbox", *flags],
+        # The seeded job stopped early (Wix unreachable): a worker leaves it to a person, so
+        # it only reads.
+        "worker": ["worker", "--until-idle", *flags, "--outage-limit", "1", *FAST_READS],
     }
 
 
@@ -215,8 +219,8 @@ def test_bad_credentials_are_one_error_line_exit_2(
 
 # -- the database cannot be used --------------------------------------------------------------
 
-WRITES = {"run", "resume", "cancel"}
-READS = {"validate", "plan", "status", "jobs", "report", "prune"}
+WRITES = {"run", "resume", "cancel", "submit"}
+READS = {"validate", "plan", "status", "jobs", "report", "prune", "worker"}
 
 
 def _missing_dir(tmp: Path, seeded: Path) -> str:
@@ -278,7 +282,7 @@ def _code(everything: int, **by_command: int) -> Callable[[str], int]:
 
 # condition -> (the --db, needs file modes to hold, expected exit per command, needle)
 _NO_DB_YET = _code(2, plan=0)  # plan never creates a database: it plans without history
-_READ_ONLY = _code(0, run=2, resume=2, cancel=2)
+_READ_ONLY = _code(0, run=2, resume=2, cancel=2, submit=2)
 CONDITIONS: dict[str, tuple[Callable[[Path, Path], str], bool, Callable[[str], int], str]] = {
     "missing directory": (_missing_dir, False, _NO_DB_YET, "no-such-dir"),
     "parent is a file": (_parent_is_file, False, _NO_DB_YET, "a-file"),
@@ -365,9 +369,9 @@ def test_locked_database_reads_work_and_writes_end_with_one_line(
     env = cli_env(BULKOPS_LOCK_WAIT="0.5")
     with held_exclusively(db):
         results = cli_all(commands(job_file, str(db), seeded[1]), env)
-    for name in ("status", "jobs", "report", "validate", "plan"):
+    for name in ("status", "jobs", "report", "validate", "plan", "worker"):
         one_line(results[name], 0)
-    for name in ("run", "resume", "cancel", "prune"):
+    for name in ("run", "resume", "cancel", "prune", "submit"):
         one_line(results[name], 2, "write lock", "--lock-wait")
 
 
