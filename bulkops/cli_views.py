@@ -25,6 +25,7 @@ from bulkops.errors import ConfigError
 from bulkops.model import FINAL_STATES, OpState
 
 if TYPE_CHECKING:
+    from bulkops.model import JobInfo
     from bulkops.store.listing import JobListing
 
 
@@ -38,12 +39,13 @@ def status(job: str | None, as_json: bool, db: str | None) -> None:
     from bulkops.jobviews import shown_state, status_of
 
     info, counts = status_of(database_choice(db).url, job or None)
-    state, why = shown_state(info, time.time(), counts)
+    now = time.time()
+    state, why = shown_state(info, now, counts)
     if as_json:
         click.echo(json.dumps({
             "job": info.job_id, "state": state, "total": info.total,
             "counts": {state.value: counts.get(state, 0) for state in OpState},
-            "stop_reason": info.stop_reason, "detail": why,
+            "stop_reason": info.stop_reason, "detail": why, "held_by": _held_by(info, now),
         }))
         return
     click.echo(f"job {info.job_id} ({info.path}): {state}" + (f" — {why}" if why else ""))
@@ -52,6 +54,17 @@ def status(job: str | None, as_json: bool, db: str | None) -> None:
     for op_state in OpState:
         if counts.get(op_state):
             click.echo(f"  {op_state.value:<10} {counts[op_state]}")
+
+
+def _held_by(info: JobInfo, now: float) -> dict[str, Any] | None:
+    """The live process running the job (`run`, `resume` or a worker), or None."""
+    if not info.held_at(now):
+        return None
+    from bulkops.identity import Holder
+
+    holder = Holder(info.lease_owner or "?", info.lease_since, info.lease_expires_at)
+    return {"host": holder.host, "pid": int(holder.pid) if holder.pid.isdigit() else None,
+            "since": info.lease_since, "lease_expires_at": info.lease_expires_at}
 
 
 @cli.command(name="jobs")

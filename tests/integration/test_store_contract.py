@@ -513,3 +513,25 @@ async def test_counts_by_action_add_up_to_the_counts(store: SqlStore) -> None:
     assert per_action[Action.ACCOUNT_INVITE][OpState.PENDING] == 1
     counts = await store.counts("byact")
     assert {s: sum(c[s] for c in per_action.values()) for s in OpState} == dict(counts)
+
+
+async def test_open_jobs_are_those_a_worker_may_run_oldest_first(store: Store) -> None:
+    """Stored, running and interrupted jobs (held or not: `held_at` tells), oldest first;
+    never finished, stopped (a person decides) or cancelled ones."""
+    states = {
+        "j-running": JobState.RUNNING, "j-finished": JobState.FINISHED,
+        "j-pending": None, "j-stopped": JobState.STOPPED,
+        "j-cancelled": JobState.CANCELLED, "j-interrupted": JobState.INTERRUPTED,
+    }
+    for job_id, state in states.items():
+        await add(store, [create(f"{job_id}-a")], job_id=job_id)
+        if state is not None:
+            await store.set_job_state(job_id, state)
+        await asyncio.sleep(0.002)  # each created after the last, by the store's own clock
+    assert await store.acquire_job("j-running", "w1", now=NOW, lease_seconds=30.0) is None
+
+    found = await store.open_jobs()
+
+    assert [job.job_id for job in found] == ["j-running", "j-pending", "j-interrupted"]
+    assert [job.held_at(NOW + 1) for job in found] == [True, False, False]
+    assert [job.held_at(NOW + 31) for job in found] == [False, False, False]

@@ -1,0 +1,247 @@
+"""`bulkops submit` and `bulkops worker`: jobs stored for workers, run by several of them,
+taken over from a worker that died, and run with each account's own key.
+
+Every proof of what was done comes from the sandboxes' own state (`evidence.assert_exactly_once`)
+and from `bulkops status` / `report` as a user would read them.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from evidence import assert_exactly_once
+from harness import (
+    ACCOUNT_ID,
+    SandboxFactory,
+    SandboxProcess,
+    cli_env,
+    realistic_rows,
+    report_json,
+    request_count,
+    run_cli,
+    start_cli,
+    status_json,
+    wait_until,
+    write_job_csv,
+)
+
+TIMEOUT = 90.0
+# Flags of a worker that make a test take seconds (as `harness.fast_run_flags` for `run`).
+FAST = ["--rate", "50/s", "--concurrency", "4", "--timeout", "1", "--settle", "0.3",
+        "--backoff-base", "0.05", "--max-attempts", "20", "--poll", "0.2"]
+OTHER_ACCOUNT = "44444444-4444-4444-8444-444444444444"
+OTHER_KEY = "other-sandbox-key"
+
+
+def key_variable(account_id: str) -> str:
+    return "WIX_API_KEY_" + account_id.upper().replace("-", "_")
+
+
+def submit(db: Path, job: Path, sandbox: SandboxProcess, env: dict[str, str]) -> str:
+    result = run_cli(["submit", str(job), "--db", str(db), "--base-url", sandbox.base_url],
+                     env, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = result.stdout.strip()
+    assert len(job_id) == 16 and job_id in result.stderr, result.stdout + result.stderr
+    return job_id
+
+
+def test_submit_stores_the_job_sends_nothing_and_prints_only_its_id(
+    sandbox: SandboxProcess, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """submit: the id alone on stdout, the job pending with every row, not one request at
+    Wix; the same file again is the same job."""
+    rows = realistic_rows(12, tag="sub")
+    job = write_job_csv(tmp_path / "clients.csv", rows)
+
+    job_id = submit(db_path, job, sandbox, env)
+
+    status = status_json(db_path, env, job_id)
+    assert (status["state"], status["counts"].get("pending")) == ("pending", 12)
+    assert request_count(sandbox.base_url) == 0
+    assert submit(db_path, job, sandbox, env) == job_id
+    assert request_count(sandbox.base_url) == 0
+
+
+def test_submit_refuses_a_bad_file_and_a_missing_account_before_storing_anything(
+    sandbox: SandboxProcess, db_path: Path, tmp_path: Path,
+) -> None:
+    """A bad row is named with its line (exit 2); without an account id the job could not
+    remember its account (exit 2, one line); in both cases no database appears."""
+    bad = write_job_csv(tmp_path / "bad.csv", [{"action": "create_site", "key": "x"}])
+    refused = run_cli(["submit", str(bad), "--db", str(db_path)], cli_env(), timeout=TIMEOUT)
+    assert refused.returncode == 2
+    assert f"{bad}:2" in refused.stderr or "line 2" in refused.stderr, refused.stderr
+    good = write_job_csv(tmp_path / "good.csv", realistic_rows(3, tag="acct"))
+    anonymous = run_cli(["submit", str(good), "--db", str(db_path)],
+                        cli_env(account_id=None), timeout=TIMEOUT)
+    assert anonymous.returncode == 2
+    assert anonymous.stderr.strip().splitlines() == [
+        "error: WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID "
+        "(the job remembers the account it is for)"]
+    assert not db_path.exists()
+
+
+def test_two_workers_run_three_jobs_each_exactly_once(
+    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """Three submitted jobs (each against a sandbox of its own), two workers with
+    --until-idle: both end 0 once every job is done, and each sandbox holds its job's rows
+    exactly once."""
+    jobs = []
+    for n in range(3):
+        box = sandbox_factory(latency=0.02)
+        rows = realistic_rows(15, tag=f"w{n}")
+        job_id = submit(db_path, write_job_csv(tmp_path / f"job{n}.csv", rows), box, env)
+        jobs.append((job_id, rows, box))
+    workers = [start_cli(["worker", "--until-idle", "--db", str(db_path), "--jobs", "2", *FAST],
+                         env) for _ in range(2)]
+    try:
+        ended = [worker.wait(TIMEOUT) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.ensure_stopped()
+    for result in ended:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "idle: no open job left" in result.stdout
+    started = "".join(result.stdout for result in ended)
+    for job_id, rows, box in jobs:
+        assert started.count(f"job {job_id}: started") == 1, started
+        assert_exactly_once(rows, report_json(db_path, env, job_id), box.state())
+        assert status_json(db_path, env, job_id)["state"] == "finished"
+
+
+def test_a_killed_workers_job_is_taken_over_once_its_lease_ends_and_done_once(
+    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """Three workers watch one job; the one running it is SIGKILLed mid-run. Another takes
+    the job over once the dead worker's lease has ended (not before), reconciles what was in
+    flight, and finishes: every row done exactly once at the sandbox."""
+    sandbox = sandbox_factory(latency=0.05, drop_after=0.05, seed=11)
+    rows = realistic_rows(40, tag="kill")
+    job_id = submit(db_path, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
+    lease = 3.0
+    flags = ["--db", str(db_path), "--lease-seconds", str(lease), *FAST]
+    workers = [start_cli(["worker", "--until-idle", *flags], env) for _ in range(3)]
+    try:
+        assert wait_until(lambda: request_count(sandbox.base_url) >= 15, timeout=TIMEOUT)
+        holder = status_json(db_path, env, job_id)["held_by"]
+        running = next(w for w in workers if holder and holder["pid"] == w.pid)
+        running.kill()
+        killed_at = time.monotonic()
+        others = [w for w in workers if w is not running]
+        ended = [w.wait(TIMEOUT) for w in others]
+    finally:
+        for worker in workers:
+            worker.ensure_stopped()
+    for result in ended:
+        assert result.returncode == 0, result.stdout + result.stderr
+    taken = [result for result in ended if f"job {job_id}: started" in result.stdout]
+    assert len(taken) == 1, [result.stdout for result in ended]
+    assert time.monotonic() - killed_at >= lease * 0.9
+    assert_exactly_once(rows, report_json(db_path, env, job_id), sandbox.state())
+    assert status_json(db_path, env, job_id)["state"] == "finished"
+
+
+def test_sigterm_stops_a_worker_with_130_and_gives_its_lease_up_at_once(
+    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """SIGTERM: requests in flight finish, exit 130, and the job's lease is free at once: a
+    worker started right after takes the job over without waiting for the lease to end."""
+    sandbox = sandbox_factory(latency=0.1)
+    rows = realistic_rows(30, tag="term")
+    job_id = submit(db_path, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
+    flags = ["--db", str(db_path), "--lease-seconds", "600", *FAST]
+    first = start_cli(["worker", *flags, "--rate", "10/s"], env)
+    try:
+        assert wait_until(lambda: request_count(sandbox.base_url) >= 5, timeout=TIMEOUT)
+        first.send(signal.SIGTERM)
+        stopped = first.wait(TIMEOUT)
+    finally:
+        first.ensure_stopped()
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+    assert status_json(db_path, env, job_id).get("held_by") is None
+    second = run_cli(["worker", "--until-idle", *flags], env, timeout=TIMEOUT)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert_exactly_once(rows, report_json(db_path, env, job_id), sandbox.state())
+
+
+def test_each_job_runs_with_its_own_accounts_key_and_a_job_without_one_is_left(
+    sandbox_factory: SandboxFactory, db_path: Path, tmp_path: Path,
+) -> None:
+    """Two accounts, a sandbox each (each accepting only its own key). A worker holding only
+    the first account's key runs that job and leaves the other, naming the variable to set
+    (exit 1, nothing sent to the second); with both keys, a worker finishes the second. No key
+    shows in any output."""
+    first = sandbox_factory()
+    second = sandbox_factory(account_id=OTHER_ACCOUNT, api_key=OTHER_KEY)
+    rows_one = realistic_rows(6, tag="acct1")
+    rows_two = [{"action": "create_site", "key": f"a2-{n}", "site_name": f"Second account {n}"}
+                for n in range(6)]
+    one = submit(db_path, write_job_csv(tmp_path / "one.csv", rows_one), first,
+                 cli_env(account_id=ACCOUNT_ID))
+    two = submit(db_path, write_job_csv(tmp_path / "two.csv", rows_two), second,
+                 cli_env(account_id=OTHER_ACCOUNT))
+    only_first = cli_env(api_key=None, account_id=None,
+                         **{key_variable(ACCOUNT_ID): "sandbox-key"})
+    partial = run_cli(["worker", "--until-idle", "--db", str(db_path), *FAST], only_first,
+                      timeout=TIMEOUT)
+    assert partial.returncode == 1, partial.stdout + partial.stderr
+    assert f"job {one}: finished" in partial.stdout
+    assert f"job {two}: left: no API key for its account {OTHER_ACCOUNT}" in partial.stdout
+    assert key_variable(OTHER_ACCOUNT) in partial.stdout
+    assert request_count(second.base_url) == 0
+    assert status_json(db_path, only_first, two)["state"] == "pending"
+
+    both = cli_env(api_key=None, account_id=None, **{
+        key_variable(ACCOUNT_ID): "sandbox-key", key_variable(OTHER_ACCOUNT): OTHER_KEY})
+    finished = run_cli(["worker", "--until-idle", "--db", str(db_path), *FAST], both,
+                       timeout=TIMEOUT)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"job {two}: finished (6 succeeded)" in finished.stdout
+    names = sorted(site["displayName"] for site in second.state()["sites"]
+                   if not site["seeded"])
+    assert names == sorted(row["site_name"] for row in rows_two)
+    for output in (partial.stdout + partial.stderr, finished.stdout + finished.stderr):
+        assert "sandbox-key" not in output and OTHER_KEY not in output
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most requests inside any 1-second window (arrival times in seconds, any order)."""
+    ordered = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(ordered):
+        while at - ordered[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_jobs_of_one_account_share_its_budget_and_a_small_job_is_not_starved(
+    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """One worker runs a 40-row job and a 5-row job of the same account side by side (a
+    sandbox each, so each one's requests can be counted): together they never pass the
+    account's --rate in any second, and the small job, submitted second, finishes first."""
+    rate = 10
+    big_box, small_box = sandbox_factory(), sandbox_factory()
+    big_rows = [{"action": "create_site", "key": f"big-{n}", "site_name": f"Big {n}"}
+                for n in range(40)]
+    small_rows = [{"action": "create_site", "key": f"small-{n}", "site_name": f"Small {n}"}
+                  for n in range(5)]
+    big = submit(db_path, write_job_csv(tmp_path / "big.csv", big_rows), big_box, env)
+    small = submit(db_path, write_job_csv(tmp_path / "small.csv", small_rows), small_box, env)
+
+    result = run_cli(["worker", "--until-idle", "--db", str(db_path), *FAST,
+                      "--rate", f"{rate}/s"], env, timeout=TIMEOUT)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    ends = [n for n, line in enumerate(lines) if ": finished (" in line]
+    assert [lines[n].split()[2] for n in ends] == [f"{small}:", f"{big}:"], result.stdout
+    times = [*big_box.state()["requests"]["request_times"],
+             *small_box.state()["requests"]["request_times"]]
+    assert len(times) >= 45
+    assert busiest_second(times) <= rate * 1.1 + 1, busiest_second(times)
