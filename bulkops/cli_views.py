@@ -63,7 +63,11 @@ def _held_by(info: JobInfo, now: float) -> dict[str, Any] | None:
     from bulkops.identity import Holder
 
     holder = Holder(info.lease_owner or "?", info.lease_since, info.lease_expires_at)
-    return {"host": holder.host, "pid": int(holder.pid) if holder.pid.isdigit() else None,
+    if holder.shared:
+        return {"workers": True, "host": None, "pid": None, "since": info.lease_since,
+                "lease_expires_at": info.lease_expires_at}
+    return {"workers": False, "host": holder.host,
+            "pid": int(holder.pid) if holder.pid.isdigit() else None,
             "since": info.lease_since, "lease_expires_at": info.lease_expires_at}
 
 

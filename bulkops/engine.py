@@ -111,6 +111,11 @@ class EngineConfig:
     # Wix unreachable since then (unix seconds), as the caller's own wait for its first answer
     # found before giving up (precheck): the outage counts from there, not from this run's start.
     unreachable_since: float | None = None
+    # Worker processes share the job (`bulkops worker`): how long a worker's turn lasts
+    # without a heartbeat (seconds). The run then never takes back what a live worker holds,
+    # looks every third of that for workers that died, and waits while others hold rows of
+    # the job. None: this run holds the job alone.
+    shared_lease: float | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,7 @@ class Engine:
         self._waiting_settle: set[int] = set()
         self._elsewhere = 0
         self._deadline_passed = False
+        self._next_take_back = math.inf  # when to look for dead workers' rows (shared jobs)
         self.stop_kind = StopKind.BREAKER  # why a STOPPED run stopped, when it did
         self._committer = GroupCommitter(store)
         # The latest failures, so that a storm's victims can be put back when the breaker trips.
@@ -241,7 +247,11 @@ class Engine:
         """Run the job until every operation is final, `stop` is set, or a breaker trips."""
         self._started_at = self._clock()
         self._calls_at_start = self._budget.snapshot().requests
-        recovered = await self._store.recover_in_flight(job_id)
+        if self._config.shared_lease is None:
+            recovered = await self._store.recover_in_flight(job_id)
+        else:
+            recovered = await self._store.take_back_from_dead_workers(job_id, now=self._clock())
+            self._next_take_back = self._clock() + self._config.shared_lease / 3
         if recovered:
             log.info("ops_recovered", extra={"job": job_id, "count": recovered})
         # Blocked is derived from failures: recompute it, since a paused storm's rows are back.
@@ -328,6 +338,8 @@ class Engine:
             # claim, so that a finish during it wakes the wait below at once.
             seen = self._completions
             self._changed.clear()
+            if self._config.shared_lease is not None and self._clock() >= self._next_take_back:
+                await self._take_back_from_dead_workers(job_id)
             if self._need_blocking:
                 self._need_blocking = False
                 await self._committer.drained()  # the failures, as the store will read them
@@ -454,12 +466,13 @@ class Engine:
 
     async def _rows_run_elsewhere(self, job_id: str) -> float | None:
         """Nothing of its own left to do: rows of the job whose operation another job holds
-        are taken on once no live process runs that job. Returns when to look again (now, if
-        some were taken on), or None when the job has nothing left anywhere."""
+        are taken on once no live process runs that job; rows other workers sharing the job
+        hold are waited for, and taken back if their worker died. Returns when to look again
+        (now, if some were taken on), or None when the job has nothing left anywhere."""
         taken = await self._store.take_over(job_id, now=self._clock(), rerun=False)
         self._elsewhere = taken.held_elsewhere
         if not taken.adopted and not taken.held_elsewhere:
-            return None
+            return await self._rows_other_workers_hold(job_id)
         await self._refresh_counts(job_id)
         if taken.adopted:
             log.info("ops_taken_over", extra={"job": job_id, "count": taken.adopted})
@@ -468,6 +481,30 @@ class Engine:
             return self._clock()
         log.info("ops_held_elsewhere", extra={"job": job_id, "count": taken.held_elsewhere})
         return self._clock() + SHARED_ROWS_POLL
+
+    async def _rows_other_workers_hold(self, job_id: str) -> float | None:
+        """When to look again at rows other workers sharing the job hold (None: none do)."""
+        if self._config.shared_lease is None:
+            return None
+        if await self._take_back_from_dead_workers(job_id):
+            return self._clock()
+        if await self._store.held_by_others(job_id, self._config.owner):
+            return self._clock() + SHARED_ROWS_POLL
+        return None
+
+    async def _take_back_from_dead_workers(self, job_id: str) -> int:
+        """Rows workers that died held come back to be claimed (those they had sent, to be
+        reconciled first); how many."""
+        assert self._config.shared_lease is not None
+        now = self._clock()
+        self._next_take_back = now + self._config.shared_lease / 3
+        taken = await self._store.take_back_from_dead_workers(job_id, now=now)
+        if taken:
+            log.info("ops_taken_back", extra={"job": job_id, "count": taken})
+            await self._refresh_counts(job_id)
+            self._claim_was_short = False
+            self._need_blocking = True
+        return taken
 
     def _time_is_up(self, *, outage_since: float | None = None) -> bool:
         """The deadline came, or Wix has been unreachable for longer than allowed (since the
@@ -1008,14 +1045,19 @@ class Engine:
             reason = self._breaker.reason
             await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
             return self._result(RunOutcome.STOPPED, counts, reason)
+        # Shared by workers, the job goes on while others run it: the last one to leave says
+        # how it was left (`runner.run_shared`).
+        alone = self._config.shared_lease is None
         if stop.is_set() and self._open_ops():
-            await self._store.set_job_state(job_id, JobState.INTERRUPTED)
+            if alone:
+                await self._store.set_job_state(job_id, JobState.INTERRUPTED)
             return self._result(RunOutcome.INTERRUPTED, counts, "interrupted")
         if self._deadline_passed and self._open_ops():
             deadline = self._config.deadline or 0.0
             reason = (f"deadline {format_deadline(deadline, self._clock())} reached: "
                       f"{self._open_ops()} row(s) not done, left for the next run")
-            await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
+            if alone:
+                await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
             return self._result(RunOutcome.STOPPED, counts, reason)
         if self._open_ops():
             reason = "operations are left that no worker can run now"

@@ -18,7 +18,7 @@ from typing import Any
 from bulkops.errors import RowError
 from bulkops.invitees import invite_fingerprint, normalise_email
 from bulkops.jobgraph import OutsideRef
-from bulkops.model import Action, OpSpec, OpState, is_ref
+from bulkops.model import SHARED_OWNER, Action, OpSpec, OpState, is_ref
 
 
 def site_name_key(name: str) -> str:
@@ -95,7 +95,14 @@ class Holder:
         parts = self.owner.split(":", 2)
         return parts[1] if len(parts) > 1 else "?"
 
+    @property
+    def shared(self) -> bool:
+        """Whether worker processes share the job (rather than one process running it)."""
+        return self.owner == SHARED_OWNER
+
     def describe(self) -> str:
+        if self.shared:
+            return "bulkops worker processes"
         since = ""
         if self.since is not None:
             since = " since " + datetime.fromtimestamp(self.since, UTC).strftime(

@@ -46,6 +46,9 @@ class JobState(StrEnum):
 
 
 REF_PREFIX = "@"
+# `jobs.lease_owner` while `bulkops worker` processes share the job (a `host:pid:token`, the
+# owner a single process writes, never is this).
+SHARED_OWNER = "workers"
 
 
 def is_ref(value: str) -> bool:

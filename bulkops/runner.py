@@ -14,7 +14,7 @@ import anyio
 
 from bulkops.breaker import BreakerSettings, FailureBreaker
 from bulkops.deadline import describe_deadline, format_span
-from bulkops.engine import Engine, EngineConfig, RunResult, StopKind
+from bulkops.engine import Engine, EngineConfig, RunOutcome, RunResult, StopKind
 from bulkops.errors import ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.identity import TakeOver, scope_of
 from bulkops.jobfile import CheckedJob
@@ -161,22 +161,50 @@ async def submit_job(*, checked: CheckedJob, settings: Settings, sandbox: bool) 
         return Submitted(stored, created, counts)
 
 
-async def run_leased(
+async def run_shared(
     store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
     budget: RequestBudget, progress: tuple[TextIO, float, bool],
 ) -> RunSummary:
-    """A worker's run of `job`, whose lease `owner` holds (taken and released by the caller),
-    against the job's own account and API, drawing on the account's shared `budget`. Raises
-    as `run_job` does: JobFileError when the checks before the first write refuse rows,
-    ConfigError when Wix refuses the key."""
+    """A worker's turn on `job`, which other workers may share: joins it (under `owner`),
+    runs it against the job's own account and API drawing on the account's shared `budget`,
+    and leaves it, its unsent rows free at once for the others. The last worker to leave a job
+    with rows not done records how it was left (interrupted, or stopped by the deadline).
+
+    Raises JobBusy when a `run` or `resume` holds the job for itself; otherwise as `run_job`
+    does: JobFileError when the checks before the first write refuse rows, ConfigError when
+    Wix refuses the key."""
     settings = _stored_target(job, settings)
-    result, run = await _take_over_and_run(store, job, settings, owner, stop, progress,
-                                           rerun=False, stored_now=False, budget=budget)
+    holder = await store.join_job(job.job_id, owner, now=time.time(),
+                                  lease_seconds=settings.lease_seconds)
+    if holder is not None:
+        raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}")
+    result: RunResult | None = None
+    try:
+        result, run = await _take_over_and_run(store, job, settings, owner, stop, progress,
+                                               rerun=False, stored_now=False, budget=budget,
+                                               shared=True)
+    finally:
+        with anyio.CancelScope(shield=True):
+            last = await store.leave_job(job.job_id, owner, now=time.time())
+            if last and result is not None:
+                await _left_as(store, job.job_id, result)
     final = await store.get_job(job.job_id)
     assert final is not None
     return RunSummary(final, result.counts, result.outcome.value, result.reason,
                       result.succeeded_now, await store.overview(final), run,
                       result.stop_kind.value if result.stop_kind else None)
+
+
+async def _left_as(store: Store, job_id: str, result: RunResult) -> None:
+    """The state of a shared job its last worker leaves with rows not done: what a single
+    run's end would have made it (the engine leaves it alone while others may go on)."""
+    counts = await store.counts(job_id)
+    if not any(n for state, n in counts.items() if state not in FINAL_STATES):
+        return
+    if result.outcome is RunOutcome.INTERRUPTED:
+        await store.set_job_state(job_id, JobState.INTERRUPTED)
+    elif result.stop_kind is StopKind.DEADLINE:
+        await store.set_job_state(job_id, JobState.STOPPED, stop_reason=result.reason)
 
 
 def sandbox_target(settings: Settings) -> Settings:
@@ -274,10 +302,11 @@ async def _take_over(store: Store, job: JobInfo, *, rerun: bool, stored_now: boo
 async def _take_over_and_run(
     store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
     progress: tuple[TextIO, float, bool], *, rerun: bool, stored_now: bool,
-    budget: RequestBudget | None = None,
+    budget: RequestBudget | None = None, shared: bool = False,
 ) -> tuple[RunResult, RunRecord]:
-    """The run of a job whose lease `owner` holds. `budget`: the account's budget this run
-    shares with others (a worker's jobs); by default one of its own at `settings.rate`."""
+    """The run of a job whose lease `owner` holds (with `shared`, as one of the workers
+    sharing it). `budget`: the account's budget this run shares with others (a worker's
+    jobs); by default one of its own at `settings.rate`."""
     await _take_over(store, job, rerun=rerun, stored_now=stored_now)
     if settings.deadline is not None:
         _warn_if_late(await store.counts(job.job_id), settings, progress[0])
@@ -304,7 +333,7 @@ async def _take_over_and_run(
                 owner,
             )
             return await _run_engine(store, job, settings, _Wire(client, gate, timeline),
-                                     ready, owner, run, stop, progress)
+                                     ready, owner, run, stop, progress, shared=shared)
 
 
 async def _checked(
@@ -381,7 +410,8 @@ def _check_same_target(job: JobInfo, settings: Settings) -> None:
 
 async def _run_engine(
     store: Store, job: JobInfo, settings: Settings, wire: _Wire, ready: Ready, owner: str,
-    run: RunRecord, stop: anyio.Event, progress: tuple[TextIO, float, bool],
+    run: RunRecord, stop: anyio.Event, progress: tuple[TextIO, float, bool], *,
+    shared: bool = False,
 ) -> tuple[RunResult, RunRecord]:
     engine = Engine(
         store=store,
@@ -397,6 +427,7 @@ async def _run_engine(
             deadline=settings.deadline,
             outage_limit=settings.outage_limit,
             unreachable_since=ready.unreachable_since,
+            shared_lease=settings.lease_seconds if shared else None,
         ),
         breaker=FailureBreaker(
             BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
@@ -414,7 +445,7 @@ async def _run_engine(
     async with anyio.create_task_group() as tg:
         tg.start_soon(display)
         tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine,
-                      record)
+                      record, shared)
         try:
             result = await engine.run(job.job_id, stop)
         finally:
@@ -468,16 +499,26 @@ class _RunRecorder:
 
 async def _heartbeat(
     store: Store, job_id: str, owner: str, lease_seconds: float, engine: Engine,
-    record: _RunRecorder,
+    record: _RunRecorder, shared: bool,
 ) -> None:
-    """Renew the job's lease every third of its length, and save the run's record so far (a
-    run killed later still leaves its account). A lease found taken by another process (this
-    one stalled past its end) stops the run: both could otherwise send the same rows."""
+    """Renew the job's lease (a worker sharing it: its turn) every third of its length, and
+    save the run's record so far (a run killed later still leaves its account). A lease found
+    taken by another process (this one stalled past its end) stops the run: both could
+    otherwise send the same rows. A shared job another worker stopped (its breaker) stops
+    this one too."""
     while True:
         await anyio.sleep(lease_seconds / 3)
+        stopped_by = None
         try:
-            held = await store.renew_job(job_id, owner, now=time.time(),
-                                         lease_seconds=lease_seconds)
+            if shared:
+                held = await store.renew_worker(job_id, owner, now=time.time(),
+                                                lease_seconds=lease_seconds)
+                job = await store.get_job(job_id)
+                if job is not None and job.state is JobState.STOPPED:
+                    stopped_by = job.stop_reason or "stopped"
+            else:
+                held = await store.renew_job(job_id, owner, now=time.time(),
+                                             lease_seconds=lease_seconds)
             await store.save_run(record.now())
         except StoreError as exc:  # a busy database: the next beat tries again
             log.warning("lease_renew_failed", extra={"job": job_id, "error": str(exc)})
@@ -485,6 +526,9 @@ async def _heartbeat(
         if not held:
             engine.halt(f"another process took over job {job_id} after this one stalled "
                         "past its lease; stopped to avoid sending rows twice")
+            return
+        if stopped_by is not None:
+            engine.halt(f"another worker stopped job {job_id}: {stopped_by}")
             return
 
 

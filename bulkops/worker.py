@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 import anyio
 
 from bulkops.budgetshare import AccountBudgets
-from bulkops.errors import BulkOpsError, ConfigError, JobFileError
+from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError
 from bulkops.jobviews import lease_owner
 from bulkops.locations import SANDBOX_TARGET
-from bulkops.model import JobInfo, JobState, OpState
-from bulkops.runner import RunSummary, run_leased
+from bulkops.model import SHARED_OWNER, JobInfo, JobState, OpState
+from bulkops.runner import RunSummary, run_shared
 from bulkops.settings import Settings
 from bulkops.store.base import Store
 
@@ -142,15 +142,11 @@ class Worker:
         for job in waiting:
             if len(self._running) >= self._options.max_jobs:
                 return
-            if job.held_at(now):
-                continue
+            if job.held_at(now) and job.lease_owner != SHARED_OWNER:
+                continue  # a `run` or `resume` holds it for itself
             settings = self._target(job)
             if settings is None:
                 continue
-            holder = await self._store.acquire_job(job.job_id, self.owner, now=time.time(),
-                                                   lease_seconds=settings.lease_seconds)
-            if holder is not None:
-                continue  # another worker took it first
             self._running.add(job.job_id)
             jobs.start_soon(self._run_job, job, settings, stop)
 
@@ -172,7 +168,7 @@ class Worker:
                   f"{job.account_id or '-'})")
         try:
             lines = _JobLines(job.job_id, self._say)
-            summary = await run_leased(
+            summary = await run_shared(
                 self._store, job, settings, self.owner, stop,
                 self._budgets.share(job.account_id),
                 (lines, self._options.progress_interval, False),
@@ -190,13 +186,13 @@ class Worker:
                 await self._store.set_job_state(job.job_id, JobState.STOPPED,
                                                 stop_reason=reason)
             self._leave(job.job_id, reason)
+        except JobBusy:
+            pass  # a `run` took the job for itself first: look again later
         except (ConfigError, BulkOpsError) as exc:
             self._leave(job.job_id, str(exc))
         else:
             self._ended(summary)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._store.release_job(job.job_id, self.owner)
             self._running.discard(job.job_id)
             self._changed.set()
 

@@ -93,6 +93,34 @@ class Store(Protocol):
         """Give `owner`'s lease up at once (nothing if it is not theirs)."""
         ...
 
+    async def join_job(self, job_id: str, owner: str, *, now: float,
+                       lease_seconds: float) -> Holder | None:
+        """Join the worker processes sharing the job (`bulkops worker`), `owner`'s turn lasting
+        until now+lease_seconds unless renewed. Returns None when joined, else who holds the
+        job for itself (a `run` or `resume`). Raises StoreError for an unknown job."""
+        ...
+
+    async def renew_worker(self, job_id: str, owner: str, *, now: float,
+                           lease_seconds: float) -> bool:
+        """Heartbeat of a sharing worker. False: its turn lapsed before (its operations may
+        have been taken back by another worker): it must stop sending at once."""
+        ...
+
+    async def leave_job(self, job_id: str, owner: str, *, now: float) -> bool:
+        """`owner` stops sharing the job: the ops it claimed and did not send are free at once.
+        Returns True when it was the last live worker (the job's lease is then free too)."""
+        ...
+
+    async def take_back_from_dead_workers(self, job_id: str, *, now: float) -> int:
+        """The open ops that workers whose turn lapsed before `now` held: unleased, and those
+        they had in flight (RUNNING) made UNKNOWN, to be reconciled before any is sent again.
+        Returns how many ops were taken back."""
+        ...
+
+    async def held_by_others(self, job_id: str, owner: str) -> bool:
+        """Whether an owner other than `owner` holds an open op of the job."""
+        ...
+
     async def get_job(self, job_id: str) -> JobInfo | None: ...
 
     async def latest_job(self, *, unfinished_only: bool = False) -> JobInfo | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy import Select, Table, func, select, update
+from sqlalchemy import Select, Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
@@ -35,7 +35,7 @@ from bulkops.model import (
     OpState,
     RunRecord,
 )
-from bulkops.store import checkrows, history, statements, takeover
+from bulkops.store import checkrows, history, sharing, statements, takeover
 from bulkops.store.adding import (
     ID_CHUNK,
     conflicts,
@@ -57,7 +57,7 @@ from bulkops.store.rows import (
     save_params_of,
     save_values,
 )
-from bulkops.store.tables import job_rows, jobs, op_aliases, ops
+from bulkops.store.tables import job_rows, job_workers, jobs, op_aliases, ops
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
 Clock = Callable[[], float]
@@ -381,6 +381,63 @@ class SqlStore:
         async with self._write(f"cannot release job {job_id}") as conn:
             await conn.execute(takeover.release(), {"b_job_id": job_id, "b_owner": owner})
 
+    async def join_job(self, job_id: str, owner: str, *, now: float,
+                       lease_seconds: float) -> Holder | None:
+        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now,
+                  "b_until": now + lease_seconds}
+        async with self._write(f"cannot join job {job_id}") as conn:
+            if (await conn.execute(sharing.share_lease(), params)).rowcount == 1:
+                await conn.execute(sharing.remove_worker(), params)
+                await conn.execute(sharing.add_worker(), params)
+                return None
+            job = await self._job_row(conn, job_id)
+        if job is None:
+            raise StoreError(f"no job {job_id} in the database")
+        return Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
+
+    async def renew_worker(self, job_id: str, owner: str, *, now: float,
+                           lease_seconds: float) -> bool:
+        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now,
+                  "b_until": now + lease_seconds}
+        async with self._write(f"cannot renew this worker's turn on job {job_id}") as conn:
+            if (await conn.execute(sharing.share_lease(), params)).rowcount == 0:
+                return False  # a `run` holds the job: this worker's turn lapsed before
+            return bool((await conn.execute(sharing.renew_worker(), params)).rowcount)
+
+    async def leave_job(self, job_id: str, owner: str, *, now: float) -> bool:
+        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now}
+        async with self._write(f"cannot leave job {job_id}") as conn:
+            # The job's row first: a worker joining now waits for this to end, or this for it.
+            await conn.execute(select(jobs.c.job_id).where(jobs.c.job_id == job_id)
+                               .with_for_update())
+            await conn.execute(sharing.remove_worker(), params)
+            await conn.execute(
+                update(ops)
+                .where(ops.c.job_id == job_id, ops.c.lease_owner == owner,
+                       ops.c.state != OpState.RUNNING.value)
+                .values(lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            return bool((await conn.execute(sharing.release_if_last(), params)).rowcount)
+
+    async def take_back_from_dead_workers(self, job_id: str, *, now: float) -> int:
+        params = {"b_job_id": job_id, "b_now": now}
+        async with self._read(f"cannot read the workers of job {job_id}") as conn:
+            if (await conn.execute(sharing.dead_workers(), params)).first() is None:
+                return 0  # the common case: no write, no lock
+        async with self._write(f"cannot take back operations of job {job_id}") as conn:
+            dead = [str(owner) for owner in
+                    (await conn.execute(sharing.dead_workers(), params)).scalars()]
+            if not dead:
+                return 0
+            taken = await conn.execute(sharing.take_back(dead), params)
+            await conn.execute(sharing.forget_workers(dead), params)
+        return taken.rowcount
+
+    async def held_by_others(self, job_id: str, owner: str) -> bool:
+        params = {"b_job_id": job_id, "b_owner": owner}
+        async with self._read(f"cannot read job {job_id}") as conn:
+            return (await conn.execute(sharing.held_by_others(), params)).first() is not None
+
     async def get_job(self, job_id: str) -> JobInfo | None:
         async with self._read(f"cannot read job {job_id}") as conn:
             return await self._job_row(conn, job_id)
@@ -436,6 +493,8 @@ class SqlStore:
             await conn.execute(
                 update(ops).where(of_job, ops.c.lease_owner.is_not(None)).values(released)
             )
+            # Held for itself, the job has no live worker: any left are dead ones.
+            await conn.execute(delete(job_workers).where(job_workers.c.job_id == job_id))
         return in_flight.rowcount
 
     async def claim_ready(

@@ -221,3 +221,18 @@ runs = Table(
     Index(None, "job_id", "started_at"),
     sqlite_autoincrement=True,
 )
+
+# The worker processes sharing a job (`bulkops worker`), each until its heartbeat lapses.
+# While any is live, `jobs.lease_owner` is `model.SHARED_OWNER`: a `run` or `resume` of the
+# job waits or exits 4. An op a worker claimed carries its `owner` in `ops.lease_owner`: once
+# the worker's `expires_at` has passed, it is dead, and the ops it held are taken back (those
+# it had sent become UNKNOWN, to be reconciled before anything is sent again).
+job_workers = Table(
+    "job_workers",
+    metadata,
+    Column("job_id", Text, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("owner", Text, nullable=False),  # host:pid:token
+    Column("since", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    PrimaryKeyConstraint("job_id", "owner"),
+)

@@ -1,0 +1,152 @@
+"""Worker processes sharing one job: joining it, the heartbeat, leaving, and taking back the
+operations of a worker that died.
+
+Statements only (no I/O). Parameters are `b_*` bind names, as in `statements`.
+
+Every statement that changes who shares a job updates the job's own row first (its lease):
+on PostgreSQL that row lock orders a worker joining against a `run` taking the job for
+itself, and the last worker leaving against one joining, so neither can miss the other. On
+SQLite one writer at a time gives the same.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import (
+    Delete,
+    Float,
+    Insert,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    select,
+)
+from sqlalchemy import insert as sql_insert
+from sqlalchemy import update as sql_update
+from sqlalchemy.sql.dml import Update
+
+from bulkops.model import SHARED_OWNER, OpState
+from bulkops.store.tables import job_workers, jobs, ops
+
+_job_id = bindparam("b_job_id", type_=Text)
+_owner = bindparam("b_owner", type_=Text)
+_now = bindparam("b_now", type_=Float)
+_until = bindparam("b_until", type_=Float)
+
+_OPEN_STATES = (OpState.PENDING.value, OpState.RUNNING.value, OpState.UNKNOWN.value)
+
+
+@cache
+def share_lease() -> Update:
+    """Hold the job's lease for workers until at least `b_until`: when it is free, expired, or
+    workers hold it already (never a `run`'s). Parameters: b_job_id, b_now, b_until.
+    rowcount 1: held."""
+    shared = and_(jobs.c.lease_owner == SHARED_OWNER, jobs.c.lease_expires_at > _now)
+    return (
+        sql_update(jobs)
+        .where(
+            jobs.c.job_id == _job_id,
+            jobs.c.lease_owner.is_(None)
+            | (jobs.c.lease_expires_at <= _now)
+            | (jobs.c.lease_owner == SHARED_OWNER),
+        )
+        .values(
+            lease_owner=SHARED_OWNER,
+            lease_since=case((shared, jobs.c.lease_since), else_=_now),
+            lease_expires_at=case(
+                (and_(shared, jobs.c.lease_expires_at > _until), jobs.c.lease_expires_at),
+                else_=_until,
+            ),
+        )
+    )
+
+
+@cache
+def add_worker() -> Insert:
+    """Parameters: b_job_id, b_owner, b_now, b_until."""
+    return sql_insert(job_workers).values(job_id=_job_id, owner=_owner, since=_now,
+                                          expires_at=_until)
+
+
+@cache
+def renew_worker() -> Update:
+    """Extend a live worker's turn. Parameters: b_job_id, b_owner, b_now, b_until. rowcount 0:
+    it lapsed (another worker may have taken its operations back)."""
+    return (
+        sql_update(job_workers)
+        .where(job_workers.c.job_id == _job_id, job_workers.c.owner == _owner,
+               job_workers.c.expires_at > _now)
+        .values(expires_at=_until)
+    )
+
+
+@cache
+def remove_worker() -> Delete:
+    """Parameters: b_job_id, b_owner."""
+    return delete(job_workers).where(job_workers.c.job_id == _job_id,
+                                     job_workers.c.owner == _owner)
+
+
+@cache
+def release_if_last() -> Update:
+    """Free the job's lease when no live worker is left on it. Parameters: b_job_id, b_now.
+    rowcount 1: the caller was the last."""
+    live = select(1).where(job_workers.c.job_id == _job_id, job_workers.c.expires_at > _now)
+    return (
+        sql_update(jobs)
+        .where(jobs.c.job_id == _job_id, jobs.c.lease_owner == SHARED_OWNER, ~exists(live))
+        .values(lease_owner=None, lease_expires_at=None, lease_since=None)
+    )
+
+
+@cache
+def dead_workers() -> Select[tuple[str]]:
+    """Workers of the job whose turn lapsed. Parameters: b_job_id, b_now."""
+    return select(job_workers.c.owner).where(job_workers.c.job_id == _job_id,
+                                             job_workers.c.expires_at <= _now)
+
+
+def take_back(owners: list[str]) -> Update:
+    """The open ops of the job that the dead `owners` held, unleased; those in flight
+    (RUNNING) become UNKNOWN. Parameters: b_job_id, b_now."""
+    return (
+        sql_update(ops)
+        .where(ops.c.job_id == _job_id, ops.c.state.in_(_OPEN_STATES),
+               ops.c.lease_owner.in_(owners))
+        .values(
+            state=case((ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
+                       else_=ops.c.state),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=_now,
+        )
+    )
+
+
+def forget_workers(owners: list[str]) -> Delete:
+    """Parameters: b_job_id."""
+    return delete(job_workers).where(job_workers.c.job_id == _job_id,
+                                     job_workers.c.owner.in_(owners))
+
+
+@cache
+def held_by_others() -> Select[tuple[int]]:
+    """Whether another owner holds an open op of the job (1 row) or not (none): rows in
+    flight and being reconciled are looked for first, among few. Parameters: b_job_id,
+    b_owner."""
+    found = [
+        select(ops.c.op_id)
+        .where(ops.c.job_id == _job_id, ops.c.state == state,
+               ops.c.lease_owner.is_not(None), ops.c.lease_owner != _owner)
+        .limit(1)
+        .subquery(f"held_{state}")
+        for state in (OpState.RUNNING.value, OpState.UNKNOWN.value, OpState.PENDING.value)
+    ]
+    return select(1).where(exists(select(found[0].c.op_id))
+                           | exists(select(found[1].c.op_id))
+                           | exists(select(found[2].c.op_id)))
