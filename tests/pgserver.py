@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import os
 import socket
+import uuid
+from collections.abc import Iterator, Sequence
 
+from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 PG_ENV = "BULKOPS_TEST_PG_URL"
 # This project's machines run PostgreSQL here (trust auth, database `test`).
@@ -48,3 +53,39 @@ async def _login(url: str) -> None:
     conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(
         hide_password=False), timeout=PG_PROBE_SECONDS)
     await conn.close()
+
+
+def admin_execute(admin_url: str, statements: Sequence[str]) -> None:
+    """Run `statements` one by one, each in its own transaction, as the admin user (from
+    synchronous code, outside any event loop)."""
+
+    async def execute() -> None:
+        engine = create_async_engine(make_url(admin_url).set(drivername="postgresql+asyncpg"),
+                                     isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                for statement in statements:
+                    await conn.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(execute())
+
+
+@contextlib.contextmanager
+def pg_schema(admin_url: str, prefix: str = "bulkops_a") -> Iterator[str]:
+    """A URL whose default schema is new and empty, on the server at `admin_url`: a login role
+    and a schema of the same name (PostgreSQL's default search_path "$user" then finds the
+    tables there), both dropped after the block."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin_execute(admin_url, [f"CREATE ROLE {name} LOGIN",
+                              f"CREATE SCHEMA {name} AUTHORIZATION {name}"])
+    try:
+        url = make_url(admin_url).set(drivername="postgresql", username=name, password=None)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        admin_execute(admin_url, [
+            # A killed process's connections may linger for a moment and keep the role alive.
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'",
+            f"DROP SCHEMA IF EXISTS {name} CASCADE", f"DROP ROLE IF EXISTS {name}",
+        ])

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from harness import SandboxFactory, SandboxProcess, cli_env, start_sandbox
+from pgserver import pg_admin_url, pg_schema
 
 
 @pytest.fixture
@@ -48,3 +49,17 @@ def env() -> dict[str, str]:
 def db_path(tmp_path: Path) -> Path:
     """A fresh checkpoint database path (SQLite file) for the test."""
     return tmp_path / "bulkops.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh checkpoint database of each kind workers share: a SQLite file, and a schema of
+    its own on the PostgreSQL server the tests found (`pgserver`), dropped after the test."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "bulkops.db")
+        return
+    admin, why_not = pg_admin_url()
+    if admin is None:
+        pytest.skip(why_not)
+    with pg_schema(admin) as url:
+        yield url

@@ -39,7 +39,6 @@ import subprocess
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +73,7 @@ from harness import (
     wait_until,
     write_job_csv,
 )
-from pgserver import pg_admin_url
+from pgserver import pg_admin_url, pg_schema
 from sqlalchemy import NullPool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -844,38 +843,11 @@ def sqlite_db(workdir: Path) -> Iterator[str]:
     yield str(workdir / "bulkops.db")
 
 
-def _admin(admin_url: str, statements: Sequence[str]) -> None:
-    async def execute() -> None:
-        engine = create_async_engine(make_url(admin_url).set(drivername="postgresql+asyncpg"),
-                                     isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        try:
-            async with engine.connect() as conn:
-                for statement in statements:
-                    await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(execute())
-
-
 def postgres_db(admin_url: str) -> DbFactory:
-    """Each case in a new schema of the PostgreSQL server at `admin_url`, through a login role
-    of the same name (its default search_path then finds the tables there), dropped after."""
+    """Each case in a new schema of the PostgreSQL server at `admin_url` (`pg_schema`)."""
 
-    @contextlib.contextmanager
-    def schema(_: Path) -> Iterator[str]:
-        name = f"bulkops_chaos_{uuid.uuid4().hex[:12]}"
-        _admin(admin_url, [f"CREATE ROLE {name} LOGIN",
-                           f"CREATE SCHEMA {name} AUTHORIZATION {name}"])
-        try:
-            url = make_url(admin_url).set(drivername="postgresql", username=name, password=None)
-            yield url.render_as_string(hide_password=False)
-        finally:
-            _admin(admin_url, [
-                # A killed run's connections may linger for a moment and keep the role alive.
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'",
-                f"DROP SCHEMA IF EXISTS {name} CASCADE", f"DROP ROLE IF EXISTS {name}",
-            ])
+    def schema(_: Path) -> contextlib.AbstractContextManager[str]:
+        return pg_schema(admin_url, prefix="bulkops_chaos")
 
     return schema
 
