@@ -2,8 +2,8 @@
 
 Wix's rate limit belongs to the account's key, not to a job (wix-api.md, "Common rules": 200
 requests a minute per API key): two jobs of one account that each paced themselves at `--rate`
-would together send twice that. So a worker keeps one `AdaptiveBudget` per account, and every
-job of that account draws from it through a `BudgetShare`. The budget's turn is first come,
+would together send twice that. So a worker keeps one budget per account, and every job of that
+account draws from it through a `BudgetShare`. The budget's turn is first come,
 first served, so jobs running side by side get the account's requests in proportion to the
 requests they have waiting: a 50-row job is not queued behind a 10,000-row one.
 """
@@ -15,8 +15,7 @@ from collections.abc import Callable
 import anyio
 
 from bulkops.errors import SendStopped
-from bulkops.ratelimit import AdaptiveBudget, BudgetSnapshot, RequestBudget
-from bulkops.settings import Rate
+from bulkops.ratelimit import BudgetSnapshot, RequestBudget
 
 
 class BudgetShare:
@@ -69,19 +68,16 @@ class BudgetShare:
 
 
 class AccountBudgets:
-    """The process's budgets, one per Wix account, made on first use at `rate` (each account
-    gets the whole `rate`: the limit is per account)."""
+    """The process's budgets, one per account (its scope: account and API), made on first use
+    by `make(scope)`; every job of an account gets a share of the same one."""
 
-    def __init__(self, rate: Rate,
-                 make: Callable[[Rate], RequestBudget] = AdaptiveBudget) -> None:
-        self._rate = rate
+    def __init__(self, make: Callable[[str], RequestBudget]) -> None:
         self._make = make
         self._budgets: dict[str, RequestBudget] = {}
 
-    def share(self, account_id: str) -> BudgetShare:
-        """A new share of `account_id`'s budget (account ids compare case-insensitively)."""
-        account = account_id.casefold()
-        budget = self._budgets.get(account)
+    def share(self, scope: str) -> BudgetShare:
+        """A new share of the budget of the account `scope`."""
+        budget = self._budgets.get(scope)
         if budget is None:
-            budget = self._budgets[account] = self._make(self._rate)
+            budget = self._budgets[scope] = self._make(scope)
         return BudgetShare(budget)

@@ -301,3 +301,15 @@ class JobOverview:
 
 
 _OP_RECORD_FIELDS = frozenset(f.name for f in fields(OpRecord))
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Request turns taken from an account's budget shared by every process (unix seconds):
+    `count` turns, the first at `first_at`, then one every `spacing` seconds; and the latest
+    429 any process on the account saw (`throttled_at`, 0 if none)."""
+
+    first_at: float
+    spacing: float
+    count: int
+    throttled_at: float

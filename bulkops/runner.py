@@ -36,6 +36,7 @@ from bulkops.prerun import Ready, check_before_sending
 from bulkops.progress import show_progress
 from bulkops.ratelimit import AdaptiveBudget, RequestBudget
 from bulkops.settings import DEFAULT_BASE_URL, Settings
+from bulkops.sharedbudget import SharedBudget
 from bulkops.store.base import Store
 from bulkops.timeline import BUCKET_SECONDS, RequestTimeline
 from bulkops.wix import WixClient
@@ -313,8 +314,11 @@ async def _take_over_and_run(
     async with _wix(settings, job) as base_url:
         # Every request passes the outage gate, is counted on the run's timeline, and then
         # waits for its turn in the adaptive budget: the checks' reads as much as the sends.
-        timeline = RequestTimeline(budget or AdaptiveBudget(settings.rate),
-                                   bucket_seconds=BUCKET_SECONDS)
+        if budget is None:
+            # The account's budget is shared with every other process on the database.
+            budget = SharedBudget(AdaptiveBudget(settings.rate), store,
+                                  scope_of(settings.account_id, settings.base_url))
+        timeline = RequestTimeline(budget, bucket_seconds=BUCKET_SECONDS)
         gate = OutageGate(timeline)
         async with WixClient(
             base_url=base_url,

@@ -6,7 +6,8 @@ that dies stops renewing it, and once it ends (`--lease-seconds`) another worker
 over: the in-flight operations of the dead one are reconciled before anything is sent again,
 as `resume` does after a crash. Each job remembers its Wix account; the key comes from this
 worker's environment (`AccountKeys`), never from the database. The jobs of one account share
-one request budget in this process (`budgetshare`).
+one request budget in this process (`budgetshare`), and it takes its turns from the account's
+budget every process on the database shares (`sharedbudget`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ import anyio
 
 from bulkops.budgetshare import AccountBudgets
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError
+from bulkops.identity import scope_of
 from bulkops.jobviews import lease_owner
 from bulkops.locations import SANDBOX_TARGET
 from bulkops.model import SHARED_OWNER, JobInfo, JobState, OpState
+from bulkops.ratelimit import AdaptiveBudget
 from bulkops.runner import RunSummary, run_shared
 from bulkops.settings import Settings
+from bulkops.sharedbudget import SharedBudget
 from bulkops.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -109,7 +113,8 @@ class Worker:
         self._keys = keys
         self._options = options
         self._say = say
-        self._budgets = AccountBudgets(settings.rate)
+        self._budgets = AccountBudgets(
+            lambda scope: SharedBudget(AdaptiveBudget(settings.rate), store, scope))
         self.owner = lease_owner()
         self._running: set[str] = set()
         self._left: set[str] = set()  # jobs this worker cannot run: not taken again
@@ -170,7 +175,7 @@ class Worker:
             lines = _JobLines(job.job_id, self._say)
             summary = await run_shared(
                 self._store, job, settings, self.owner, stop,
-                self._budgets.share(job.account_id),
+                self._budgets.share(scope_of(job.account_id, job.base_url)),
                 (lines, self._options.progress_interval, False),
             )
         except JobFileError as exc:

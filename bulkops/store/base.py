@@ -17,6 +17,7 @@ from bulkops.model import (
     OpSpec,
     OpState,
     RunRecord,
+    Turns,
 )
 from bulkops.store.history import JobListing, PruneResult
 
@@ -119,6 +120,15 @@ class Store(Protocol):
 
     async def held_by_others(self, job_id: str, owner: str) -> bool:
         """Whether an owner other than `owner` holds an open op of the job."""
+        ...
+
+    async def take_turns(self, scope: str, *, count: int, rate: float, now: float,
+                         throttled_at: float = 0.0) -> Turns:
+        """Take `count` request turns at `rate` (requests per second) from the budget every
+        process running jobs of the account `scope` shares: the next free ones, never before
+        `now` (unix seconds). `throttled_at`: when this process last saw a 429 (0: never),
+        kept as the account's latest if later. Atomic across processes. Raises ValueError for
+        a count below 1 or a rate not above 0."""
         ...
 
     async def get_job(self, job_id: str) -> JobInfo | None: ...

@@ -1,5 +1,6 @@
-"""Worker processes sharing one job: joining it, the heartbeat, leaving, and taking back the
-operations of a worker that died.
+"""Processes sharing one database: workers sharing a job (joining it, the heartbeat, leaving,
+taking back the operations of a worker that died), and every process taking its requests'
+turns from its account's one budget.
 
 Statements only (no I/O). Parameters are `b_*` bind names, as in `statements`.
 
@@ -28,10 +29,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import update as sql_update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Update
 
 from bulkops.model import SHARED_OWNER, OpState
-from bulkops.store.tables import job_workers, jobs, ops
+from bulkops.store.tables import budgets, job_workers, jobs, ops
 
 _job_id = bindparam("b_job_id", type_=Text)
 _owner = bindparam("b_owner", type_=Text)
@@ -150,3 +152,39 @@ def held_by_others() -> Select[tuple[int]]:
     return select(1).where(exists(select(found[0].c.op_id))
                            | exists(select(found[1].c.op_id))
                            | exists(select(found[2].c.op_id)))
+
+
+_scope = bindparam("b_scope", type_=Text)
+_span = bindparam("b_span", type_=Float)
+_throttled = bindparam("b_throttled_at", type_=Float)
+
+
+@cache
+def insert_budget_if_absent(dialect_name: str) -> Insert:
+    """The account's budget row, free from `b_now`, if it has none yet. Parameters: b_scope,
+    b_now."""
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return (
+        dialect_insert(budgets)
+        .values(scope=_scope, next_at=_now, throttled_at=0.0, updated_at=_now)
+        .on_conflict_do_nothing(index_elements=[budgets.c.scope])
+    )
+
+
+@cache
+def take_turns() -> Update:
+    """GCRA on the account's row: the next `b_span` seconds of turns from the next free one
+    (never before `b_now`: turns not taken in time are not kept for a burst), and the latest
+    429 any process saw. Parameters: b_scope, b_now, b_span, b_throttled_at. Returns the new
+    (next_at, throttled_at): the turns taken end at next_at."""
+    return (
+        sql_update(budgets)
+        .where(budgets.c.scope == _scope)
+        .values(
+            next_at=case((budgets.c.next_at > _now, budgets.c.next_at), else_=_now) + _span,
+            throttled_at=case((budgets.c.throttled_at > _throttled, budgets.c.throttled_at),
+                              else_=_throttled),
+            updated_at=_now,
+        )
+        .returning(budgets.c.next_at, budgets.c.throttled_at)
+    )

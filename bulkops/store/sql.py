@@ -34,6 +34,7 @@ from bulkops.model import (
     OpSpec,
     OpState,
     RunRecord,
+    Turns,
 )
 from bulkops.store import checkrows, history, sharing, statements, takeover
 from bulkops.store.adding import (
@@ -437,6 +438,18 @@ class SqlStore:
         params = {"b_job_id": job_id, "b_owner": owner}
         async with self._read(f"cannot read job {job_id}") as conn:
             return (await conn.execute(sharing.held_by_others(), params)).first() is not None
+
+    async def take_turns(self, scope: str, *, count: int, rate: float, now: float,
+                         throttled_at: float = 0.0) -> Turns:
+        if count < 1 or not rate > 0:
+            raise ValueError(f"take at least one turn at a positive rate, not {count} at {rate}")
+        span = count / rate
+        params = {"b_scope": scope, "b_now": now, "b_span": span, "b_throttled_at": throttled_at}
+        async with self._write("cannot take turns from the account's request budget") as conn:
+            await conn.execute(sharing.insert_budget_if_absent(conn.dialect.name), params)
+            next_at, latest = (await conn.execute(sharing.take_turns(), params)).one()
+        return Turns(first_at=float(next_at) - span, spacing=1 / rate, count=count,
+                     throttled_at=float(latest))
 
     async def get_job(self, job_id: str) -> JobInfo | None:
         async with self._read(f"cannot read job {job_id}") as conn:

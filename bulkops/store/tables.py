@@ -236,3 +236,16 @@ job_workers = Table(
     Column("expires_at", Float, nullable=False),
     PrimaryKeyConstraint("job_id", "owner"),
 )
+
+# One row per account (its scope: account and API) that every process running its jobs takes
+# its requests' turns from, a few at a time (`sharedbudget`): the account's rate limit is
+# Wix's per key, not per process. `next_at` is the next free turn (GCRA's theoretical arrival
+# time, unix seconds); `throttled_at` the latest 429 any of them saw, so that all slow down.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("next_at", Float, nullable=False),
+    Column("throttled_at", Float, nullable=False, server_default="0"),
+    Column("updated_at", Float, nullable=False),
+)

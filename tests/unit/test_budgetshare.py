@@ -39,10 +39,10 @@ async def test_closing_a_share_stops_its_waiting_request_and_not_the_other_jobs(
 
 
 async def test_a_share_counts_its_own_requests_and_429s_and_the_account_sees_all() -> None:
-    budgets = AccountBudgets(parse_rate("1000/s"))
-    first = budgets.share("0A1B2C3D-0A1B-4C2D-8E3F-0A1B2C3D4E5F")
-    second = budgets.share("0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f")  # the same account
-    other = budgets.share("11111111-1111-4111-8111-111111111111")
+    budgets = AccountBudgets(lambda scope: AdaptiveBudget(parse_rate("1000/s")))
+    first = budgets.share("account-1")
+    second = budgets.share("account-1")  # another job of the same account
+    other = budgets.share("account-2")
     for _ in range(3):
         await first.acquire()
     await second.acquire()

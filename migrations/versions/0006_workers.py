@@ -1,6 +1,7 @@
-"""Worker processes sharing a job: one row per live `bulkops worker` on it.
+"""Many processes on one database: the workers sharing each job, and each account's request
+budget as one row all processes take their turns from.
 
-Revision ID: 0006_job_workers
+Revision ID: 0006_workers
 Revises: 0005_compact_rows
 Create Date: 2026-11-30
 """
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_job_workers"
+revision: str = "0006_workers"
 down_revision: str | Sequence[str] | None = "0005_compact_rows"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -29,7 +30,16 @@ def upgrade() -> None:
                                 name="fk_job_workers_job_id_jobs"),
         sa.PrimaryKeyConstraint("job_id", "owner", name="pk_job_workers"),
     )
+    op.create_table(
+        "budgets",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("next_at", sa.Float(), nullable=False),
+        sa.Column("throttled_at", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", name="pk_budgets"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("budgets")
     op.drop_table("job_workers")
