@@ -4,12 +4,16 @@ Wix's rate limit is the key's (wix-api.md, "Common rules": 200 requests a minute
 and every `run`, `resume` and `worker` process on one database may be sending for the same
 account. So beneath each process's own budget (its pacing, its adaptation to 429s, Retry-After
 pauses) a request also waits for a *turn* from the account's row in the database: GCRA (the
-generic cell rate algorithm), one row per account holding the next free turn. A process takes
-a fifth of a second's turns at once (`TURNS_SECONDS`), so the database is written a few times a
-second per account, not per request; taken turns are exclusive, so all processes together never
-send faster than the rate, and turns a process did not use in time are dropped rather than
-used late together (a burst). A 429 one process sees is written to the row; the others, at
-their next take, slow down as if they had seen it.
+generic cell rate algorithm), one row per account holding the next free turn. Taken turns are
+exclusive, so all processes together never send faster than the rate; turns a process did not
+use in time (`LATE_GRACE`) are dropped rather than used late together (a burst).
+
+A process takes several turns at once, so the database is written a few times a second per
+account, not per request: twice as many as it used of its last turns (slow start's doubling,
+from `FIRST_TURNS`), at most a fifth of a second's worth (`TURNS_SECONDS`). Sized by use, a
+process whose requests are held back by their answers (not by the budget) takes few turns and
+leaves the rest of the rate to the others. A 429 one process sees is written to the row; the
+others, at their next take, slow down as if they had seen it.
 
 Clocks are unix time: processes on several machines need their clocks in step (NTP), as they
 do for leases.
@@ -30,9 +34,13 @@ from bulkops.store.base import Store
 
 log = logging.getLogger(__name__)
 
-# Seconds of turns taken from the database at once: small enough that a process stopping
+# Most seconds of turns taken from the database at once: small enough that a process stopping
 # wastes little of the budget, large enough that the row is written a few times a second.
 TURNS_SECONDS = 0.2
+FIRST_TURNS = 8  # turns of a process's first take (then twice those it used of the last)
+# How late a turn may still be used (seconds; at least one spacing): late turns used together
+# add up to this many seconds' worth of the rate to a second, so it stays well under 10%.
+LATE_GRACE = 0.05
 # A wait shorter than this is not slept (as `ratelimit.TIMER_RESOLUTION`).
 TIMER_RESOLUTION = 0.001
 
@@ -58,6 +66,8 @@ class SharedBudget:
         self._next_at = 0.0  # the next turn held (unix seconds)
         self._left = 0  # turns held
         self._spacing = 0.0
+        self._taken = 0  # turns of the last take
+        self._used = 0  # of them, those used (the rest went stale)
         self._taking = anyio.Lock()
         self._seen_throttled = 0.0  # the latest 429 on the account this process knows of
         self._own_throttled = 0.0  # the latest 429 this process saw itself
@@ -86,17 +96,25 @@ class SharedBudget:
         """The time of the next turn held, taking more from the database when none is left."""
         while True:
             if self._left and self._drop_stale(self._clock()):
-                at = self._next_at
-                self._next_at += self._spacing
-                self._left -= 1
-                return at
+                return self._use()
             async with self._taking:
                 if not self._left:  # not taken meanwhile by another request of this process
                     await self._take()
+                    # A turn just taken is used even if the take was slow: else a database
+                    # slower than the grace would have every process take turns for ever.
+                    return self._use()
+
+    def _use(self) -> float:
+        at = self._next_at
+        self._next_at += self._spacing
+        self._left -= 1
+        self._used += 1
+        return at
 
     def _drop_stale(self, now: float) -> bool:
-        """Drop the turns more than one spacing in the past; whether any is left."""
-        late = now - self._spacing - self._next_at
+        """Drop the turns further in the past than the grace (`LATE_GRACE`, or one spacing if
+        longer); whether any is left."""
+        late = now - max(self._spacing, LATE_GRACE) - self._next_at
         if late > 0:
             stale = min(self._left, math.floor(late / self._spacing) + 1)
             self._next_at += stale * self._spacing
@@ -105,7 +123,9 @@ class SharedBudget:
 
     async def _take(self) -> None:
         rate = self._local.snapshot().current_per_second
-        count = max(1, math.floor(rate * TURNS_SECONDS))
+        wanted = FIRST_TURNS if not self._taken else 2 * self._used
+        count = max(1, min(wanted, math.floor(rate * TURNS_SECONDS)))
+        self._taken, self._used = count, 0
         now = self._clock()
         try:
             turns = await self._store.take_turns(self._scope, count=count, rate=rate, now=now,
