@@ -52,9 +52,10 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh checkpoint database of each kind workers share: a SQLite file, and a schema of
-    its own on the PostgreSQL server the tests found (`pgserver`), dropped after the test."""
+def each_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh checkpoint database of each kind, as a `--db` value: a SQLite file, and a schema
+    of its own on the PostgreSQL server the tests found (`pgserver`), dropped after the test
+    (skipped, saying why, where no server answers)."""
     if request.param == "sqlite":
         yield str(tmp_path / "bulkops.db")
         return

@@ -33,14 +33,14 @@ def _rows() -> list[dict[str, str]]:
 
 
 def test_sigkill_during_batched_invite_calls_then_resume_loses_no_invite(
-    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     # Every answer comes 0.8 s after its effect (slow), so a kill lands while calls that Wix
     # already carried out are waiting for their answers: the hardest unknown outcome.
     sandbox = sandbox_factory(slow_rate=1.0, slow_delay=0.8, seed=5)
     rows = _rows()
     job = str(write_job_csv(tmp_path / "onboarding.csv", rows))
-    flags = fast_run_flags(db_path, sandbox.base_url, timeout=3.0, concurrency=4)
+    flags = fast_run_flags(each_db, sandbox.base_url, timeout=3.0, concurrency=4)
     for kill_after in (3, 6):
         cli = start_cli(["run", job, *flags], env)
         try:
@@ -51,7 +51,7 @@ def test_sigkill_during_batched_invite_calls_then_resume_loses_no_invite(
     final = run_cli(["resume", *flags], env, timeout=RUN_TIMEOUT)
     assert final.returncode == 0, final.stdout + final.stderr
 
-    report = {record["key"]: record for record in report_json(db_path, env)}
+    report = {record["key"]: record for record in report_json(each_db, env)}
     assert {key: r["status"] for key, r in report.items() if r["status"] != "succeeded"} == {}
     state = sandbox.state()
     emails = Counter(invite["email"] for invite in state["invites"])

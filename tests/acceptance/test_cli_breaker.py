@@ -27,11 +27,11 @@ def storm_rows() -> list[dict[str, str]]:
 
 
 def test_a_storm_of_one_error_stops_with_exit_3_and_leaves_its_rows_pending(
-    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     sandbox = sandbox_factory()
     job = str(write_job_csv(tmp_path / "storm.csv", storm_rows()))
-    flags = [*fast_run_flags(db_path, sandbox.base_url), "--breaker-window", "5",
+    flags = [*fast_run_flags(each_db, sandbox.base_url), "--breaker-window", "5",
              "--concurrency", "2"]
 
     stopped = run_cli(["run", job, *flags], env)
@@ -39,7 +39,7 @@ def test_a_storm_of_one_error_stops_with_exit_3_and_leaves_its_rows_pending(
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr
     assert "TARGET_ACCOUNT_ID_NOT_FOUND" in stopped.stderr
     assert "bulkops resume" in stopped.stderr
-    status = status_json(db_path, env)
+    status = status_json(each_db, env)
     assert status["state"] == "stopped"
     assert status["counts"]["failed"] == 0  # the storm's rows wait for the fix
     assert status["counts"]["succeeded"] == SITES  # the creates were not held back
@@ -49,4 +49,4 @@ def test_a_storm_of_one_error_stops_with_exit_3_and_leaves_its_rows_pending(
 
     again = run_cli(["resume", *flags], env)
     assert again.returncode == 3, again.stdout + again.stderr  # the cause is still there
-    assert status_json(db_path, env)["counts"]["succeeded"] == SITES
+    assert status_json(each_db, env)["counts"]["succeeded"] == SITES

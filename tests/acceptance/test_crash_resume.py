@@ -40,7 +40,7 @@ RUN_TIMEOUT = 60.0
 
 
 def test_sigkill_at_varied_moments_then_run_and_resume_do_every_row_exactly_once(
-    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """Killed during start-up and three times mid-run (alternately restarted with `run FILE`
     and `resume`), the job still ends with exit 0, each create and transfer applied once at
@@ -48,7 +48,7 @@ def test_sigkill_at_varied_moments_then_run_and_resume_do_every_row_exactly_once
     sandbox = sandbox_factory(**FAULTS)
     rows = realistic_rows(ROWS, tag="crash")
     job = str(write_job_csv(tmp_path / "clients.csv", rows))
-    flags = fast_run_flags(db_path, sandbox.base_url)
+    flags = fast_run_flags(each_db, sandbox.base_url)
     commands = [["run", job, *flags], ["run", job, *flags], ["resume", *flags],
                 ["run", job, *flags]]
     kill_points: list[int] = []
@@ -72,20 +72,20 @@ def test_sigkill_at_varied_moments_then_run_and_resume_do_every_row_exactly_once
 
     assert final.returncode == 0, final.stdout + final.stderr
     assert f"{ROWS} succeeded" in final.stdout
-    assert_exactly_once(rows, report_json(db_path, env), sandbox.state())
-    status = status_json(db_path, env)
+    assert_exactly_once(rows, report_json(each_db, env), sandbox.state())
+    status = status_json(each_db, env)
     assert (status["state"], status["counts"]["succeeded"]) == ("finished", ROWS)
 
 
 def test_sigterm_stops_cleanly_with_130_and_resume_finishes(
-    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """SIGTERM mid-run: the process finishes what is in flight, exits 130 and says how to
     continue; `bulkops resume` then completes the job with exit 0 and no row done twice."""
     sandbox = sandbox_factory(latency=0.05, drop_after=0.05, seed=7)
     rows = realistic_rows(30, tag="term")
     job = str(write_job_csv(tmp_path / "clients.csv", rows))
-    flags = fast_run_flags(db_path, sandbox.base_url, rate="20/s")
+    flags = fast_run_flags(each_db, sandbox.base_url, rate="20/s")
     cli = start_cli(["run", job, *flags], env)
     try:
         assert wait_until(lambda: request_count(sandbox.base_url) >= 8, timeout=RUN_TIMEOUT)
@@ -96,11 +96,11 @@ def test_sigterm_stops_cleanly_with_130_and_resume_finishes(
 
     assert stopped.returncode == 130, stopped.stdout + stopped.stderr
     assert "bulkops resume" in stopped.stderr
-    assert status_json(db_path, env)["state"] == "interrupted"
+    assert status_json(each_db, env)["state"] == "interrupted"
     elsewhere = {**env, "WIX_ACCOUNT_ID": SUB_ACCOUNTS[0]}
     refused = run_cli(["resume", *flags], elsewhere, timeout=RUN_TIMEOUT)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"ran against account {env['WIX_ACCOUNT_ID']}" in refused.stderr
     resumed = run_cli(["resume", *flags], env, timeout=RUN_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert_exactly_once(rows, report_json(db_path, env), sandbox.state())
+    assert_exactly_once(rows, report_json(each_db, env), sandbox.state())

@@ -404,7 +404,7 @@ def test_no_row_that_was_sent_says_nothing_was_sent(killed_and_resumed: Outcome)
 
 
 def test_failed_domain_row_report_is_a_job_file_again(
-    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """A job whose connect of a domain still for sale fails: `report --only failed` as CSV
     holds that row alone, with Wix's reason, and `bulkops validate` takes it as a job file."""
@@ -413,16 +413,16 @@ def test_failed_domain_row_report_is_a_job_file_again(
     rows = [{"action": "create_site", "key": "fb-site", "site_name": "FB Florist"},
             *domain_rows("fb", sites, nameservers=1, records=4, for_sale=True)]
     job = write_job_csv(tmp_path / "domains.csv", rows, DOMAIN_JOB_COLUMNS)
-    flags = fast_run_flags(db_path, sandbox.base_url)
+    flags = fast_run_flags(each_db, sandbox.base_url)
     ran = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    report = report_json(db_path, env)
+    report = report_json(each_db, env)
     assert domain_problems(rows, report, sandbox.state()) == []
     failed = {r["key"]: r["error"]["code"] for r in report if r["status"] != "succeeded"}
     assert failed == {"fb-dom-for-sale": "FOR_SALE"}
 
     again = tmp_path / "failed.csv"
-    written = run_cli(["report", "--format", "csv", "--only", "failed", "--db", str(db_path),
+    written = run_cli(["report", "--format", "csv", "--only", "failed", "--db", each_db,
                        "-o", str(again)], env, timeout=30)
     assert written.returncode == 0, written.stderr
     (line,) = read_report_csv(again)

@@ -48,19 +48,19 @@ def submit(db: str | Path, job: Path, sandbox: SandboxProcess, env: dict[str, st
 
 
 def test_submit_stores_the_job_sends_nothing_and_prints_only_its_id(
-    sandbox: SandboxProcess, env: dict[str, str], shared_db: str, tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """submit: the id alone on stdout, the job pending with every row, not one request at
     Wix; the same file again is the same job."""
     rows = realistic_rows(12, tag="sub")
     job = write_job_csv(tmp_path / "clients.csv", rows)
 
-    job_id = submit(shared_db, job, sandbox, env)
+    job_id = submit(each_db, job, sandbox, env)
 
-    status = status_json(shared_db, env, job_id)
+    status = status_json(each_db, env, job_id)
     assert (status["state"], status["counts"].get("pending")) == ("pending", 12)
     assert request_count(sandbox.base_url) == 0
-    assert submit(shared_db, job, sandbox, env) == job_id
+    assert submit(each_db, job, sandbox, env) == job_id
     assert request_count(sandbox.base_url) == 0
 
 
@@ -84,7 +84,7 @@ def test_submit_refuses_a_bad_file_and_a_missing_account_before_storing_anything
 
 
 def test_two_workers_run_three_jobs_each_exactly_once(
-    sandbox_factory: SandboxFactory, env: dict[str, str], shared_db: str, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """Three submitted jobs (each against a sandbox of its own), two workers with
     --until-idle and --jobs 2: they share the jobs, both end 0 once every job is done, and
@@ -93,9 +93,9 @@ def test_two_workers_run_three_jobs_each_exactly_once(
     for n in range(3):
         box = sandbox_factory(latency=0.02)
         rows = realistic_rows(15, tag=f"w{n}")
-        job_id = submit(shared_db, write_job_csv(tmp_path / f"job{n}.csv", rows), box, env)
+        job_id = submit(each_db, write_job_csv(tmp_path / f"job{n}.csv", rows), box, env)
         jobs.append((job_id, rows, box))
-    workers = [start_cli(["worker", "--until-idle", "--db", shared_db, "--jobs", "2", *FAST],
+    workers = [start_cli(["worker", "--until-idle", "--db", each_db, "--jobs", "2", *FAST],
                          env) for _ in range(2)]
     try:
         ended = [worker.wait(TIMEOUT) for worker in workers]
@@ -108,12 +108,12 @@ def test_two_workers_run_three_jobs_each_exactly_once(
     started = "".join(result.stdout for result in ended)
     for job_id, rows, box in jobs:
         assert f"job {job_id}: finished (15 succeeded)" in started, started
-        assert_exactly_once(rows, report_json(shared_db, env, job_id), box.state())
-        assert status_json(shared_db, env, job_id)["state"] == "finished"
+        assert_exactly_once(rows, report_json(each_db, env, job_id), box.state())
+        assert status_json(each_db, env, job_id)["state"] == "finished"
 
 
 def test_three_workers_share_a_job_and_one_killed_mid_run_loses_no_row_and_repeats_none(
-    sandbox_factory: SandboxFactory, env: dict[str, str], shared_db: str, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """Three workers run one job together against a sandbox with a rate limit; one is
     SIGKILLed mid-run with rows claimed and in flight. The other two take its rows back once
@@ -124,13 +124,13 @@ def test_three_workers_share_a_job_and_one_killed_mid_run_loses_no_row_and_repea
     rate = 15
     sandbox = sandbox_factory(latency=0.05, drop_after=0.05, seed=11, rate_limit="20/s")
     rows = realistic_rows(60, tag="kill")
-    job_id = submit(shared_db, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
+    job_id = submit(each_db, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
     lease = 3.0
-    flags = ["--db", shared_db, "--lease-seconds", str(lease), *FAST, "--rate", f"{rate}/s"]
+    flags = ["--db", each_db, "--lease-seconds", str(lease), *FAST, "--rate", f"{rate}/s"]
     workers = [start_cli(["worker", "--until-idle", *flags], env) for _ in range(3)]
     try:
         assert wait_until(lambda: request_count(sandbox.base_url) >= 20, timeout=TIMEOUT)
-        held = status_json(shared_db, env, job_id)["held_by"]
+        held = status_json(each_db, env, job_id)["held_by"]
         assert held is not None and held["workers"], held
         workers[0].kill()
         survivors = [worker.wait(TIMEOUT) for worker in workers[1:]]
@@ -141,26 +141,26 @@ def test_three_workers_share_a_job_and_one_killed_mid_run_loses_no_row_and_repea
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"job {job_id}: finished" in result.stdout, result.stdout
     state = sandbox.state()
-    assert_exactly_once(rows, report_json(shared_db, env, job_id), state)
+    assert_exactly_once(rows, report_json(each_db, env, job_id), state)
     # The three share the account's budget: never more than its rate in any second.
     assert busiest_second(state["requests"]["request_times"]) <= rate * 1.1 + 1
     assert state["requests"]["by_status"].get("429", 0) == 0
-    assert status_json(shared_db, env, job_id)["state"] == "finished"
+    assert status_json(each_db, env, job_id)["state"] == "finished"
     # The job may have finished before the killed worker's turn lapsed: then its share of the
     # job's lease ends with that turn.
-    assert wait_until(lambda: status_json(shared_db, env, job_id)["held_by"] is None,
+    assert wait_until(lambda: status_json(each_db, env, job_id)["held_by"] is None,
                       timeout=lease + 2, interval=0.2)
 
 
 def test_sigterm_stops_a_worker_with_130_and_gives_its_lease_up_at_once(
-    sandbox_factory: SandboxFactory, env: dict[str, str], shared_db: str, tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
 ) -> None:
     """SIGTERM: requests in flight finish, exit 130, and the job's lease is free at once: a
     worker started right after takes the job over without waiting for the lease to end."""
     sandbox = sandbox_factory(latency=0.1)
     rows = realistic_rows(30, tag="term")
-    job_id = submit(shared_db, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
-    flags = ["--db", shared_db, "--lease-seconds", "600", *FAST]
+    job_id = submit(each_db, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
+    flags = ["--db", each_db, "--lease-seconds", "600", *FAST]
     first = start_cli(["worker", *flags, "--rate", "10/s"], env)
     try:
         assert wait_until(lambda: request_count(sandbox.base_url) >= 5, timeout=TIMEOUT)
@@ -169,10 +169,10 @@ def test_sigterm_stops_a_worker_with_130_and_gives_its_lease_up_at_once(
     finally:
         first.ensure_stopped()
     assert stopped.returncode == 130, stopped.stdout + stopped.stderr
-    assert status_json(shared_db, env, job_id).get("held_by") is None
+    assert status_json(each_db, env, job_id).get("held_by") is None
     second = run_cli(["worker", "--until-idle", *flags], env, timeout=TIMEOUT)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert_exactly_once(rows, report_json(shared_db, env, job_id), sandbox.state())
+    assert_exactly_once(rows, report_json(each_db, env, job_id), sandbox.state())
 
 
 def test_each_job_runs_with_its_own_accounts_key_and_a_job_without_one_is_left(
