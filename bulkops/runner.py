@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TextIO
@@ -165,29 +165,40 @@ async def submit_job(*, checked: CheckedJob, settings: Settings, sandbox: bool) 
 async def run_shared(
     store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
     budget: RequestBudget, progress: tuple[TextIO, float, bool],
+    started: Callable[[], None] = lambda: None,
 ) -> RunSummary:
     """A worker's turn on `job`, which other workers may share: joins it (under `owner`),
     runs it against the job's own account and API drawing on the account's shared `budget`,
     and leaves it, its unsent rows free at once for the others. The last worker to leave a job
-    with rows not done records how it was left (interrupted, or stopped by the deadline).
+    with rows not done records how it was left (interrupted, or stopped by the deadline). A
+    job of the in-process sandbox is held by one worker at a time instead. `started` is called
+    once the job is joined (or held).
 
     Raises JobBusy when a `run` or `resume` holds the job for itself; otherwise as `run_job`
     does: JobFileError when the checks before the first write refuse rows, ConfigError when
     Wix refuses the key."""
     settings = _stored_target(job, settings)
-    holder = await store.join_job(job.job_id, owner, now=time.time(),
-                                  lease_seconds=settings.lease_seconds)
+    # A job of the in-process sandbox (`submit --sandbox`) runs in one process at a time, as
+    # `resume` runs it: each process would start a sandbox of its own on the same saved world.
+    shared = job.base_url != SANDBOX_TARGET
+    now = time.time()
+    holder = (await store.join_job(job.job_id, owner, now=now,
+                                   lease_seconds=settings.lease_seconds) if shared else
+              await store.acquire_job(job.job_id, owner, now=now,
+                                      lease_seconds=settings.lease_seconds))
     if holder is not None:
         raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}")
+    started()
     result: RunResult | None = None
     try:
         result, run = await _take_over_and_run(store, job, settings, owner, stop, progress,
                                                rerun=False, stored_now=False, budget=budget,
-                                               shared=True)
+                                               shared=shared)
     finally:
         with anyio.CancelScope(shield=True):
-            last = await store.leave_job(job.job_id, owner, now=time.time())
-            if last and result is not None:
+            if not shared:
+                await store.release_job(job.job_id, owner)
+            elif await store.leave_job(job.job_id, owner, now=time.time()) and result:
                 await _left_as(store, job.job_id, result)
     final = await store.get_job(job.job_id)
     assert final is not None

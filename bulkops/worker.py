@@ -147,8 +147,9 @@ class Worker:
         for job in waiting:
             if len(self._running) >= self._options.max_jobs:
                 return
-            if job.held_at(now) and job.lease_owner != SHARED_OWNER:
-                continue  # a `run` or `resume` holds it for itself
+            sandboxed = job.base_url == SANDBOX_TARGET  # run by one process at a time
+            if job.held_at(now) and (sandboxed or job.lease_owner != SHARED_OWNER):
+                continue  # a process holds it for itself
             settings = self._target(job)
             if settings is None:
                 continue
@@ -169,14 +170,16 @@ class Worker:
         return None
 
     async def _run_job(self, job: JobInfo, settings: Settings, stop: anyio.Event) -> None:
-        self._say(f"job {job.job_id}: started ({job.path}, {job.total} row(s), account "
-                  f"{job.account_id or '-'})")
+        def started() -> None:
+            self._say(f"job {job.job_id}: started ({job.path}, {job.total} row(s), account "
+                      f"{job.account_id or '-'})")
+
         try:
             lines = _JobLines(job.job_id, self._say)
             summary = await run_shared(
                 self._store, job, settings, self.owner, stop,
                 self._budgets.share(scope_of(job.account_id, job.base_url)),
-                (lines, self._options.progress_interval, False),
+                (lines, self._options.progress_interval, False), started,
             )
         except JobFileError as exc:
             # The checks before the first write refused rows: nothing was sent. The job waits

@@ -7,6 +7,7 @@ and from `bulkops status` / `report` as a user would read them.
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -279,3 +280,32 @@ def test_two_runs_of_one_account_on_one_database_share_its_budget(
     names = sorted(site["displayName"] for site in state["sites"] if not site["seeded"])
     assert names == sorted(f"Run {n} site {i}" for n in range(2) for i in range(25))
     assert busiest_second(state["requests"]["request_times"]) <= rate * 1.1 + 1
+
+
+def test_a_job_of_the_in_process_sandbox_runs_in_one_worker_at_a_time(
+    db_path: Path, tmp_path: Path,
+) -> None:
+    """`submit --sandbox`: the in-process sandbox keeps its world beside the database, so two
+    workers must not each start one on it. One runs the job; the other never starts it; the
+    saved world holds each site once."""
+    rows = [{"action": "create_site", "key": f"sbx-{n}", "site_name": f"Sandboxed {n}"}
+            for n in range(8)]
+    job = write_job_csv(tmp_path / "demo.csv", rows)
+    stored = run_cli(["submit", str(job), "--sandbox", "--db", str(db_path)], cli_env(),
+                     timeout=TIMEOUT)
+    assert stored.returncode == 0, stored.stderr
+    job_id = stored.stdout.strip()
+    workers = [start_cli(["worker", "--until-idle", "--db", str(db_path), *FAST], cli_env())
+               for _ in range(2)]
+    try:
+        ended = [worker.wait(TIMEOUT) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.ensure_stopped()
+    assert [result.returncode for result in ended] == [0, 0]
+    outputs = "".join(result.stdout for result in ended)
+    assert outputs.count(f"job {job_id}: started") == 1, outputs
+    world = json.loads(Path(f"{db_path}.sandbox.json").read_text())
+    names = sorted(site["displayName"] for site in world["sites"]
+                   if site["displayName"].startswith("Sandboxed"))
+    assert names == sorted(row["site_name"] for row in rows)
