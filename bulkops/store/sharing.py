@@ -25,6 +25,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    literal,
     select,
 )
 from sqlalchemy import insert as sql_insert
@@ -34,6 +35,7 @@ from sqlalchemy.sql.dml import Update
 
 from bulkops.model import SHARED_OWNER, OpState
 from bulkops.store.tables import budgets, job_workers, jobs, ops
+from bulkops.store.takeover import lease_free_or_held_by
 
 _job_id = bindparam("b_job_id", type_=Text)
 _owner = bindparam("b_owner", type_=Text)
@@ -51,12 +53,7 @@ def share_lease() -> Update:
     shared = and_(jobs.c.lease_owner == SHARED_OWNER, jobs.c.lease_expires_at > _now)
     return (
         sql_update(jobs)
-        .where(
-            jobs.c.job_id == _job_id,
-            jobs.c.lease_owner.is_(None)
-            | (jobs.c.lease_expires_at <= _now)
-            | (jobs.c.lease_owner == SHARED_OWNER),
-        )
+        .where(jobs.c.job_id == _job_id, lease_free_or_held_by(literal(SHARED_OWNER)))
         .values(
             lease_owner=SHARED_OWNER,
             lease_since=case((shared, jobs.c.lease_since), else_=_now),

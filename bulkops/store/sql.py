@@ -114,6 +114,11 @@ def _check_sqlite_location(path: Path) -> None:
                          "database, or at a new file")
 
 
+def _lease_params(job_id: str, owner: str, now: float, lease_seconds: float) -> dict[str, Any]:
+    """The bind parameters of the lease statements (`takeover`, `sharing`)."""
+    return {"b_job_id": job_id, "b_owner": owner, "b_now": now, "b_until": now + lease_seconds}
+
+
 class SqlStore:
     """The checkpoint store. Every method is one short transaction (or one per page)."""
 
@@ -362,19 +367,15 @@ class SqlStore:
     async def acquire_job(
         self, job_id: str, owner: str, *, now: float, lease_seconds: float
     ) -> Holder | None:
-        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now,
-                  "b_until": now + lease_seconds}
+        params = _lease_params(job_id, owner, now, lease_seconds)
         async with self._write(f"cannot lease job {job_id}") as conn:
             if (await conn.execute(takeover.acquire(), params)).rowcount == 1:
                 return None
-            job = await self._job_row(conn, job_id)
-        if job is None:
-            raise StoreError(f"no job {job_id} in the database")
-        return Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
+            return await self._holder(conn, job_id)
 
     async def renew_job(self, job_id: str, owner: str, *, now: float,
                         lease_seconds: float) -> bool:
-        params = {"b_job_id": job_id, "b_owner": owner, "b_until": now + lease_seconds}
+        params = _lease_params(job_id, owner, now, lease_seconds)
         async with self._write(f"cannot renew the lease of job {job_id}") as conn:
             return bool((await conn.execute(takeover.renew(), params)).rowcount)
 
@@ -384,22 +385,24 @@ class SqlStore:
 
     async def join_job(self, job_id: str, owner: str, *, now: float,
                        lease_seconds: float) -> Holder | None:
-        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now,
-                  "b_until": now + lease_seconds}
+        params = _lease_params(job_id, owner, now, lease_seconds)
         async with self._write(f"cannot join job {job_id}") as conn:
             if (await conn.execute(sharing.share_lease(), params)).rowcount == 1:
                 await conn.execute(sharing.remove_worker(), params)
                 await conn.execute(sharing.add_worker(), params)
                 return None
-            job = await self._job_row(conn, job_id)
+            return await self._holder(conn, job_id)
+
+    async def _holder(self, conn: AsyncConnection, job_id: str) -> Holder:
+        """Who holds the job's lease. Raises StoreError for an unknown job."""
+        job = await self._job_row(conn, job_id)
         if job is None:
             raise StoreError(f"no job {job_id} in the database")
         return Holder(job.lease_owner or "?", job.lease_since, job.lease_expires_at)
 
     async def renew_worker(self, job_id: str, owner: str, *, now: float,
                            lease_seconds: float) -> bool:
-        params = {"b_job_id": job_id, "b_owner": owner, "b_now": now,
-                  "b_until": now + lease_seconds}
+        params = _lease_params(job_id, owner, now, lease_seconds)
         async with self._write(f"cannot renew this worker's turn on job {job_id}") as conn:
             if (await conn.execute(sharing.share_lease(), params)).rowcount == 0:
                 return False  # a `run` holds the job: this worker's turn lapsed before

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import Float, Select, Text, Update, and_, bindparam, case, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    Text,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy import update as sql_update
 
 from bulkops.model import OpState
@@ -146,20 +158,19 @@ def cancel(*, in_flight: bool) -> Update:
 # -- the job lease ---------------------------------------------------------------------------
 
 
+def lease_free_or_held_by(owner: ColumnElement[str]) -> ColumnElement[bool]:
+    """The job's lease is free, expired, or `owner`'s already (needs b_now)."""
+    return (jobs.c.lease_owner.is_(None) | (jobs.c.lease_expires_at <= _now)
+            | (jobs.c.lease_owner == owner))
+
+
 @cache
 def acquire() -> Update:
     """Take the job's lease for `b_owner` until `b_until` if it is free, expired or already
     ours. Parameters: b_job_id, b_owner, b_now, b_until. rowcount 1: taken."""
     return (
         sql_update(jobs)
-        .where(
-            jobs.c.job_id == _job_id,
-            (
-                jobs.c.lease_owner.is_(None)
-                | (jobs.c.lease_expires_at <= _now)
-                | (jobs.c.lease_owner == _owner)
-            ),
-        )
+        .where(jobs.c.job_id == _job_id, lease_free_or_held_by(_owner))
         .values(
             lease_owner=_owner,
             lease_expires_at=bindparam("b_until", type_=Float),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from subprocess import CompletedProcess
 
 from evidence import assert_exactly_once
 from harness import (
@@ -26,6 +27,7 @@ from harness import (
     wait_until,
     write_job_csv,
 )
+from windows import busiest_second
 
 TIMEOUT = 90.0
 # Flags of a worker that make a test take seconds (as `harness.fast_run_flags` for `run`).
@@ -37,6 +39,16 @@ OTHER_KEY = "other-sandbox-key"
 
 def key_variable(account_id: str) -> str:
     return "WIX_API_KEY_" + account_id.upper().replace("-", "_")
+
+
+def side_by_side(commands: list[list[str]], env: dict[str, str]) -> list[CompletedProcess[str]]:
+    """Start every command at once and wait for each to end (all stopped, however it ends)."""
+    started = [start_cli(command, env) for command in commands]
+    try:
+        return [process.wait(TIMEOUT) for process in started]
+    finally:
+        for process in started:
+            process.ensure_stopped()
 
 
 def submit(db: str | Path, job: Path, sandbox: SandboxProcess, env: dict[str, str]) -> str:
@@ -96,13 +108,8 @@ def test_two_workers_run_three_jobs_each_exactly_once(
         rows = realistic_rows(15, tag=f"w{n}")
         job_id = submit(each_db, write_job_csv(tmp_path / f"job{n}.csv", rows), box, env)
         jobs.append((job_id, rows, box))
-    workers = [start_cli(["worker", "--until-idle", "--db", each_db, "--jobs", "2", *FAST],
-                         env) for _ in range(2)]
-    try:
-        ended = [worker.wait(TIMEOUT) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.ensure_stopped()
+    ended = side_by_side([["worker", "--until-idle", "--db", each_db, "--jobs", "2", *FAST]] * 2,
+                         env)
     for result in ended:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "idle: no open job left" in result.stdout
@@ -216,17 +223,6 @@ def test_each_job_runs_with_its_own_accounts_key_and_a_job_without_one_is_left(
         assert "sandbox-key" not in output and OTHER_KEY not in output
 
 
-def busiest_second(times: list[float]) -> int:
-    """The most requests inside any 1-second window (arrival times in seconds, any order)."""
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(ordered):
-        while at - ordered[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 def test_jobs_of_one_account_share_its_budget_and_a_small_job_is_not_starved(
     sandbox: SandboxProcess, env: dict[str, str], db_path: Path, tmp_path: Path,
 ) -> None:
@@ -268,12 +264,7 @@ def test_two_runs_of_one_account_on_one_database_share_its_budget(
         files.append(write_job_csv(tmp_path / f"run{n}.csv", rows))
     flags = ["--db", str(db_path), "--base-url", sandbox.base_url, "--rate", f"{rate}/s",
              "--timeout", "2", "--settle", "0.3", "--backoff-base", "0.05", "--wait=60"]
-    runs = [start_cli(["run", str(file), *flags], env) for file in files]
-    try:
-        results = [run.wait(TIMEOUT) for run in runs]
-    finally:
-        for run in runs:
-            run.ensure_stopped()
+    results = side_by_side([["run", str(file), *flags] for file in files], env)
     for result in results:
         assert result.returncode == 0, result.stdout + result.stderr
     state = sandbox.state()
@@ -295,13 +286,8 @@ def test_a_job_of_the_in_process_sandbox_runs_in_one_worker_at_a_time(
                      timeout=TIMEOUT)
     assert stored.returncode == 0, stored.stderr
     job_id = stored.stdout.strip()
-    workers = [start_cli(["worker", "--until-idle", "--db", str(db_path), *FAST], cli_env())
-               for _ in range(2)]
-    try:
-        ended = [worker.wait(TIMEOUT) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.ensure_stopped()
+    ended = side_by_side([["worker", "--until-idle", "--db", str(db_path), *FAST]] * 2,
+                         cli_env())
     assert [result.returncode for result in ended] == [0, 0]
     outputs = "".join(result.stdout for result in ended)
     assert outputs.count(f"job {job_id}: started") == 1, outputs

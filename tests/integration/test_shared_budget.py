@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from windows import busiest_second
 
 from bulkops.ratelimit import AdaptiveBudget
 from bulkops.settings import parse_rate
@@ -20,17 +21,6 @@ from bulkops.store import SqlStore, open_store
 
 RATE = 40.0  # requests per second, for the account
 SCOPE = "account-scope"
-
-
-def busiest_second(times: list[float]) -> int:
-    """The most events inside any 1-second window."""
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(ordered):
-        while at - ordered[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 @pytest.fixture
