@@ -37,7 +37,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
 
 from bulkops.errors import StoreError
-from bulkops.store import statements
+from bulkops.store import sharing, statements
 from bulkops.store.engine import SQLITE_PRAGMAS
 from bulkops.store.rows import SAVE_PARAMS, SAVE_PARAMS_PRINTED
 
@@ -120,8 +120,8 @@ class _Compiled:
 
 
 class DirectSaver:
-    """Saves and claims of op rows in one SQLite file, each call one transaction. Not
-    thread-safe: used from the event loop's thread only."""
+    """Saves and claims of op rows, and turns of an account's budget, in one SQLite file, each
+    call one transaction. Not thread-safe: used from the event loop's thread only."""
 
     def __init__(self, path: str) -> None:
         """`path`: the database file (the store's own, already migrated). Raises StoreError
@@ -140,6 +140,8 @@ class DirectSaver:
         self._touch = _Compiled(statements.touch_job())
         self._claim = _Compiled(statements.claim(skip_locked=False))
         self._refs = _Compiled(statements.refs(), lists=("b_op_ids",))
+        self._new_budget = _Compiled(sharing.insert_budget_if_absent("sqlite"))
+        self._take_turns = _Compiled(sharing.take_turns())
 
     def save(self, plain: Sequence[Sequence[Any]], printed: Sequence[Sequence[Any]],
              job_ids: Sequence[str], now: float) -> None:
@@ -182,6 +184,22 @@ class DirectSaver:
 
         self._transaction(write, f"cannot claim operations of job {params['b_job_id']}")
         return claimed, refs
+
+    def take_turns(self, params: Mapping[str, Any]) -> tuple[float, float]:
+        """One transaction: the account's budget row made if absent, then `sharing.take_turns`
+        with `params` (b_scope, b_now, b_span, b_throttled_at). Returns its new (next_at,
+        throttled_at). Raises Busy or StoreError as `save` does; nothing is taken then. On
+        the loop's thread, with no hop to a driver thread: a request waiting for turns waits
+        for this alone."""
+        taken: list[tuple[float, float]] = []
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(self._new_budget.sql, self._new_budget.rows([params])[0])
+            taken.append(conn.execute(self._take_turns.sql,
+                                      self._take_turns.rows([params])[0]).fetchone())
+
+        self._transaction(write, "cannot take turns from the account's request budget")
+        return taken[0]
 
     def _transaction(self, write: Callable[[sqlite3.Connection], None], failure: str) -> None:
         """`write` in one BEGIN IMMEDIATE transaction, committed, or rolled back on any error.

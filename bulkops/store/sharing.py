@@ -163,7 +163,7 @@ def insert_budget_if_absent(dialect_name: str) -> Insert:
     dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     return (
         dialect_insert(budgets)
-        .values(scope=_scope, next_at=_now, throttled_at=0.0, updated_at=_now)
+        .values(scope=_scope, next_at=_now, updated_at=_now)  # throttled_at: its default, 0
         .on_conflict_do_nothing(index_elements=[budgets.c.scope])
     )
 

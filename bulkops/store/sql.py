@@ -448,9 +448,18 @@ class SqlStore:
             raise ValueError(f"take at least one turn at a positive rate, not {count} at {rate}")
         span = count / rate
         params = {"b_scope": scope, "b_now": now, "b_span": span, "b_throttled_at": throttled_at}
-        async with self._write("cannot take turns from the account's request budget") as conn:
-            await conn.execute(sharing.insert_budget_if_absent(conn.dialect.name), params)
-            next_at, latest = (await conn.execute(sharing.take_turns(), params)).one()
+        taken: tuple[float, float] | None = None
+        if self._file is not None and not self._local_writes.locked():
+            # On the loop's thread, with nothing awaited: no other write of this process can
+            # start meanwhile, and the requests waiting for these turns are not held up a turn
+            # of the loop (taking the lock would yield to it).
+            with suppress(Busy):
+                taken = self._direct_saver().take_turns(params)
+        if taken is None:
+            async with self._write("cannot take turns from the account's request budget") as conn:
+                await conn.execute(sharing.insert_budget_if_absent(conn.dialect.name), params)
+                taken = (await conn.execute(sharing.take_turns(), params)).one()
+        next_at, latest = taken
         return Turns(first_at=float(next_at) - span, spacing=1 / rate, count=count,
                      throttled_at=float(latest))
 
