@@ -295,3 +295,24 @@ def test_a_job_of_the_in_process_sandbox_runs_in_one_worker_at_a_time(
     names = sorted(site["displayName"] for site in world["sites"]
                    if site["displayName"].startswith("Sandboxed"))
     assert names == sorted(row["site_name"] for row in rows)
+
+
+def test_invites_stay_batched_when_workers_share_the_job(
+    sandbox: SandboxProcess, env: dict[str, str], each_db: str, tmp_path: Path,
+) -> None:
+    """Three workers on a job of 120 account invites: each call still carries up to 50
+    invitees (a worker claims ahead the rows that may share a call), so the sandbox sees a
+    handful of calls, not one per row; every person is invited once."""
+    invitees = 120
+    rows = [{"action": "account_invite", "key": f"m{i}", "email": f"member{i}@agency.example",
+             "role": "Website Manager"} for i in range(invitees)]
+    submit(each_db, write_job_csv(tmp_path / "team.csv", rows), sandbox, env)
+
+    ended = side_by_side([["worker", "--until-idle", "--db", each_db, *FAST]] * 3, env)
+
+    assert [result.returncode for result in ended] == [0, 0, 0], ended
+    state = sandbox.state()
+    calls = int(state["requests"]["by_endpoint"].get("account_invite", 0))
+    assert calls <= invitees // 50 + 3, calls
+    invited = sorted(invite["email"] for invite in state["invites"])
+    assert invited == sorted(row["email"] for row in rows)
