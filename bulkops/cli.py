@@ -392,7 +392,7 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
     choice = database_choice(db)
     exists = database_exists(choice.url)
     if not choice.default and not exists:
-        raise ConfigError(f"no database at {choice.url}: nothing to check the file against "
+        raise ConfigError(f"no database at {choice.shown}: nothing to check the file against "
                           "(leave --db out to check the file alone)")
     if exists or checked.outside:
         from bulkops.jobviews import validation_errors
@@ -463,7 +463,7 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
     _configure_logging(0, settings)
     exists = database_exists(choice.url)
     if not exists and not choice.default:
-        click.echo(f"note: no database at {choice.url} yet: no earlier runs to compare with",
+        click.echo(f"note: no database at {choice.shown} yet: no earlier runs to compare with",
                    err=True)
     try:
         result = anyio.run(make_plan, checked, settings, choice.url if exists else None)
@@ -498,7 +498,7 @@ def cancel(job: str, db: str | None) -> None:
         click.echo(f"job {info.job_id} has finished: nothing to cancel")
     else:
         click.echo(f"job {info.job_id} cancelled: {count} unfinished row(s) marked cancelled")
-    click.echo(f"database: {choice.url}")
+    click.echo(f"database: {choice.shown}")
 
 
 @cli.command(name="sandbox")
@@ -670,13 +670,13 @@ def _finish(summary: RunSummary, db: DbChoice, summary_json: str | None = None) 
         for line in summary_lines(summary.overview, summary.run, outcome=summary.outcome,
                                   exit_code=code):
             click.echo(line)
-    click.echo(f"database: {db.url}")
+    click.echo(f"database: {db.shown}")
     if summary.reason:
         click.echo(f"stopped: {summary.reason}", err=True)
     if summary_json:
         _write_summary_json(summary, db, code, summary_json)
     # Next steps can be pasted as they are: they name the database unless it is the default.
-    where = "" if db.default else f" --db {shlex.quote(db.url)}"
+    where = "" if db.default else f" --db {shlex.quote(db.shown)}"
     problems = ",".join(state.value for state in (OpState.FAILED, OpState.BLOCKED)
                         if counts.get(state))
     click.echo(f"report: bulkops report {info.job_id}{where}"
@@ -746,7 +746,7 @@ def _write_summary_json(summary: RunSummary, db: DbChoice, code: int, path: str)
     if summary.overview is None:
         return
     _dump_json(path, summary_json(summary.overview, summary.run, outcome=summary.outcome,
-                                  reason=summary.reason, exit_code=code, database=db.url))
+                                  reason=summary.reason, exit_code=code, database=db.shown))
 
 
 # The commands that look at stored jobs live in their own module; importing it registers them.

@@ -80,7 +80,7 @@ def submit(file: str, sandbox: bool, base_url: str, account_id: str, db: str | N
     stored = anyio.run(lambda: submit_job(checked=checked, settings=settings, sandbox=sandbox))
     job = stored.job
     open_rows = sum(n for state, n in stored.counts.items() if state not in FINAL_STATES)
-    where = "" if choice.default else f" --db {shlex.quote(choice.url)}"
+    where = "" if choice.default else f" --db {shlex.quote(choice.shown)}"
     if stored.created:
         told = f"stored, {job.total} operation(s)"
     elif open_rows:
@@ -145,10 +145,13 @@ def worker(until_idle: bool, max_jobs: int, poll: float, verbose: int,
 
         async with opened_store(settings.db_url) as store:
             runner = Worker(store, settings, keys, options, say)
-            say(f"worker {runner.owner}: running the open jobs of {choice.url}")
+            say(f"worker {runner.owner}: running the open jobs of {choice.shown}")
             ended = await runner.run(stop)
             if stop.is_set():
-                say("stopped: the rows not done wait for the next worker; leases given up")
+                say("stopped: jobs this worker ran are left to the other workers, or the next")
+            elif until_idle and runner.left:
+                say(f"idle: no open job left that this worker can run ({runner.left} left: "
+                    "see above)")
             elif until_idle:
                 say("idle: no open job left")
             return ended, stop.is_set()

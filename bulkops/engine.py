@@ -23,6 +23,7 @@ import anyio
 import anyio.abc
 
 from bulkops.actions import (
+    FAMILIES,
     ActionContext,
     ActionFamily,
     CallFailed,
@@ -77,6 +78,11 @@ INVITE_RESENT_NOTE = (
 )
 # Rows claimed and waiting for their call, per unit of concurrency: enough to fill full batches.
 QUEUED_ROWS_PER_SLOT = 50
+# The same when workers share the job: a worker that claimed far ahead would hold rows the
+# others could be sending (a job's creates paced at the account's rate: minutes of them). Still
+# at least the largest call, so that invites leave in full batches.
+SHARED_ROWS_PER_SLOT = 10
+LARGEST_CALL = max(family.batch_size for family in FAMILIES)
 # Seconds between two claims while the queue still holds work. A claim is a write transaction:
 # claiming after every finished call would cost one per row, where a claim of half the queue
 # costs about the same as a claim of one row.
@@ -190,7 +196,9 @@ class Engine:
         # claim is due, a stop was asked for. Workers that find a call due take it themselves.
         self._changed = asyncio.Event()
         self._stop: anyio.Event | None = None
-        self._capacity = config.concurrency * QUEUED_ROWS_PER_SLOT
+        self._capacity = (config.concurrency * QUEUED_ROWS_PER_SLOT
+                          if config.shared_lease is None else
+                          max(config.concurrency * SHARED_ROWS_PER_SLOT, LARGEST_CALL))
         self._need_blocking = True
         # The last claim: when (clock seconds), whether it found fewer ready rows than it had
         # room for (then only a finished call or a row's wait ending can make more ready), the
@@ -339,7 +347,7 @@ class Engine:
             seen = self._completions
             self._changed.clear()
             if self._config.shared_lease is not None and self._clock() >= self._next_take_back:
-                await self._take_back_from_dead_workers(job_id)
+                await self._look_at_other_workers(job_id)
             if self._need_blocking:
                 self._need_blocking = False
                 await self._committer.drained()  # the failures, as the store will read them
@@ -491,6 +499,12 @@ class Engine:
         if await self._store.held_by_others(job_id, self._config.owner):
             return self._clock() + SHARED_ROWS_POLL
         return None
+
+    async def _look_at_other_workers(self, job_id: str) -> None:
+        """Every third of a worker's turn: the rows of workers that died come back, and the
+        job's counts are read again (the others' outcomes too: the progress shows the job)."""
+        if not await self._take_back_from_dead_workers(job_id):
+            await self._refresh_counts(job_id)
 
     async def _take_back_from_dead_workers(self, job_id: str) -> int:
         """Rows workers that died held come back to be claimed (those they had sent, to be

@@ -32,6 +32,15 @@ class DbChoice:
     default: bool
     note: str | None = None
 
+    @property
+    def shown(self) -> str:
+        """`url` as output may show it (next steps, summaries): never with its password."""
+        if "://" not in self.url:
+            return self.url  # a file path
+        from bulkops.store.urls import redacted
+
+        return redacted(self.url)
+
 
 def data_dir() -> Path:
     return platformdirs.user_data_path(APP_NAME, appauthor=False)

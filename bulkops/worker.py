@@ -207,9 +207,19 @@ class Worker:
     def _ended(self, summary: RunSummary) -> None:
         counts = {state: n for state, n in summary.counts.items() if n}
         shown = ", ".join(f"{n} {state.value}" for state, n in counts.items()) or "no rows"
-        reason = f": {summary.reason}" if summary.reason and summary.outcome != "finished" else ""
+        if summary.outcome == "interrupted":
+            reason = ": the rows not done are left to the other workers, or the next one"
+        elif summary.reason and summary.outcome != "finished":
+            reason = f": {summary.reason}"
+        else:
+            reason = ""
         self._say(f"job {summary.job.job_id}: {summary.outcome} ({shown}){reason}")
         self.ended.append(JobEnd(summary.job.job_id, summary.outcome, summary.reason, counts))
+
+    @property
+    def left(self) -> int:
+        """How many jobs this worker could not run (no key, rows refused)."""
+        return len(self._left)
 
     def _leave(self, job_id: str, reason: str) -> None:
         self._left.add(job_id)

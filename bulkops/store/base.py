@@ -97,8 +97,10 @@ class Store(Protocol):
     async def join_job(self, job_id: str, owner: str, *, now: float,
                        lease_seconds: float) -> Holder | None:
         """Join the worker processes sharing the job (`bulkops worker`), `owner`'s turn lasting
-        until now+lease_seconds unless renewed. Returns None when joined, else who holds the
-        job for itself (a `run` or `resume`). Raises StoreError for an unknown job."""
+        until now+lease_seconds unless renewed. The first worker on the job takes back what a
+        process that held it alone and died left leased (in flight: UNKNOWN). Returns None
+        when joined, else who holds the job for itself (a `run` or `resume`). Raises
+        StoreError for an unknown job."""
         ...
 
     async def renew_worker(self, job_id: str, owner: str, *, now: float,

@@ -25,6 +25,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
     literal,
     select,
 )
@@ -85,6 +86,13 @@ def renew_worker() -> Update:
 
 
 @cache
+def live_workers() -> Select[int]:
+    """How many workers share the job at b_now. Parameters: b_job_id, b_now."""
+    return select(func.count()).select_from(job_workers).where(
+        job_workers.c.job_id == _job_id, job_workers.c.expires_at > _now)
+
+
+@cache
 def remove_worker() -> Delete:
     """Parameters: b_job_id, b_owner."""
     return delete(job_workers).where(job_workers.c.job_id == _job_id,
@@ -117,6 +125,27 @@ def take_back(owners: list[str]) -> Update:
         sql_update(ops)
         .where(ops.c.job_id == _job_id, ops.c.state.in_(_OPEN_STATES),
                ops.c.lease_owner.in_(owners))
+        .values(
+            state=case((ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
+                       else_=ops.c.state),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=_now,
+        )
+    )
+
+
+@cache
+def take_back_orphans() -> Update:
+    """The job's open ops leased to anyone but its live workers, unleased; those in flight
+    (RUNNING) become UNKNOWN: what a process that held the job alone (a `run`) and died left,
+    found when workers first share the job after it. Parameters: b_job_id, b_now."""
+    live = select(job_workers.c.owner).where(job_workers.c.job_id == _job_id,
+                                             job_workers.c.expires_at > _now)
+    return (
+        sql_update(ops)
+        .where(ops.c.job_id == _job_id, ops.c.state.in_(_OPEN_STATES),
+               ops.c.lease_owner.is_not(None), ops.c.lease_owner.not_in(live))
         .values(
             state=case((ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
                        else_=ops.c.state),

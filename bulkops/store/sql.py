@@ -390,6 +390,10 @@ class SqlStore:
             if (await conn.execute(sharing.share_lease(), params)).rowcount == 1:
                 await conn.execute(sharing.remove_worker(), params)
                 await conn.execute(sharing.add_worker(), params)
+                if (await conn.execute(sharing.live_workers(), params)).scalar_one() == 1:
+                    # The first worker on the job: rows a process that held it alone left
+                    # leased (it died) are taken back, those in flight to be reconciled.
+                    await conn.execute(sharing.take_back_orphans(), params)
                 return None
             return await self._holder(conn, job_id)
 

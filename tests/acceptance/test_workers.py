@@ -18,6 +18,7 @@ from harness import (
     SandboxFactory,
     SandboxProcess,
     cli_env,
+    kill_after_requests,
     realistic_rows,
     report_json,
     request_count,
@@ -316,3 +317,27 @@ def test_invites_stay_batched_when_workers_share_the_job(
     assert calls <= invitees // 50 + 3, calls
     invited = sorted(invite["email"] for invite in state["invites"])
     assert invited == sorted(row["email"] for row in rows)
+
+
+def test_a_worker_finishes_the_job_of_a_run_that_was_sigkilled(
+    sandbox_factory: SandboxFactory, env: dict[str, str], each_db: str, tmp_path: Path,
+) -> None:
+    """A `run` SIGKILLed mid-job leaves rows claimed and in flight under its own name. Once its
+    lease has ended, a worker takes the job, takes those rows back (the ones in flight are
+    looked up at Wix first) and finishes it: every row exactly once."""
+    sandbox = sandbox_factory(latency=0.05, drop_after=0.05, seed=3)
+    rows = realistic_rows(40, tag="orphan")
+    job = write_job_csv(tmp_path / "clients.csv", rows)
+    lease = 3.0
+    run = start_cli(["run", str(job), "--db", each_db, "--base-url", sandbox.base_url,
+                     "--lease-seconds", str(lease), *FAST[:-2]], env)  # not --poll
+    try:
+        kill_after_requests(run, sandbox, 12, timeout=TIMEOUT)
+    finally:
+        run.ensure_stopped()
+    finished = run_cli(["worker", "--until-idle", "--db", each_db,
+                        "--lease-seconds", str(lease), *FAST], env, timeout=TIMEOUT)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    job_id = status_json(each_db, env)["job"]
+    assert f"job {job_id}: finished" in finished.stdout, finished.stdout
+    assert_exactly_once(rows, report_json(each_db, env, job_id), sandbox.state())
