@@ -32,7 +32,9 @@ from bulkops.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_RATE,
     IF_EXISTS_CHOICES,
+    PACER_NAMES,
     IfExists,
+    PacerName,
     Settings,
     parse_rate,
 )
@@ -216,6 +218,10 @@ def _run_options(fn: Callable[..., Any],
         base_url_option,
         account_id_option,
         rate_option,
+        # Which local pacer spaces requests under the adaptive budget: kept selectable for the
+        # budget benchmark (tests/benchmarks/bench_budget.py), not for users.
+        click.option("--pacer", type=click.Choice(PACER_NAMES), default="aiolimiter",
+                     hidden=True),
         click.option("--concurrency", envvar="BULKOPS_CONCURRENCY", show_envvar=True, default=8,
                      show_default=True, type=click.IntRange(1, 256),
                      help="Requests in flight at once."),
@@ -266,7 +272,7 @@ def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurren
               max_attempts: int, timeout: float, settle: float, backoff_base: float,
               breaker_window: int, breaker_ratio: float, lease_seconds: float,
               finish_by: str | None, outage_limit: float, api_key: str,
-              if_exists: IfExists = "fail") -> Settings:
+              if_exists: IfExists = "fail", pacer: PacerName = "aiolimiter") -> Settings:
     from bulkops.wixwire import checked_base_url  # refuses plain http to a non-loopback host
 
     return Settings(
@@ -276,6 +282,7 @@ def _settings(db: DbChoice, base_url: str, account_id: str, rate: str, concurren
         timeout=timeout, settle=settle, backoff_base=backoff_base,
         breaker_window=breaker_window, breaker_ratio=breaker_ratio, lease_seconds=lease_seconds,
         deadline=_deadline(finish_by), outage_limit=outage_limit, if_exists=if_exists,
+        pacer=pacer,
     )
 
 

@@ -127,7 +127,7 @@ async def _plan(plan: Plan, checked: CheckedJob, store: Store | None, scope: str
         problems += await store.conflicts_of(scope, checked.specs())
     rows = _FileRows(checked, store, scope)
     settings = plan.settings
-    budget = AdaptiveBudget(settings.rate)
+    budget = AdaptiveBudget(settings.rate, pacer=settings.pacer)
     async with _endpoint(settings) as base_url, WixClient(
         base_url=base_url, api_key=settings.api_key, account_id=settings.account_id,
         budget=budget, timeout=settings.timeout,

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from bulkops.errors import SendStopped
-from bulkops.settings import Rate
+from bulkops.pacing import TIMER_RESOLUTION, Clock, Sleep, make_pacer
+from bulkops.settings import PacerName, Rate
 
 
 @dataclass(frozen=True)
@@ -48,54 +48,69 @@ class RequestBudget(Protocol):
 # ---------------------------------------------------------------------------------------------
 # Implementation.
 #
-# Why not aiolimiter: it reads `loop.time()` and wakes its waiters with `loop.call_at`, so it
-# cannot run on an injected clock (tests would need a hand-driven event loop); its rate lives in
-# private attributes with no public way to change it while running; and a Retry-After pause that
-# holds back every waiter is not a leaky-bucket notion. `AsyncLimiter(rate, period)` also lets a
-# full `rate` leave at once, which a sliding-window server answers with 429s. What is needed is
-# small: space requests evenly (a bucket of capacity one), keep no more than the server's
-# evident allowance inside any window, and wait out pauses; that is written here on the
-# injected clock.
+# The server's window is not assumed. Wix documents 200 requests a minute, but the budget
+# must fill a limit of 10 a rolling second, 100 per 10 s or 600 a minute alike. A sliding
+# window of N requests per W seconds judges the average of the last W seconds, and behaves
+# in two ways:
+# - paced evenly at a steady rate, it is a limit on the rate: once the rate passes N / W for
+#   long enough to lift the window's average, 429s come, whatever W is;
+# - after a burst (the start of a run far above the limit), it is full, and if it counts
+#   refused requests too (as the sandbox does), it stays full for as long as requests keep
+#   coming: everything is refused until the burst slides out, one window after it began.
+# So a 429 starts a hold: nothing leaves but single probes, further and further apart (a
+# share of the time held so far, larger when the server admitted few: probes count against
+# such a window too), until one is admitted. One hold is one signal, whatever 429s it sees.
 #
-# How a 429 is read. Wix counts requests per key over a minute. Two causes look alike:
-# - the window is full (we sent too many over the last minute): every request is refused until
-#   old ones slide out, so 429s come in a run; what the server admitted over its window is then
-#   its limit — right even after a burst at twice the limit, where the rate in force (the naive
-#   ceiling) would be twice too high;
-# - a stray 429 (a blip, another client on the key for a moment): the next answers are fine.
-# The first 429 of an episode makes a mild cut (to `CUT_TO` of the rate in force). Only a run of
-# `FULL_WINDOW_RUN` 429s in a row deepens it to the measured window, so stray 429s early in a
-# run — when the window holds few requests — cannot drag the rate down to a handful a minute.
-# When the window already holds about all that the budget allows (`CUT_TO` of it or more, as
-# when probing just past a ceiling learnt before), the first 429 is trusted at once: every
-# further request would be refused — and counted by the server — until the run was complete.
+# The cut. When a hold begins, CUBIC's ceiling is the rate in force, and the rate drops to
+# `CUT_TO` of it. When it ends, the hold tells more if it was a run of 429s (a full window,
+# not a request that came a moment early):
+# - the admissions over the whole cycle, from the end of the last hold (or the first
+#   request) to the admitted probe, fill and recovery, are the server's limit as a rate,
+#   whatever its window (a little under it: the probe came after the window reopened); if
+#   that is clearly below the ceiling, the rate restarts at it;
+# - the first such cycle lasted about one server window: the budget keeps that length, and
+#   from then on a 429 cuts to what the server admitted over it if that is lower than the
+#   rate in force (the rate can pass the limit well before the window's average does);
+# - with too little admitted to measure (a resume finding a previous run's requests in the
+#   server's window), the ceiling is halved instead.
+# The rate then climbs back along CUBIC's curve over the window so learnt (or the hold's
+# length), never shorter than `MIN_EPISODE_REQUESTS` at the ceiling, so that the few 429s of
+# each probe past the ceiling stay a small share.
+#
+# Wix's 60 s remains only where it harms nothing: the progress line's achieved rate is a
+# one-minute average, and a probe leaves at least once a minute during a hold.
 # ---------------------------------------------------------------------------------------------
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 TOO_MANY_REQUESTS = 429
 
-# Wix states its limit per minute; a 429 is judged against the requests of the last minute.
-SERVER_WINDOW = 60.0
 # After a 429 the rate drops to this share of the ceiling estimate: enough headroom that the
 # arrival jitter of requests in flight does not tip the server's window over again.
 CUT_TO = 0.9
-# This many 429s in a row, with no other answer between them, mean the server's window is full.
+# A hold that saw this many 429s was a full window. With fewer than `MIN_EVIDENCE` admitted
+# since the last hold, the ceiling is halved instead of measured (the classic multiplicative
+# decrease).
 FULL_WINDOW_RUN = 4
-# A full window measured at fewer admitted requests than this says more about a previous run's
-# leftovers in the server's window (a resume right after a stop) than about the server's limit:
-# then the ceiling is halved instead, the classic multiplicative decrease.
-MIN_EVIDENCE = 10
+MIN_EVIDENCE = 8
 BLIND_CUT = 0.5
+# The CUBIC period is at least this many requests at the ceiling: each probe past the ceiling
+# costs a 429 or two, which must stay a small share of the requests between probes (at
+# Wix's 200/min, 30 s).
+MIN_EPISODE_REQUESTS = 100
+# During a hold, the next probe leaves this share of the time held so far after the last one
+# (at least one interval at the cut rate, at most `MAX_PROBE_GAP` seconds): about
+# log(recovery / interval) / log(1.25) probes, and sending resumes at most a quarter late.
+PROBE_GROWTH = 0.25
+# The share is at least this many over the requests admitted since the last hold (at most
+# 1, doubling): a window that counts refused requests and holds as many probes as its limit
+# cannot reopen, so probes stay few beside what the server admits.
+FEW_PROBES = 50
+MAX_PROBE_GAP = 60.0
 # A Retry-After beyond this is taken as a fault and capped, so one bad header cannot park the run.
 MAX_PAUSE = 300.0
-# A wait shorter than this (seconds) is not slept: the loop's timers are no finer, and at a
-# raised limit (thousands a second) sleeping microseconds costs a loop turn per request. The
-# request is charged to the moment it was due, so the pace over many requests holds.
-TIMER_RESOLUTION = 0.001
 # Longest single sleep inside `acquire`: how late a waiting request can notice a stop.
 CLOSE_CHECK_INTERVAL = 0.25
+# The progress line's achieved rate is averaged over this many seconds.
+ACHIEVED_SPAN = 60.0
 
 _log = logging.getLogger(__name__)
 
@@ -108,12 +123,11 @@ class _RecentEvents:
     """Times of events in the trailing `span` seconds, oldest first."""
 
     def __init__(self, span: float) -> None:
-        self._span = span
+        self.span = span  # seconds; may grow (events already forgotten stay so)
         self._times: deque[float] = deque()
 
     def _forget_before(self, now: float) -> None:
-        # The server counts (now - span, now]: an event exactly `span` ago has left the window.
-        horizon = now - self._span
+        horizon = now - self.span
         while self._times and self._times[0] <= horizon:
             self._times.popleft()
 
@@ -125,69 +139,66 @@ class _RecentEvents:
         self._forget_before(now)
         return len(self._times)
 
-    def wait_until_fewer_than(self, cap: int, now: float) -> float:
-        """Seconds until fewer than `cap` events remain in the window (0 if already so)."""
-        excess = self.count(now) - cap
-        if excess < 0:
-            return 0.0
-        # Once the `excess + 1` oldest events have slid out, `cap - 1` remain.
-        return self._times[excess] + self._span - now
-
 
 class _RateCurve:
-    """The rate in force: the configured rate until the first cut, then a curve around the
-    ceiling that the cut estimated.
+    """The rate in force (requests per second): the configured rate until the first cut, then
+    a curve around the ceiling that the cut estimated.
 
-    The curve is TCP CUBIC's (RFC 9438) on a rate:
+    The curve is TCP CUBIC's (RFC 9438) on a rate, with `period` seconds for K:
 
-        rate(t) = ceiling * (1 + (1 - CUT_TO) * ((t - window) / window) ** 3),  t since the cut
+        rate(t) = ceiling * (1 + (1 - CUT_TO) * ((t - period) / period) ** 3),  t since the cut
 
     It starts at `CUT_TO` of the ceiling, climbs back fast at first, flattens as it nears the
-    ceiling (probing slowly where 429s started) and is back at it one window after the cut,
-    when the cool-down ends and the server's window holds only requests sent at the lower
-    rate; if no 429 comes then, it accelerates past the ceiling towards the configured rate,
-    so a ceiling estimated too low (a key shared for a while, a stray 429) is not kept.
-    It moves with time rather than per answer, so it reads the same at any concurrency.
+    ceiling (probing slowly where 429s started) and is back at it one period after the cut;
+    if no 429 comes then, it accelerates past the ceiling towards the configured rate, so a
+    ceiling estimated too low (a key shared for a while, a stray 429) is not kept. It moves
+    with time rather than per answer, so it reads the same at any concurrency.
     """
 
-    def __init__(self, limit: float, floor: float, window: float) -> None:
+    def __init__(self, limit: float, floor: float) -> None:
         self.limit = limit
         self.floor = floor
-        self.window = window
         self.ceiling: float | None = None
         self.cut_at = -math.inf
+        self.period = 1.0
 
     def rate(self, now: float) -> float:
         if self.ceiling is None:
             return self.limit
-        progress = (now - self.cut_at - self.window) / self.window
+        progress = (now - self.cut_at - self.period) / self.period
         probe = self.ceiling * (1 + (1 - CUT_TO) * progress**3)
         return min(self.limit, max(self.floor, probe))
 
-    def cut(self, now: float, ceiling: float) -> None:
+    def cut(self, now: float, ceiling: float, period: float) -> None:
         self.ceiling = min(self.limit, max(self.floor, ceiling))
         self.cut_at = now
+        self.period = max(period, 1e-3)
 
-    def window_allowance(self, now: float) -> int:
-        """Most requests any server window may hold: the ceiling once known, else the rate."""
-        per_second = max(self.rate(now), self.ceiling or 0.0)
-        return max(1, math.floor(per_second * self.window))
+
+@dataclass
+class _Hold:
+    """A run of 429s being waited out: only probes leave until one is admitted."""
+
+    started: float
+    probe_due: float
+    interval: float  # seconds: the shortest gap between probes, one at the cut rate
+    growth: float  # each probe after the first waits this share of the time held so far
+    throttled: int = 1  # 429s seen during the hold, the first included
+    probes: int = 0  # requests let out since it began
+    last_probe: float | None = None  # when the latest probe left
 
 
 class AdaptiveBudget:
-    """The request budget for one API key: `RequestBudget` paced on an injected clock.
+    """The request budget for one API key: `RequestBudget` on an injected clock.
 
-    Three things hold a request back, and `acquire` waits for the latest of them:
-    - pacing: evenly spaced at the rate in force, never a burst (one token of capacity);
-    - the window allowance: no more requests inside any server window than the ceiling allows —
-      so after a full window the budget waits for its own earlier burst to slide out of the
-      server's window instead of sending requests certain to be refused (a server that counts
-      refused requests too would stay closed for as long as they came);
-    - a Retry-After pause, which holds every caller until it ends.
-    One episode of 429s is answered once per `cooldown` (one server window by default): a mild
-    cut, deepened at most once if the 429s come in a run. A sliding-window server keeps refusing
-    until the requests sent before the cut have slid out, and requests in flight answer 429
-    too; all of that is one signal, not many.
+    Three things hold a request back, and `acquire` waits for all of them:
+    - a Retry-After pause, which holds every caller until it ends;
+    - a hold after a 429: single probes, further and further apart, until one is admitted;
+    - pacing at the rate in force (requests per second) by the pacer, one request at a time,
+      never a burst (`bulkops.pacing`).
+    One hold is one signal however many 429s it sees (requests in flight answer 429 too): a
+    cut when it begins, deepened when it ends if the admitted rate measured over the last
+    cycle says the rate in force was well above the server's limit.
     """
 
     def __init__(
@@ -197,72 +208,89 @@ class AdaptiveBudget:
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         min_fraction: float = 0.05,
-        window: float = SERVER_WINDOW,
-        cooldown: float | None = None,
+        pacer: PacerName | None = None,
     ) -> None:
+        """`rate`: the configured --rate, never exceeded. `min_fraction`: the lowest the rate
+        in force may go, as a share of `rate`. `pacer`: "aiolimiter" (on the event loop's
+        clock; the default without an injected `clock`) or "even" (hand-written, on `clock`;
+        the default with one, since aiolimiter cannot run on it)."""
         if not 0 < min_fraction <= 1:
             raise ValueError(f"min_fraction must be in (0, 1], not {min_fraction}")
         limit = rate.per_second
-        if not limit > 0 or not window > 0:
-            raise ValueError(f"rate and window must be positive, not {rate} over {window}s")
+        if not limit > 0:
+            raise ValueError(f"rate must be positive, not {rate}")
         self._clock = clock or _loop_time
         self._sleep = sleep or asyncio.sleep
-        self._curve = _RateCurve(limit, limit * min_fraction, window)
-        self._window = window
-        self._cooldown = window if cooldown is None else cooldown
-        self._sent = _RecentEvents(window)
-        self._admitted = _RecentEvents(window)
+        if pacer is None:
+            pacer = "aiolimiter" if clock is None else "even"
+        self._pacer = make_pacer(pacer, self._clock, self._sleep)
+        self._curve = _RateCurve(limit, limit * min_fraction)
+        self._sent = _RecentEvents(ACHIEVED_SPAN)
         # asyncio.Lock binds to the running loop only when first waited on, not here. It is
         # FIFO, so callers leave in the order they asked.
         self._turn = asyncio.Lock()
         self._first_sent: float | None = None
-        self._last_sent: float | None = None
         self._paused_until = -math.inf
+        self._hold: _Hold | None = None
+        # The server's window (seconds) as the first full window showed it; None until then.
+        self._window: float | None = None
+        self._admitted: _RecentEvents | None = None  # admissions over that window
+        # The span the admitted rate is measured over: from the first request, then from the
+        # end of each hold.
+        self._span_start: float | None = None
+        self._span_admitted = 0
         self._requests = 0
         self._throttled = 0
-        self._run_of_429s = 0
-        self._deepened = False
         self._closed = False
 
     async def acquire(self) -> None:
         if not self._turn.locked():
             # Nobody waits: a request that need not wait leaves without queueing for the turn
-            # (nothing is awaited between the check and the count, so none can slip between).
+            # (the pacer does not suspend with no patience, so none can slip between).
             if self._closed:
                 raise SendStopped("stopping: no new request leaves")
-            delay = self._wait_needed(self._clock())
-            if delay < TIMER_RESOLUTION:
-                self._count_sent(delay)
+            now = self._clock()
+            if self._gate_wait(now) < TIMER_RESOLUTION and \
+                    await self._pacer.take(self._curve.rate(now), 0.0):
+                self._count_sent()
                 return
         async with self._turn:
-            # Each pass sleeps the wait known at that moment, in slices short enough to notice
-            # `close` promptly; it passes again if a 429 or a Retry-After made the wait longer.
+            # Each pass waits in slices short enough to notice `close` promptly, and looks
+            # again at the pause, the hold and the rate, which answers may have changed.
             while True:
                 if self._closed:
                     raise SendStopped("stopping: no new request leaves")
-                delay = self._wait_needed(self._clock())
-                if delay < TIMER_RESOLUTION:
+                now = self._clock()
+                gate = self._gate_wait(now)
+                if gate >= TIMER_RESOLUTION:
+                    await self._sleep(min(gate, CLOSE_CHECK_INTERVAL))
+                elif await self._pacer.take(self._curve.rate(now), CLOSE_CHECK_INTERVAL):
                     break
-                await self._sleep(min(delay, CLOSE_CHECK_INTERVAL))
-            self._count_sent(delay)
+            if self._closed:
+                raise SendStopped("stopping: no new request leaves")
+            self._count_sent()
 
-    def _count_sent(self, delay: float) -> None:
-        """Count a request leaving now, `delay` seconds (under TIMER_RESOLUTION) before it was
-        due: the pace is kept from when it was due."""
+    def _gate_wait(self, now: float) -> float:
+        """Seconds until a pause and a hold let the next request out."""
+        wait = self._paused_until - now
+        if self._hold is not None:
+            wait = max(wait, self._hold.probe_due - now)
+        return wait
+
+    def _count_sent(self) -> None:
         now = self._clock()
         if self._first_sent is None:
             self._first_sent = now
-        self._last_sent = now + delay
+        if self._span_start is None:
+            self._span_start = now
         self._sent.add(now)
         self._requests += 1
-
-    def _wait_needed(self, now: float) -> float:
-        pacing = 0.0
-        if self._last_sent is not None:
-            pacing = self._last_sent + 1 / self._curve.rate(now) - now
-        allowance = self._curve.window_allowance(now)
-        window = self._sent.wait_until_fewer_than(allowance, now)
-        return max(pacing, window, self._paused_until - now, 0.0)
+        hold = self._hold
+        if hold is not None:
+            hold.probes += 1
+            hold.last_probe = now
+            gap = max(hold.interval, hold.growth * (now - hold.started))
+            hold.probe_due = now + min(gap, MAX_PROBE_GAP)
 
     def close(self) -> None:
         self._closed = True
@@ -273,37 +301,80 @@ class AdaptiveBudget:
             self._pause(now, retry_after)
         if status == TOO_MANY_REQUESTS:
             self._throttled += 1
-            self._run_of_429s += 1
-            self._on_throttled(now)
+            if self._hold is None:
+                self._start_hold(now)
+            else:
+                self._hold.throttled += 1
         elif status is not None:
             # Any other answer got past the server's limiter. No answer says nothing either way.
-            self._admitted.add(now)
-            self._run_of_429s = 0
+            self._span_admitted += 1
+            if self._admitted is not None:
+                self._admitted.add(now)
+            if self._hold is not None and self._hold.probes:
+                self._end_hold(now, self._hold)
 
-    def _on_throttled(self, now: float) -> None:
-        if now - self._curve.cut_at >= self._cooldown:
-            # A new episode: CUBIC's ceiling, the rate in force.
-            ceiling = self._curve.rate(now)
+    def _start_hold(self, now: float) -> None:
+        # CUBIC's ceiling: the rate in force, or what the server admitted over its window
+        # (as a full window showed it) if lower: the server judges the average over its
+        # window, so the rate in force can pass its limit well before the first 429. The cut
+        # applies at once, for the probes; the hold's end may deepen it.
+        ceiling = self._curve.rate(now)
+        if self._admitted is not None and self._window is not None and \
+                self._first_sent is not None and now - self._first_sent >= self._window:
             admitted = self._admitted.count(now)
-            self._deepened = False
-            if admitted >= MIN_EVIDENCE and admitted >= CUT_TO * self._curve.window_allowance(now):
-                # The server's window held about all that ours allows: it is full, and what it
-                # admitted is its limit. Waiting for a run of 429s would only add refusals.
-                ceiling = min(ceiling, admitted / self._window)
-                self._deepened = True
-            self._curve.cut(now, ceiling)
-            self._run_of_429s = 1
-            self._log_cut("budget_lowered", now)
-        elif self._run_of_429s >= FULL_WINDOW_RUN and not self._deepened:
-            self._deepened = True
-            admitted = self._admitted.count(now)
-            current = self._curve.ceiling or self._curve.limit
             if admitted >= MIN_EVIDENCE:
-                ceiling = min(current, admitted / self._window)
-            else:
-                ceiling = current * BLIND_CUT
-            self._curve.cut(now, ceiling)
-            self._log_cut("budget_window_full", now)
+                ceiling = min(ceiling, admitted / self._window)
+        self._curve.cut(now, ceiling, self._curve.period)
+        # Probes count against a server window that counts refused requests: a window that
+        # holds as many probes as its limit cannot reopen, so they thin out faster when the
+        # server admitted few before refusing.
+        growth = min(max(PROBE_GROWTH, FEW_PROBES / max(self._span_admitted, 1)), 1.0)
+        interval = 1 / self._curve.rate(now)
+        self._hold = _Hold(started=now, probe_due=now + interval, interval=interval,
+                           growth=growth)
+        self._log_cut("budget_lowered", now)
+
+    def _end_hold(self, now: float, hold: _Hold) -> None:
+        self._hold = None
+        ceiling = self._curve.ceiling or self._curve.limit
+        # The server let requests in again by the time the admitted probe left (somewhere
+        # after the last refused one): taking the later bound errs towards a lower rate.
+        resumed = hold.last_probe if hold.last_probe is not None else now
+        start = self._span_start if self._span_start is not None else hold.started
+        admitted, span = self._span_admitted, max(resumed - start, 1e-9)
+        recovery = max(resumed - hold.started, 0.0)
+        # A run of 429s says the server's window was full, not that a request came a moment
+        # early; only then is the span's evidence about the limit.
+        full = hold.throttled >= FULL_WINDOW_RUN
+        if full and self._window is None:
+            # The first full window of a run: filled, then waited out until its oldest
+            # requests slid out, which took about one server window. From now on the
+            # admissions over that window are counted.
+            self._window = span
+            self._admitted = _RecentEvents(span)
+        if full and admitted >= MIN_EVIDENCE and span >= 0.99 * (self._window or 0.0) \
+                and admitted / span < CUT_TO * ceiling:
+            # Admissions over a whole cycle (fill and recovery) are the server's limit, as a
+            # rate, whatever its window. Trusted only over a window or more and when clearly
+            # below the rate in force: a cycle that climbed from below the ceiling averages
+            # under it. Being an average over the cycle, it is no more than the limit: the
+            # rate restarts there.
+            ceiling = admitted / span / CUT_TO
+        elif full and admitted < MIN_EVIDENCE:
+            ceiling *= BLIND_CUT
+        if full and self._admitted is not None and recovery > self._admitted.span:
+            # A recovery longer than the window learnt: the window was longer than it showed.
+            self._window = self._admitted.span = recovery
+        # The rate climbs back over a server window at least: the server judges the average
+        # over its window, so a climb faster than that would overshoot before the first 429.
+        period = max(self._window or recovery, MIN_EPISODE_REQUESTS / ceiling)
+        self._curve.cut(now, ceiling, period)
+        self._span_start, self._span_admitted = now, 0
+        _log.info("budget_resumed", extra={
+            "held_seconds": round(recovery, 3), "throttled": hold.throttled,
+            "ceiling_per_min": round((self._curve.ceiling or 0.0) * 60, 1),
+            "period_seconds": round(self._curve.period, 1),
+        })
 
     def _log_cut(self, event: str, now: float) -> None:
         _log.info(event, extra={
@@ -331,8 +402,8 @@ class AdaptiveBudget:
         )
 
     def _achieved_per_second(self, now: float) -> float:
-        """Requests sent over the last server window (or since the first, if more recent)."""
+        """Requests sent over the last minute (or since the first, if more recent)."""
         if self._first_sent is None:
             return 0.0
-        span = min(self._window, max(now - self._first_sent, 1.0))
+        span = min(ACHIEVED_SPAN, max(now - self._first_sent, 1.0))
         return self._sent.count(now) / span

@@ -327,7 +327,7 @@ async def _take_over_and_run(
         # waits for its turn in the adaptive budget: the checks' reads as much as the sends.
         if budget is None:
             # The account's budget is shared with every other process on the database.
-            budget = SharedBudget(AdaptiveBudget(settings.rate), store,
+            budget = SharedBudget(AdaptiveBudget(settings.rate, pacer=settings.pacer), store,
                                   scope_of(settings.account_id, settings.base_url))
         timeline = RequestTimeline(budget, bucket_seconds=BUCKET_SECONDS)
         gate = OutageGate(timeline)

@@ -16,6 +16,9 @@ DEFAULT_RATE = "200/min"
 # "fail" refuses the row before anything is sent; "adopt" takes that site as the row's result.
 IfExists = Literal["adopt", "fail"]
 IF_EXISTS_CHOICES: tuple[IfExists, ...] = ("fail", "adopt")
+# The request budget's local pacer (bulkops.pacing): aiolimiter's or hand-written ("even").
+PacerName = Literal["even", "aiolimiter"]
+PACER_NAMES: tuple[PacerName, ...] = ("even", "aiolimiter")
 
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
           "h": 3600.0, "hour": 3600.0}
@@ -69,6 +72,7 @@ class Settings:
     deadline: float | None = None  # unix seconds (--finish-by): no operation starts after it
     outage_limit: float = 900.0  # seconds Wix may stay unreachable before the run stops
     if_exists: IfExists = "fail"  # a create whose site name exists in the account (--if-exists)
+    pacer: PacerName = "aiolimiter"  # the budget's local pacer (hidden --pacer, for its benchmark)
 
     @property
     def reads(self) -> ReadRetry:

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import anyio
 
@@ -73,6 +74,7 @@ class SharedBudget:
         self._taking = asyncio.Lock()
         self._seen_throttled = 0.0  # the latest 429 on the account this process knows of
         self._own_throttled = 0.0  # the latest 429 this process saw itself
+        self._echoed = 0  # 429s of other processes passed on to `local`
         self._closed = False
         self._waiting: set[anyio.CancelScope] = set()
         # A 429 another process saw before this one began says nothing about the rate now.
@@ -144,6 +146,7 @@ class SharedBudget:
             # Another process on the account saw a 429 since: slow down as if this one had.
             log.info("budget_throttled_elsewhere", extra={"at": round(turns.throttled_at, 3)})
             self._local.on_response(429, None)
+            self._echoed += 1
         self._seen_throttled = max(self._seen_throttled, turns.throttled_at)
 
     def close(self) -> None:
@@ -158,4 +161,7 @@ class SharedBudget:
         self._local.on_response(status, retry_after)
 
     def snapshot(self) -> BudgetSnapshot:
-        return self._local.snapshot()
+        """`local`'s, less the 429s it was told of that another process saw: this process's
+        run counts only the answers it got."""
+        local = self._local.snapshot()
+        return replace(local, throttled=local.throttled - self._echoed)

@@ -114,7 +114,8 @@ class Worker:
         self._options = options
         self._say = say
         self._budgets = AccountBudgets(
-            lambda scope: SharedBudget(AdaptiveBudget(settings.rate), store, scope))
+            lambda scope: SharedBudget(AdaptiveBudget(settings.rate, pacer=settings.pacer),
+                                       store, scope))
         self.owner = lease_owner()
         self._running: set[str] = set()
         self._left: set[str] = set()  # jobs this worker cannot run: not taken again

@@ -10,7 +10,7 @@ owner, move it to a sub-account). The budget is configured at a multiple of that
 
 The quick mode keeps the rate of 200/min but shrinks the window tenfold (20 per 6 s): the
 budget's adaptation runs in windows, so ten windows take one minute instead of ten. The budget
-is told the server's window (`AdaptiveBudget(window=W)`), as it is told Wix's minute by default.
+is not told the server's window: it infers what it needs from the answers.
 The quick mode is the harsher judge of the 429 share: each adaptation episode costs a handful
 of refused requests whatever N is, and with 20 a window each weighs ten times what it does at
 200. Network jitter (`--latency`) weighs ten times as much against a 6 s window, too.
@@ -189,7 +189,7 @@ async def run_scenario(scenario: Scenario, config: BenchConfig, workdir: Path) -
         await store.add_job(source, iter(specs))
         async with running_sandbox(sandbox_config, port=0) as fake:
             rate = Rate(config.limit * scenario.overshoot, config.window)
-            budget = AdaptiveBudget(rate, window=config.window)
+            budget = AdaptiveBudget(rate)
             async with WixClient(base_url=fake.base_url, api_key=sandbox_config.api_key,
                                  account_id=ACCOUNT, budget=budget, timeout=30.0) as client:
                 engine = Engine(store=store, client=client, budget=budget,

@@ -91,9 +91,11 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def state(_: web.Request) -> web.StreamResponse:
         return web.json_response(sandbox.snapshot())
 
-    async def stats(_: web.Request) -> web.StreamResponse:
-        # The request counts alone: /_sandbox/state of a world of 100,000 sites is megabytes.
-        return web.json_response(sandbox.stats.snapshot(times=False))
+    async def stats(request: web.Request) -> web.StreamResponse:
+        # The request counts alone (with ?times=1, the recent arrival times too): /_sandbox/state
+        # of a world of 100,000 sites is megabytes.
+        times = request.query.get("times") == "1"
+        return web.json_response(sandbox.stats.snapshot(times=times))
 
     async def configure(request: web.Request) -> web.StreamResponse:
         sandbox.reconfigure(apply_changes(sandbox.config, await _body(request)))

@@ -69,7 +69,7 @@ async def run_job(tmp_path: Path, config: SandboxConfig, rate: Rate, clients: in
         await store.add_job(JobSource(job_id="job", path="job.csv", format="csv",
                                       total=len(specs)), iter(specs))
         async with running_sandbox(config, port=0) as fake:
-            budget = AdaptiveBudget(rate, window=WINDOW)
+            budget = AdaptiveBudget(rate)  # not told the server's window
             async with WixClient(base_url=fake.base_url, api_key=config.api_key,
                                  account_id=ACCOUNT, budget=budget, timeout=2.0) as client:
                 engine = Engine(store=store, client=client, budget=budget,
@@ -114,6 +114,32 @@ async def test_budget_set_twice_too_high_adapts_to_the_server(
     assert_all_succeeded(run, 15)
     assert run.throttled / run.total < 0.25, run.requests["by_status"]
     assert run.admitted_per_second >= 0.5 * LIMIT / WINDOW
+
+
+async def test_budget_ten_times_too_high_finds_the_limit_without_being_told_the_window(
+    tmp_path: Path,
+) -> None:
+    """Configured at ten times the limit, over a window the budget is not told: after the
+    first full window it sends at about the server's limit, so refused requests stay a small
+    share (unadapted, nine in ten would be refused) and the admitted rate a good part of the
+    limit (a short job: most of its 429s are the first window's); and it never sends faster
+    than the configured rate in any second."""
+    run = await run_job(tmp_path, limited(), Rate(10 * LIMIT, WINDOW), clients=30)
+    assert_all_succeeded(run, 30)
+    assert run.throttled / run.total < 0.15, run.requests["by_status"]
+    assert run.admitted_per_second >= 0.5 * LIMIT / WINDOW
+    assert most_in_one_second(run.requests["request_times"]) <= 1.1 * 10 * LIMIT / WINDOW
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The most of `times` inside any span [t, t + 1)."""
+    times = sorted(times)
+    most, oldest = 0, 0
+    for newest, now in enumerate(times):
+        while times[oldest] <= now - 1.0:
+            oldest += 1
+        most = max(most, newest - oldest + 1)
+    return most
 
 
 async def test_every_request_including_look_ups_takes_a_budget_token(tmp_path: Path) -> None:

@@ -64,17 +64,25 @@ async def test_two_processes_together_keep_to_the_accounts_rate(
 async def test_a_429_one_process_sees_slows_the_other_at_its_next_take(
     store: SqlStore, second_store: SqlStore,
 ) -> None:
-    """Not at once (nothing is read per request), but as soon as each takes turns again."""
+    """Not at once (nothing is read per request), but as soon as each takes turns again: the
+    other's rate is cut as its own 429 would cut it, and its run still counts only the 429s
+    it got itself."""
     first, second = budget(store), budget(second_store)
     await first.acquire()
     await second.acquire()
     first.on_response(429, None)
     assert second.snapshot().current_per_second == RATE
-    # Turns are taken a fifth of a second's worth at a time (8 at 40/s): the first process
-    # writes its 429 with its next take, the second reads it with its own next take.
+    # Turns are taken a few at a time (8 at first): the first process writes its 429 with its
+    # next take, the second reads it with its own next take.
     for _ in range(10):
         await first.acquire()
-    assert second.snapshot().current_per_second == RATE
+        first.on_response(200, None)  # admitted: a hold after a 429 ends with its probe
+    slowed = False
     for _ in range(10):
         await second.acquire()
-    assert second.snapshot().current_per_second < RATE
+        if second.snapshot().current_per_second < RATE:
+            slowed = True
+            break
+        second.on_response(200, None)
+    assert slowed
+    assert (first.snapshot().throttled, second.snapshot().throttled) == (1, 0)

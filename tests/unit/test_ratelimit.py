@@ -1,5 +1,6 @@
-"""The adaptive request budget on a fake clock: pacing, cuts on 429, recovery, Retry-After
-pauses, the snapshot, and a ten-minute simulation against a sliding-window server."""
+"""The adaptive request budget on a fake clock: pacing, holds and cuts on 429, recovery,
+Retry-After pauses, the snapshot, and simulations against sliding-window servers whose window
+(1 s, 10 s, 60 s) the budget is not told."""
 
 from __future__ import annotations
 
@@ -168,10 +169,11 @@ async def test_a_429_cuts_the_rate_to_a_share_of_the_rate_in_force() -> None:
     assert per_minute(budget) == pytest.approx(200 * CUT_TO)
 
 
-async def test_stray_429s_within_the_cool_down_count_once() -> None:
-    """429s from requests already in flight, mixed with good answers, are one signal."""
+async def test_429s_from_requests_in_flight_count_once() -> None:
+    """429s of requests that left before the first 429 came back, mixed with good answers,
+    are one signal: the hold they start ends only with an admitted probe."""
     time = SteppingTime()
-    budget = budget_on(time, "200/min", cooldown=60.0)
+    budget = budget_on(time, "200/min")
     await send(budget, 10)
     for _ in range(5):
         budget.on_response(THROTTLED, None)
@@ -180,36 +182,82 @@ async def test_stray_429s_within_the_cool_down_count_once() -> None:
     assert budget.snapshot().throttled == 5
 
 
-async def test_a_429_after_the_cool_down_cuts_again() -> None:
+async def hold_until(budget: AdaptiveBudget, time: SteppingTime, reopens_at: float) -> float:
+    """Send probes, refused until `reopens_at`; returns when the admitted one left."""
+    while True:
+        await budget.acquire()
+        if time.now >= reopens_at:
+            budget.on_response(OK, None)
+            return time.now
+        budget.on_response(THROTTLED, None)
+
+
+async def test_a_429_after_the_hold_ended_cuts_again() -> None:
     time = SteppingTime()
-    budget = budget_on(time, "200/min", cooldown=60.0)
+    budget = budget_on(time, "200/min")
+    await send(budget, 100)
     budget.on_response(THROTTLED, None)
-    time.now = 61.0  # back at the old ceiling by now: the curve climbs for one window
+    await hold_until(budget, time, reopens_at=0.0)  # a stray: the first probe is admitted
+    after_first = per_minute(budget)
+    assert after_first == pytest.approx(200 * CUT_TO, rel=1e-2)
     budget.on_response(THROTTLED, None)
-    assert per_minute(budget) == pytest.approx(200 * CUT_TO, rel=1e-3)
-    time.now = 70.0
-    assert per_minute(budget) < 200
+    assert per_minute(budget) == pytest.approx(after_first * CUT_TO, rel=1e-2)
 
 
-async def test_a_run_of_429s_means_a_full_window_and_cuts_to_what_the_server_admitted() -> None:
-    """At 400/min against a server admitting 200 a minute, the window fills after 30 s; the
-    ceiling is then the 200 admitted in it, not the 400/min in force."""
+async def test_during_a_hold_only_probes_leave_further_and_further_apart() -> None:
+    """After a 429 nothing leaves but single probes: the first one interval later, each
+    next one a growing share of the time held so far, so the server's window can empty."""
+    time = SteppingTime()
+    budget = budget_on(time, "100/s")
+    await send(budget, 500)
+    held_from = time.now
+    budget.on_response(THROTTLED, None)
+    probes = []
+    for _ in range(12):
+        await budget.acquire()
+        probes.append(time.now)
+        budget.on_response(THROTTLED, None)
+    gaps = [later - earlier for earlier, later in itertools.pairwise([held_from, *probes])]
+    assert gaps[0] == pytest.approx(1 / (100 * CUT_TO), rel=1e-3)
+    assert gaps == sorted(gaps)
+    assert gaps[-1] >= 0.2 * (probes[-2] - held_from)
+    budget.on_response(OK, None)  # in flight from before: no probe of its own, ignored
+    await budget.acquire()
+    budget.on_response(OK, None)  # the probe is admitted: the hold ends
+    resumed = time.now
+    await budget.acquire()
+    assert time.now - resumed < gaps[-1]  # paced again, not probing
+
+
+async def test_a_full_window_cuts_to_what_the_server_admitted_over_the_cycle() -> None:
+    """At 400/min against a server admitting 200 a minute, the window fills after 30 s and
+    reopens 60 s after the first request: 200 admitted over the cycle is 200/min, whatever
+    the window, and the rate restarts there rather than at the 400/min in force."""
     time = SteppingTime()
     budget = budget_on(time, "400/min")
     await send(budget, 200)
     await send(budget, FULL_WINDOW_RUN, THROTTLED)
-    assert per_minute(budget) == pytest.approx(200 * CUT_TO, rel=1e-3)
+    resumed = await hold_until(budget, time, reopens_at=60.0)
+    assert 60.0 <= resumed <= 60.0 * 1.3  # probes thin out: at most about a quarter late
+    # 201 admitted (the probe too) from the first request to the admitted probe.
+    assert per_minute(budget) == pytest.approx(201 * 60.0 / resumed, rel=1e-3)
 
 
-async def test_a_first_429_with_the_window_nearly_full_cuts_to_what_the_server_admitted() -> None:
-    """Probing just past a limit already learnt: the server's window holds about as many as
-    the budget allows, so one 429 is enough to trust its count; waiting for a run of 429s
-    would only add refusals (the server counts them)."""
+async def test_once_the_window_is_known_a_429_cuts_to_what_it_admitted() -> None:
+    """A full window shows how long the server's window is (the cycle from the first request
+    until it reopened). A later 429 then cuts to what the server admitted over that window
+    rather than to the rate in force: the server judges the average over its window, which
+    can lag far behind the rate."""
     time = SteppingTime()
-    budget = budget_on(time, "210/min")
+    budget = budget_on(time, "400/min")
     await send(budget, 200)
+    await send(budget, FULL_WINDOW_RUN, THROTTLED)
+    window = await hold_until(budget, time, reopens_at=60.0)
+    time.now += 1000.0  # idle: the rate in force has climbed back to the configured 400/min
+    assert per_minute(budget) == pytest.approx(400)
+    await send(budget, 100)
     budget.on_response(THROTTLED, None)
-    assert per_minute(budget) == pytest.approx(200 * CUT_TO, rel=1e-3)
+    assert per_minute(budget) == pytest.approx(CUT_TO * 100 / window * 60, rel=1e-3)
 
 
 async def test_a_full_window_with_little_evidence_halves_the_rate() -> None:
@@ -219,17 +267,19 @@ async def test_a_full_window_with_little_evidence_halves_the_rate() -> None:
     budget = budget_on(time, "200/min")
     await send(budget, 2)
     await send(budget, FULL_WINDOW_RUN, THROTTLED)
+    await hold_until(budget, time, reopens_at=0.0)
     assert per_minute(budget) == pytest.approx(200 * 0.5 * CUT_TO, rel=1e-3)
 
 
-async def test_a_run_of_429s_deepens_the_cut_once_per_cool_down() -> None:
+async def test_a_hold_is_one_signal_however_many_429s_it_sees() -> None:
     time = SteppingTime()
     budget = budget_on(time, "400/min")
     await send(budget, 200)
     await send(budget, FULL_WINDOW_RUN, THROTTLED)
     after_run = per_minute(budget)
-    await send(budget, 5 * FULL_WINDOW_RUN, THROTTLED)
-    assert per_minute(budget) >= after_run
+    for _ in range(5 * FULL_WINDOW_RUN):
+        budget.on_response(THROTTLED, None)
+    assert per_minute(budget) == pytest.approx(after_run)
 
 
 async def test_a_good_answer_breaks_a_run_of_429s() -> None:
@@ -251,47 +301,37 @@ async def test_no_answer_is_no_signal() -> None:
     assert per_minute(budget) == 200
 
 
-async def test_after_a_full_window_the_budget_waits_for_its_burst_to_slide_out() -> None:
-    """Requests sent while the server's window is full are refused (and counted) for nothing:
-    the next one leaves only when the server's window holds fewer than it admits."""
-    time = SteppingTime()
-    budget = budget_on(time, "400/min")
-    await send(budget, 200)
-    await send(budget, FULL_WINDOW_RUN, THROTTLED)
-    await budget.acquire()
-    # 204 requests were sent 0.15 s apart from t=0; 200 may remain, so the 5th oldest
-    # (sent at 0.6 s) must have left the 60 s window.
-    assert time.now == pytest.approx(60.6)
-
-
 @pytest.mark.parametrize("rate", ["400/min", "1000/min"])
-async def test_the_rate_recovers_to_the_ceiling_in_one_window_and_never_passes_the_limit(
+async def test_the_rate_climbs_back_over_the_recovery_time_and_never_passes_the_limit(
     rate: str,
 ) -> None:
+    """After a full window that took about 60 s to reopen, the rate climbs back to the
+    ceiling over about as long, then probes on up to the configured rate, never past it."""
     time = SteppingTime()
     budget = budget_on(time, rate)
     limit = parse_rate(rate).per_second * 60
     await send(budget, 200)
-    await send(budget, FULL_WINDOW_RUN, THROTTLED)  # ceiling: the 200 admitted
-    cut_at = time.now
+    await send(budget, FULL_WINDOW_RUN, THROTTLED)
+    resumed = await hold_until(budget, time, reopens_at=60.0)
+    start = per_minute(budget)
     samples = []
-    for second in range(0, 600, 5):
-        time.now = cut_at + second
+    for second in range(0, 900, 5):
+        time.now = resumed + second
         samples.append(per_minute(budget))
-    assert samples[0] == pytest.approx(200 * CUT_TO, rel=1e-2)
+    ceiling = start / CUT_TO
     assert samples == sorted(samples)  # climbs, never dips without a 429
-    assert samples[12] == pytest.approx(200, rel=1e-2)  # back at the ceiling after 60 s
+    back = next(i for i, value in enumerate(samples) if value >= ceiling * 0.999) * 5
+    assert 0.8 * resumed <= back <= 1.2 * resumed + 5  # one recovery time, about a minute
     assert max(samples) == pytest.approx(limit)  # probes on up to the configured rate...
     assert max(samples) <= limit  # ...and never past it
 
 
 async def test_the_rate_never_falls_below_its_floor() -> None:
     time = SteppingTime()
-    budget = budget_on(time, "200/min", min_fraction=0.1, cooldown=1.0)
+    budget = budget_on(time, "200/min", min_fraction=0.1)
     for _ in range(30):
-        time.now += 2.0
-        for _ in range(FULL_WINDOW_RUN):
-            budget.on_response(THROTTLED, None)
+        await send(budget, FULL_WINDOW_RUN, THROTTLED)
+        await hold_until(budget, time, reopens_at=0.0)
     assert per_minute(budget) == pytest.approx(20.0)
 
 
@@ -304,6 +344,7 @@ async def test_retry_after_pauses_every_waiting_caller_until_it_ends() -> None:
     async def caller() -> None:
         await budget.acquire()
         left.append(time.now)
+        budget.on_response(OK, None)  # the first after the pause ends the hold the 429 began
 
     tasks = [asyncio.create_task(caller()) for _ in range(3)]
     await time.advance(0.5)  # the first waiter is asleep until t=1 for pacing
@@ -416,6 +457,49 @@ async def test_ten_minutes_against_a_sliding_window_of_200_a_minute(
     assert server.admitted / minutes >= min_share_of_limit * 200
     assert server.refused / total < max_share_429
     assert budget.snapshot().throttled == server.refused
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The most of `times` (sorted) inside any span [t, t + 1)."""
+    most, oldest = 0, 0
+    for newest, now in enumerate(times):
+        while times[oldest] <= now - 1.0:
+            oldest += 1
+        most = max(most, newest - oldest + 1)
+    return most
+
+
+@pytest.mark.parametrize("count_refused", [True, False], ids=["refused-count", "admitted-only"])
+@pytest.mark.parametrize(
+    ("configured", "min_share_of_limit", "max_share_429"),
+    [("100/s", 0.80, 0.05), ("10/s", 0.97, 0.01)],
+    ids=["unknown-limit", "known-limit"],
+)
+@pytest.mark.parametrize(
+    ("limit", "window", "seconds"),
+    [(10, 1.0, 60.0), (100, 10.0, 120.0), (600, 60.0, 300.0)],
+    ids=["1s-window", "10s-window", "60s-window"],
+)
+async def test_a_sliding_window_of_any_length_is_filled_without_bursts(
+    limit: int, window: float, seconds: float, configured: str, min_share_of_limit: float,
+    max_share_429: float, count_refused: bool,
+) -> None:
+    """The same limit, 10 requests a second, over a window of 1 s, 10 s or 60 s, for several
+    windows. Unknown (--rate ten times the limit): >= 80% of the limit used, < 5% 429s.
+    Known (--rate the limit): >= 97%, < 1%. Either way never more than 1.1 times --rate in
+    any second, the first one included."""
+    time = SteppingTime()
+    budget = budget_on(time, configured)
+    server = SlidingWindowServer(limit, window, count_refused=count_refused)
+    sent: list[float] = []
+    while time.now < seconds:
+        await budget.acquire()
+        sent.append(time.now)
+        budget.on_response(server.answer(time.now), None)
+    used = server.admitted / (sent[-1] - sent[0]) / (limit / window)
+    assert used >= min_share_of_limit
+    assert server.refused / len(sent) < max_share_429
+    assert most_in_one_second(sent) <= 1.1 * parse_rate(configured).per_second
 
 
 async def test_close_refuses_new_acquires_and_wakes_waiters_with_send_stopped() -> None:
