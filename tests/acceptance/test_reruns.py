@@ -185,11 +185,11 @@ def _wait_requests(sandbox: SandboxProcess, more: int, cli: Any) -> None:
 
 
 def test_unchanged_file_run_again_sends_no_mutating_request(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows = realistic_rows(20, tag="same")
     job = write_job_csv(tmp_path / "clients.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     first = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
                     timeout=RUN_TIMEOUT)
     assert first.returncode == 0, _output(first)
@@ -208,7 +208,7 @@ def test_unchanged_file_run_again_sends_no_mutating_request(
 
 
 def test_same_file_against_another_api_or_account_is_other_work_and_is_sent_again(
-    sandbox_factory: SandboxFactory, env: dict[str, str], tmp_path: Path,
+    sandbox_factory: SandboxFactory, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """An operation is its key within the database *and* the account and API: the same file
     sent to another sandbox, or for another account, is sent in full; to the first again,
@@ -216,7 +216,7 @@ def test_same_file_against_another_api_or_account_is_other_work_and_is_sent_agai
     first, second = sandbox_factory(), sandbox_factory()
     rows = [row for row in realistic_rows(12, tag="scope") if row["action"] == "create_site"]
     job = write_job_csv(tmp_path / "sites.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     there = run_cli(["run", str(job), *fast_run_flags(db, first.base_url)], env,
                     timeout=RUN_TIMEOUT)
     assert there.returncode == 0, _output(there)
@@ -238,11 +238,11 @@ def test_same_file_against_another_api_or_account_is_other_work_and_is_sent_agai
 
 
 def test_appended_rows_alone_are_sent_and_earlier_rows_report_where_they_were_done(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows = realistic_rows(25, tag="grow")
     job = write_job_csv(tmp_path / "clients.csv", rows[:20])
-    db = tmp_path / "jobs.db"
+    db = each_db
     first = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
                     timeout=RUN_TIMEOUT)
     assert first.returncode == 0, _output(first)
@@ -286,10 +286,10 @@ def _fix_file_rows(email: str, *, keyed: bool) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("keyed", [True, False], ids=["with-keys", "derived-keys"])
 def test_failed_row_fixed_in_the_file_is_the_only_row_sent_again(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, keyed: bool,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str, keyed: bool,
 ) -> None:
     job = tmp_path / "fix.csv"
-    db = tmp_path / "jobs.db"
+    db = each_db
     write_job_csv(job, _fix_file_rows(f"team@{BOUNCE_DOMAIN}", keyed=keyed))
     first = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
                     timeout=RUN_TIMEOUT)
@@ -313,7 +313,7 @@ def test_failed_row_fixed_in_the_file_is_the_only_row_sent_again(
 
 
 def test_run_of_same_file_reruns_failed_and_blocked_rows_with_fresh_attempts_resume_does_not(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """Transfers answer 5xx until the fault is lifted: with --max-attempts 2 the transfer
     fails and the invite waiting for it is blocked; an invite to a bouncing address fails."""
@@ -329,7 +329,7 @@ def test_run_of_same_file_reruns_failed_and_blocked_rows_with_fresh_attempts_res
          "role": "Website Manager"},
     ]
     job = write_job_csv(tmp_path / "retry.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     flags = fast_run_flags(db, sandbox.base_url, max_attempts=2)
     first = run_cli(["run", str(job), *flags], env, timeout=RUN_TIMEOUT)
     assert first.returncode == 1, _output(first)
@@ -364,10 +364,10 @@ def test_run_of_same_file_reruns_failed_and_blocked_rows_with_fresh_attempts_res
 
 
 def test_key_reused_with_other_content_after_success_is_refused_and_nothing_is_sent(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     job = tmp_path / "keys.csv"
-    db = tmp_path / "jobs.db"
+    db = each_db
     write_job_csv(job, [
         {"action": "create_site", "key": "kay-y", "site_name": "Kay Why"},
         {"action": "create_site", "key": "kay-x", "site_name": "Kay One"},
@@ -497,10 +497,10 @@ def _same_invite_under_two_keys(
 
 
 def test_key_of_a_row_found_done_as_the_same_invite_may_be_named_by_a_later_file(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """`team-b` succeeded in B's report, so a later file may wait for it with `@team-b`."""
-    db = tmp_path / "jobs.db"
+    db = each_db
     _same_invite_under_two_keys(sandbox, env, tmp_path, db)
     later = write_job_csv(tmp_path / "c.csv", [
         {"action": "create_site", "key": "after-b", "site_name": "After Team B",
@@ -518,11 +518,11 @@ def test_key_of_a_row_found_done_as_the_same_invite_may_be_named_by_a_later_file
 
 
 def test_key_of_a_row_found_done_as_the_same_invite_is_refused_with_other_content(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """`team-b` succeeded in B's report; B's row then changed to invite someone else under
     the same key is a key reused with other content, as for any other done key."""
-    db = tmp_path / "jobs.db"
+    db = each_db
     _, second = _same_invite_under_two_keys(sandbox, env, tmp_path, db)
     write_job_csv(second, [
         {"action": "account_invite", "key": "team-b", "email": "kim@agency.example.com",
@@ -543,7 +543,7 @@ def test_key_of_a_row_found_done_as_the_same_invite_is_refused_with_other_conten
 
 @pytest.mark.parametrize("case", ["site_invite", "account_invite"])
 def test_same_invitee_twice_in_one_file_is_a_validation_error_and_nothing_is_sent(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, case: str,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str, case: str,
 ) -> None:
     if case == "site_invite":
         rows = [
@@ -561,7 +561,7 @@ def test_same_invitee_twice_in_one_file_is_a_validation_error_and_nothing_is_sen
              "role": "Billing Manager"},
         ]
     job = write_job_csv(tmp_path / "twice.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
 
     result = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], env,
                      timeout=RUN_TIMEOUT)
@@ -671,11 +671,11 @@ def test_printed_next_steps_name_the_database_and_resume_pasted_as_is_completes(
 
 
 def test_second_run_of_a_running_job_exits_4_at_once_and_with_wait_completes_it(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows = realistic_rows(80, tag="lease")
     job = write_job_csv(tmp_path / "clients.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     # A 2 s lease: the first run (about 16 s, long enough for two more commands to start even
     # on a busy machine) keeps the job only by renewing it every 2/3 s.
     flags = _flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=2)
@@ -708,13 +708,13 @@ def test_second_run_of_a_running_job_exits_4_at_once_and_with_wait_completes_it(
 
 @pytest.mark.parametrize("take_over", ["after-lease-ends", "with-wait"])
 def test_job_of_a_sigkilled_run_is_busy_until_its_lease_ends_then_taken_over(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, take_over: str,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str, take_over: str,
 ) -> None:
     """A 12 s lease renewed every 4 s: right after the SIGKILL at least ~8 s of it are left
     (time for two commands even on a busy machine), and 12 s after it has surely ended."""
     rows = realistic_rows(30, tag="kill")
     job = write_job_csv(tmp_path / "clients.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     lease = 12.0
     first = start_cli(
         ["run", str(job), *_flags(db, sandbox.base_url, rate=SLOW_RATE, lease_seconds=lease)],
@@ -813,11 +813,11 @@ def test_sandbox_run_interrupted_by_ctrl_c_completes_with_the_printed_resume_com
 
 
 def test_cancel_closes_unfinished_rows_resume_skips_them_and_running_the_file_rearms_them(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows = realistic_rows(30, tag="cancel")
     job = write_job_csv(tmp_path / "clients.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     cli = start_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url, rate=SLOW_RATE)],
                     env)
     try:
@@ -861,13 +861,13 @@ def test_cancel_closes_unfinished_rows_resume_skips_them_and_running_the_file_re
 
 
 def test_concurrent_runs_of_two_files_sharing_rows_send_each_shared_row_once(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     shared = _tagged_rows(16, "shared")
     only_a, only_b = _tagged_rows(12, "afile"), _tagged_rows(12, "bfile")
     file_a = write_job_csv(tmp_path / "a.csv", shared + only_a)
     file_b = write_job_csv(tmp_path / "b.csv", only_b + shared)
-    db = tmp_path / "jobs.db"
+    db = each_db
     flags = fast_run_flags(db, sandbox.base_url, rate="20/s")
     run_a = start_cli(["run", str(file_a), *flags], env)
     run_b = start_cli(["run", str(file_b), *flags], env)
