@@ -57,13 +57,13 @@ def _output(result: Any) -> str:
 
 
 def test_finish_by_stops_on_time_and_the_next_run_completes(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """No operation starts after --finish-by: exit 3 with the reason, the rest stays pending,
     and the next night's run (no deadline) finishes the job with nothing done twice."""
     rows = realistic_rows(40, tag="dl")
     job = write_job_csv(tmp_path / "nightly.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     with running_sandbox() as sandbox:
         flags = fast_run_flags(db, sandbox.base_url, rate="5/s")
         started = time.monotonic()
@@ -90,14 +90,14 @@ def state_file(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_an_outage_pauses_the_run_instead_of_failing_rows(
-    env: dict[str, str], tmp_path: Path, state_file: Path
+    env: dict[str, str], tmp_path: Path, each_db: str, state_file: Path
 ) -> None:
     """Wix unreachable for a few seconds mid-run: the run waits and probes, then finishes with
     every row succeeded once; no row spends its attempts or fails with CONNECTION_ERROR."""
     port = free_port()
     rows = realistic_rows(30, tag="out")
     job = write_job_csv(tmp_path / "nightly.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     sandbox = start_sandbox(port=port, state_file=state_file)
     flags = fast_run_flags(db, sandbox.base_url, rate="10/s", max_attempts=3)
     cli = start_cli(["run", str(job), *flags, "--progress-interval", "0.5"], env)
@@ -118,14 +118,14 @@ def test_an_outage_pauses_the_run_instead_of_failing_rows(
 
 
 def test_an_outage_longer_than_the_limit_stops_the_run_with_rows_pending(
-    env: dict[str, str], tmp_path: Path, state_file: Path
+    env: dict[str, str], tmp_path: Path, each_db: str, state_file: Path
 ) -> None:
     """Wix does not come back: after --outage-limit the run stops (exit 3) with the reason,
     nothing failed, and the untouched rows pending for the next run, which completes."""
     port = free_port()
     rows = realistic_rows(30, tag="long")
     job = write_job_csv(tmp_path / "nightly.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     sandbox = start_sandbox(port=port, state_file=state_file)
     flags = fast_run_flags(db, sandbox.base_url, rate="10/s", max_attempts=3)
     cli = start_cli(["run", str(job), *flags, "--outage-limit", "3"], env)
@@ -148,11 +148,11 @@ def test_an_outage_longer_than_the_limit_stops_the_run_with_rows_pending(
 
 
 def test_sigterm_exits_130_and_resume_completes_with_a_summary(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows = realistic_rows(30, tag="term")
     job = write_job_csv(tmp_path / "nightly.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     summary = tmp_path / "summary.json"
     with running_sandbox() as sandbox:
         flags = fast_run_flags(db, sandbox.base_url, rate="5/s")
@@ -184,13 +184,13 @@ RUN_KEYS = {"command", "requests", "throttled", "retries", "reconciled", "succee
 
 
 def test_summary_json_and_json_log_lines_carry_the_documented_fields(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows = [*realistic_rows(12, tag="sum"),
             {"action": "account_invite", "key": "bounced", "email": f"x@{BOUNCE_DOMAIN}",
              "role": "Website Manager"}]
     job = write_job_csv(tmp_path / "nightly.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     summary = tmp_path / "summary.json"
     with running_sandbox() as sandbox:
         result = run_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url),
@@ -236,8 +236,10 @@ def _several_jobs(env: dict[str, str], tmp_path: Path, sandbox: SandboxProcess,
     return rows, job
 
 
-def test_jobs_lists_every_job_newest_first(env: dict[str, str], tmp_path: Path) -> None:
-    db = tmp_path / "jobs.db"
+def test_jobs_lists_every_job_newest_first(
+    env: dict[str, str], tmp_path: Path, each_db: str,
+) -> None:
+    db = each_db
     with running_sandbox() as sandbox:
         _several_jobs(env, tmp_path, sandbox, db)
     listed = run_cli(["jobs", "--json", "--db", str(db)], env, timeout=RUN_TIMEOUT)
@@ -252,9 +254,9 @@ def test_jobs_lists_every_job_newest_first(env: dict[str, str], tmp_path: Path) 
 
 
 def test_prune_keeps_done_operations_so_old_rows_are_never_repeated(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
-    db = tmp_path / "jobs.db"
+    db = each_db
     with running_sandbox() as sandbox:
         rows, job = _several_jobs(env, tmp_path, sandbox, db)
         pruned = run_cli(["prune", "--older-than", "0", "--db", str(db)], env,
@@ -274,9 +276,9 @@ def test_prune_keeps_done_operations_so_old_rows_are_never_repeated(
 
 
 def test_html_report_of_a_job_with_failures_is_one_self_contained_page(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
-    db = tmp_path / "jobs.db"
+    db = each_db
     with running_sandbox() as sandbox:
         _several_jobs(env, tmp_path, sandbox, db)
     jobs = json.loads(run_cli(["jobs", "--json", "--db", str(db)], env).stdout)
@@ -294,10 +296,10 @@ def test_html_report_of_a_job_with_failures_is_one_self_contained_page(
 
 
 def test_status_of_a_job_whose_process_died_says_interrupted(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     job = write_job_csv(tmp_path / "nightly.csv", realistic_rows(30, tag="dead"))
-    db = tmp_path / "jobs.db"
+    db = each_db
     with running_sandbox() as sandbox:
         flags = fast_run_flags(db, sandbox.base_url, rate="5/s", lease_seconds=1.5)
         cli = start_cli(["run", str(job), *flags], env)
@@ -317,13 +319,13 @@ def test_status_of_a_job_whose_process_died_says_interrupted(
 
 
 def test_wix_down_at_the_start_honours_the_outage_limit_and_sigterm(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """The first read waits for Wix like any outage: it stops at --outage-limit (exit 3,
     nothing sent or failed), and a SIGTERM meanwhile ends the run at once (exit 130)."""
     port = free_port()  # nothing listens there: Wix is down from the start
     job = write_job_csv(tmp_path / "nightly.csv", realistic_rows(10, tag="down"))
-    db = tmp_path / "jobs.db"
+    db = each_db
     flags = fast_run_flags(db, f"http://127.0.0.1:{port}", rate="10/s")
     started = time.monotonic()
     limited = run_cli(["run", str(job), *flags, "--outage-limit", "3"], env,
@@ -364,8 +366,10 @@ def test_a_refused_run_still_writes_its_summary_and_a_bad_summary_path_is_refuse
     assert nowhere.returncode == 2 and "--summary-json" in nowhere.stderr, _output(nowhere)
 
 
-def test_listing_into_a_closed_pipe_is_not_an_error(env: dict[str, str], tmp_path: Path) -> None:
-    db = tmp_path / "jobs.db"
+def test_listing_into_a_closed_pipe_is_not_an_error(
+    env: dict[str, str], tmp_path: Path, each_db: str,
+) -> None:
+    db = each_db
     with running_sandbox() as sandbox:
         for n in range(3):
             job = write_job_csv(tmp_path / f"f{n}.csv", realistic_rows(3, tag=f"pipe{n}"))

@@ -85,7 +85,7 @@ ROLE_CASES = [
 
 
 def test_every_role_that_cannot_be_given_is_refused_at_once_with_its_hint_and_nothing_sent(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     rows: list[dict[str, str]] = [
         {"action": "create_site", "key": "shop", "site_name": "Role Check Shop"},
@@ -98,7 +98,7 @@ def test_every_role_that_cannot_be_given_is_refused_at_once_with_its_hint_and_no
         row.update({"site": "@shop"} if action == "site_invite" else {"sites": sites})
         rows.append(row)
     job = write_job_csv(tmp_path / "roles.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
 
     result = _run(job, db, sandbox, env)
 
@@ -167,7 +167,7 @@ def test_a_keep_as_text_wrapper_is_read_in_csv_and_named_in_json(
 
 
 def test_sites_named_by_id_must_be_where_the_row_needs_them(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """A site invite's site and an account invite's sites in the account, a transfer's site in
     its from_account (default: the account); every row that names one elsewhere is refused."""
@@ -193,7 +193,7 @@ def test_sites_named_by_id_must_be_where_the_row_needs_them(
          "to_account": SUB_ACCOUNTS[2]},
     ]
     job = write_job_csv(tmp_path / "sites.csv", [*good, *bad])
-    db = tmp_path / "jobs.db"
+    db = each_db
 
     refused = _run(job, db, sandbox, env)
 
@@ -213,12 +213,12 @@ def test_sites_named_by_id_must_be_where_the_row_needs_them(
 
 
 def test_a_site_moved_by_an_earlier_row_of_the_file_or_by_an_earlier_run_is_fine(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """A transfer from the account a transfer row of the file moves the site to first; and a
     site an earlier run created and moved away, named by id in a later file."""
     [seeded] = seed_sites(sandbox.base_url, [{"displayName": "Seeded Chain"}])
-    db = tmp_path / "jobs.db"
+    db = each_db
     chain = write_job_csv(tmp_path / "chain.csv", [
         {"action": "transfer_site", "key": "hop-1", "site": seeded["id"],
          "to_account": SUB_ACCOUNTS[0]},
@@ -244,7 +244,7 @@ def test_a_site_moved_by_an_earlier_row_of_the_file_or_by_an_earlier_run_is_fine
 
 
 def test_an_account_invite_to_a_site_the_file_moves_away_first_is_refused(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """An account invite can only name sites of the account: limited to a site a transfer row
     moves to a sub-account without waiting for it, it would fail at Wix, so it is refused
@@ -256,7 +256,7 @@ def test_an_account_invite_to_a_site_the_file_moves_away_first_is_refused(
         {"action": "account_invite", "key": "staff", "sites": "@shop",
          "email": "staff@example.com", "role": "Website Manager"},
     ]
-    db = tmp_path / "jobs.db"
+    db = each_db
     refused = _run(write_job_csv(tmp_path / "moved.csv", rows), db, sandbox, env)
     assert refused.returncode == 2, _output(refused)
     [line] = [text for text in refused.stderr.splitlines() if "line 4" in text]
@@ -272,7 +272,7 @@ def test_an_account_invite_to_a_site_the_file_moves_away_first_is_refused(
 
 
 def test_a_create_whose_name_exists_fails_by_default_and_adopt_takes_that_site(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     [existing] = seed_sites(sandbox.base_url, [
         {"displayName": "Existing Bakery", "createdDate": "2024-05-01T09:30:00Z"}])
@@ -284,7 +284,7 @@ def test_a_create_whose_name_exists_fails_by_default_and_adopt_takes_that_site(
         {"action": "create_site", "key": "florist", "site_name": "New Florist"},
     ]
     job = write_job_csv(tmp_path / "names.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
 
     refused = _run(job, db, sandbox, env)
 
@@ -316,7 +316,7 @@ def test_a_create_whose_name_exists_fails_by_default_and_adopt_takes_that_site(
 
 
 def test_running_a_finished_file_again_is_not_refused_for_the_sites_it_made(
-    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path,
+    sandbox: SandboxProcess, env: dict[str, str], tmp_path: Path, each_db: str,
 ) -> None:
     """Its sites exist because the first run made them: done rows are not checked, and a
     second run reads nothing and sends nothing."""
@@ -327,7 +327,7 @@ def test_running_a_finished_file_again_is_not_refused_for_the_sites_it_made(
          "email": "owner@again.example.com", "role": "Website Manager"},
     ]
     job = write_job_csv(tmp_path / "again.csv", rows)
-    db = tmp_path / "jobs.db"
+    db = each_db
     first = _run(job, db, sandbox, env)
     assert first.returncode == 0, _output(first)
     before = requests_by_endpoint(sandbox)

@@ -122,10 +122,10 @@ def _fixed(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def test_failed_and_blocked_rows_fixed_in_their_report_run_again_and_nothing_is_done_twice(
-    sandbox: SandboxProcess, tmp_path: Path,
+    sandbox: SandboxProcess, tmp_path: Path, each_db: str,
 ) -> None:
     env = cli_env(XDG_DATA_HOME=str(tmp_path / "xdg-data"))
-    db = tmp_path / "jobs.db"
+    db = each_db
     flags = fast_run_flags(db, sandbox.base_url)
     original = write_job_csv(tmp_path / "onboarding.csv", ROWS)
 
@@ -210,12 +210,12 @@ def test_failed_and_blocked_rows_fixed_in_their_report_run_again_and_nothing_is_
 
 
 def test_the_original_file_unfixed_is_refused_after_the_redrive_and_nothing_is_sent(
-    sandbox: SandboxProcess, tmp_path: Path,
+    sandbox: SandboxProcess, tmp_path: Path, each_db: str,
 ) -> None:
     """Running the old file by mistake, after its failed rows were fixed and done under the
     same keys, names work done with other content: refused (exit 2), never sent again."""
     env = cli_env(XDG_DATA_HOME=str(tmp_path / "xdg-data"))
-    db = tmp_path / "jobs.db"
+    db = each_db
     flags = fast_run_flags(db, sandbox.base_url)
     original = write_job_csv(tmp_path / "onboarding.csv", ROWS)
     assert run_cli(["run", str(original), *flags], env, timeout=RUN_TIMEOUT).returncode == 1
