@@ -112,13 +112,14 @@ def worker(until_idle: bool, max_jobs: int, poll: float, verbose: int,
     requests in flight finish, leases are given up at once) or, with --until-idle, until no
     job is left.
 
-    Start as many as you like, on as many machines: a job runs in one worker at a time, and a
-    worker that dies leaves it to another once its lease ends (--lease-seconds); rows it had in
-    flight are looked up at Wix before anything is sent again. Each job runs against the account
+    Start as many as you like, on as many machines: workers share each job, each claiming its
+    ready rows under its own name; the rows of a worker that dies go back to the others once
+    its turn lapses (--lease-seconds), those it had in flight looked up at Wix before anything
+    is sent again. Every process on the database keeps to each account's --rate together.
+    Each job runs against the account
     and API it was submitted with, using that account's key from this worker's environment:
     WIX_API_KEY_<ACCOUNT> (the account id in capitals, `_` for `-`), or WIX_API_KEY for the
-    account WIX_ACCOUNT_ID names (for every account, when that is not set). --rate is each
-    account's budget.
+    account WIX_ACCOUNT_ID names (for every account, when that is not set).
 
     Exit codes: 0 every job it ran finished with every row done; 1 some rows failed or were
     blocked, or a job was left (no key for its account, rows refused by the checks); 3 a job

@@ -1,13 +1,14 @@
 """`bulkops worker`: run the open jobs of a database, several at once, until stopped or idle.
 
-Any number of workers, on any number of machines, may watch one database. A job is run by one
-process at a time, under the job lease `run` and `resume` take (`store.acquire_job`); a worker
-that dies stops renewing it, and once it ends (`--lease-seconds`) another worker takes the job
-over: the in-flight operations of the dead one are reconciled before anything is sent again,
-as `resume` does after a crash. Each job remembers its Wix account; the key comes from this
-worker's environment (`AccountKeys`), never from the database. The jobs of one account share
-one request budget in this process (`budgetshare`), and it takes its turns from the account's
-budget every process on the database shares (`sharedbudget`).
+Any number of workers, on any number of machines, may watch one database, and share its jobs
+(`runner.run_shared`): each claims a job's ready rows under its own name and heartbeats; a
+worker that dies stops renewing its turn, and once it has lapsed (`--lease-seconds`) another
+takes its rows back, reconciling those it had sent before anything is sent again, as `resume`
+does after a crash. A job a `run` or `resume` holds is left to it, and a job of the in-process
+sandbox runs in one worker at a time. Each job remembers its Wix account; the key comes from
+this worker's environment (`AccountKeys`), never from the database. The jobs of one account
+share one request budget in this process (`budgetshare`), and it takes its turns from the
+account's budget every process on the database shares (`sharedbudget`).
 """
 
 from __future__ import annotations
