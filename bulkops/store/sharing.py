@@ -118,6 +118,18 @@ def dead_workers() -> Select[tuple[str]]:
                                              job_workers.c.expires_at <= _now)
 
 
+def _taken_back() -> dict[str, object]:
+    """An op taken back from a worker or run that died: unleased, and UNKNOWN if it was in
+    flight (RUNNING): it is looked up at Wix before anything is sent again."""
+    return {
+        "state": case((ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
+                      else_=ops.c.state),
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": _now,
+    }
+
+
 def take_back(owners: list[str]) -> Update:
     """The open ops of the job that the dead `owners` held, unleased; those in flight
     (RUNNING) become UNKNOWN. Parameters: b_job_id, b_now."""
@@ -125,13 +137,7 @@ def take_back(owners: list[str]) -> Update:
         sql_update(ops)
         .where(ops.c.job_id == _job_id, ops.c.state.in_(_OPEN_STATES),
                ops.c.lease_owner.in_(owners))
-        .values(
-            state=case((ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
-                       else_=ops.c.state),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=_now,
-        )
+        .values(_taken_back())
     )
 
 
@@ -146,13 +152,7 @@ def take_back_orphans() -> Update:
         sql_update(ops)
         .where(ops.c.job_id == _job_id, ops.c.state.in_(_OPEN_STATES),
                ops.c.lease_owner.is_not(None), ops.c.lease_owner.not_in(live))
-        .values(
-            state=case((ops.c.state == OpState.RUNNING.value, OpState.UNKNOWN.value),
-                       else_=ops.c.state),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=_now,
-        )
+        .values(_taken_back())
     )
 
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: windows
 
 from common import TEMPLATE_ID, Sandbox, cli_env, figure, run_alone, sandbox, scratch
+from windows import busiest_second
 
 LIMIT_PER_SECOND = 10
 UNKNOWN_OVERSHOOT = 10  # --rate as a multiple of the limit when the limit is unknown
@@ -85,16 +86,6 @@ class Measured:
                 and self.max_per_second <= 1.1 * self.case.rate)
 
 
-def max_in_one_second(times: Sequence[float]) -> int:
-    """The most of `times` (sorted) inside any span [t, t + 1)."""
-    best, oldest = 0, 0
-    for newest, now in enumerate(times):
-        while times[oldest] <= now - 1.0:
-            oldest += 1
-        best = max(best, newest - oldest + 1)
-    return best
-
-
 def write_creates(path: Path, rows: int) -> Path:
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
@@ -116,7 +107,7 @@ def measure(box: Sandbox, case: Case, tmp: Path) -> Measured:
     times = sorted(float(t) for t in stats["request_times"])
     return Measured(case, ran.returncode, int(stats["total"]),
                     int(stats["by_status"].get("429", 0)), times[-1] - times[0],
-                    max_in_one_second(times))
+                    busiest_second(times))
 
 
 def show(measured: Measured) -> str:

@@ -11,6 +11,7 @@ import math
 from collections import deque
 
 import pytest
+from windows import busiest_second
 
 from bulkops.errors import SendStopped
 from bulkops.ratelimit import (
@@ -459,16 +460,6 @@ async def test_ten_minutes_against_a_sliding_window_of_200_a_minute(
     assert budget.snapshot().throttled == server.refused
 
 
-def most_in_one_second(times: list[float]) -> int:
-    """The most of `times` (sorted) inside any span [t, t + 1)."""
-    most, oldest = 0, 0
-    for newest, now in enumerate(times):
-        while times[oldest] <= now - 1.0:
-            oldest += 1
-        most = max(most, newest - oldest + 1)
-    return most
-
-
 @pytest.mark.parametrize("count_refused", [True, False], ids=["refused-count", "admitted-only"])
 @pytest.mark.parametrize(
     ("configured", "min_share_of_limit", "max_share_429"),
@@ -499,7 +490,7 @@ async def test_a_sliding_window_of_any_length_is_filled_without_bursts(
     used = server.admitted / (sent[-1] - sent[0]) / (limit / window)
     assert used >= min_share_of_limit
     assert server.refused / len(sent) < max_share_429
-    assert most_in_one_second(sent) <= 1.1 * parse_rate(configured).per_second
+    assert busiest_second(sent) <= 1.1 * parse_rate(configured).per_second
 
 
 async def test_close_refuses_new_acquires_and_wakes_waiters_with_send_stopped() -> None:
