@@ -53,6 +53,7 @@ from bulkops.roles import RoleBook
 from bulkops.settle import next_check_at
 from bulkops.stopping import Cut, bounded
 from bulkops.store.base import Store
+from bulkops.turn import WorkerTurn
 from bulkops.wix import WixClient
 from bulkops.wixdomains import JOB_FAULT_CODES
 
@@ -174,9 +175,12 @@ class Engine:
         roles: RoleBook | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        turn: WorkerTurn | None = None,
     ) -> None:
         """`roles`: the account's roles when the caller read them already (the checks before
-        a run do); otherwise they are read once, before the first call."""
+        a run do); otherwise they are read once, before the first call. `turn`: this worker's
+        turn on a job other workers share (with `config.shared_lease`): no row is sent once
+        it is lost."""
         self._store = store
         self._outage = outage
         self._client = client
@@ -218,6 +222,7 @@ class Engine:
         self._elsewhere = 0
         self._deadline_passed = False
         self._next_take_back = math.inf  # when to look for dead workers' rows (shared jobs)
+        self._turn = turn
         self.stop_kind = StopKind.BREAKER  # why a STOPPED run stopped, when it did
         self._committer = GroupCommitter(store)
         # The latest failures, so that a storm's victims can be put back when the breaker trips.
@@ -467,9 +472,10 @@ class Engine:
         return len(claimed)
 
     async def _release_queued(self) -> None:
-        """Stopping: rows claimed but never sent go back as they were, unclaimed."""
+        """Stopping: rows claimed but never sent go back as they were, unclaimed; unless this
+        worker lost its turn, when another worker may hold them now: they are left alone."""
         queued = [op.evolve(lease_owner=None) for op in self._calls.drain()]
-        if queued:
+        if queued and not (self._turn is not None and self._turn.lost):
             await self._committer.save(*queued)
 
     async def _rows_run_elsewhere(self, job_id: str) -> float | None:
@@ -560,7 +566,9 @@ class Engine:
 
     async def _call(self, call: Call) -> None:
         try:
-            if call.look_up:
+            if self._turn is not None and not await self._turn_holds():
+                pass  # another worker holds these rows now: nothing is sent or written
+            elif call.look_up:
                 await self._reconcile(call.family, call.ops)
             else:
                 await self._send(call.family, call.ops)
@@ -932,9 +940,22 @@ class Engine:
     async def _save(self, old: OpRecord, new: OpRecord) -> None:
         """Record a row's outcome. Queued for the next commit, not waited for: the worker goes
         on to its next call meanwhile (the row's write-ahead record covers a kill before that
-        commit). Whatever reads the rows back waits for it (`_dispatch_until_done`)."""
+        commit). Whatever reads the rows back waits for it (`_dispatch_until_done`). Nothing,
+        once this worker lost its turn (`_turn_holds`)."""
+        if self._turn is not None and not await self._turn_holds():
+            return
         self._committer.record(new)
         self._count(old, new)
+
+    async def _turn_holds(self) -> bool:
+        """Whether this run may still write its rows: always, unless it is a worker sharing
+        the job whose turn was lost (it stalled, and another worker took its rows back and
+        may have settled them since: this one's copies are stale). Then the run stops."""
+        if self._turn is None or await self._turn.holds():
+            return True
+        self.halt("this worker's turn on the job lapsed and another worker took its rows "
+                  "back; stopped to avoid sending rows twice")
+        return False
 
     def _count(self, old: OpRecord, new: OpRecord) -> None:
         self._note_wait(new)
@@ -950,7 +971,10 @@ class Engine:
                 self._failed_this_run += 1
 
     async def _save_all(self, old: Sequence[OpRecord], new: Sequence[OpRecord]) -> None:
-        """Several rows' changes in one commit (a call's write-ahead record)."""
+        """Several rows' changes in one commit (a call's write-ahead record). Nothing, once
+        this worker lost its turn (`_turn_holds`)."""
+        if self._turn is not None and not await self._turn_holds():
+            return
         await self._committer.save(*new)
         for before, after in zip(old, new, strict=True):
             self._count(before, after)
@@ -1055,13 +1079,16 @@ class Engine:
 
     async def _finish(self, job_id: str, stop: anyio.Event) -> RunResult:
         counts = dict(self._counts)
+        # Shared by workers, the job goes on while others run it: the last one to leave says
+        # how it was left (`runner.run_shared`). A worker that lost its turn (it stalled) or
+        # was told another worker stopped the job leaves the job's state alone: the others
+        # would take a stop it wrote as the job's.
+        alone = self._config.shared_lease is None
         if self._breaker.tripped:
             reason = self._breaker.reason
-            await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
+            if alone or self.stop_kind is not StopKind.LEASE:
+                await self._store.set_job_state(job_id, JobState.STOPPED, stop_reason=reason)
             return self._result(RunOutcome.STOPPED, counts, reason)
-        # Shared by workers, the job goes on while others run it: the last one to leave says
-        # how it was left (`runner.run_shared`).
-        alone = self._config.shared_lease is None
         if stop.is_set() and self._open_ops():
             if alone:
                 await self._store.set_job_state(job_id, JobState.INTERRUPTED)

@@ -39,6 +39,7 @@ from bulkops.settings import DEFAULT_BASE_URL, Settings
 from bulkops.sharedbudget import SharedBudget
 from bulkops.store.base import Store
 from bulkops.timeline import BUCKET_SECONDS, RequestTimeline
+from bulkops.turn import TurnGate, WorkerTurn
 from bulkops.wix import WixClient
 
 log = logging.getLogger(__name__)
@@ -190,21 +191,51 @@ async def run_shared(
         raise JobBusy(f"job {job.job_id} is being run by {holder.describe()}")
     started()
     result: RunResult | None = None
+    turn = _worker_turn(store, job.job_id, owner, settings.lease_seconds) if shared else None
     try:
-        result, run = await _take_over_and_run(store, job, settings, owner, stop, progress,
-                                               rerun=False, stored_now=False, budget=budget,
-                                               shared=shared)
+        async with anyio.create_task_group() as keeper:
+            if turn is not None:
+                # From the join on, the checks before the first write included (they can
+                # outlast a turn): a lapsed turn gives this worker's rows to the others.
+                keeper.start_soon(_keep_turn, turn, settings.lease_seconds)
+            result, run = await _take_over_and_run(
+                store, job, settings, owner, stop, progress, rerun=False, stored_now=False,
+                budget=budget, turn=turn)
+            keeper.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             if not shared:
                 await store.release_job(job.job_id, owner)
             elif await store.leave_job(job.job_id, owner, now=time.time()) and result:
                 await _left_as(store, job.job_id, result)
+    assert result is not None  # the task group above raised otherwise
     final = await store.get_job(job.job_id)
     assert final is not None
     return RunSummary(final, result.counts, result.outcome.value, result.reason,
                       result.succeeded_now, await store.overview(final), run,
                       result.stop_kind.value if result.stop_kind else None)
+
+
+def _worker_turn(store: Store, job_id: str, owner: str, lease_seconds: float) -> WorkerTurn:
+    async def renew() -> float | None:
+        now = time.time()
+        if await store.renew_worker(job_id, owner, now=now, lease_seconds=lease_seconds):
+            return now + lease_seconds
+        return None
+
+    return WorkerTurn(renew)
+
+
+async def _keep_turn(turn: WorkerTurn, lease_seconds: float) -> None:
+    """Renew a worker's turn every third of its length until it is lost or the run ends (a
+    busy database: the next beat tries again)."""
+    while True:
+        try:
+            if not await turn.renew():
+                return
+        except StoreError as exc:
+            log.warning("turn_renew_failed", extra={"error": str(exc)})
+        await anyio.sleep(lease_seconds / 3)
 
 
 async def _left_as(store: Store, job_id: str, result: RunResult) -> None:
@@ -314,9 +345,9 @@ async def _take_over(store: Store, job: JobInfo, *, rerun: bool, stored_now: boo
 async def _take_over_and_run(
     store: Store, job: JobInfo, settings: Settings, owner: str, stop: anyio.Event,
     progress: tuple[TextIO, float, bool], *, rerun: bool, stored_now: bool,
-    budget: RequestBudget | None = None, shared: bool = False,
+    budget: RequestBudget | None = None, turn: WorkerTurn | None = None,
 ) -> tuple[RunResult, RunRecord]:
-    """The run of a job whose lease `owner` holds (with `shared`, as one of the workers
+    """The run of a job whose lease `owner` holds (with a `turn`, as one of the workers
     sharing it). `budget`: the account's budget this run shares with others (a worker's
     jobs); by default one of its own at `settings.rate`."""
     await _take_over(store, job, rerun=rerun, stored_now=stored_now)
@@ -329,6 +360,8 @@ async def _take_over_and_run(
             # The account's budget is shared with every other process on the database.
             budget = SharedBudget(AdaptiveBudget(settings.rate, pacer=settings.pacer), store,
                                   scope_of(settings.account_id, settings.base_url))
+        if turn is not None:
+            budget = TurnGate(budget, turn)  # no request leaves once the turn is lost
         timeline = RequestTimeline(budget, bucket_seconds=BUCKET_SECONDS)
         gate = OutageGate(timeline)
         async with WixClient(
@@ -348,7 +381,7 @@ async def _take_over_and_run(
                 owner,
             )
             return await _run_engine(store, job, settings, _Wire(client, gate, timeline),
-                                     ready, owner, run, stop, progress, shared=shared)
+                                     ready, owner, run, stop, progress, turn=turn)
 
 
 async def _checked(
@@ -426,7 +459,7 @@ def _check_same_target(job: JobInfo, settings: Settings) -> None:
 async def _run_engine(
     store: Store, job: JobInfo, settings: Settings, wire: _Wire, ready: Ready, owner: str,
     run: RunRecord, stop: anyio.Event, progress: tuple[TextIO, float, bool], *,
-    shared: bool = False,
+    turn: WorkerTurn | None = None,
 ) -> tuple[RunResult, RunRecord]:
     engine = Engine(
         store=store,
@@ -442,13 +475,14 @@ async def _run_engine(
             deadline=settings.deadline,
             outage_limit=settings.outage_limit,
             unreachable_since=ready.unreachable_since,
-            shared_lease=settings.lease_seconds if shared else None,
+            shared_lease=settings.lease_seconds if turn is not None else None,
         ),
         breaker=FailureBreaker(
             BreakerSettings(window=settings.breaker_window, ratio=settings.breaker_ratio)
         ),
         outage=wire.gate,
         roles=ready.roles,
+        turn=turn,
     )
     stream, interval, live = progress
     record = _RunRecorder(run, engine, wire.timeline, adopted=ready.adopted)
@@ -460,7 +494,7 @@ async def _run_engine(
     async with anyio.create_task_group() as tg:
         tg.start_soon(display)
         tg.start_soon(_heartbeat, store, job.job_id, owner, settings.lease_seconds, engine,
-                      record, shared)
+                      record, turn)
         try:
             result = await engine.run(job.job_id, stop)
         finally:
@@ -514,20 +548,19 @@ class _RunRecorder:
 
 async def _heartbeat(
     store: Store, job_id: str, owner: str, lease_seconds: float, engine: Engine,
-    record: _RunRecorder, shared: bool,
+    record: _RunRecorder, turn: WorkerTurn | None,
 ) -> None:
-    """Renew the job's lease (a worker sharing it: its turn) every third of its length, and
-    save the run's record so far (a run killed later still leaves its account). A lease found
-    taken by another process (this one stalled past its end) stops the run: both could
-    otherwise send the same rows. A shared job another worker stopped (its breaker) stops
-    this one too."""
+    """Renew the job's lease every third of its length (a worker sharing the job: its `turn`
+    is renewed by the worker's own keeper), and save the run's record so far (a run killed
+    later still leaves its account). A lease found taken by another process (this one stalled
+    past its end), a worker's turn lost, or a shared job another worker stopped (its breaker)
+    stops the run: both could otherwise send the same rows."""
     while True:
         await anyio.sleep(lease_seconds / 3)
         stopped_by = None
         try:
-            if shared:
-                held = await store.renew_worker(job_id, owner, now=time.time(),
-                                                lease_seconds=lease_seconds)
+            if turn is not None:
+                held = not turn.lost
                 job = await store.get_job(job_id)
                 if job is not None and job.state is JobState.STOPPED:
                     stopped_by = job.stop_reason or "stopped"

@@ -105,8 +105,8 @@ class Store(Protocol):
 
     async def renew_worker(self, job_id: str, owner: str, *, now: float,
                            lease_seconds: float) -> bool:
-        """Heartbeat of a sharing worker. False: its turn lapsed before (its operations may
-        have been taken back by another worker): it must stop sending at once."""
+        """Heartbeat of a sharing worker, its turn lapsed or not. False: another worker took
+        its operations back (its turn had lapsed): it must not send any of them again."""
         ...
 
     async def leave_job(self, job_id: str, owner: str, *, now: float) -> bool:

@@ -75,12 +75,11 @@ def add_worker() -> Insert:
 
 @cache
 def renew_worker() -> Update:
-    """Extend a live worker's turn. Parameters: b_job_id, b_owner, b_now, b_until. rowcount 0:
-    it lapsed (another worker may have taken its operations back)."""
+    """Extend a worker's turn, lapsed or not, unless another worker took its rows back (which
+    forgets the worker). Parameters: b_job_id, b_owner, b_until. rowcount 0: lost."""
     return (
         sql_update(job_workers)
-        .where(job_workers.c.job_id == _job_id, job_workers.c.owner == _owner,
-               job_workers.c.expires_at > _now)
+        .where(job_workers.c.job_id == _job_id, job_workers.c.owner == _owner)
         .values(expires_at=_until)
     )
 

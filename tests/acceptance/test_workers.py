@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -341,3 +342,36 @@ def test_a_worker_finishes_the_job_of_a_run_that_was_sigkilled(
     job_id = status_json(each_db, env)["job"]
     assert f"job {job_id}: finished" in finished.stdout, finished.stdout
     assert_exactly_once(rows, report_json(each_db, env, job_id), sandbox.state())
+
+
+def test_a_worker_stalled_past_its_turn_stops_itself_and_not_the_job(
+    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """One of two workers is frozen (SIGSTOP) for longer than its turn, then thawed: the other
+    has taken its rows back meanwhile. The thawed one sends none of them again, writes none of
+    its stale copies over the other's, and stops (exit 3, or 0 if it had nothing left); the
+    job is not stopped for the other, which finishes it: every row exactly once."""
+    sandbox = sandbox_factory(latency=0.1)
+    rows = realistic_rows(60, tag="stall")
+    job_id = submit(db_path, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
+    lease = 2.0
+    # A request the frozen worker had already let out may reach the sandbox after it thaws:
+    # the other worker's look-ups must wait longer than the freeze before sending it again, as
+    # the default --settle (15 s: looked up until 67 s after) does for any stall shorter.
+    flags = ["worker", "--until-idle", "--db", str(db_path), "--lease-seconds", str(lease),
+             *FAST, "--rate", "20/s", "--settle", "3"]
+    frozen, other = start_cli(flags, env), start_cli(flags, env)
+    try:
+        assert wait_until(lambda: request_count(sandbox.base_url) >= 15, timeout=TIMEOUT)
+        frozen.send(signal.SIGSTOP)
+        time.sleep(lease * 2)
+        frozen.send(signal.SIGCONT)
+        thawed, finished = frozen.wait(TIMEOUT), other.wait(TIMEOUT)
+    finally:
+        for worker in (frozen, other):
+            worker.ensure_stopped()
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"job {job_id}: finished" in finished.stdout, finished.stdout
+    assert thawed.returncode in (0, 3), thawed.stdout + thawed.stderr
+    assert status_json(db_path, env, job_id)["state"] == "finished"
+    assert_exactly_once(rows, report_json(db_path, env, job_id), sandbox.state())
