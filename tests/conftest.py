@@ -12,15 +12,11 @@ table there, with nothing to configure on the connection.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from pgserver import pg_admin_url
-from sqlalchemy import NullPool, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from pgserver import pg_admin_url, pg_schema
 
 from bulkops.store import SqlStore, open_store
 
@@ -41,35 +37,14 @@ def _own_data_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
             os.environ["XDG_DATA_HOME"] = before
 
 
-def _admin_dsn() -> str | None:
-    return pg_admin_url()[0]
-
-
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
+def pg_url() -> Iterator[str]:
     """A PostgreSQL URL whose default schema is new and empty; dropped after the test."""
-    admin = _admin_dsn()
+    admin, why_not = pg_admin_url()
     if admin is None:
-        pytest.skip(pg_admin_url()[1])
-    name = f"bulkops_t_{uuid.uuid4().hex[:12]}"
-    admin_url = make_url(admin).set(drivername="postgresql+asyncpg")
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f"CREATE ROLE {name} LOGIN"))
-            await conn.execute(text(f"CREATE SCHEMA {name} AUTHORIZATION {name}"))
-        url = admin_url.set(drivername="postgresql", username=name, password=None)
-        yield url.render_as_string(hide_password=False)
-    finally:
-        async with engine.connect() as conn:
-            # Connections a failed test left open would keep the role alive.
-            await conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :n"),
-                {"n": name},
-            )
-            await conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
-            await conn.execute(text(f"DROP ROLE IF EXISTS {name}"))
-        await engine.dispose()
+        pytest.skip(why_not)
+    with pg_schema(admin, prefix="bulkops_t") as url:
+        yield url
 
 
 @pytest.fixture
