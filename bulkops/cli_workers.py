@@ -32,7 +32,7 @@ from bulkops.cli import (
     db_option,
     worker_run_options,
 )
-from bulkops.errors import ConfigError, JobFileError
+from bulkops.errors import JobFileError
 from bulkops.locations import prepare_default
 from bulkops.model import FINAL_STATES, OpState
 from bulkops.settings import DEFAULT_BASE_URL, Settings
@@ -57,7 +57,7 @@ def submit(file: str, sandbox: bool, base_url: str, account_id: str, db: str | N
     its failed, blocked and cancelled rows run again, as with `run`. Exit 4 while a process runs
     the job.
     """
-    from bulkops.runner import submit_job
+    from bulkops.runner import require_account_id, submit_job
     from bulkops.wixwire import checked_base_url
 
     checked = check_job(file)
@@ -67,15 +67,8 @@ def submit(file: str, sandbox: bool, base_url: str, account_id: str, db: str | N
     settings = Settings(db_url=choice.url,
                         base_url=checked_base_url(base_url or DEFAULT_BASE_URL),
                         account_id=account_id.strip())
-    if not sandbox and not settings.account_id:
-        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export "
-                          "WIX_ACCOUNT_ID (the job remembers the account it is for)")
     if not sandbox:
-        from bulkops.jobrows import is_guid
-
-        if not is_guid(settings.account_id):
-            raise ConfigError(f"WIX_ACCOUNT_ID / --account-id {settings.account_id!r} is not a "
-                              "Wix account id (a GUID like 0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f)")
+        require_account_id(settings.account_id, why="the job remembers the account it is for")
     prepare_default(choice)
     stored = anyio.run(lambda: submit_job(checked=checked, settings=settings, sandbox=sandbox))
     job = stored.job

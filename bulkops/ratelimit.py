@@ -45,6 +45,26 @@ class RequestBudget(Protocol):
     def snapshot(self) -> BudgetSnapshot: ...
 
 
+class BudgetLayer:
+    """A `RequestBudget` over another (`inner`) that passes everything on: a layer (a
+    timeline, a worker's turn) overrides only what it adds."""
+
+    def __init__(self, inner: RequestBudget) -> None:
+        self._inner = inner
+
+    async def acquire(self) -> None:
+        await self._inner.acquire()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def on_response(self, status: int | None, retry_after: float | None) -> None:
+        self._inner.on_response(status, retry_after)
+
+    def snapshot(self) -> BudgetSnapshot:
+        return self._inner.snapshot()
+
+
 # ---------------------------------------------------------------------------------------------
 # Implementation.
 #

@@ -282,13 +282,22 @@ def require_credentials(settings: Settings) -> None:
         raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
                           "(or use --sandbox for a local demo)")
     if not settings.account_id:
-        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID")
+        require_account_id(settings.account_id)
     if any(not char.isprintable() for char in settings.api_key):
         # Never shown: the key is a secret, even a broken one.
         raise ConfigError("WIX_API_KEY contains a line break or another control character: "
                           "set it again from the key as Wix shows it")
-    if not is_guid(settings.account_id):
-        raise ConfigError(f"WIX_ACCOUNT_ID / --account-id {settings.account_id!r} is not a Wix "
+    require_account_id(settings.account_id)
+
+
+def require_account_id(account_id: str, *, why: str = "") -> None:
+    """Raises ConfigError when `account_id` is missing (`why`: what it is needed for, shown
+    after) or is not a GUID."""
+    if not account_id:
+        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID"
+                          + (f" ({why})" if why else ""))
+    if not is_guid(account_id):
+        raise ConfigError(f"WIX_ACCOUNT_ID / --account-id {account_id!r} is not a Wix "
                           "account id (a GUID like 0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f)")
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bulkops.ratelimit import BudgetSnapshot, RequestBudget
+from bulkops.ratelimit import BudgetLayer, RequestBudget
 
 BUCKET_SECONDS = 10.0
 
 
-class RequestTimeline:
+class RequestTimeline(BudgetLayer):
     """A `RequestBudget` that counts the requests leaving in each `bucket_seconds` span from
     `started_at` (unix seconds), then lets `inner` decide when they may leave."""
 
@@ -21,7 +21,7 @@ class RequestTimeline:
         bucket_seconds: float = BUCKET_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._clock = clock
         self.bucket_seconds = bucket_seconds
         self.started_at = clock()
@@ -38,12 +38,3 @@ class RequestTimeline:
         if bucket >= len(self._counts):
             self._counts.extend([0] * (bucket + 1 - len(self._counts)))
         self._counts[bucket] += 1
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def on_response(self, status: int | None, retry_after: float | None) -> None:
-        self._inner.on_response(status, retry_after)
-
-    def snapshot(self) -> BudgetSnapshot:
-        return self._inner.snapshot()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bulkops.errors import SendStopped
-from bulkops.ratelimit import BudgetSnapshot, RequestBudget
+from bulkops.ratelimit import BudgetLayer, RequestBudget
 
 # Renews the turn in the database now: the new end of the turn (unix seconds), or None when
 # the turn was lost (another worker took this one's rows back).
@@ -60,25 +60,16 @@ class WorkerTurn:
         return True
 
 
-class TurnGate:
+class TurnGate(BudgetLayer):
     """A `RequestBudget`: `inner`'s, then the check that the worker's turn still holds, as
     close to the request leaving as the budget gets. Raises SendStopped once it is lost: the
     request does not leave."""
 
     def __init__(self, inner: RequestBudget, turn: WorkerTurn) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._turn = turn
 
     async def acquire(self) -> None:
         await self._inner.acquire()
         if not await self._turn.holds():
             raise SendStopped("this worker's turn lapsed and its rows went to another worker")
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def on_response(self, status: int | None, retry_after: float | None) -> None:
-        self._inner.on_response(status, retry_after)
-
-    def snapshot(self) -> BudgetSnapshot:
-        return self._inner.snapshot()
