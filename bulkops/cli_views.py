@@ -157,8 +157,8 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
     db = database_choice(db).url
     states = _states(only)
     if output:
-        with replaced_on_success(output, what="the report") as out:
-            count = _write_report(db, job or None, fmt, states, out)
+        with replaced_on_success(output, what="the report") as (out, staged):
+            count = _write_report(db, job or None, fmt, states, out, staged=staged)
         click.echo(f"wrote {count} row(s) to {output}", err=True)
     else:
         try:
@@ -175,15 +175,24 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
 
 
 def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | None,
-                  out: TextIO) -> int:
+                  out: TextIO, *, staged: bool = False) -> int:
     """The report of a job in a SQLite file through the standard driver (no SQLAlchemy to
     load, no record per row); any other database, or a file that path does not read (an
-    older schema, no such job), through the store."""
+    older schema, no such job), through the store. `staged`: `out` is discarded unless this
+    returns (`sqlitereport.write_report`)."""
+    from bulkops.loop import paced_collections
+
+    with paced_collections():  # a report makes and drops containers by the million
+        return _report_rows(db, job, fmt, states, out, staged)
+
+
+def _report_rows(db: str, job: str | None, fmt: str, states: list[OpState] | None,
+                 out: TextIO, staged: bool) -> int:
     from bulkops.sqlitereport import sqlite_file, write_report
 
     path = sqlite_file(db)
     if path is not None:
-        count = write_report(path, job, fmt, states, out, database=db)
+        count = write_report(path, job, fmt, states, out, database=db, staged=staged)
         if count is not None:
             return count
     from bulkops.jobviews import write_report as write_through_store
@@ -193,16 +202,18 @@ def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | No
 
 
 @contextmanager
-def replaced_on_success(path: str, *, what: str) -> Iterator[TextIO]:
+def replaced_on_success(path: str, *, what: str) -> Iterator[tuple[TextIO, bool]]:
     """A text file that becomes `path` only when the block ends without an error: a report
     refused by its checks leaves an earlier file of that name as it was. A symbolic link
     stays: the file it points to is the one replaced. A path that is not a regular file (a
     FIFO, a device such as /dev/stdout) is written in place, since nothing may be renamed
-    over it. Raises ConfigError (one line) when the file cannot be written."""
+    over it. Yields the file and whether it is staged (False: written in place, what is
+    written is seen at once). Raises ConfigError (one line) when the file cannot be
+    written."""
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_file():
         with _written(path, what), open(target, "w", encoding="utf-8", newline="") as out:
-            yield out
+            yield out, False
         return
     with _written(path, what):
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
@@ -213,7 +224,7 @@ def replaced_on_success(path: str, *, what: str) -> Iterator[TextIO]:
     try:
         with _written(path, what):
             with open(handle, "w", encoding="utf-8", newline="") as out:
-                yield out
+                yield out, True
             os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -85,6 +85,13 @@ FIRST_FILE: tuple[tuple[OpSpec, OpState, dict[str, Any]], ...] = (
     (OpSpec(0, "d", Action.CREATE_SITE, site_name="\tTab first"),
      OpState.SUCCEEDED, {"site_id": SITE_D, "attempts": 2, "note": "reconciled: found",
                          "error": OpError("TIMEOUT", "an old error", hint="history")}),
+    # Results that a cell would read as a formula: Wix's ids never are, but a report escapes
+    # whatever it is given.
+    (OpSpec(0, "h", Action.CREATE_SITE, site_name="Hotel"),
+     OpState.SUCCEEDED, {"site_id": "=odd-site-id", "attempts": 1}),
+    (OpSpec(0, "h-owner", Action.SITE_INVITE, site="@h", email="h@h.example.com",
+            roles=("Admin",)),
+     OpState.SUCCEEDED, {"invite_id": "-odd-invite", "attempts": 1}),
     (OpSpec(0, "e", Action.CREATE_SITE, site_name="Été ünïcode ✓"),
      OpState.FAILED, {"attempts": 4, "error": OpError(
          "-BAD_NAME", "refused; =1+1, twice", hint="@fix it", status=400,
@@ -199,6 +206,9 @@ async def test_the_jobs_hold_what_the_comparison_is_about(db: str) -> None:
     assert "'=HYPERLINK" in lines[1] and lines[-2].startswith("create_site,e,")
     assert ',TXT,client.com,"""v=spf1 include:x ~all"";""a;b \\""c\\""""",300,' in table
     assert "'-BAD_NAME,\"refused; =1+1, twice\",'@fix it,req-1," in table
+    assert "create_site,h,Hotel," + "," * 17 + "succeeded,1,'=odd-site-id,,,,,,,14," in table
+    assert (",'=odd-site-id,,,h@h.example.com,Admin" + "," * 11
+            + "succeeded,1,,'-odd-invite,,,,,,15," in table)
 
 
 @pytest.mark.parametrize("job_id", ["job-1", "job-2", None])
