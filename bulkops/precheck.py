@@ -186,7 +186,7 @@ async def check_rows(
     world = _World(needs, listings, ours)
     judge = DomainJudge(domains, world.listed, wanted) if domains is not None else None
     adoptions: list[Adoption] = []
-    judged = needs.judged(wanted)
+    judged = needs.judged(wanted, world.names_taken)
     async for row in (rows() if of_actions is None else of_actions(judged)):
         if row.spec.action not in judged:
             continue  # nothing for the second pass to find (`_Needs.judged`)
@@ -267,6 +267,10 @@ class _Needs:
         self.transfers: dict[str, list[tuple[int, str, str]]] = {}
         self.deps: dict[str, tuple[str, ...]] = {}  # row key -> the keys it waits for
         self.names = False
+        # The hashes of the names checked (`site_name_key`): a listing that has none of them
+        # spares the second pass the creates. A hash, not the name, keeps a million rows' worth
+        # small; two names of one hash only cost that pass.
+        self.name_hashes: set[int] = set()
         self.by_id: set[Action] = set()  # actions of rows that name a site by id
 
     def take(self, row: Candidate) -> None:
@@ -283,18 +287,22 @@ class _Needs:
         waits_for = spec.dependency_keys()
         if waits_for:
             self.deps[spec.key] = waits_for
-        self.names = self.names or row.name_checked
+        if row.name_checked:
+            self.names = True
+            self.name_hashes.add(hash(site_name_key(row.spec.site_name or "")))
 
-    def judged(self, domains: DomainNeeds) -> frozenset[Action]:
+    def judged(self, domains: DomainNeeds, taken: Collection[str]) -> frozenset[Action]:
         """The actions of the rows the second pass can find something in: rows naming a
         site by id (`site_refs`), account invites when a transfer takes a site away (they
-        may name it), creates whose name is checked or that a connect row names, domain
-        rows. The others (an invite or transfer naming its site by `@key`, ...) are not
-        read again."""
+        may name it), creates whose name is checked and may be one of `taken` (the names,
+        as `site_name_key` makes them, of the account's sites) or that a connect row names,
+        domain rows. The others (an invite or transfer naming its site by `@key`, a create
+        whose name no site has, ...) are not read again."""
         actions = set(self.by_id)
         if self.transfers:
             actions.add(Action.ACCOUNT_INVITE)
-        if self.names or domains.refs:
+        if domains.refs or (self.names and any(hash(name) in self.name_hashes
+                                               for name in taken)):
             actions.add(Action.CREATE_SITE)
         if domains.first_line is not None:
             actions |= DOMAIN_ACTIONS
@@ -353,6 +361,11 @@ class _World:
         for site in main if isinstance(main, list) else []:
             self._by_name.setdefault(site_name_key(site.display_name), []).append(site)
             self._main[site.id.lower()] = site
+
+    @property
+    def names_taken(self) -> Collection[str]:
+        """The display names of the account's sites, as `site_name_key` makes them."""
+        return self._by_name.keys()
 
     def listed(self, site_id: str) -> Site | None:
         """The account's site of that id, as Query Sites listed it (None: not listed)."""

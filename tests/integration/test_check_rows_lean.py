@@ -180,3 +180,44 @@ async def test_rows_the_second_pass_finds_nothing_in_are_checked_once(store: Sql
         lean = await check(store, client, lean=True, job_id="c")
     assert lean.problems == full.problems
     assert [(problem.line, problem.column) for problem in lean.problems] == [(2, "role")]
+
+
+async def test_creates_whose_names_no_site_has_are_read_once(store: SqlStore) -> None:
+    """The second pass reads the creates only when a site of the account has one of their
+    names: here none has, so it reads no create; with a taken name among them, it does, and
+    finds it."""
+    await add(store, "fresh", [spec("new-1", Action.CREATE_SITE, site_name="Brand New One"),
+                               spec("new-2", Action.CREATE_SITE, site_name="Brand New Two")])
+    await add(store, "clash", [spec("new-3", Action.CREATE_SITE, site_name="Brand New Three"),
+                               spec("clash", Action.CREATE_SITE, site_name=TAKEN_NAME.upper())])
+    asked: list[frozenset[Action]] = []
+
+    async def every_row(job_id: str) -> AsyncIterator[Candidate]:
+        async for op in store.open_rows(job_id):
+            yield Candidate(op.spec, op)
+
+    async def produced(site_ids: Collection[str]) -> set[str]:
+        return await store.produced_sites("", site_ids)
+
+    findings = {}
+    async with (running_sandbox(SandboxConfig(demo_sites=True), port=0) as fake,
+                WixClient(base_url=fake.base_url, api_key="sandbox-key", account_id=ACCOUNT,
+                          budget=AdaptiveBudget(parse_rate("500/s")), timeout=5.0) as client):
+        roles = await read_roles(client)
+        for job_id in ("fresh", "clash"):
+
+            async def of_actions(actions: Collection[Action], job_id: str = job_id
+                                 ) -> AsyncIterator[Candidate]:
+                asked.append(frozenset(actions))
+                async for op in store.open_rows(job_id, actions=actions):
+                    yield Candidate(op.spec, op)
+
+            findings[job_id] = await check_rows(
+                lambda job_id=job_id: every_row(job_id), client, roles, account_id=ACCOUNT,
+                if_exists="fail", produced=produced, retry=ReadRetry(attempts=2, base=0.01),
+                of_actions=of_actions)
+
+    assert [Action.CREATE_SITE in actions for actions in asked] == [False, True]
+    assert findings["fresh"].problems == []
+    assert [(problem.line, problem.column) for problem in findings["clash"].problems] == [
+        (3, "site_name")]
