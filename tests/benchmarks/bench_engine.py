@@ -20,7 +20,12 @@ write. CPU per request (user + system, of the client process alone) is printed t
 machine shared with other work, wall-clock rates move, CPU per request much less.
 
 The latency-bound case gives the sandbox `--latency 0.05` and compares bulkops' rate with
-concurrency / latency, the most any client could reach.
+concurrency / latency, the most any client could reach, and with the bare loop's rate against
+that same sandbox, alternating as above. A sandbox that answers each request exactly 50 ms
+after it came keeps the requests in waves: a wave's answers come together and are handled one
+after the other, and each request's next waits for the ones handled before it. So neither
+client reaches concurrency / latency; the bare loop shows how close a client that does nothing
+else gets.
 """
 
 from __future__ import annotations
@@ -154,14 +159,23 @@ def main(argv: list[str] | None = None) -> int:
 
         latency_job = write_creates(Path(tmp) / "latency.csv", args.latency_rows)
         ceiling = args.concurrency / args.latency
+        bare_rates: list[float] = []
+        rates: list[float] = []
         with sandbox("--latency", str(args.latency)) as box:
-            rates = [bulkops_run(box, latency_job, db, args.latency_rows, args.concurrency)[0]
-                     for _ in range(args.pairs)]
+            for _ in range(args.pairs):
+                bare_rates.append(bare_loop(box, args.latency_rows, args.concurrency)[0])
+                rates.append(bulkops_run(box, latency_job, db, args.latency_rows,
+                                         args.concurrency)[0])
         print(f"latency-bound: {args.latency_rows:,} creates, sandbox latency "
               f"{args.latency * 1000:.0f} ms, --concurrency {args.concurrency}")
+        print(figure("bare aiohttp loop, requests/s", spread(bare_rates),
+                     f"reference; concurrency / latency = {ceiling:,.0f}"))
         print(figure("bulkops run, requests/s", spread(rates),
                      f"≥ 0.85 × {ceiling:,.0f} = {0.85 * ceiling:,.0f}",
                      statistics.median(rates) >= 0.85 * ceiling))
+        print(figure("bulkops / bare loop (paired)",
+                     spread([o / b for b, o in zip(bare_rates, rates, strict=True)]),
+                     "reference"))
     return 0
 
 
