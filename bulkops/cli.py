@@ -514,7 +514,8 @@ def cancel(job: str, db: str | None) -> None:
 @click.option("--account-id", default=None, help="The key's account id.")
 @click.option("--rate-limit", default=None, help="Enforce N requests per window, e.g. 200/min.")
 @click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
-@click.option("--latency", default=0.0, type=click.FloatRange(0), help="Seconds per answer.")
+@click.option("--latency", default=0.0, type=click.FloatRange(0),
+              help="Seconds from a request to its answer, its handling included.")
 @click.option("--error-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Share of 5xx answers (no effect).")
 @click.option("--throttle-rate", default=0.0, type=click.FloatRange(0, 1),

@@ -97,7 +97,8 @@ class SandboxConfig:
       rate_limit: (N, seconds): at most N requests per sliding window per key; every request
           with the valid key counts, including those answered 4xx, 5xx or 429. Past it: 429.
       retry_after: whether a 429 carries `Retry-After` (whole seconds until a slot frees).
-      latency, latency_jitter: every API request waits latency + uniform(0, jitter) seconds.
+      latency, latency_jitter: every API request is answered latency + uniform(0, jitter)
+          seconds after it came (its handling included).
       error_rate: share answered 500/502/503/504 without the effect.
       throttle_rate: share answered 429 whatever the rate limit says, without the effect.
       drop_before_rate: share whose connection is closed without an answer, before the effect.

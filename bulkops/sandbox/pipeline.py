@@ -43,14 +43,13 @@ def error_response(error: ApiError) -> web.Response:
     return web.json_response(error.body, status=error.status, headers=error.headers)
 
 
-def drop_connection(request: web.Request) -> DroppedResponse:
-    """Close the connection without answering; the client sees a disconnect.
+def drop_connection() -> DroppedResponse:
+    """No answer: `serve` closes the connection (when the answer would have left); the client
+    sees a disconnect.
 
     aiohttp then fails to write the returned response to the closed transport and treats it
     as a client that went away (a debug log line, no traceback).
     """
-    if request.transport is not None:
-        request.transport.close()
     return DroppedResponse(status=500)
 
 
@@ -82,20 +81,40 @@ async def _answer(fault: Fault | None, effect: Effect, request: web.Request,
         # No real window to measure: one second is the honest smallest Retry-After.
         raise too_many_requests(1.0, sandbox.config.retry_after)
     if fault is Fault.DROP_BEFORE:
-        return drop_connection(request)
+        return drop_connection()
     response = _apply(effect, sandbox)
     if fault is Fault.DROP_AFTER:
-        return drop_connection(request)
+        return drop_connection()
     if fault is Fault.SLOW:
         await sandbox.sleep(sandbox.config.slow_delay)
     return response
 
 
 async def serve(route: Route, sandbox: Sandbox, request: web.Request) -> web.Response:
-    """Serve one Wix API request. ApiErrors raised here become Wix error bodies upstream."""
+    """Serve one Wix API request. ApiErrors raised here become Wix error bodies upstream.
+
+    With latency, the answer (an error or a dropped connection too) leaves that long after
+    the request came, its handling included, as a server that takes that long to answer. The
+    request is handled first: a sandbox that waited first and handled after would handle a
+    burst of requests one after the other once their waits ended together, each answer later
+    than the one before by the handling of the others (a few milliseconds for 64 at once).
+    """
     delay = sandbox.faults.latency()
+    answer_at = sandbox.clock() + delay
+    try:
+        response = await _handle(route, sandbox, request)
+    except Exception:
+        if delay > 0:
+            await sandbox.sleep(max(0.0, answer_at - sandbox.clock()))
+        raise
     if delay > 0:
-        await sandbox.sleep(delay)
+        await sandbox.sleep(max(0.0, answer_at - sandbox.clock()))
+    if isinstance(response, DroppedResponse) and request.transport is not None:
+        request.transport.close()
+    return response
+
+
+async def _handle(route: Route, sandbox: Sandbox, request: web.Request) -> web.Response:
     authenticate(request.headers, sandbox.config)
     wait = sandbox.faults.over_limit(sandbox.clock())
     if wait is not None:

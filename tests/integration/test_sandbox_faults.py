@@ -166,6 +166,30 @@ async def test_latency_delays_every_answer() -> None:
         assert time.monotonic() - started >= 0.15
 
 
+async def test_latency_delays_errors_and_dropped_connections_too() -> None:
+    async with open_wix(SandboxConfig(latency=0.15, drop_before_rate=1.0)) as wix:
+        started = time.monotonic()
+        status, body, _ = await wix.create(headers={"Authorization": "wrong key"})
+        assert (status, time.monotonic() - started >= 0.15) == (401, True), body
+        started = time.monotonic()
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await wix.create()
+        assert time.monotonic() - started >= 0.15
+        assert wix.by_status() == {"401": 1, "dropped": 1}
+
+
+async def test_latency_includes_the_handling_of_the_request() -> None:
+    """An answer leaves `latency` after its request came, its handling included: a handling
+    that takes longer (here a slow answer of 0.4 s) is not delayed by the latency on top."""
+    async with open_wix(SandboxConfig(latency=0.3, slow_rate=1.0, slow_delay=0.4)) as wix:
+        started = time.monotonic()
+        status, _, _ = await wix.create("Slow")
+        elapsed = time.monotonic() - started
+        assert status == 200
+        assert 0.4 <= elapsed < 0.65, elapsed  # the old wait-then-handle took 0.7
+
+
+
 # -- rate limit -----------------------------------------------------------------------------
 
 
