@@ -280,7 +280,8 @@ class _Needs:
             self.wanted.setdefault(account.lower(), set()).add(site.lower())
             self.by_id.add(spec.action)
         if spec.action is Action.TRANSFER_SITE and spec.site and spec.to_account:
-            self.moves.add((spec.site.lower(), spec.to_account.lower()))
+            if not is_ref(spec.site):  # only sites named by id are looked up (`_absent`)
+                self.moves.add((spec.site.lower(), spec.to_account.lower()))
             # Only a transfer out of the account takes a site away from it.
             if (spec.from_account or self.account).lower() == self.account:
                 self.transfers.setdefault(spec.site.lower(), []).append(
