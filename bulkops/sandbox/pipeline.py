@@ -1,4 +1,5 @@
-"""How every Wix API request is served: latency, key, rate limit, validation, fault, effect.
+"""How every Wix API request is served: key, rate limit, validation, fault, effect, and the
+answer once the latency is over.
 
 An endpoint is split in two. `prepare` reads and validates the request (raising the 4xx
 that Wix would answer) and returns the `effect`: a synchronous function that changes the
