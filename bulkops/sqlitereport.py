@@ -4,10 +4,10 @@ or a record per row.
 
 It writes what `jobviews.write_report` writes, byte for byte (tests/integration/
 test_report_lean.py), and checks it the same way before anything reaches `out` (a staged
-`out`: before it is kept): every row of
-the job (`only`: every row in those states) in exactly one record, in input order, as many per
-state as the job's counts. Both are read in one snapshot, so they never move between the two
-reads; a disagreement raises ReportMismatch and writes nothing.
+`out`: before it is kept): every row of the job (`only`: every row in those states) in
+exactly one record, in input order, as many per state as the job's counts. Both are read in
+one snapshot, so they never move between the two reads; a disagreement raises ReportMismatch
+and writes nothing.
 
 Memory is bounded: a page of rows (`reportrows.FETCH`) at a time, `@key`s resolved per page,
 the report spooled to a temporary file past `SPOOL_BYTES` (or, for `report -o`, written
