@@ -22,7 +22,6 @@ last, the checks before the first write included:
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: windows
 
-from common import TEMPLATE_ID, Sandbox, cli_env, figure, run_alone, sandbox, scratch
+from common import Sandbox, cli_env, figure, run_alone, sandbox, scratch, write_creates
 from windows import busiest_second
 
 LIMIT_PER_SECOND = 10
@@ -84,15 +83,6 @@ class Measured:
         return (self.returncode == 0 and self.used >= self.case.min_used
                 and self.throttled_share < self.case.max_throttled
                 and self.max_per_second <= 1.1 * self.case.rate)
-
-
-def write_creates(path: Path, rows: int) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["action", "key", "site_name", "template_id"])
-        for number in range(rows):
-            writer.writerow(["create_site", f"c{number:06d}", f"Client {number}", TEMPLATE_ID])
-    return path
 
 
 def measure(box: Sandbox, case: Case, tmp: Path) -> Measured:

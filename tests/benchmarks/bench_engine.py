@@ -31,7 +31,6 @@ else gets.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ from common import (
     sandbox,
     scratch,
     spread,
+    write_creates,
 )
 
 from bulkops.loop import loop_name
@@ -85,15 +85,6 @@ BARE_LOOP = textwrap.dedent('''
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(usage.ru_utime + usage.ru_stime)
 ''') % {"key": SANDBOX_KEY, "account": ACCOUNT_ID, "template": TEMPLATE_ID, "path": CREATE_PATH}
-
-
-def write_creates(path: Path, rows: int) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["action", "key", "site_name", "template_id"])
-        for number in range(rows):
-            writer.writerow(["create_site", f"c{number:07d}", f"Client {number}", TEMPLATE_ID])
-    return path
 
 
 def sandbox_rate(box: Sandbox) -> float:

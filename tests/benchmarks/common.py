@@ -6,6 +6,7 @@ figure is printed beside its target or reference rather than asserted.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import resource
@@ -44,6 +45,16 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WIX_", "BULKOPS_"))}
     env.update(WIX_API_KEY=SANDBOX_KEY, WIX_ACCOUNT_ID=ACCOUNT_ID, **extra)
     return env
+
+
+def write_creates(path: Path, rows: int) -> Path:
+    """A job file of `rows` create_site rows (keys c0000000, ...; names Client 0, ...)."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["action", "key", "site_name", "template_id"])
+        for number in range(rows):
+            writer.writerow(["create_site", f"c{number:07d}", f"Client {number}", TEMPLATE_ID])
+    return path
 
 
 def free_port() -> int:

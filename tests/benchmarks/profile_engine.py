@@ -25,8 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import write_creates
-from common import cli_env, sandbox, scratch
+from common import cli_env, sandbox, scratch, write_creates
 
 # `bulkops run ARGS` under cProfile on CPU time, its statistics written to the first argument.
 PROFILED_RUN = textwrap.dedent('''
