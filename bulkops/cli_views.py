@@ -181,24 +181,18 @@ def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | No
     older schema, no such job), through the store. `staged`: `out` is discarded unless this
     returns (`sqlitereport.write_report`)."""
     from bulkops.loop import paced_collections
-
-    with paced_collections():  # a report makes and drops containers by the million
-        return _report_rows(db, job, fmt, states, out, staged)
-
-
-def _report_rows(db: str, job: str | None, fmt: str, states: list[OpState] | None,
-                 out: TextIO, staged: bool) -> int:
     from bulkops.sqlitereport import sqlite_file, write_report
 
-    path = sqlite_file(db)
-    if path is not None:
-        count = write_report(path, job, fmt, states, out, database=db, staged=staged)
-        if count is not None:
-            return count
-    from bulkops.jobviews import write_report as write_through_store
+    with paced_collections():  # a report makes and drops containers by the million
+        path = sqlite_file(db)
+        if path is not None:
+            count = write_report(path, job, fmt, states, out, database=db, staged=staged)
+            if count is not None:
+                return count
+        from bulkops.jobviews import write_report as write_through_store
 
-    written: int = anyio.run(write_through_store, db, job, fmt, states, out)
-    return written
+        written: int = anyio.run(write_through_store, db, job, fmt, states, out)
+        return written
 
 
 @contextmanager

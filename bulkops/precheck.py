@@ -269,7 +269,6 @@ class _Needs:
         # Row key -> the keys it waits for, joined by _KEYS_SEPARATOR (which no key holds):
         # one text instead of a tuple of texts, a third of the first pass's memory less.
         self.deps: dict[str, str] = {}
-        self.names = False
         # The hashes of the names checked (`site_name_key`): a listing that has none of them
         # spares the second pass the creates. Eight bytes a name (a set of the names took 26
         # MB more at a million rows); two names of one hash only cost that pass.
@@ -292,7 +291,6 @@ class _Needs:
         if waits_for:
             self.deps[spec.key] = _KEYS_SEPARATOR.join(waits_for)
         if row.name_checked:
-            self.names = True
             self.name_hashes.append(hash(site_name_key(row.spec.site_name or "")))
 
     def waits_for(self, key: str) -> list[str]:
@@ -317,7 +315,7 @@ class _Needs:
         return frozenset(actions)
 
     def accounts(self) -> set[str]:
-        return set(self.wanted) | ({self.account} if self.names else set())
+        return set(self.wanted) | ({self.account} if self.name_hashes else set())
 
     def site_ids(self) -> set[str]:
         return set().union(*self.wanted.values()) if self.wanted else set()

@@ -512,30 +512,27 @@ def csv_page(page: list[tuple[Any, ...]], specs: list[dict[str, Any]],
         cells[_KEY_COLUMN] = "'" + key if key and key[0] in _TRIGGER_CHARS else key
         # Most rows have no cell to quote: then the line is its cells joined by commas, as
         # csv writes it (a comma inside a cell shows as one comma too many).
-        line = _plain_tail(row, cells)
-        if line is None:
-            cells += _report_cells(row)
-            line = ",".join(cells)
+        tail = _plain_tail(row)
+        line = (",".join(cells) + tail if tail is not None
+                else ",".join(cells + _report_cells(row)))
         if (line.count(",") != _SEPARATORS or '"' in line or "\n" in line or "\r" in line):
-            if len(cells) == len(INPUT_COLUMNS):
-                cells += _report_cells(row)
-            lines.append(_csv_line(cells))
+            lines.append(_csv_line(cells + _report_cells(row)))
         else:
             lines.append(line + "\n")
     return lines
 
 
-def _plain_tail(row: tuple[Any, ...], cells: list[str]) -> str | None:
-    """The row's line, its input `cells` joined, when its report cells are the common
-    few (`_report_cells`' for a row with no error shown, note or records, and no result
-    that `_safe` would change), else None."""
+def _plain_tail(row: tuple[Any, ...]) -> str | None:
+    """The row's report cells as they follow its input cells on its line (with the comma
+    before them) when they are the common few: `_report_cells`' for a row with no error
+    shown, note or records, and no result that `_safe` would change. Else None."""
     state, site, invite = row[_STATE], row[_SITE_ID] or "", row[_INVITE_ID] or ""
     attempts, number = row[_ATTEMPTS], row[_LINE]
     if (row[_NOTE] is None and row[_DETAILS] is None and attempts >= 0 and number >= 0
             and (state == _SUCCEEDED
                  or (row[_ERROR_CODE] is None and row[_ERROR_MESSAGE] is None))
             and site[:1] not in _TRIGGERS and invite[:1] not in _TRIGGERS):
-        return f"{','.join(cells)},{state},{attempts},{site},{invite},,,,,,{number},"
+        return f",{state},{attempts},{site},{invite},,,,,,{number},"
     return None
 
 

@@ -100,19 +100,23 @@ async def serve(route: Route, sandbox: Sandbox, request: web.Request) -> web.Res
     burst of requests one after the other once their waits ended together, each answer later
     than the one before by the handling of the others (a few milliseconds for 64 at once).
     """
-    delay = sandbox.faults.latency()
-    answer_at = sandbox.clock() + delay
+    answer_at = sandbox.clock() + sandbox.faults.latency()
     try:
         response = await _handle(route, sandbox, request)
     except Exception:
-        if delay > 0:
-            await sandbox.sleep(max(0.0, answer_at - sandbox.clock()))
+        await _wait_until(sandbox, answer_at)
         raise
-    if delay > 0:
-        await sandbox.sleep(max(0.0, answer_at - sandbox.clock()))
+    await _wait_until(sandbox, answer_at)
     if isinstance(response, DroppedResponse) and request.transport is not None:
         request.transport.close()
     return response
+
+
+async def _wait_until(sandbox: Sandbox, at: float) -> None:
+    """Until `at` on the sandbox's clock (at once when it has passed)."""
+    left = at - sandbox.clock()
+    if left > 0:
+        await sandbox.sleep(left)
 
 
 async def _handle(route: Route, sandbox: Sandbox, request: web.Request) -> web.Response:
