@@ -10,8 +10,10 @@ with them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from itertools import islice
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -156,27 +158,51 @@ async def _load_fresh(
     now: float,
 ) -> None:
     """The rows of `_insert_fresh`: each row's job_rows entry is copied from its new op,
-    dependencies are linked in one statement."""
+    dependencies are linked in one statement.
+
+    A batch's copy into job_rows is one statement that SQLite runs in its driver's thread
+    without holding the GIL (no row crosses into Python), so it goes on there while the next
+    batch is built here: one statement at a time on the connection, as always. The driver's
+    own connection runs it, in one hand-off to its thread; the transaction is the same."""
     pending = OpState.PENDING.value
     staging = statements.staged_deps
     seq = staged = 0
     source = iter(specs)
-    while batch := list(islice(source, FRESH_BATCH)):
-        rows: list[tuple[Any, ...]] = []
-        deps: list[tuple[int, str]] = []
-        first = seq
-        for spec in batch:
-            rows.append((job_id, seq, spec.line, spec.key, spec.action.value, stored_text(spec),
-                         pending, 0, 0, False, now, scope, _create_fingerprint(spec)))
-            deps += [(seq, key) for key in spec.dependency_keys()]
-            seq += 1
-        await conn.exec_driver_sql(_INSERT_FRESH_OPS, rows)
-        await conn.exec_driver_sql(_ROWS_OF_FRESH_OPS, (job_id, first, seq))
-        if deps:
-            if not staged:
-                await conn.run_sync(staging.create)
-            await conn.exec_driver_sql(_STAGE_DEPS, deps)
-            staged += len(deps)
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None  # an open connection's: aiosqlite's
+    copying: asyncio.Future[Any] | None = None  # the previous batch's copy into job_rows
+    try:
+        while batch := list(islice(source, FRESH_BATCH)):
+            rows: list[tuple[Any, ...]] = []
+            deps: list[tuple[int, str]] = []
+            first = seq
+            for spec in batch:
+                rows.append((job_id, seq, spec.line, spec.key, spec.action.value,
+                             stored_text(spec), pending, 0, 0, False, now, scope,
+                             _create_fingerprint(spec)))
+                deps += [(seq, key) for key in spec.dependency_keys()]
+                seq += 1
+            if copying is not None:
+                await copying
+                copying = None
+            await conn.exec_driver_sql(_INSERT_FRESH_OPS, rows)
+            if deps:
+                if not staged:
+                    await conn.run_sync(staging.create)
+                await conn.exec_driver_sql(_STAGE_DEPS, deps)
+                staged += len(deps)
+            copying = asyncio.ensure_future(
+                driver.execute(_ROWS_OF_FRESH_OPS, (job_id, first, seq)))
+            # Its outcome is always read: awaited below, or here if this load is given up.
+            copying.add_done_callback(lambda done: done.cancelled() or done.exception())
+            await asyncio.sleep(0)  # the copy is handed to the driver's thread
+        if copying is not None:
+            await copying
+            copying = None
+    finally:
+        if copying is not None:  # the next batch failed to build: the copy is let finish
+            with suppress(Exception):
+                await copying
     if seq != total:
         raise StoreError(f"job {job_id}: expected {total} operations, got {seq}")
     if staged:

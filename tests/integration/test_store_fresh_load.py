@@ -8,6 +8,7 @@ rows behind: the same ops, job rows and dependency links, up to the op ids' numb
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,39 @@ async def test_a_failed_large_fresh_load_leaves_the_indexes_in_place(
     finally:
         await store.close()
     assert schema(tmp_path / "failed.db") == schema(tmp_path / "empty.db")
+
+
+async def test_batches_copied_while_the_next_is_built_store_what_the_general_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rows a batch: each batch's copy into job_rows runs while the next is built."""
+    await stored(tmp_path / "general.db", general=True, monkeypatch=monkeypatch)
+    monkeypatch.setattr(adding, "FRESH_BATCH", 2)
+    await stored(tmp_path / "batched.db", general=False, monkeypatch=monkeypatch)
+    assert contents(tmp_path / "batched.db") == contents(tmp_path / "general.db")
+
+
+async def test_a_file_failing_while_a_copy_runs_leaves_nothing_and_the_store_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The specs' iterator fails (the file changed) after a batch's copy was handed to the
+    driver: the job is rolled back whole, and the next add of the job stores it."""
+    monkeypatch.setattr(adding, "FRESH_BATCH", 2)
+
+    def failing() -> Iterator[OpSpec]:
+        yield from specs()[:3]
+        raise StoreError("the file changed")
+
+    store = await open_store(str(tmp_path / "failed.db"))
+    try:
+        with pytest.raises(StoreError, match="the file changed"):
+            await store.add_job(source("job1", 5), failing())
+        assert await store.get_job("job1") is None
+        await store.add_job(source("job1", 5), specs())
+        assert [op.spec.key async for op in store.iter_ops("job1")] == [
+            spec.key for spec in specs()]
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "failed.db") as conn:
+        assert conn.execute("SELECT count(*) FROM job_rows").fetchone() == (5,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
