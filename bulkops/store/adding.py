@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from itertools import islice
@@ -20,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Select, Table, and_, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bulkops.errors import RowError, StoreError
@@ -191,8 +193,7 @@ async def _load_fresh(
                     await conn.run_sync(staging.create)
                 await conn.exec_driver_sql(_STAGE_DEPS, deps)
                 staged += len(deps)
-            copying = asyncio.ensure_future(
-                driver.execute(_ROWS_OF_FRESH_OPS, (job_id, first, seq)))
+            copying = asyncio.ensure_future(_copy_rows(driver, (job_id, first, seq)))
             # Its outcome is always read: awaited below, or here if this load is given up.
             copying.add_done_callback(lambda done: done.cancelled() or done.exception())
             await asyncio.sleep(0)  # the copy is handed to the driver's thread
@@ -211,6 +212,16 @@ async def _load_fresh(
         if linked != staged:
             await _raise_dangling(conn, job_id)
         await conn.run_sync(staging.drop)
+
+
+async def _copy_rows(driver: Any, params: tuple[str, int, int]) -> None:
+    """`_ROWS_OF_FRESH_OPS` on aiosqlite's connection; its failure as SQLAlchemy's would be
+    (a DBAPIError around the driver's), so that `store_errors` words it as any other."""
+    try:
+        cursor = await driver.execute(_ROWS_OF_FRESH_OPS, params)
+        await cursor.close()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(_ROWS_OF_FRESH_OPS, params, exc, sqlite3.Error) from exc
 
 
 def _list_text(value: object) -> str | None:

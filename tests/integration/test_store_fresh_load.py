@@ -199,3 +199,23 @@ async def test_a_file_failing_while_a_copy_runs_leaves_nothing_and_the_store_usa
     with sqlite3.connect(tmp_path / "failed.db") as conn:
         assert conn.execute("SELECT count(*) FROM job_rows").fetchone() == (5,)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_copy_that_fails_in_the_driver_is_a_store_error_and_nothing_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy runs on the driver's own connection: its failure is worded as any other
+    database failure (one line, no traceback), and the job is rolled back whole."""
+    monkeypatch.setattr(adding, "FRESH_BATCH", 2)
+    monkeypatch.setattr(adding, "_ROWS_OF_FRESH_OPS",
+                        "INSERT INTO job_rows (no_such_column) SELECT ? + ? + ?")
+    store = await open_store(str(tmp_path / "copy.db"))
+    try:
+        with pytest.raises(StoreError, match="no_such_column") as info:
+            await store.add_job(source("job1", 5), specs())
+        assert "SELECT" not in str(info.value)  # the driver's words, not the statement
+        assert await store.get_job("job1") is None
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        assert conn.execute("SELECT count(*) FROM ops").fetchone() == (0,)
