@@ -14,7 +14,7 @@ import marshal
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from pathlib import Path
@@ -26,9 +26,16 @@ from bulkops.errors import JobFileError, RowError
 from bulkops.identity import outside_ref_errors, site_name_key
 from bulkops.invitees import INVITE_ACTIONS, invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
-from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, job_format, read_rows
-from bulkops.jobrows import ACTION_NAMES, check_row, missing_reason
+from bulkops.jobreaders import CsvHeader, JobFormat, job_format, read_rows
+from bulkops.jobrows import ACTION_NAMES, RowResult, missing_reason
 from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, frozen_instance, is_ref
+from bulkops.rowcheckers import (
+    HELPER_FROM_BYTES,
+    Checked,
+    HelpersLost,
+    checked_items,
+    helped_items,
+)
 
 __all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
 
@@ -108,8 +115,14 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
             # Same content, same job: running the file again continues the stored job.
             job_id = hashlib.file_digest(raw, "sha256").hexdigest()[:16]
         checks = _Checks()
-        for item in read_rows(file, fmt):
-            checks.take(item)
+        if stamp[0] >= HELPER_FROM_BYTES and (os.cpu_count() or 1) > 1:
+            try:
+                checks.take_all(helped_items(file, fmt))
+            except HelpersLost:  # the helpers could not finish: this process alone
+                checks = _Checks()
+                checks.take_all(checked_items(read_rows(file, fmt)))
+        else:
+            checks.take_all(checked_items(read_rows(file, fmt)))
     except OSError as exc:
         raise _unreadable(file, exc) from None
     source = JobSource(job_id=job_id, path=str(file), format=fmt.value, total=checks.total)
@@ -222,13 +235,15 @@ class _Checks:
         # Required columns a CSV header lacks: column -> (first line needing it, its action).
         self._not_in_header: dict[str, tuple[int, Action | None]] = {}
 
-    def take(self, item: ReadItem) -> None:
-        if isinstance(item, RawRow):  # the common item first
-            self._row(item)
-        elif isinstance(item, RowError):
-            self._errors.append(item)
-        else:
-            self._header = item
+    def take_all(self, items: Iterable[Checked]) -> None:
+        """Every item of the file, in order: a row with its check, or the reader's own."""
+        for item in items:
+            if isinstance(item, tuple):  # the common item first
+                self._row(*item)
+            elif isinstance(item, RowError):
+                self._errors.append(item)
+            else:
+                self._header = item
 
     def outside_refs(self) -> list[OutsideRef]:
         """References to keys no row of the file defines: the good rows' and the bad rows'."""
@@ -251,10 +266,8 @@ class _Checks:
         errors.sort(key=lambda error: error.line)  # stable: a row's problems keep their order
         return errors
 
-    def _row(self, row: RawRow) -> None:
+    def _row(self, line: int, result: RowResult) -> None:
         self.total += 1
-        line = row.line
-        result = check_row(line, row.fields, row.defaults)
         errors = self._errors
         errors += result.errors
         for column in result.missing:

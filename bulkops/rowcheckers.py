@@ -1,0 +1,202 @@
+"""A large file's rows checked on every core: helper processes read and check, this one judges.
+
+`check_row` (normalising and checking one row's cells) and reading the file are most of a
+first pass's time, and need nothing but the row. For a large file, `HELPERS` helper
+processes each read the whole file and check every `HELPERS`-th batch of its items; this
+process takes the batches back in input order, turn by turn, and runs the checks across rows
+(keys, references, names: `jobfile._Checks`) on them. The cross-row checks see exactly the
+sequence of the one-process pass, so a file's problems and specs are the same (a test compares
+them).
+
+Items cross as marshalled batches of plain values (marshal is several times faster than
+pickle); a spec as its fields by name (`spec_plain`), which this process makes a spec of
+again with one copy. Helpers are started with "spawn" (new interpreters, safe
+beside the threads a run may have), ignore Ctrl-C and write nothing to the terminal. A helper
+that cannot start, dies, or meets anything unexpected (an unreadable file included) ends the
+helped pass with `HelpersLost`: the caller then runs the pass in this process alone, which
+reports the file's problem in its own words.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import signal
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bulkops.errors import RowError
+from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, read_rows
+from bulkops.jobrows import RowResult, check_row
+from bulkops.model import Action, OpSpec, frozen_instance
+
+HELPER_FROM_BYTES = 4_000_000  # files smaller than this (about 40,000 rows) use one process
+HELPERS = 2  # helper processes: with this one, about three cores' worth of work on two
+BATCH = 2000  # items per batch: a few milliseconds of work, so that no process waits long
+_END = b""  # a helper's last message: it has no more batches (the file has ended)
+_FAILED = b"\x00"  # a helper's last message: it could not go on
+_JOIN_SECONDS = 5.0  # a helper still alive this long after the pass is killed
+
+_ACTIONS = {action.value: action for action in Action}
+# An enum member's `.value` is looked up through Python code: a dict look-up costs less.
+_ACTION_TEXT = {action: action.value for action in Action}
+
+# A checked item: a row as (its line, `check_row`'s result), else the reader's own item (a
+# problem of the file's shape, the CSV header).
+Checked = tuple[int, RowResult] | RowError | CsvHeader
+
+
+class HelpersLost(Exception):
+    """The helped pass cannot finish: run it again in this process."""
+
+
+def spec_plain(spec: OpSpec) -> dict[str, Any]:
+    """`spec`'s fields by name, its action as text: plain values that marshal writes
+    (`spec_of_plain` makes the same spec again)."""
+    plain = vars(spec).copy()
+    plain["action"] = _ACTION_TEXT[spec.action]
+    return plain
+
+
+def spec_of_plain(plain: dict[str, Any]) -> OpSpec:
+    """The OpSpec `spec_plain` made `plain` of; `plain` itself is left as it is."""
+    # As OpSpec(**fields) would make it, without its generated __init__: the action, set in
+    # the new record's own fields, is the one field that is not plain.
+    spec = frozen_instance(OpSpec, plain)
+    vars(spec)["action"] = _ACTIONS[plain["action"]]
+    return spec
+
+
+def checked_items(items: Iterable[ReadItem]) -> Iterator[Checked]:
+    """The one-process pass: each item of a job file's reader, a row with its check."""
+    for item in items:
+        if type(item) is RawRow:
+            yield item.line, check_row(item.line, item.fields, item.defaults)
+        else:
+            yield item  # type: ignore[misc]
+
+
+def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator[Checked]:
+    """`checked_items(read_rows(path, fmt))`, the file read and its rows checked by `helpers`
+    helper processes. Raises HelpersLost when they cannot finish it (nothing else: the file's
+    own problems included, which the one-process pass then reports)."""
+    context = get_context("spawn")
+    pipes: list[Connection] = []
+    processes = []
+    try:
+        for index in range(helpers):
+            here, there = context.Pipe(duplex=False)
+            process = context.Process(target=_help, args=(str(path), fmt.value, index, helpers,
+                                                           there), daemon=True)
+            process.start()
+            there.close()  # the helper's end: EOF here once it is gone
+            pipes.append(here)
+            processes.append(process)
+        turn = 0
+        while (blob := _next_batch(pipes[turn % helpers])) != _END:
+            yield from map(_decoded, marshal.loads(blob))
+            turn += 1
+    except (OSError, RuntimeError) as exc:  # no process to be had
+        raise HelpersLost(str(exc)) from exc
+    finally:
+        for pipe in pipes:
+            pipe.close()  # a helper still writing stops at once (a broken pipe)
+        for process in processes:
+            process.join(_JOIN_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def _next_batch(pipe: Connection) -> bytes:
+    try:
+        blob = pipe.recv_bytes()
+    except (EOFError, OSError) as exc:  # the helper died
+        raise HelpersLost("a helper process ended early") from exc
+    if blob == _FAILED:
+        raise HelpersLost("a helper process could not go on")
+    return blob
+
+
+def _help(path: str, fmt: str, index: int, helpers: int, out: Connection) -> None:
+    """A helper's life: read the file, check and send every `helpers`-th batch of its items
+    starting with batch `index`, then `_END`; `_FAILED` on any failure."""
+    _quiet()
+    try:
+        mine = index == 0
+        batch: list[tuple[Any, ...]] = []
+        taken = turn = 0
+        for item in read_rows(Path(path), JobFormat(fmt)):
+            if mine:
+                batch.append(_encoded(item))
+            taken += 1
+            if taken == BATCH:
+                if mine:
+                    out.send_bytes(marshal.dumps(batch))
+                    batch = []
+                taken, turn = 0, turn + 1
+                mine = turn % helpers == index
+        if mine and taken:
+            out.send_bytes(marshal.dumps(batch))
+        out.send_bytes(_END)
+    except BaseException:  # told to the pass, which goes on without helpers
+        with suppress(OSError):  # unless the pass has ended already
+            out.send_bytes(_FAILED)
+    finally:
+        out.close()
+
+
+def _quiet() -> None:
+    """A helper's set-up: Ctrl-C is the command's to handle (it ends the pass, and the helper
+    with it), and nothing the helper might print reaches the user's terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
+
+
+def _encoded(item: ReadItem) -> tuple[Any, ...]:
+    """An item as plain values: ("r", line, the row's check) / ("e", line, column, reason) /
+    ("h", line, columns)."""
+    if type(item) is RawRow:
+        result = check_row(item.line, item.fields, item.defaults)
+        spec = result.spec
+        return (
+            "r",
+            item.line,
+            None if spec is None else spec_plain(spec),
+            result.key,
+            None if result.action is None else _ACTION_TEXT[result.action],
+            [(error.line, error.column, error.reason) for error in result.errors],
+            result.missing,
+            result.derived_key,
+            result.refs,
+        )
+    if isinstance(item, RowError):
+        return ("e", item.line, item.column, item.reason)
+    assert isinstance(item, CsvHeader)
+    return ("h", item.line, item.columns)
+
+
+def _decoded(encoded: list[Any]) -> Checked:
+    kind = encoded[0]
+    if kind == "r":
+        _, line, plain, key, action, errors, missing, derived, refs = encoded
+        return line, RowResult(
+            None if plain is None else spec_of_plain(plain),
+            key,
+            None if action is None else _ACTIONS[action],
+            tuple(RowError(*error) for error in errors),
+            missing,
+            derived,
+            refs,
+        )
+    if kind == "e":
+        return RowError(encoded[1], encoded[2], encoded[3])
+    return CsvHeader(encoded[1], encoded[2])

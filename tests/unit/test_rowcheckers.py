@@ -1,0 +1,185 @@
+"""A large file's rows checked in a helper process too (`rowcheckers`): the same problems,
+specs and outside references as the one-process pass, whichever process checked a row, and
+the same when the helper dies mid-pass."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulkops import jobfile, rowcheckers
+from bulkops.errors import JobFileError
+from bulkops.jobreaders import JobFormat, read_rows
+from bulkops.jobrows import check_row
+
+TEMPLATE = "3f0c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
+ACCOUNT = "22222222-2222-4222-8222-222222222221"
+HEADER = ("action,key,site_name,template_id,site,to_account,email,role,sites,depends_on,"
+          "domain,connection,record_type,host,values,ttl")
+
+
+def client_rows(n: int) -> list[str]:
+    """One client's rows: every action, `@key` references, and now and then a bad row of
+    each kind the cross-row checks judge (duplicate key, name or invitee, a reference to a
+    missing or wrong row, a cycle) or the row check does (unknown action, bad cells)."""
+    rows = [
+        f"create_site,site-{n},Client {n} Studio,{TEMPLATE},,,,,,,,,,,,",
+        f"create_site,,Client {n} Blog,,,,,,,,,,,,,",
+        f"site_invite,owner-{n},,,@site-{n},,owner{n}@client{n}.com,Website Manager,,,,,,,,",
+        f"account_invite,team-{n},,,,,team{n}@agency.example.com,Website Manager,@site-{n},,,,,,,",
+        f"connect_domain,domain-{n},,,@site-{n},,,,,,client{n}.com,nameservers,,,,",
+        f"set_dns_record,,,,,,,,,,client{n}.com,,MX,client{n}.com,10 mx1.client{n}.com,3600",
+        f"transfer_site,move-{n},,,@site-{n},{ACCOUNT},,,,@owner-{n};@domain-{n},,,,,,",
+    ]
+    if n % 97 == 5:
+        rows.append(f"create_site,site-{n},Client {n} Again,,,,,,,,,,,,,")  # duplicate key
+    if n % 89 == 7:
+        rows.append(f"create_site,other-{n},client {n}  studio,,,,,,,,,,,,,")  # duplicate name
+    if n % 83 == 3:
+        rows.append(f"site_invite,,,,@site-{n},,OWNER{n}@client{n}.com,Website Manager,,,,,,,,")
+    if n % 79 == 2:
+        rows.append(f"site_invite,,,,@nowhere-{n},,x{n}@client{n}.com,Website Manager,,,,,,,,")
+    if n % 73 == 1:
+        rows.append(f"site_invite,,,,@owner-{n},,y{n}@client{n}.com,Website Manager,,,,,,,,")
+    if n % 71 == 4:
+        rows.append(f"transfer_site,loop-a-{n},,,@site-{n},{ACCOUNT},,,,@loop-b-{n},,,,,,")
+        rows.append(f"transfer_site,loop-b-{n},,,@site-{n},{ACCOUNT},,,,@loop-a-{n},,,,,,")
+    if n % 67 == 6:
+        rows.append(f"make_site,bad-{n},Client {n},,,,,,,,,,,,,")  # unknown action
+    if n % 61 == 0:
+        rows.append(f"site_invite,,,,@site-{n},,not-an-email,Website Manager,,,,,,,,")
+    if n % 59 == 8:
+        rows.append(f"set_dns_record,,,,,,,,,,client{n}.com,,MX,client{n}.com,oops,3600")
+    return rows
+
+
+def write_csv(path: Path, clients: int) -> Path:
+    lines = [HEADER] + [row for n in range(clients) for row in client_rows(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def as_json(csv_path: Path, path: Path) -> Path:
+    """The same rows as a JSON file (with defaults), so that `defaults` cross too."""
+    names = HEADER.split(",")
+    ops = []
+    for line in csv_path.read_text(encoding="utf-8").splitlines()[1:]:
+        cells = dict(zip(names, line.split(","), strict=True))
+        ops.append({name: value for name, value in cells.items() if value and name != "ttl"})
+    path.write_text(json.dumps({"defaults": {"ttl": 3600}, "ops": ops}), encoding="utf-8")
+    return path
+
+
+def checked(path: Path, *, helper: bool, monkeypatch: pytest.MonkeyPatch
+            ) -> tuple[list[tuple[int, str | None, str]], list[object], list[object]]:
+    """(problems, specs, outside references) of `check_job(path)`, with or without helper."""
+    monkeypatch.setattr(jobfile, "HELPER_FROM_BYTES", 0 if helper else 1 << 62)
+    job = jobfile.check_job(path)
+    problems = [(error.line, error.column, error.reason) for error in job.errors]
+    specs = [] if job.errors else list(job.specs())
+    return problems, specs, list(job.outside)
+
+
+@pytest.fixture
+def big_csv(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "clients.csv", 1500)  # over 10,000 rows: many batches
+
+
+def test_helped_pass_reports_what_one_process_reports(
+    big_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = checked(big_csv, helper=False, monkeypatch=monkeypatch)
+    helped = checked(big_csv, helper=True, monkeypatch=monkeypatch)
+    assert helped == alone
+    problems = alone[0]
+    reasons = " | ".join(reason for _, _, reason in problems)
+    # Each kind of problem the file holds is among them, cross-row ones included.
+    for kind in ("duplicate key", "duplicate site name", "already invited", "not a create_site",
+                 "dependency cycle", "unknown action", "email"):
+        assert kind in reasons
+    assert [ref.key for ref in alone[2]][:1] == ["nowhere-2"]
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_helped_pass_gives_the_same_specs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    clean = tmp_path / "clean.csv"
+    lines = [HEADER] + [row for n in range(1200) for row in client_rows(n)[:7]]
+    clean.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = clean if kind == "csv" else as_json(clean, tmp_path / "clean.json")
+    alone = checked(path, helper=False, monkeypatch=monkeypatch)
+    helped = checked(path, helper=True, monkeypatch=monkeypatch)
+    assert alone[0] == [] and len(alone[1]) == 8400
+    assert helped == alone
+
+
+def test_the_helpers_read_and_check_and_this_process_takes_their_batches_in_order(
+    big_csv: Path
+) -> None:
+    helped = list(rowcheckers.helped_items(big_csv, JobFormat.CSV))
+    assert len(helped) > 4 * rowcheckers.BATCH  # batches of both helpers, taken in turn
+    assert helped == list(rowcheckers.checked_items(read_rows(big_csv, JobFormat.CSV)))
+    assert multiprocessing.active_children() == []  # each helper has ended
+
+
+def kill_helpers_after_a_batch(items: Iterator[object]) -> Iterator[object]:
+    for n, item in enumerate(items):
+        if n == rowcheckers.BATCH:
+            for helper in multiprocessing.active_children():
+                os.kill(helper.pid or 0, signal.SIGKILL)
+        yield item
+
+
+def test_helpers_killed_mid_pass_end_it_with_helpers_lost(big_csv: Path) -> None:
+    with pytest.raises(rowcheckers.HelpersLost):
+        list(kill_helpers_after_a_batch(rowcheckers.helped_items(big_csv, JobFormat.CSV)))
+    assert multiprocessing.active_children() == []
+
+
+def test_a_pass_whose_helpers_die_is_run_again_here_with_the_same_outcome(
+    big_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = checked(big_csv, helper=False, monkeypatch=monkeypatch)
+    lost: list[rowcheckers.HelpersLost] = []
+
+    def killed(path: Path, fmt: JobFormat) -> Iterator[object]:
+        try:
+            yield from kill_helpers_after_a_batch(rowcheckers.helped_items(path, fmt))
+        except rowcheckers.HelpersLost as exc:
+            lost.append(exc)
+            raise
+
+    monkeypatch.setattr(jobfile, "helped_items", killed)
+    assert checked(big_csv, helper=True, monkeypatch=monkeypatch) == alone
+    assert len(lost) == 1
+
+
+def test_a_file_that_turns_unreadable_midway_stops_the_pass_and_the_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_csv(tmp_path / "bad.csv", 1500)
+    data = path.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1
+    path.write_bytes(data[:middle] + b"create_site,x,\xff\xfe,,,,,,,,,,,,,\n" + data[middle:])
+    monkeypatch.setattr(jobfile, "HELPER_FROM_BYTES", 0)
+    with pytest.raises(JobFileError) as info:
+        jobfile.check_job(path)
+    assert "not UTF-8" in info.value.errors[0].reason
+
+
+def test_a_spec_crosses_as_plain_values_and_comes_back_the_same(big_csv: Path) -> None:
+    for item in read_rows(big_csv, JobFormat.CSV):
+        if hasattr(item, "fields"):
+            spec = check_row(item.line, item.fields, item.defaults).spec
+            if spec is not None:
+                plain = rowcheckers.spec_plain(spec)
+                kept = dict(plain)
+                assert rowcheckers.spec_of_plain(plain) == spec
+                assert plain == kept  # left as it was
