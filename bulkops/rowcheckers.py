@@ -10,8 +10,9 @@ them).
 
 Items cross as marshalled batches of plain values (marshal is several times faster than
 pickle); a spec as its fields by name (`spec_plain`), which this process makes a spec of
-again with one copy. Helpers are started with "spawn" (new interpreters, safe
-beside the threads a run may have), ignore Ctrl-C and write nothing to the terminal. A helper
+again with one copy. A helper is `python -m bulkops.rowcheckers` (a new interpreter, safe
+beside the threads a run may have), in a session of its own so that Ctrl-C is this process's
+alone; its batches come on its standard output, its standard error goes nowhere. A helper
 that cannot start, dies, or meets anything unexpected (an unreadable file included) ends the
 helped pass with `HelpersLost`: the caller then runs the pass in this process alone, which
 reports the file's problem in its own words.
@@ -20,15 +21,13 @@ reports the file's problem in its own words.
 from __future__ import annotations
 
 import marshal
-import os
-import signal
+import struct
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
-from multiprocessing import get_context
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bulkops.errors import RowError
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, read_rows
@@ -38,9 +37,10 @@ from bulkops.model import Action, OpSpec, frozen_instance
 HELPER_FROM_BYTES = 4_000_000  # files smaller than this (about 40,000 rows) use one process
 HELPERS = 2  # helper processes: with this one, about three cores' worth of work on two
 BATCH = 2000  # items per batch: a few milliseconds of work, so that no process waits long
-_END = b""  # a helper's last message: it has no more batches (the file has ended)
-_FAILED = b"\x00"  # a helper's last message: it could not go on
-_JOIN_SECONDS = 5.0  # a helper still alive this long after the pass is killed
+_LENGTH = struct.Struct("<Q")  # before each batch: its length in bytes
+_END = 0  # a helper's last length: it has no more batches (the file has ended)
+_FAILED = 2**64 - 1  # a helper's last length: it could not go on
+_WAIT_SECONDS = 5.0  # a helper still alive this long after the pass is killed
 
 _ACTIONS = {action.value: action for action in Action}
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
@@ -85,48 +85,60 @@ def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator
     """`checked_items(read_rows(path, fmt))`, the file read and its rows checked by `helpers`
     helper processes. Raises HelpersLost when they cannot finish it (nothing else: the file's
     own problems included, which the one-process pass then reports)."""
-    context = get_context("spawn")
-    pipes: list[Connection] = []
-    processes = []
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         for index in range(helpers):
-            here, there = context.Pipe(duplex=False)
-            process = context.Process(target=_help, args=(str(path), fmt.value, index, helpers,
-                                                           there), daemon=True)
-            process.start()
-            there.close()  # the helper's end: EOF here once it is gone
-            pipes.append(here)
-            processes.append(process)
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", __name__, str(path), fmt.value, str(index), str(helpers)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                # Outside the terminal's process group: Ctrl-C is this process's alone (it
+                # ends the pass, and the helpers with it), never a helper's half-started.
+                start_new_session=True,
+            ))
         turn = 0
-        while (blob := _next_batch(pipes[turn % helpers])) != _END:
+        while (blob := _next_batch(processes[turn % helpers])) is not None:
             yield from map(_decoded, marshal.loads(blob))
             turn += 1
-    except (OSError, RuntimeError) as exc:  # no process to be had
+    except OSError as exc:  # no process to be had
         raise HelpersLost(str(exc)) from exc
     finally:
-        for pipe in pipes:
-            pipe.close()  # a helper still writing stops at once (a broken pipe)
-        for process in processes:
-            process.join(_JOIN_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        _end(processes)
 
 
-def _next_batch(pipe: Connection) -> bytes:
-    try:
-        blob = pipe.recv_bytes()
-    except (EOFError, OSError) as exc:  # the helper died
-        raise HelpersLost("a helper process ended early") from exc
-    if blob == _FAILED:
+def _next_batch(helper: subprocess.Popen[bytes]) -> bytes | None:
+    """The helper's next batch, marshalled; None once it has none left (the file ended)."""
+    assert helper.stdout is not None  # started with a pipe
+    head = helper.stdout.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise HelpersLost("a helper process ended early")
+    (length,) = _LENGTH.unpack(head)
+    if length == _FAILED:
         raise HelpersLost("a helper process could not go on")
+    if length == _END:
+        return None
+    blob = helper.stdout.read(length)
+    if len(blob) < length:
+        raise HelpersLost("a helper process ended early")
     return blob
 
 
-def _help(path: str, fmt: str, index: int, helpers: int, out: Connection) -> None:
-    """A helper's life: read the file, check and send every `helpers`-th batch of its items
-    starting with batch `index`, then `_END`; `_FAILED` on any failure."""
-    _quiet()
+def _end(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Every helper gone: a helper still writing stops at once (a broken pipe)."""
+    for process in processes:
+        if process.stdout is not None:
+            process.stdout.close()
+    for process in processes:
+        try:
+            process.wait(_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def help_with(path: str, fmt: str, index: int, helpers: int, out: BinaryIO) -> None:
+    """A helper's work: read the file, check and write to `out` every `helpers`-th batch of
+    its items starting with batch `index` (each one marshalled, behind its 8-byte length),
+    then `_END`; `_FAILED` instead on any failure."""
     try:
         mine = index == 0
         batch: list[tuple[Any, ...]] = []
@@ -137,28 +149,24 @@ def _help(path: str, fmt: str, index: int, helpers: int, out: Connection) -> Non
             taken += 1
             if taken == BATCH:
                 if mine:
-                    out.send_bytes(marshal.dumps(batch))
+                    _write(out, marshal.dumps(batch))
                     batch = []
                 taken, turn = 0, turn + 1
                 mine = turn % helpers == index
         if mine and taken:
-            out.send_bytes(marshal.dumps(batch))
-        out.send_bytes(_END)
-    except BaseException:  # told to the pass, which goes on without helpers
+            _write(out, marshal.dumps(batch))
+        out.write(_LENGTH.pack(_END))
+    except Exception:  # told to the pass, which goes on without helpers
         with suppress(OSError):  # unless the pass has ended already
-            out.send_bytes(_FAILED)
-    finally:
-        out.close()
+            out.write(_LENGTH.pack(_FAILED))
+    with suppress(OSError):
+        out.flush()
 
 
-def _quiet() -> None:
-    """A helper's set-up: Ctrl-C is the command's to handle (it ends the pass, and the helper
-    with it), and nothing the helper might print reaches the user's terminal."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
+def _write(out: BinaryIO, blob: bytes) -> None:
+    out.write(_LENGTH.pack(len(blob)))
+    out.write(blob)
+    out.flush()  # the pass may be waiting for just this batch
 
 
 def _encoded(item: ReadItem) -> tuple[Any, ...]:
@@ -200,3 +208,15 @@ def _decoded(encoded: list[Any]) -> Checked:
     if kind == "e":
         return RowError(encoded[1], encoded[2], encoded[3])
     return CsvHeader(encoded[1], encoded[2])
+
+
+def _main(args: list[str]) -> int:
+    """`python -m bulkops.rowcheckers PATH FORMAT INDEX HELPERS`: one helper (`help_with`),
+    its batches on standard output."""
+    path, fmt, index, helpers = args
+    help_with(path, fmt, int(index), int(helpers), sys.stdout.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
