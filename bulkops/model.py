@@ -90,7 +90,11 @@ class OpSpec:
 
     def dependency_keys(self) -> tuple[str, ...]:
         """Every row key this row waits for, in first-mention order, without duplicates."""
-        refs = [self.site] if self.site else []
+        site = self.site
+        if not (self.sites or self.depends_on or self.implied_depends_on):
+            # The common rows (a create, a row naming one site): asked a million times a load.
+            return (site[1:],) if site and site[0] == REF_PREFIX else ()
+        refs = [site] if site else []
         refs += list(self.sites)
         keys = [r[1:] for r in refs if is_ref(r)] + list(self.depends_on)
         keys += self.implied_depends_on

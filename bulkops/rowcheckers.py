@@ -21,6 +21,7 @@ reports the file's problem in its own words.
 from __future__ import annotations
 
 import marshal
+import os
 import struct
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from bulkops.jobrows import RowResult, check_row
 from bulkops.model import Action, OpSpec, frozen_instance
 
 HELPER_FROM_BYTES = 4_000_000  # files smaller than this (about 40,000 rows) use one process
-HELPERS = 2  # helper processes: with this one, about three cores' worth of work on two
+HELPERS = 2  # helper processes: each reads the whole file and checks half its batches
 BATCH = 2000  # items per batch: a few milliseconds of work, so that no process waits long
 _LENGTH = struct.Struct("<Q")  # before each batch: its length in bytes
 _END = 0  # a helper's last length: it has no more batches (the file has ended)
@@ -85,24 +86,41 @@ def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator
     """`checked_items(read_rows(path, fmt))`, the file read and its rows checked by `helpers`
     helper processes. Raises HelpersLost when they cannot finish it (nothing else: the file's
     own problems included, which the one-process pass then reports)."""
+    if not sys.executable:  # an embedded interpreter: no command to start helpers with
+        raise HelpersLost("no Python interpreter to start helpers with")
     processes: list[subprocess.Popen[bytes]] = []
     try:
         for index in range(helpers):
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", __name__, str(path), fmt.value, str(index), str(helpers)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=_helper_environment(),
                 # Outside the terminal's process group: Ctrl-C is this process's alone (it
                 # ends the pass, and the helpers with it), never a helper's half-started.
                 start_new_session=True,
             ))
         turn = 0
         while (blob := _next_batch(processes[turn % helpers])) is not None:
-            yield from map(_decoded, marshal.loads(blob))
+            try:
+                batch = [_decoded(encoded) for encoded in marshal.loads(blob)]
+            except (EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+                raise HelpersLost(f"a helper's batch could not be read: {exc}") from exc
+            yield from batch
             turn += 1
     except OSError as exc:  # no process to be had
         raise HelpersLost(str(exc)) from exc
     finally:
         _end(processes)
+
+
+def _helper_environment() -> dict[str, str]:
+    """This environment, with the folder this very `bulkops` package is imported from first
+    on the helpers' path: they run the same code, however this process was started."""
+    root = str(Path(__file__).resolve().parents[1])
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, (root, environment.get("PYTHONPATH"))))
+    return environment
 
 
 def _next_batch(helper: subprocess.Popen[bytes]) -> bytes | None:

@@ -96,11 +96,27 @@ async def _scope_used(conn: AsyncConnection, scope: str) -> bool:
 
 
 # Raw driver statements of the fresh-scope load: the per-row work of SQLAlchemy's
-# executemany (bind processing, result set-up) costs more than SQLite's own insert.
-_FRESH_OP_COLUMNS = ("job_id", "seq", "line", "key", "action", "spec", "state", "attempts",
-                     "checks", "maybe_applied", "updated_at", "scope", "fingerprint")
-_INSERT_FRESH_OPS = (f"INSERT INTO ops ({', '.join(_FRESH_OP_COLUMNS)}) "
-                     f"VALUES ({', '.join('?' * len(_FRESH_OP_COLUMNS))})")
+# executemany (bind processing, result set-up) costs more than SQLite's own insert. Only the
+# columns that differ from row to row are bound: the job, scope, state and time are the same
+# for every row of a load, written into the statement (`_insert_fresh_ops`), and attempts,
+# checks and maybe_applied take their defaults; SQLite's driver binds each value of each row.
+_FRESH_OP_COLUMNS = ("seq", "line", "key", "action", "spec", "fingerprint")
+
+
+def _insert_fresh_ops(job_id: str, scope: str, now: float) -> str:
+    """The INSERT of a fresh load's ops: `_FRESH_OP_COLUMNS` bound per row, the rest as SQL
+    literals (text quoted as SQLite quotes it; the time as Python writes a float, which
+    SQLite reads back to well within a microsecond)."""
+    constants = {"job_id": _sql_text(job_id), "scope": _sql_text(scope),
+                 "state": _sql_text(OpState.PENDING.value), "updated_at": repr(float(now))}
+    return (f"INSERT INTO ops ({', '.join((*_FRESH_OP_COLUMNS, *constants))}) "
+            f"VALUES ({', '.join(('?',) * len(_FRESH_OP_COLUMNS) + tuple(constants.values()))})")
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 _ROWS_OF_FRESH_OPS = (
     "INSERT INTO job_rows (job_id, seq, line, key, action, spec, op_id) "
     "SELECT job_id, seq, line, key, action, spec, op_id FROM ops "
@@ -166,7 +182,7 @@ async def _load_fresh(
     without holding the GIL (no row crosses into Python), so it goes on there while the next
     batch is built here: one statement at a time on the connection, as always. The driver's
     own connection runs it, in one hand-off to its thread; the transaction is the same."""
-    pending = OpState.PENDING.value
+    insert_ops = _insert_fresh_ops(job_id, scope, now)
     staging = statements.staged_deps
     seq = staged = 0
     source = iter(specs)
@@ -179,15 +195,14 @@ async def _load_fresh(
             deps: list[tuple[int, str]] = []
             first = seq
             for spec in batch:
-                rows.append((job_id, seq, spec.line, spec.key, spec.action.value,
-                             stored_text(spec), pending, 0, 0, False, now, scope,
+                rows.append((seq, spec.line, spec.key, spec.action.value, stored_text(spec),
                              _create_fingerprint(spec)))
                 deps += [(seq, key) for key in spec.dependency_keys()]
                 seq += 1
             if copying is not None:
                 await copying
                 copying = None
-            await conn.exec_driver_sql(_INSERT_FRESH_OPS, rows)
+            await conn.exec_driver_sql(insert_ops, rows)
             if deps:
                 if not staged:
                     await conn.run_sync(staging.create)

@@ -40,7 +40,8 @@ def source(job_id: str, total: int) -> JobSource:
                      account_id=ACCOUNT, base_url=API)
 
 
-async def stored(db: Path, *, general: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+async def stored(db: Path, *, general: bool, monkeypatch: pytest.MonkeyPatch,
+                 job_id: str = "job1") -> None:
     if general:
         async def used(conn: object, scope: str) -> bool:
             return True
@@ -48,7 +49,7 @@ async def stored(db: Path, *, general: bool, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setattr(adding, "_scope_used", used)
     store = await open_store(str(db))
     try:
-        await store.add_job(source("job1", 5), specs())
+        await store.add_job(source(job_id, 5), specs())
     finally:
         await store.close()
         monkeypatch.undo()
@@ -219,3 +220,14 @@ async def test_a_copy_that_fails_in_the_driver_is_a_store_error_and_nothing_is_k
         await store.close()
     with sqlite3.connect(tmp_path / "copy.db") as conn:
         assert conn.execute("SELECT count(*) FROM ops").fetchone() == (0,)
+
+
+async def test_a_job_id_with_a_quote_is_stored_as_the_general_path_stores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fresh load writes the job id into its statement: quoted, it is stored as given."""
+    await stored(tmp_path / "fresh.db", general=False, monkeypatch=monkeypatch, job_id="o'job")
+    await stored(tmp_path / "general.db", general=True, monkeypatch=monkeypatch, job_id="o'job")
+    fresh = contents(tmp_path / "fresh.db")
+    assert fresh == contents(tmp_path / "general.db")
+    assert {op[0] for op in fresh[0]} == {"o'job"}

@@ -84,3 +84,31 @@ def test_a_save_names_every_mutable_column_and_only_those() -> None:
     for op in (OpRecord(op_id=4, job_id="j", seq=0, spec=SPECS[0]),
                OpRecord(op_id=5, job_id="j", seq=1, spec=SPECS[1])):
         assert set(mutable_values(op)) == set(MUTABLE_COLUMNS) - {"fingerprint"}
+
+
+def _waits_for(spec: OpSpec) -> tuple[str, ...]:
+    """What `dependency_keys` means, written plainly: every `@key` of site and sites, then
+    depends_on and the implied ones, in first-mention order, each once."""
+    keys: list[str] = []
+    for value in [spec.site or "", *spec.sites]:
+        if value.startswith("@") and value[1:] not in keys:
+            keys.append(value[1:])
+    for key in [*spec.depends_on, *spec.implied_depends_on]:
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+@pytest.mark.parametrize("spec", [
+    *SPECS,
+    OpSpec(line=6, key="one", action=Action.SITE_INVITE, site="@acme", email="b@example.com",
+           roles=("Admin",)),
+    OpSpec(line=7, key="by-id", action=Action.SITE_INVITE, site="d0a1-site-id",
+           email="b@example.com", roles=("Admin",)),
+    OpSpec(line=8, key="move", action=Action.TRANSFER_SITE, site="@acme", to_account="a",
+           depends_on=("one", "acme")),
+    OpSpec(line=9, key="many", action=Action.ACCOUNT_INVITE, email="c@example.com",
+           roles=("Admin",), sites=("@acme", "site-id", "@inv", "@acme")),
+], ids=lambda spec: spec.key)
+def test_dependency_keys_name_each_awaited_row_once_in_first_mention_order(spec: OpSpec) -> None:
+    assert spec.dependency_keys() == _waits_for(spec)

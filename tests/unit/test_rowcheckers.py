@@ -199,3 +199,31 @@ def test_a_spec_crosses_as_plain_values_and_comes_back_the_same(big_csv: Path) -
                 kept = dict(plain)
                 assert rowcheckers.spec_of_plain(plain) == spec
                 assert plain == kept  # left as it was
+
+
+@pytest.mark.parametrize("answer", [
+    b"",  # ends at once
+    b"\x05\x00\x00\x00\x00\x00\x00\x00hello",  # a batch that is no marshalled batch
+    b"\x05\x00\x00\x00\x00\x00\x00\x00he",  # a batch cut short
+    b"\xff" * 8,  # gives up
+], ids=["ends", "garbage", "cut", "fails"])
+def test_a_helper_that_answers_nonsense_ends_the_helped_pass_with_helpers_lost(
+    big_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: bytes
+) -> None:
+    """Whatever a helper writes or fails to write, the pass ends with HelpersLost (which
+    sends it back to this process), never with another error."""
+    (tmp_path / "answer").write_bytes(answer)
+    fake = tmp_path / "fake-python"  # stands for the interpreter: writes its answer, ends
+    fake.write_text(f"#!/bin/sh\ncat '{tmp_path / 'answer'}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(rowcheckers.sys, "executable", str(fake))
+    with pytest.raises(rowcheckers.HelpersLost):
+        list(rowcheckers.helped_items(big_csv, JobFormat.CSV))
+
+
+def test_no_interpreter_to_start_helpers_with_is_helpers_lost(
+    big_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rowcheckers.sys, "executable", "")
+    with pytest.raises(rowcheckers.HelpersLost):
+        list(rowcheckers.helped_items(big_csv, JobFormat.CSV))
