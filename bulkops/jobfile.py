@@ -30,6 +30,7 @@ from bulkops.jobreaders import CsvHeader, JobFormat, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, RowResult, missing_reason
 from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, frozen_instance, is_ref
 from bulkops.rowcheckers import (
+    HELPED_FORMATS,
     HELPER_FROM_BYTES,
     Checked,
     HelpersLost,
@@ -115,7 +116,8 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
             # Same content, same job: running the file again continues the stored job.
             job_id = hashlib.file_digest(raw, "sha256").hexdigest()[:16]
         checks = _Checks()
-        if stamp[0] >= HELPER_FROM_BYTES and (os.cpu_count() or 1) > 1:
+        if (stamp[0] >= HELPER_FROM_BYTES and fmt in HELPED_FORMATS
+                and (os.cpu_count() or 1) > 1):
             try:
                 checks.take_all(helped_items(file, fmt))
             except HelpersLost:  # the helpers could not finish: this process alone

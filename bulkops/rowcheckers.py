@@ -1,7 +1,8 @@
 """A large file's rows checked on every core: helper processes read and check, this one judges.
 
 `check_row` (normalising and checking one row's cells) and reading the file are most of a
-first pass's time, and need nothing but the row. For a large file, `HELPERS` helper
+first pass's time, and need nothing but the row. For a large CSV or JSON Lines file (formats
+read as they stream: a JSON document is parsed whole, once per reader), `HELPERS` helper
 processes each read the whole file and check every `HELPERS`-th batch of its items; this
 process takes the batches back in input order, turn by turn, and runs the checks across rows
 (keys, references, names: `jobfile._Checks`) on them. The cross-row checks see exactly the
@@ -36,6 +37,9 @@ from bulkops.jobrows import RowResult, check_row
 from bulkops.model import Action, OpSpec, frozen_instance
 
 HELPER_FROM_BYTES = 4_000_000  # files smaller than this (about 40,000 rows) use one process
+# The formats read as they stream: a JSON document is parsed whole, which each helper would
+# hold in memory at once (JSON Lines is the form for a large file).
+HELPED_FORMATS = frozenset({JobFormat.CSV, JobFormat.JSONL})
 HELPERS = 2  # helper processes: each reads the whole file and checks half its batches
 BATCH = 2000  # items per batch: a few milliseconds of work, so that no process waits long
 _LENGTH = struct.Struct("<Q")  # before each batch: its length in bytes

@@ -64,14 +64,15 @@ def write_csv(path: Path, clients: int) -> Path:
     return path
 
 
-def as_json(csv_path: Path, path: Path) -> Path:
-    """The same rows as a JSON file (with defaults), so that `defaults` cross too."""
+def as_jsonl(csv_path: Path, path: Path) -> Path:
+    """The same rows as a JSON Lines file, which helpers read too (a JSON document they do
+    not: it is parsed whole)."""
     names = HEADER.split(",")
-    ops = []
+    lines = []
     for line in csv_path.read_text(encoding="utf-8").splitlines()[1:]:
         cells = dict(zip(names, line.split(","), strict=True))
-        ops.append({name: value for name, value in cells.items() if value and name != "ttl"})
-    path.write_text(json.dumps({"defaults": {"ttl": 3600}, "ops": ops}), encoding="utf-8")
+        lines.append(json.dumps({name: value for name, value in cells.items() if value}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -105,18 +106,34 @@ def test_helped_pass_reports_what_one_process_reports(
     assert [ref.key for ref in alone[2]][:1] == ["nowhere-2"]
 
 
-@pytest.mark.parametrize("kind", ["csv", "json"])
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_helped_pass_gives_the_same_specs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     clean = tmp_path / "clean.csv"
     lines = [HEADER] + [row for n in range(1200) for row in client_rows(n)[:7]]
     clean.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path = clean if kind == "csv" else as_json(clean, tmp_path / "clean.json")
+    path = clean if kind == "csv" else as_jsonl(clean, tmp_path / "clean.jsonl")
     alone = checked(path, helper=False, monkeypatch=monkeypatch)
     helped = checked(path, helper=True, monkeypatch=monkeypatch)
     assert alone[0] == [] and len(alone[1]) == 8400
     assert helped == alone
+
+
+def test_a_json_document_is_checked_in_this_process_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each helper would hold the whole parsed document: a large .json is checked here."""
+    path = tmp_path / "clean.json"
+    path.write_text(json.dumps([{"action": "create_site", "key": f"s{n}", "site_name": f"S {n}"}
+                                for n in range(100)]), encoding="utf-8")
+
+    def no_helpers(*_: object) -> Iterator[object]:
+        raise AssertionError("helpers started for a JSON document")
+
+    monkeypatch.setattr(jobfile, "helped_items", no_helpers)
+    problems, specs, _ = checked(path, helper=True, monkeypatch=monkeypatch)
+    assert problems == [] and len(specs) == 100
 
 
 def test_the_helpers_read_and_check_and_this_process_takes_their_batches_in_order(
