@@ -13,16 +13,16 @@ Items cross as marshalled batches of plain values (marshal is several times fast
 pickle); a spec as its fields by name (`spec_plain`), which this process makes a spec of
 again with one copy. A helper is `python -m bulkops.rowcheckers` (a new interpreter, safe
 beside the threads a run may have), in a session of its own so that Ctrl-C is this process's
-alone; its batches come on its standard output, its standard error goes nowhere. A helper
-that cannot start, dies, or meets anything unexpected (an unreadable file included) ends the
-helped pass with `HelpersLost`: the caller then runs the pass in this process alone, which
+alone; its batches come on its standard output, its standard error goes nowhere. It is told
+which `bulkops` package the pass runs, and gives up if it imported another. A helper that
+cannot start, dies, gives up or meets anything unexpected (an unreadable file included) ends
+the helped pass with `HelpersLost`: the caller then runs the pass in this process alone, which
 reports the file's problem in its own words.
 """
 
 from __future__ import annotations
 
 import marshal
-import os
 import struct
 import subprocess
 import sys
@@ -46,6 +46,7 @@ _LENGTH = struct.Struct("<Q")  # before each batch: its length in bytes
 _END = 0  # a helper's last length: it has no more batches (the file has ended)
 _FAILED = 2**64 - 1  # a helper's last length: it could not go on
 _WAIT_SECONDS = 5.0  # a helper still alive this long after the pass is killed
+_PACKAGE = str(Path(__file__).resolve().parent)  # this `bulkops` package's folder
 
 _ACTIONS = {action.value: action for action in Action}
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
@@ -96,9 +97,9 @@ def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator
     try:
         for index in range(helpers):
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", __name__, str(path), fmt.value, str(index), str(helpers)],
+                [sys.executable, "-m", __name__, _PACKAGE, str(path), fmt.value, str(index),
+                 str(helpers)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=_helper_environment(),
                 # Outside the terminal's process group: Ctrl-C is this process's alone (it
                 # ends the pass, and the helpers with it), never a helper's half-started.
                 start_new_session=True,
@@ -115,16 +116,6 @@ def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator
         raise HelpersLost(str(exc)) from exc
     finally:
         _end(processes)
-
-
-def _helper_environment() -> dict[str, str]:
-    """This environment, with the folder this very `bulkops` package is imported from first
-    on the helpers' path: they run the same code, however this process was started."""
-    root = str(Path(__file__).resolve().parents[1])
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        filter(None, (root, environment.get("PYTHONPATH"))))
-    return environment
 
 
 def _next_batch(helper: subprocess.Popen[bytes]) -> bytes | None:
@@ -233,10 +224,16 @@ def _decoded(encoded: list[Any]) -> Checked:
 
 
 def _main(args: list[str]) -> int:
-    """`python -m bulkops.rowcheckers PATH FORMAT INDEX HELPERS`: one helper (`help_with`),
-    its batches on standard output."""
-    path, fmt, index, helpers = args
-    help_with(path, fmt, int(index), int(helpers), sys.stdout.buffer)
+    """`python -m bulkops.rowcheckers PACKAGE PATH FORMAT INDEX HELPERS`: one helper
+    (`help_with`), its batches on standard output. PACKAGE is the folder of the `bulkops`
+    package the pass runs: a helper that imported another one (another version found first
+    on its path) gives up at once rather than check rows by other rules."""
+    package, path, fmt, index, helpers = args
+    out = sys.stdout.buffer
+    if package != _PACKAGE:
+        out.write(_LENGTH.pack(_FAILED))
+        return 0
+    help_with(path, fmt, int(index), int(helpers), out)
     return 0
 
 

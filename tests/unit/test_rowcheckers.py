@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -244,3 +246,19 @@ def test_no_interpreter_to_start_helpers_with_is_helpers_lost(
     monkeypatch.setattr(rowcheckers.sys, "executable", "")
     with pytest.raises(rowcheckers.HelpersLost):
         list(rowcheckers.helped_items(big_csv, JobFormat.CSV))
+
+
+def test_a_helper_that_imported_another_bulkops_gives_up_at_once(big_csv: Path) -> None:
+    """Told which package the pass runs, a helper running another one (another version first
+    on its path) checks nothing: it answers that it could not go on."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkops.rowcheckers", "/elsewhere/bulkops", str(big_csv),
+         "csv", "0", "2"], capture_output=True, check=True, timeout=60)
+    assert done.stdout == b"\xff" * 8  # its one answer: failed
+
+
+def test_a_helper_of_this_package_sends_its_batches_then_the_end(big_csv: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkops.rowcheckers", str(Path(rowcheckers.__file__).resolve().parent),
+         str(big_csv), "csv", "1", "2"], capture_output=True, check=True, timeout=60)
+    assert done.stdout.endswith(b"\x00" * 8) and len(done.stdout) > 100_000
