@@ -258,7 +258,8 @@ def test_a_helper_that_imported_another_bulkops_gives_up_at_once(big_csv: Path) 
 
 
 def test_a_helper_of_this_package_sends_its_batches_then_the_end(big_csv: Path) -> None:
+    package = str(Path(rowcheckers.__file__).resolve().parent)
     done = subprocess.run(
-        [sys.executable, "-m", "bulkops.rowcheckers", str(Path(rowcheckers.__file__).resolve().parent),
-         str(big_csv), "csv", "1", "2"], capture_output=True, check=True, timeout=60)
+        [sys.executable, "-m", "bulkops.rowcheckers", package, str(big_csv), "csv", "1", "2"],
+        capture_output=True, check=True, timeout=60)
     assert done.stdout.endswith(b"\x00" * 8) and len(done.stdout) > 100_000
