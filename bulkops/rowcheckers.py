@@ -28,6 +28,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
+from itertools import starmap
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -49,6 +50,9 @@ _WAIT_SECONDS = 5.0  # a helper still alive this long after the pass is killed
 _PACKAGE = str(Path(__file__).resolve().parent)  # this `bulkops` package's folder
 
 _ACTIONS = {action.value: action for action in Action}
+_ACTIONS_OR_NONE: dict[str | None, Action | None] = {None: None}
+_ACTIONS_OR_NONE.update(_ACTIONS)
+_new_tuple = tuple.__new__
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
 _ACTION_TEXT = {action: action.value for action in Action}
 
@@ -205,20 +209,20 @@ def _encoded(item: ReadItem) -> tuple[Any, ...]:
     return ("h", item.line, item.columns)
 
 
-def _decoded(encoded: list[Any]) -> Checked:
-    kind = encoded[0]
-    if kind == "r":
+def _decoded(encoded: tuple[Any, ...]) -> Checked:
+    if encoded[0] == "r":  # a row: nearly every item, a million times a pass
         _, line, plain, key, action, errors, missing, derived, refs = encoded
-        return line, RowResult(
+        # As RowResult(...) makes it, without the Python call of a named tuple's __new__.
+        return line, _new_tuple(RowResult, (
             None if plain is None else spec_of_plain(plain),
             key,
-            None if action is None else _ACTIONS[action],
-            tuple(RowError(*error) for error in errors),
+            _ACTIONS_OR_NONE[action],
+            tuple(starmap(RowError, errors)) if errors else (),
             missing,
             derived,
             refs,
-        )
-    if kind == "e":
+        ))
+    if encoded[0] == "e":
         return RowError(encoded[1], encoded[2], encoded[3])
     return CsvHeader(encoded[1], encoded[2])
 
