@@ -180,7 +180,7 @@ def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | No
     load, no record per row); any other database, or a file that path does not read (an
     older schema, no such job), through the store. `staged`: `out` is discarded unless this
     returns (`sqlitereport.write_report`)."""
-    from bulkops.loop import paced_collections
+    from bulkops.gcpace import paced_collections
     from bulkops.sqlitereport import sqlite_file, write_report
 
     with paced_collections():  # a report makes and drops containers by the million

@@ -23,6 +23,7 @@ from typing import BinaryIO
 from bulkops.cells import show
 from bulkops.domainfile import DomainRows
 from bulkops.errors import JobFileError, RowError
+from bulkops.gcpace import paced_collections
 from bulkops.identity import outside_ref_errors, site_name_key
 from bulkops.invitees import INVITE_ACTIONS, invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
@@ -115,20 +116,26 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
         with file.open("rb") as raw:
             # Same content, same job: running the file again continues the stored job.
             job_id = hashlib.file_digest(raw, "sha256").hexdigest()[:16]
-        checks = _Checks()
-        if (stamp[0] >= HELPER_FROM_BYTES and fmt in HELPED_FORMATS
-                and (os.cpu_count() or 1) > 1):
-            try:
-                checks.take_all(helped_items(file, fmt))
-            except HelpersLost:  # the helpers could not finish: this process alone
-                checks = _Checks()
-                checks.take_all(checked_items(read_rows(file, fmt)))
-        else:
-            checks.take_all(checked_items(read_rows(file, fmt)))
+        with paced_collections():  # a row's containers are freed as they come
+            checks = _first_checks(file, fmt, stamp[0])
     except OSError as exc:
         raise _unreadable(file, exc) from None
     source = JobSource(job_id=job_id, path=str(file), format=fmt.value, total=checks.total)
     return source, stamp, checks
+
+
+def _first_checks(file: Path, fmt: JobFormat, size: int) -> _Checks:
+    """Every item of the file through `_Checks`: read and checked by helper processes for a
+    large file of a format they read as it streams, else here (also when they fail)."""
+    checks = _Checks()
+    if size >= HELPER_FROM_BYTES and fmt in HELPED_FORMATS and (os.cpu_count() or 1) > 1:
+        try:
+            checks.take_all(helped_items(file, fmt))
+            return checks
+        except HelpersLost:  # the helpers could not finish: this process alone
+            checks = _Checks()
+    checks.take_all(checked_items(read_rows(file, fmt)))
+    return checks
 
 
 def _second_pass(file: Path, spool: _Spool, stamp: _Stamp, total: int) -> Iterator[OpSpec]:

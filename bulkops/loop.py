@@ -9,7 +9,7 @@ The cyclic garbage collector, at CPython's default pace (a young collection ever
 container objects, an older one every 10 of those), ran about every request of a busy run and
 took a tenth of its CPU: every request allocates dozens of containers (aiohttp's request and
 response, the op's records), almost all freed by reference counting, so those collections
-found next to nothing. While `run` runs, young collections come every GEN0_THRESHOLD
+found next to nothing. While `run` runs, young collections come every `gcpace.GEN0_THRESHOLD`
 allocations instead, and `freeze_heap` (called once a job is loaded) moves what is alive then
 (modules, the job's rows) out of the collector's sight for good: they are never garbage, and
 an old collection no longer walks them.
@@ -20,18 +20,17 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
 import anyio
+
+from bulkops.gcpace import paced_collections
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 LOOP_ENV = "BULKOPS_EVENT_LOOP"
-# Container allocations between two young collections while `run` runs (CPython's is 700).
-GEN0_THRESHOLD = 50_000
 _paced = False  # inside `run`
 
 
@@ -49,7 +48,7 @@ def loop_name() -> str:
 
 def run(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
     """`anyio.run(fn, *args)` on the asyncio backend, with uvloop when `uvloop_wanted`, the
-    garbage collector at GEN0_THRESHOLD meanwhile (restored after)."""
+    garbage collector paced (`gcpace`) meanwhile (restored after)."""
     global _paced
     with paced_collections():
         _paced = True
@@ -59,20 +58,6 @@ def run(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         finally:
             _paced = False
             gc.unfreeze()
-
-
-@contextmanager
-def paced_collections() -> Iterator[None]:
-    """Young collections every GEN0_THRESHOLD container allocations inside the block (CPython's
-    pace restored after): for a command that makes and drops containers by the million, as
-    `run` and `report` do (a report's rows and their parsed specs), where CPython's pace
-    spends about a tenth of the CPU finding nothing."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(GEN0_THRESHOLD, *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 def freeze_heap() -> None:

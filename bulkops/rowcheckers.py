@@ -28,14 +28,16 @@ import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
+from dataclasses import MISSING, fields
 from itertools import starmap
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from bulkops.errors import RowError
+from bulkops.gcpace import paced_collections
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, read_rows
 from bulkops.jobrows import RowResult, check_row
-from bulkops.model import Action, OpSpec, frozen_instance
+from bulkops.model import Action, OpSpec
 
 HELPER_FROM_BYTES = 4_000_000  # files smaller than this (about 40,000 rows) use one process
 # The formats read as they stream: a JSON document is parsed whole, which each helper would
@@ -53,6 +55,13 @@ _ACTIONS = {action.value: action for action in Action}
 _ACTIONS_OR_NONE: dict[str | None, Action | None] = {None: None}
 _ACTIONS_OR_NONE.update(_ACTIONS)
 _new_tuple = tuple.__new__
+# OpSpec's fields with their defaults; the required ones (no default) with `_REQUIRED`, which
+# no value equals: they are always written.
+_REQUIRED = object()
+_DEFAULTS: dict[str, Any] = {
+    field.name: _REQUIRED if field.default is MISSING else field.default
+    for field in fields(OpSpec)
+}
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
 _ACTION_TEXT = {action: action.value for action in Action}
 
@@ -66,19 +75,24 @@ class HelpersLost(Exception):
 
 
 def spec_plain(spec: OpSpec) -> dict[str, Any]:
-    """`spec`'s fields by name, its action as text: plain values that marshal writes
-    (`spec_of_plain` makes the same spec again)."""
-    plain = vars(spec).copy()
+    """`spec`'s fields that differ from their defaults, by name, its action as text: plain
+    values that marshal writes (`spec_of_plain` makes the same spec again). A row sets a few
+    of OpSpec's twenty-odd fields: the rest would cost their reading and writing each time."""
+    plain = {name: value for name, value in vars(spec).items() if _DEFAULTS[name] != value}
     plain["action"] = _ACTION_TEXT[spec.action]
     return plain
 
 
 def spec_of_plain(plain: dict[str, Any]) -> OpSpec:
     """The OpSpec `spec_plain` made `plain` of; `plain` itself is left as it is."""
-    # As OpSpec(**fields) would make it, without its generated __init__: the action, set in
-    # the new record's own fields, is the one field that is not plain.
-    spec = frozen_instance(OpSpec, plain)
-    vars(spec)["action"] = _ACTIONS[plain["action"]]
+    # As OpSpec(**fields) would make it, without its generated __init__: every field's
+    # default, then the row's own, in the record's own fields (in declaration order: the
+    # defaults come first), then the action, the one field that is not plain.
+    spec = object.__new__(OpSpec)
+    record = spec.__dict__
+    record.update(_DEFAULTS)
+    record.update(plain)
+    record["action"] = _ACTIONS[plain["action"]]
     return spec
 
 
@@ -237,7 +251,8 @@ def _main(args: list[str]) -> int:
     if package != _PACKAGE:
         out.write(_LENGTH.pack(_FAILED))
         return 0
-    help_with(path, fmt, int(index), int(helpers), out)
+    with paced_collections():  # a row's containers are freed as they come
+        help_with(path, fmt, int(index), int(helpers), out)
     return 0
 
 
