@@ -25,10 +25,25 @@ HEADER = ("action,key,site_name,template_id,site,to_account,email,role,sites,dep
           "domain,connection,record_type,host,values,ttl")
 
 
+# (every, at, rows): client n gets the rows when n % every == at. Each kind of problem the
+# cross-row checks judge (duplicate key, name or invitee, a reference to a missing or wrong
+# row, a cycle) and some the row check does (unknown action, bad cells).
+BAD_ROWS = [
+    (97, 5, "create_site,site-{n},Client {n} Again,,,,,,,,,,,,,"),  # duplicate key
+    (89, 7, "create_site,other-{n},client {n}  studio,,,,,,,,,,,,,"),  # duplicate name
+    (83, 3, "site_invite,,,,@site-{n},,OWNER{n}@client{n}.com,Website Manager,,,,,,,,"),
+    (79, 2, "site_invite,,,,@nowhere-{n},,x{n}@client{n}.com,Website Manager,,,,,,,,"),
+    (73, 1, "site_invite,,,,@owner-{n},,y{n}@client{n}.com,Website Manager,,,,,,,,"),
+    (71, 4, "transfer_site,loop-a-{n},,,@site-{n},{account},,,,@loop-b-{n},,,,,,",
+            "transfer_site,loop-b-{n},,,@site-{n},{account},,,,@loop-a-{n},,,,,,"),  # a cycle
+    (67, 6, "make_site,bad-{n},Client {n},,,,,,,,,,,,,"),  # unknown action
+    (61, 0, "site_invite,,,,@site-{n},,not-an-email,Website Manager,,,,,,,,"),
+    (59, 8, "set_dns_record,,,,,,,,,,client{n}.com,,MX,client{n}.com,oops,3600"),
+]
+
+
 def client_rows(n: int) -> list[str]:
-    """One client's rows: every action, `@key` references, and now and then a bad row of
-    each kind the cross-row checks judge (duplicate key, name or invitee, a reference to a
-    missing or wrong row, a cycle) or the row check does (unknown action, bad cells)."""
+    """One client's rows: every action, `@key` references, and now and then `BAD_ROWS`."""
     rows = [
         f"create_site,site-{n},Client {n} Studio,{TEMPLATE},,,,,,,,,,,,",
         f"create_site,,Client {n} Blog,,,,,,,,,,,,,",
@@ -38,25 +53,8 @@ def client_rows(n: int) -> list[str]:
         f"set_dns_record,,,,,,,,,,client{n}.com,,MX,client{n}.com,10 mx1.client{n}.com,3600",
         f"transfer_site,move-{n},,,@site-{n},{ACCOUNT},,,,@owner-{n};@domain-{n},,,,,,",
     ]
-    if n % 97 == 5:
-        rows.append(f"create_site,site-{n},Client {n} Again,,,,,,,,,,,,,")  # duplicate key
-    if n % 89 == 7:
-        rows.append(f"create_site,other-{n},client {n}  studio,,,,,,,,,,,,,")  # duplicate name
-    if n % 83 == 3:
-        rows.append(f"site_invite,,,,@site-{n},,OWNER{n}@client{n}.com,Website Manager,,,,,,,,")
-    if n % 79 == 2:
-        rows.append(f"site_invite,,,,@nowhere-{n},,x{n}@client{n}.com,Website Manager,,,,,,,,")
-    if n % 73 == 1:
-        rows.append(f"site_invite,,,,@owner-{n},,y{n}@client{n}.com,Website Manager,,,,,,,,")
-    if n % 71 == 4:
-        rows.append(f"transfer_site,loop-a-{n},,,@site-{n},{ACCOUNT},,,,@loop-b-{n},,,,,,")
-        rows.append(f"transfer_site,loop-b-{n},,,@site-{n},{ACCOUNT},,,,@loop-a-{n},,,,,,")
-    if n % 67 == 6:
-        rows.append(f"make_site,bad-{n},Client {n},,,,,,,,,,,,,")  # unknown action
-    if n % 61 == 0:
-        rows.append(f"site_invite,,,,@site-{n},,not-an-email,Website Manager,,,,,,,,")
-    if n % 59 == 8:
-        rows.append(f"set_dns_record,,,,,,,,,,client{n}.com,,MX,client{n}.com,oops,3600")
+    rows += [row.format(n=n, account=ACCOUNT) for every, at, *bad in BAD_ROWS if n % every == at
+             for row in bad]
     return rows
 
 
