@@ -19,6 +19,11 @@ from bulkops.jobreaders import JobFormat
 ROWS = 60_000  # about 6 MB: over `HELPER_FROM_BYTES`
 
 
+# Processes are read from /proc (Linux), as `ps` would.
+ONLY_WITH_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
+                                    reason="reads processes from /proc (Linux only)")
+
+
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = realistic_rows(ROWS, tag="big")
@@ -53,6 +58,7 @@ def test_a_large_file_s_problems_are_named_as_for_any_file(
     assert lines[-1] == f"error: {len(expected)} problem(s) in {large}; nothing was sent"
 
 
+@ONLY_WITH_PROC
 def test_ctrl_c_ends_a_helped_pass_and_its_helpers_without_a_traceback(large: Path) -> None:
     # Its own process group, as a terminal's foreground job: Ctrl-C goes to all of the group.
     process = subprocess.Popen(

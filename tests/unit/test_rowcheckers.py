@@ -25,6 +25,11 @@ HEADER = ("action,key,site_name,template_id,site,to_account,email,role,sites,dep
           "domain,connection,record_type,host,values,ttl")
 
 
+# Processes are read from /proc (Linux), as `ps` would.
+ONLY_WITH_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
+                                    reason="reads processes from /proc (Linux only)")
+
+
 # (every, at, rows): client n gets the rows when n % every == at. Each kind of problem the
 # cross-row checks judge (duplicate key, name or invitee, a reference to a missing or wrong
 # row, a cycle) and some the row check does (unknown action, bad cells).
@@ -136,6 +141,7 @@ def test_a_json_document_is_checked_in_this_process_alone(
     assert problems == [] and len(specs) == 100
 
 
+@ONLY_WITH_PROC
 def test_the_helpers_read_and_check_and_this_process_takes_their_batches_in_order(
     big_csv: Path
 ) -> None:
@@ -170,12 +176,14 @@ def kill_helpers_after_a_batch(items: Iterator[object]) -> Iterator[object]:
         yield item
 
 
+@ONLY_WITH_PROC
 def test_helpers_killed_mid_pass_end_it_with_helpers_lost(big_csv: Path) -> None:
     with pytest.raises(rowcheckers.HelpersLost):
         list(kill_helpers_after_a_batch(rowcheckers.helped_items(big_csv, JobFormat.CSV)))
     assert helper_pids() == []
 
 
+@ONLY_WITH_PROC
 def test_a_pass_whose_helpers_die_is_run_again_here_with_the_same_outcome(
     big_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
