@@ -31,12 +31,11 @@ from bulkops.jobreaders import CsvHeader, JobFormat, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, RowResult, missing_reason
 from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, frozen_instance, is_ref
 from bulkops.rowcheckers import (
-    HELPED_FORMATS,
-    HELPER_FROM_BYTES,
     Checked,
     HelpersLost,
     checked_items,
     helped_items,
+    worth_helping,
 )
 
 __all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
@@ -128,7 +127,7 @@ def _first_checks(file: Path, fmt: JobFormat, size: int) -> _Checks:
     """Every item of the file through `_Checks`: read and checked by helper processes for a
     large file of a format they read as it streams, else here (also when they fail)."""
     checks = _Checks()
-    if size >= HELPER_FROM_BYTES and fmt in HELPED_FORMATS and (os.cpu_count() or 1) > 1:
+    if worth_helping(size, fmt):
         try:
             checks.take_all(helped_items(file, fmt))
             return checks

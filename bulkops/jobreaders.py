@@ -453,9 +453,28 @@ def _trimmed(names: list[str]) -> list[str]:
     return names
 
 
-# Python's JSON parser gives up on lists or objects nested some thousand levels deep.
+# Python's JSON parser gives up on lists or objects nested some thousand levels deep, at a
+# depth that depends on how deep the call stack already is: an operation nested deeper than
+# MAX_JSON_DEPTH (far beyond any job file's: its values are text, numbers and lists of them)
+# is refused here first, so that a file gets the same answer in any process.
 _TOO_DEEP = ("invalid JSON: lists or objects nested too deeply (a job file is a list of "
              "operations, each an object of plain values)")
+MAX_JSON_DEPTH = 100
+
+
+def _deeper_than(value: object, depth: int) -> bool:
+    """Whether `value` nests lists or objects more than `depth` levels deep (itself one)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > depth:
+            return True
+        if isinstance(item, dict):
+            stack += [(inner, level + 1) for inner in item.values()
+                      if isinstance(inner, dict | list)]
+        elif isinstance(item, list):
+            stack += [(inner, level + 1) for inner in item if isinstance(inner, dict | list)]
+    return False
 
 
 def _read_jsonl(path: Path) -> Iterator[ReadItem]:
@@ -527,6 +546,9 @@ def _json_operation(
     if not isinstance(element, dict):
         kind = "a list" if isinstance(element, list) else type(element).__name__
         yield RowError(line, None, f"each operation must be a JSON object, not {kind}")
+        return
+    if _deeper_than(element, MAX_JSON_DEPTH):
+        yield RowError(line, None, _TOO_DEEP)
         return
     fields, problems = _json_fields(line, element, "")
     yield from problems

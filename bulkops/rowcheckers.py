@@ -23,6 +23,7 @@ reports the file's problem in its own words.
 from __future__ import annotations
 
 import marshal
+import os
 import struct
 import subprocess
 import sys
@@ -96,6 +97,16 @@ def spec_of_plain(plain: dict[str, Any]) -> OpSpec:
     return spec
 
 
+def worth_helping(size: int, fmt: JobFormat) -> bool:
+    """Whether a file of `size` bytes in `fmt` is checked with helpers: a large file of a
+    format read as it streams, on a process allowed more than one CPU (its affinity, not the
+    machine's count: helpers sharing one CPU with this process only slow it down)."""
+    if size < HELPER_FROM_BYTES or fmt not in HELPED_FORMATS:
+        return False
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (usable or 1) > 1
+
+
 def checked_items(items: Iterable[ReadItem]) -> Iterator[Checked]:
     """The one-process pass: each item of a job file's reader, a row with its check."""
     for item in items:
@@ -115,42 +126,70 @@ def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator
     try:
         for index in range(helpers):
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", __name__, _PACKAGE, str(path), fmt.value, str(index),
-                 str(helpers)],
+                # -P: the current folder is not searched first, so that no module of the
+                # user's (a csv.py where the command runs) is imported by a helper.
+                [sys.executable, "-P", "-m", __name__, _PACKAGE, str(path), fmt.value,
+                 str(index), str(helpers)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 # Outside the terminal's process group: Ctrl-C is this process's alone (it
                 # ends the pass, and the helpers with it), never a helper's half-started.
                 start_new_session=True,
             ))
-        turn = 0
+        turn = received = 0
         while (blob := _next_batch(processes[turn % helpers])) is not None:
             try:
                 batch = [_decoded(encoded) for encoded in marshal.loads(blob)]
             except (EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
                 raise HelpersLost(f"a helper's batch could not be read: {exc}") from exc
             yield from batch
+            received += len(batch)
             turn += 1
+        _agree(processes, turn % helpers, received)
     except OSError as exc:  # no process to be had
         raise HelpersLost(str(exc)) from exc
     finally:
         _end(processes)
 
 
+def _agree(processes: list[subprocess.Popen[bytes]], ended: int, received: int) -> None:
+    """Each helper read the file to the same end: `processes[ended]` said it had no more, and
+    every helper counts `received` items. A file that grew (or changed) while they read it
+    could otherwise give one helper's short last batch, then another's batch read further:
+    rows in between would be lost. Raises HelpersLost when they disagree."""
+    for index, process in enumerate(processes):
+        if index != ended and _next_batch(process) is not None:
+            raise HelpersLost("the helpers read the file to different ends")
+        if _counted(process) != received:
+            raise HelpersLost("the helpers read the file to different ends")
+
+
 def _next_batch(helper: subprocess.Popen[bytes]) -> bytes | None:
-    """The helper's next batch, marshalled; None once it has none left (the file ended)."""
-    assert helper.stdout is not None  # started with a pipe
-    head = helper.stdout.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
-        raise HelpersLost("a helper process ended early")
-    (length,) = _LENGTH.unpack(head)
+    """The helper's next batch, marshalled; None once it has none left (the file ended: its
+    item count follows, `_counted`)."""
+    length = _number(helper)
     if length == _FAILED:
         raise HelpersLost("a helper process could not go on")
     if length == _END:
         return None
+    assert helper.stdout is not None  # started with a pipe
     blob = helper.stdout.read(length)
     if len(blob) < length:
         raise HelpersLost("a helper process ended early")
     return blob
+
+
+def _counted(helper: subprocess.Popen[bytes]) -> int:
+    """The number of items a helper read, which follows its `_END`."""
+    return _number(helper)
+
+
+def _number(helper: subprocess.Popen[bytes]) -> int:
+    assert helper.stdout is not None  # started with a pipe
+    head = helper.stdout.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise HelpersLost("a helper process ended early")
+    number: int = _LENGTH.unpack(head)[0]
+    return number
 
 
 def _end(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -169,7 +208,7 @@ def _end(processes: list[subprocess.Popen[bytes]]) -> None:
 def help_with(path: str, fmt: str, index: int, helpers: int, out: BinaryIO) -> None:
     """A helper's work: read the file, check and write to `out` every `helpers`-th batch of
     its items starting with batch `index` (each one marshalled, behind its 8-byte length),
-    then `_END`; `_FAILED` instead on any failure."""
+    then `_END` and the number of items it read; `_FAILED` instead on any failure."""
     try:
         mine = index == 0
         batch: list[tuple[Any, ...]] = []
@@ -186,7 +225,7 @@ def help_with(path: str, fmt: str, index: int, helpers: int, out: BinaryIO) -> N
                 mine = turn % helpers == index
         if mine and taken:
             _write(out, marshal.dumps(batch))
-        out.write(_LENGTH.pack(_END))
+        out.write(_LENGTH.pack(_END) + _LENGTH.pack(turn * BATCH + taken))
     except Exception:  # told to the pass, which goes on without helpers
         with suppress(OSError):  # unless the pass has ended already
             out.write(_LENGTH.pack(_FAILED))

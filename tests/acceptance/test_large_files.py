@@ -39,7 +39,7 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def one_process_problems(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The problems of `path` as the one-process pass words them, as the CLI prints them."""
-    monkeypatch.setattr(jobfile, "HELPER_FROM_BYTES", 1 << 62)
+    monkeypatch.setattr(rowcheckers, "HELPER_FROM_BYTES", 1 << 62)
     with pytest.raises(JobFileError) as info:
         jobfile.validate(path)
     return [f"{path}: {error}" for error in info.value.errors]

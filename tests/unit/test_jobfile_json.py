@@ -9,6 +9,7 @@ import pytest
 from jobfiles import problems, write_file
 
 from bulkops.jobfile import load_job, validate
+from bulkops.jobreaders import MAX_JSON_DEPTH
 from bulkops.model import Action
 
 SITE_ID = "0f6d1e2a-3b4c-4d5e-8f60-718293a4b5c6"
@@ -185,3 +186,21 @@ def test_json_nested_too_deeply_for_the_parser_is_one_clear_problem(
     path = write(tmp_path, "[" * 100_000, name)
     found = problems(path)
     assert found[0][:2] == (1, None) and "nested too deeply" in found[0][2], found
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.jsonl"])
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 990])
+def test_an_operation_nested_past_the_limit_is_refused_the_same_way_everywhere(
+    tmp_path: Path, name: str, depth: int
+) -> None:
+    """Past MAX_JSON_DEPTH, an operation is refused on its own line before the parser's own
+    limit, which moves with the call stack (a helper process's is shallower): the same file
+    gets the same answer in any process. At the limit, it is judged as any operation."""
+    nested = "[" * (depth - 1) + "]" * (depth - 1)  # the operation itself is one level
+    op = f'{{"action": "create_site", "key": "deep", "site_name": "Deep", "x": {nested}}}'
+    text = f"[{op}]" if name.endswith(".json") else op + "\n"
+    found = problems(write(tmp_path, text, name))
+    too_deep = [reason for _, _, reason in found if "nested too deeply" in reason]
+    assert bool(too_deep) == (depth > MAX_JSON_DEPTH), found
+    if depth <= MAX_JSON_DEPTH:
+        assert any("unknown column 'x'" in reason for _, _, reason in found), found

@@ -4,6 +4,7 @@ the same when the helper dies mid-pass."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -84,7 +85,7 @@ def as_jsonl(csv_path: Path, path: Path) -> Path:
 def checked(path: Path, *, helper: bool, monkeypatch: pytest.MonkeyPatch
             ) -> tuple[list[tuple[int, str | None, str]], list[object], list[object]]:
     """(problems, specs, outside references) of `check_job(path)`, with or without helper."""
-    monkeypatch.setattr(jobfile, "HELPER_FROM_BYTES", 0 if helper else 1 << 62)
+    monkeypatch.setattr(rowcheckers, "HELPER_FROM_BYTES", 0 if helper else 1 << 62)
     job = jobfile.check_job(path)
     problems = [(error.line, error.column, error.reason) for error in job.errors]
     specs = [] if job.errors else list(job.specs())
@@ -209,7 +210,7 @@ def test_a_file_that_turns_unreadable_midway_stops_the_pass_and_the_helper(
     data = path.read_bytes()
     middle = data.index(b"\n", len(data) // 2) + 1
     path.write_bytes(data[:middle] + b"create_site,x,\xff\xfe,,,,,,,,,,,,,\n" + data[middle:])
-    monkeypatch.setattr(jobfile, "HELPER_FROM_BYTES", 0)
+    monkeypatch.setattr(rowcheckers, "HELPER_FROM_BYTES", 0)
     with pytest.raises(JobFileError) as info:
         jobfile.check_job(path)
     assert "not UTF-8" in info.value.errors[0].reason
@@ -268,4 +269,69 @@ def test_a_helper_of_this_package_sends_its_batches_then_the_end(big_csv: Path) 
     done = subprocess.run(
         [sys.executable, "-m", "bulkops.rowcheckers", package, str(big_csv), "csv", "1", "2"],
         capture_output=True, check=True, timeout=60)
-    assert done.stdout.endswith(b"\x00" * 8) and len(done.stdout) > 100_000
+    items = sum(1 for _ in read_rows(big_csv, JobFormat.CSV))
+    # Its batches, then the end and the number of items it read: the whole file's.
+    assert len(done.stdout) > 100_000 and done.stdout[-16:-8] == b"\x00" * 8
+    assert int.from_bytes(done.stdout[-8:], "little") == items
+
+
+def fake_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: list[bytes]) -> None:
+    """Helpers that answer with `answers[INDEX]`, whatever they are asked."""
+    for index, answer in enumerate(answers):
+        (tmp_path / f"answer-{index}").write_bytes(answer)
+    fake = tmp_path / "fake-python"  # -P -m MODULE PACKAGE PATH FORMAT INDEX HELPERS
+    fake.write_text(f"#!/bin/sh\ncat '{tmp_path}/answer-'\"$7\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(rowcheckers.sys, "executable", str(fake))
+
+
+def helper_answer(path: Path, index: int) -> bytes:
+    out = io.BytesIO()
+    rowcheckers.help_with(str(path), "csv", index, 2, out)
+    return out.getvalue()
+
+
+def test_helpers_that_read_a_growing_file_to_different_ends_end_the_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One helper read the file while it had two and a half batches, the other once it had
+    four: taking the first one's short batch and then the other's next would lose the rows
+    in between. Their item counts disagree: HelpersLost (the pass runs again here)."""
+    rows = [f"create_site,s{n},Site {n}" for n in range(4 * rowcheckers.BATCH - 1)]
+    short = tmp_path / "short.csv"
+    short.write_text("action,key,site_name\n" + "\n".join(rows[:2 * rowcheckers.BATCH + 499])
+                     + "\n", encoding="utf-8")
+    grown = tmp_path / "grown.csv"
+    grown.write_text("action,key,site_name\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    fake_helpers(tmp_path, monkeypatch, [helper_answer(short, 0), helper_answer(grown, 1)])
+    with pytest.raises(rowcheckers.HelpersLost, match="different ends"):
+        list(rowcheckers.helped_items(grown, JobFormat.CSV))
+    # The same file read by both: every item, in order.
+    fake_helpers(tmp_path, monkeypatch, [helper_answer(grown, 0), helper_answer(grown, 1)])
+    assert list(rowcheckers.helped_items(grown, JobFormat.CSV)) == list(
+        rowcheckers.checked_items(read_rows(grown, JobFormat.CSV)))
+
+
+def test_helpers_import_nothing_from_the_folder_the_command_runs_in(
+    big_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A csv.py where the user runs the command is not a helper's csv module."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    marker = tmp_path / "imported"
+    (folder / "csv.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError\n")
+    monkeypatch.chdir(folder)
+    helped = list(rowcheckers.helped_items(big_csv, JobFormat.CSV))
+    assert not marker.exists()
+    assert len(helped) > 10_000
+
+
+def test_a_process_allowed_one_cpu_checks_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = rowcheckers.HELPER_FROM_BYTES
+    monkeypatch.setattr(rowcheckers.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert not rowcheckers.worth_helping(big, JobFormat.CSV)
+    monkeypatch.setattr(rowcheckers.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert rowcheckers.worth_helping(big, JobFormat.CSV)
+    assert rowcheckers.worth_helping(big, JobFormat.JSONL)
+    assert not rowcheckers.worth_helping(big, JobFormat.JSON)
+    assert not rowcheckers.worth_helping(big - 1, JobFormat.CSV)
