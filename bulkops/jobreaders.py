@@ -460,6 +460,22 @@ def _trimmed(names: list[str]) -> list[str]:
 _TOO_DEEP = ("invalid JSON: lists or objects nested too deeply (a job file is a list of "
              "operations, each an object of plain values)")
 MAX_JSON_DEPTH = 100
+_UNPAIRED = ("holds a \\u escape of half a character{where} (an unpaired surrogate, \\uD800 "
+             "to \\uDFFF): the text is not valid Unicode")
+
+
+def _unpaired(value: object) -> object:
+    """None when `value` (text, or a list of it) is valid Unicode; else the value with each
+    unpaired surrogate made "?", so that the row can still be read for its other problems."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return None
+    if isinstance(value, list) and any(_unpaired(item) is not None for item in value):
+        return [item if _unpaired(item) is None else _unpaired(item) for item in value]
+    return None
 
 
 def _deeper_than(value: object, depth: int) -> bool:
@@ -565,6 +581,13 @@ def _json_fields(
         column = "role" if name == "roles" else name
         if column in REPORT_COLUMNS:
             continue
+        if _unpaired(name) is not None:
+            problems.append(RowError(line, None, unknown_column_reason(name, where)))
+            continue
+        if _unpaired(value) is not None:
+            # A \uD800-\uDFFF escape alone is no character: nothing can send or print it.
+            problems.append(RowError(line, column, _UNPAIRED.format(where=where)))
+            value = _unpaired(value)
         if column not in _KNOWN:
             problems.append(RowError(line, name, unknown_column_reason(name, where)))
         elif column in fields and value is not None:

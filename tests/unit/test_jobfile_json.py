@@ -204,3 +204,23 @@ def test_an_operation_nested_past_the_limit_is_refused_the_same_way_everywhere(
     assert bool(too_deep) == (depth > MAX_JSON_DEPTH), found
     if depth <= MAX_JSON_DEPTH:
         assert any("unknown column 'x'" in reason for _, _, reason in found), found
+
+
+@pytest.mark.parametrize("name", ["bad.json", "bad.jsonl"])
+def test_text_with_half_a_character_is_a_problem_of_its_row(tmp_path: Path, name: str) -> None:
+    """A \\uD800-\\uDFFF escape alone (an unpaired surrogate) is no character: each cell that
+    holds one is named, in values, lists and column names alike, never a crash."""
+    ops = [
+        '{"action": "create_site", "key": "a\\udc00b", "site_name": "X"}',
+        '{"action": "create_site", "site_name": "Y\\ud800"}',
+        '{"action": "site_invite", "site": "s-1", "email": "e@x.com", "roles": ["R\\udfff"]}',
+        '{"action": "create_site", "site_name": "Z", "\\ud801x": "1"}',
+        '{"action": "create_site", "site_name": "Fine \\ud83d\\ude00"}',  # a pair: one emoji
+    ]
+    text = "[" + ",\n".join(ops) + "]" if name.endswith(".json") else "\n".join(ops) + "\n"
+    found = problems(write(tmp_path, text, name))
+    unpaired = [(line, column) for line, column, reason in found if "unpaired surrogate" in reason]
+    # One operation a line: its line (JSON Lines) and its element index (JSON) are the same.
+    assert unpaired == [(1, "key"), (2, "site_name"), (3, "role")], found
+    assert any(line == 4 and "unknown column" in reason for line, _, reason in found)
+    assert all(line != 5 for line, _, _ in found)  # the pair is one valid character
