@@ -473,8 +473,10 @@ def _unpaired(value: object) -> object:
         except UnicodeEncodeError:
             return value.encode("utf-8", "replace").decode("utf-8")
         return None
-    if isinstance(value, list) and any(_unpaired(item) is not None for item in value):
-        return [item if _unpaired(item) is None else _unpaired(item) for item in value]
+    if isinstance(value, list):
+        readable = [_unpaired(item) for item in value]
+        if any(item is not None for item in readable):
+            return [item if new is None else new for item, new in zip(value, readable, strict=True)]
     return None
 
 
@@ -584,10 +586,10 @@ def _json_fields(
         if _unpaired(name) is not None:
             problems.append(RowError(line, None, unknown_column_reason(name, where)))
             continue
-        if _unpaired(value) is not None:
+        if (readable := _unpaired(value)) is not None:
             # A \uD800-\uDFFF escape alone is no character: nothing can send or print it.
             problems.append(RowError(line, column, _UNPAIRED.format(where=where)))
-            value = _unpaired(value)
+            value = readable
         if column not in _KNOWN:
             problems.append(RowError(line, name, unknown_column_reason(name, where)))
         elif column in fields and value is not None:

@@ -157,15 +157,14 @@ def _agree(processes: list[subprocess.Popen[bytes]], ended: int, received: int) 
     could otherwise give one helper's short last batch, then another's batch read further:
     rows in between would be lost. Raises HelpersLost when they disagree."""
     for index, process in enumerate(processes):
-        if index != ended and _next_batch(process) is not None:
-            raise HelpersLost("the helpers read the file to different ends")
-        if _counted(process) != received:
+        ends_here = index == ended or _next_batch(process) is None
+        if not ends_here or _number(process) != received:  # its count follows its end
             raise HelpersLost("the helpers read the file to different ends")
 
 
 def _next_batch(helper: subprocess.Popen[bytes]) -> bytes | None:
-    """The helper's next batch, marshalled; None once it has none left (the file ended: its
-    item count follows, `_counted`)."""
+    """The helper's next batch, marshalled; None once it has none left (the file ended: the
+    number of items it read follows, `_number`)."""
     length = _number(helper)
     if length == _FAILED:
         raise HelpersLost("a helper process could not go on")
@@ -178,12 +177,8 @@ def _next_batch(helper: subprocess.Popen[bytes]) -> bytes | None:
     return blob
 
 
-def _counted(helper: subprocess.Popen[bytes]) -> int:
-    """The number of items a helper read, which follows its `_END`."""
-    return _number(helper)
-
-
 def _number(helper: subprocess.Popen[bytes]) -> int:
+    """The helper's next 8-byte number: a batch's length, `_END`, `_FAILED`, or a count."""
     assert helper.stdout is not None  # started with a pipe
     head = helper.stdout.read(_LENGTH.size)
     if len(head) < _LENGTH.size:

@@ -11,17 +11,13 @@ from pathlib import Path
 
 import pytest
 from harness import bulkops_command, cli_env, realistic_rows, run_cli, wait_until, write_job_csv
+from processes import ONLY_WITH_PROC, live_processes
 
 from bulkops import jobfile, rowcheckers
 from bulkops.errors import JobFileError
 from bulkops.jobreaders import JobFormat
 
 ROWS = 60_000  # about 6 MB: over `HELPER_FROM_BYTES`
-
-
-# Processes are read from /proc (Linux), as `ps` would.
-ONLY_WITH_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
-                                    reason="reads processes from /proc (Linux only)")
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +74,8 @@ def test_ctrl_c_ends_a_helped_pass_and_its_helpers_without_a_traceback(large: Pa
 
 
 def _helpers(job: Path) -> list[int]:
-    """The live helper processes checking `job` (Linux: read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and b"bulkops.rowcheckers" in command and str(job).encode() in command:
-            found.append(int(entry.name))
-    return found
+    """The live helper processes checking `job`."""
+    return live_processes("bulkops.rowcheckers", str(job))
 
 
 def test_the_helpers_finish_a_file_this_large_themselves(large: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import ONLY_WITH_PROC, live_processes
 
 from bulkops import jobfile, rowcheckers
 from bulkops.errors import JobFileError
@@ -24,11 +25,6 @@ TEMPLATE = "3f0c9a2e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
 ACCOUNT = "22222222-2222-4222-8222-222222222221"
 HEADER = ("action,key,site_name,template_id,site,to_account,email,role,sites,depends_on,"
           "domain,connection,record_type,host,values,ttl")
-
-
-# Processes are read from /proc (Linux), as `ps` would.
-ONLY_WITH_PROC = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
-                                    reason="reads processes from /proc (Linux only)")
 
 
 # (every, at, rows): client n gets the rows when n % every == at. Each kind of problem the
@@ -153,18 +149,8 @@ def test_the_helpers_read_and_check_and_this_process_takes_their_batches_in_orde
 
 
 def helper_pids() -> list[int]:
-    """The live helper processes this process started (Linux: read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            status = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        if (int(status[1]) == os.getpid() and status[0] != "Z"
-                and b"bulkops.rowcheckers" in command):
-            found.append(int(entry.name))
-    return found
+    """The live helper processes this process started."""
+    return live_processes("bulkops.rowcheckers", parent=os.getpid())
 
 
 def kill_helpers_after_a_batch(items: Iterator[object]) -> Iterator[object]:
@@ -227,6 +213,17 @@ def test_a_spec_crosses_as_plain_values_and_comes_back_the_same(big_csv: Path) -
                 assert plain == kept  # left as it was
 
 
+def fake_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: list[bytes]) -> None:
+    """Helpers that answer with `answers[INDEX]`, whatever they are asked: a stand-in
+    interpreter writes the answer and ends."""
+    for index, answer in enumerate(answers):
+        (tmp_path / f"answer-{index}").write_bytes(answer)
+    fake = tmp_path / "fake-python"  # -P -m MODULE PACKAGE PATH FORMAT INDEX HELPERS
+    fake.write_text(f"#!/bin/sh\ncat '{tmp_path}/answer-'\"$7\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(rowcheckers.sys, "executable", str(fake))
+
+
 @pytest.mark.parametrize("answer", [
     b"",  # ends at once
     b"\x05\x00\x00\x00\x00\x00\x00\x00hello",  # a batch that is no marshalled batch
@@ -238,11 +235,7 @@ def test_a_helper_that_answers_nonsense_ends_the_helped_pass_with_helpers_lost(
 ) -> None:
     """Whatever a helper writes or fails to write, the pass ends with HelpersLost (which
     sends it back to this process), never with another error."""
-    (tmp_path / "answer").write_bytes(answer)
-    fake = tmp_path / "fake-python"  # stands for the interpreter: writes its answer, ends
-    fake.write_text(f"#!/bin/sh\ncat '{tmp_path / 'answer'}'\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(rowcheckers.sys, "executable", str(fake))
+    fake_helpers(tmp_path, monkeypatch, [answer] * rowcheckers.HELPERS)
     with pytest.raises(rowcheckers.HelpersLost):
         list(rowcheckers.helped_items(big_csv, JobFormat.CSV))
 
@@ -273,16 +266,6 @@ def test_a_helper_of_this_package_sends_its_batches_then_the_end(big_csv: Path) 
     # Its batches, then the end and the number of items it read: the whole file's.
     assert len(done.stdout) > 100_000 and done.stdout[-16:-8] == b"\x00" * 8
     assert int.from_bytes(done.stdout[-8:], "little") == items
-
-
-def fake_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answers: list[bytes]) -> None:
-    """Helpers that answer with `answers[INDEX]`, whatever they are asked."""
-    for index, answer in enumerate(answers):
-        (tmp_path / f"answer-{index}").write_bytes(answer)
-    fake = tmp_path / "fake-python"  # -P -m MODULE PACKAGE PATH FORMAT INDEX HELPERS
-    fake.write_text(f"#!/bin/sh\ncat '{tmp_path}/answer-'\"$7\"\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(rowcheckers.sys, "executable", str(fake))
 
 
 def helper_answer(path: Path, index: int) -> bytes:
