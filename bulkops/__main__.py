@@ -1,5 +1,5 @@
 """`python -m bulkops` is the `bulkops` command."""
 
-from bulkops.cli import main
+from bulkops.console import main
 
 main()

@@ -330,16 +330,18 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: st
 def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
          wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
     """`run`'s work, inside its refused-run summary."""
-    checked = check_job(file)
-    if checked.errors and not checked.outside:
-        raise JobFileError(checked.source.path, checked.errors)
     choice = database_choice(db)
     opts["base_url"] = opts["base_url"] or DEFAULT_BASE_URL
     settings = _settings(choice, **opts, api_key=_api_key())
     from bulkops.runner import require_credentials, run_job  # here: --help stays instant
 
     if not sandbox:
+        # Before the file is read: a missing key is one line at once, not after a minute of
+        # checking a million rows.
         require_credentials(settings)
+    checked = check_job(file)
+    if checked.errors and not checked.outside:
+        raise JobFileError(checked.source.path, checked.errors)
     _configure_logging(verbose, settings, log_format)
     prepare_default(choice)
     summary = _run_async(run_job, checked=checked, settings=settings, sandbox=sandbox,
@@ -778,6 +780,7 @@ def main() -> None:
         click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(EXIT_INVALID)
     except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 

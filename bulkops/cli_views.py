@@ -144,16 +144,18 @@ def prune(older_than: float, db: str | None) -> None:
 
 @cli.command()
 @click.argument("job", required=False)
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
-              show_default=True, help="html: one self-contained page to open in a browser.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]),
+              help="html: one self-contained page to open in a browser. Default: the one -o's "
+                   "name ends with (.csv, .html, .htm), else json.")
 @click.option("--only", metavar="STATES",
               help="Only rows in these states, comma-separated (e.g. failed,blocked: a file to "
                    "fix and run again). json and csv.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @db_option
-def report(job: str | None, fmt: str, only: str | None, output: str | None,
+def report(job: str | None, fmt: str | None, only: str | None, output: str | None,
            db: str | None) -> None:
     """One record per input row, in input order (default job: the latest)."""
+    fmt = fmt or _format_of(output)
     db = database_choice(db).url
     states = _states(only)
     if output:
@@ -172,6 +174,13 @@ def report(job: str | None, fmt: str, only: str | None, output: str | None,
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise ConfigError(f"cannot write the report to standard output: "
                               f"{exc.strerror or exc}") from None
+
+
+def _format_of(output: str | None) -> str:
+    """The report format `-o PATH` asks for by its name (`-o failed.csv`: csv); json, the
+    contract's default, for any other name and for stdout."""
+    suffix = os.path.splitext(output or "")[1].lower()
+    return {".csv": "csv", ".html": "html", ".htm": "html"}.get(suffix, "json")
 
 
 def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | None,

@@ -73,6 +73,26 @@ def test_ctrl_c_ends_a_helped_pass_and_its_helpers_without_a_traceback(large: Pa
     assert wait_until(lambda: not _helpers(large), timeout=10)
 
 
+@ONLY_WITH_PROC
+def test_sigterm_to_the_command_alone_ends_the_pass_and_its_helpers_with_130(large: Path) -> None:
+    # `kill PID`, as a supervisor or a cron wrapper stops a command: the contract's 130, as
+    # for Ctrl-C, not SIGTERM's bare 143, and no helper left behind.
+    process = subprocess.Popen(
+        [*bulkops_command(), "validate", str(large)], env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: len(_helpers(large)) == rowcheckers.HELPERS, timeout=30)
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.decode().split() == ["interrupted"], err
+    assert wait_until(lambda: not _helpers(large), timeout=10)
+
+
 def _helpers(job: Path) -> list[int]:
     """The live helper processes checking `job`."""
     return live_processes("bulkops.rowcheckers", str(job))

@@ -79,3 +79,21 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_exit_2(db: Path)
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: cannot write the report to standard output: "
                                    "No space left on device")
+
+
+@pytest.mark.parametrize(("name", "flags", "starts"), [
+    ("failed.csv", [], "action,"),
+    ("FAILED.CSV", [], "action,"),
+    ("page.html", [], "<!DOCTYPE html>"),
+    ("page.htm", [], "<!DOCTYPE html>"),
+    ("rows.json", [], "["),
+    ("rows.txt", [], "["),  # no format of its own: the contract's default
+    ("forced.csv", ["--format", "json"], "["),  # a format given wins over the name
+])
+def test_without_format_the_output_s_name_chooses_it(
+    db: Path, tmp_path: Path, name: str, flags: list[str], starts: str
+) -> None:
+    out = tmp_path / name
+    done = run_cli(["report", "--db", str(db), "-o", str(out), *flags], cli_env())
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().lstrip().upper().startswith(starts.upper())

@@ -1,0 +1,46 @@
+"""Ctrl-C and SIGTERM at the moments no command watches for them: while the command is still
+being imported, and in a command that runs no event loop. Each ends with the contract's exit
+130 and one line, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import cli_env, realistic_rows, write_job_csv
+
+# Sends the signal to its own process when `click` is first imported: the moment lands inside
+# the import of the command, every time, which a timer from outside could only hit by chance.
+_SIGNAL_DURING_IMPORT = """
+import os, sys
+from importlib.abc import MetaPathFinder
+
+class Interrupt(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), {signum})
+        return None
+
+from bulkops.console import main
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["bulkops", "validate", {file!r}]
+main()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_is_imported_ends_it_with_130_and_one_line(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    job = write_job_csv(tmp_path / "job.csv", realistic_rows(5, tag="early"))
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_DURING_IMPORT.format(signum=int(signum), file=str(job))],
+        env=cli_env(), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "interrupted\n"
+    assert done.stdout == ""  # stopped before the file was read, let alone found valid
