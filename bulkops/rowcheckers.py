@@ -23,7 +23,6 @@ reports the file's problem in its own words.
 from __future__ import annotations
 
 import marshal
-import os
 import struct
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from itertools import starmap
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from bulkops.cpus import usable_cpus
 from bulkops.errors import RowError
 from bulkops.gcpace import paced_collections
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, read_rows
@@ -99,12 +99,10 @@ def spec_of_plain(plain: dict[str, Any]) -> OpSpec:
 
 def worth_helping(size: int, fmt: JobFormat) -> bool:
     """Whether a file of `size` bytes in `fmt` is checked with helpers: a large file of a
-    format read as it streams, on a process allowed more than one CPU (its affinity, not the
-    machine's count: helpers sharing one CPU with this process only slow it down)."""
-    if size < HELPER_FROM_BYTES or fmt not in HELPED_FORMATS:
-        return False
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (usable or 1) > 1
+    format read as it streams, on a process allowed more than one CPU (`cpus.usable_cpus`:
+    its affinity and its cgroup's CPU quota, not the machine's count: helpers sharing one CPU
+    with this process only slow it down)."""
+    return size >= HELPER_FROM_BYTES and fmt in HELPED_FORMATS and usable_cpus() > 1
 
 
 def checked_items(items: Iterable[ReadItem]) -> Iterator[Checked]:

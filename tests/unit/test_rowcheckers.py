@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from processes import ONLY_WITH_PROC, live_processes
 
-from bulkops import jobfile, rowcheckers
+from bulkops import cpus, jobfile, rowcheckers
 from bulkops.errors import JobFileError
 from bulkops.jobreaders import JobFormat, read_rows
 from bulkops.jobrows import check_row
@@ -311,10 +311,24 @@ def test_helpers_import_nothing_from_the_folder_the_command_runs_in(
 
 def test_a_process_allowed_one_cpu_checks_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     big = rowcheckers.HELPER_FROM_BYTES
-    monkeypatch.setattr(rowcheckers.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert not rowcheckers.worth_helping(big, JobFormat.CSV)
-    monkeypatch.setattr(rowcheckers.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert rowcheckers.worth_helping(big, JobFormat.CSV)
     assert rowcheckers.worth_helping(big, JobFormat.JSONL)
     assert not rowcheckers.worth_helping(big, JobFormat.JSON)
     assert not rowcheckers.worth_helping(big - 1, JobFormat.CSV)
+
+
+def test_no_helpers_for_a_process_whose_cgroup_quota_is_one_cpu(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A container given one CPU (`docker run --cpus 1`) on a host of many: its affinity shows
+    # them all, its quota does not.
+    big = rowcheckers.HELPER_FROM_BYTES
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    monkeypatch.setattr(cpus, "cgroup_cpu_quota", lambda root=None: 1.0)
+    assert not rowcheckers.worth_helping(big, JobFormat.CSV)
+    monkeypatch.setattr(cpus, "cgroup_cpu_quota", lambda root=None: 2.0)
+    assert rowcheckers.worth_helping(big, JobFormat.CSV)

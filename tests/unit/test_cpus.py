@@ -1,0 +1,81 @@
+"""CPUs a process may keep busy: its affinity capped by its cgroup's CPU quota, read from
+/proc and /sys laid out in a folder as Linux lays them out (cgroup v2, cgroup v1 on the host
+and inside a container, controllers mounted together)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bulkops import cpus
+from bulkops.cpus import cgroup_cpu_quota, usable_cpus
+
+V2_MOUNT = "29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n"
+V1_MOUNTS = (
+    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+    "32 31 0:29 {root} /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
+    "33 31 0:30 {root} /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+)
+
+
+def lay_out(root: Path, cgroup: str, mountinfo: str, files: dict[str, str]) -> Path:
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(cgroup)
+    (root / "proc/self/mountinfo").write_text(mountinfo)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    return root
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [
+    ("150000 100000", 1.5), ("100000 100000", 1.0), ("400000 100000", 4.0),
+    ("max 100000", None), ("nonsense", None),
+])
+def test_cgroup_v2_quota_is_cpu_max_of_the_process_s_group(
+    tmp_path: Path, cpu_max: str, expected: float | None
+) -> None:
+    root = lay_out(tmp_path, "0::/system.slice/nightly.service\n", V2_MOUNT,
+                   {"sys/fs/cgroup/system.slice/nightly.service/cpu.max": cpu_max,
+                    "sys/fs/cgroup/cpu.max": "max 100000"})
+    assert cgroup_cpu_quota(root) == expected
+
+
+def test_cgroup_v1_quota_on_the_host_hierarchy(tmp_path: Path) -> None:
+    root = lay_out(tmp_path, "5:memory:/user.slice\n4:cpu,cpuacct:/user.slice\n",
+                   V1_MOUNTS.format(root="/"),
+                   {"sys/fs/cgroup/cpu,cpuacct/user.slice/cpu.cfs_quota_us": "50000",
+                    "sys/fs/cgroup/cpu,cpuacct/user.slice/cpu.cfs_period_us": "100000"})
+    assert cgroup_cpu_quota(root) == 0.5
+
+
+def test_cgroup_v1_quota_inside_a_container_is_its_mount_s_own(tmp_path: Path) -> None:
+    # A container's cpu hierarchy is mounted at its own group: the path in /proc/self/cgroup
+    # is the mount's root, and the files are at the mount point itself.
+    root = lay_out(tmp_path, "4:cpu,cpuacct:/docker/4f2a\n",
+                   V1_MOUNTS.format(root="/docker/4f2a"),
+                   {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "200000",
+                    "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000"})
+    assert cgroup_cpu_quota(root) == 2.0
+
+
+def test_no_quota_unreadable_or_absent_is_none(tmp_path: Path) -> None:
+    unlimited = lay_out(tmp_path / "a", "4:cpu,cpuacct:/\n", V1_MOUNTS.format(root="/"),
+                        {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "-1",
+                         "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000"})
+    assert cgroup_cpu_quota(unlimited) is None
+    no_files = lay_out(tmp_path / "b", "0::/\n", V2_MOUNT, {})
+    assert cgroup_cpu_quota(no_files) is None
+    assert cgroup_cpu_quota(tmp_path / "nothing-here") is None  # not Linux
+
+
+def test_usable_cpus_is_the_affinity_capped_by_the_quota_rounded_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    for quota, expected in (("250000 100000", 2), ("50000 100000", 1), ("max 100000", 4),
+                            ("800000 100000", 4)):
+        root = lay_out(tmp_path / quota.replace(" ", "-"), "0::/\n", V2_MOUNT,
+                       {"sys/fs/cgroup/cpu.max": quota})
+        assert usable_cpus(root) == expected, quota
