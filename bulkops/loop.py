@@ -1,5 +1,5 @@
 """The event loop the long-running commands use: uvloop when it is installed, else asyncio's;
-and the garbage collector's pace while it runs.
+the garbage collector's pace while it runs; and no task left running when it ends.
 
 uvloop (the `fast` extra: `pip install 'bulkops[fast]'`) runs the same code with about a sixth
 less CPU per request on the client side, and more on the sandbox's. Nothing depends on it:
@@ -13,10 +13,17 @@ found next to nothing. While `run` runs, young collections come every `gcpace.GE
 allocations instead, and `freeze_heap` (called once a job is loaded) moves what is alive then
 (modules, the job's rows) out of the collector's sight for good: they are never garbage, and
 an old collection no longer walks them.
+
+A run aborted by a second Ctrl-C while it was storing its job leaves a task behind that
+SQLAlchemy started to close the aborted connection: aiosqlite's `close` awaits its stopped
+thread again in a `finally`, so the one cancellation asyncio gives each task left at the end
+was caught there, and the process waited for ever. Tasks left when the command's coroutine
+returns are cancelled until they end (`_end_leftovers`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.util
 import os
@@ -31,6 +38,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 LOOP_ENV = "BULKOPS_EVENT_LOOP"
+LEFTOVER_SECONDS = 2.0  # how long tasks left at the end are cancelled again and waited for
 _paced = False  # inside `run`
 
 
@@ -53,11 +61,33 @@ def run(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
     with paced_collections():
         _paced = True
         try:
-            return anyio.run(fn, *args, backend="asyncio",
+            return anyio.run(_leaving_no_task, fn, *args, backend="asyncio",
                              backend_options={"use_uvloop": uvloop_wanted()})
         finally:
             _paced = False
             gc.unfreeze()
+
+
+async def _leaving_no_task(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+    try:
+        return await fn(*args)
+    finally:
+        await _end_leftovers()
+
+
+async def _end_leftovers() -> None:
+    """Cancel the tasks still running besides this one, again each time one catches it, until
+    all have ended or LEFTOVER_SECONDS have passed (then asyncio's own end takes over).
+    Normally there are none: every task of the project runs in a task group."""
+    this = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + LEFTOVER_SECONDS
+    while left := [task for task in asyncio.all_tasks() if task is not this and not task.done()]:
+        if loop.time() >= give_up_at:
+            return
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=0.05)
 
 
 def freeze_heap() -> None:

@@ -6,11 +6,24 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from harness import bulkops_command, cli_env, realistic_rows, run_cli, wait_until, write_job_csv
+from harness import (
+    bulkops_command,
+    cli_env,
+    fast_run_flags,
+    mutating_calls,
+    realistic_rows,
+    run_cli,
+    running_sandbox,
+    start_cli,
+    wait_until,
+    write_job_csv,
+)
 from processes import ONLY_WITH_PROC, live_processes
 
 from bulkops import jobfile, rowcheckers
@@ -91,6 +104,33 @@ def test_sigterm_to_the_command_alone_ends_the_pass_and_its_helpers_with_130(lar
     assert process.returncode == 130, err
     assert err.decode().split() == ["interrupted"], err
     assert wait_until(lambda: not _helpers(large), timeout=10)
+
+
+def test_two_ctrl_cs_while_the_job_is_stored_end_the_run_at_once(tmp_path: Path) -> None:
+    # The second signal aborts: the job's transaction is cancelled mid-load. The connection it
+    # was on is closed by a task that once held the process for ever (`loop._end_leftovers`).
+    job = write_job_csv(tmp_path / "load.csv", realistic_rows(ROWS, tag="load"))
+    db = tmp_path / "jobs.db"
+    wal = tmp_path / "jobs.db-wal"
+    with running_sandbox() as sandbox:
+        cli = start_cli(["run", str(job), *fast_run_flags(db, sandbox.base_url)], cli_env())
+        try:
+            # Rows are going into the database: the load's transaction is open.
+            assert wait_until(lambda: wal.exists() and wal.stat().st_size > 2_000_000,
+                              timeout=60, interval=0.005), "the load never began"
+            cli.send(signal.SIGINT)
+            time.sleep(0.05)
+            cli.send(signal.SIGINT)
+            done = cli.wait(30)
+        finally:
+            cli.ensure_stopped()
+        assert sum(mutating_calls(sandbox).values()) == 0  # nothing was sent
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "second signal" in done.stderr
+    with sqlite3.connect(db) as conn:  # rolled back whole, or stored whole
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        stored = conn.execute("SELECT count(*) FROM ops").fetchone()[0]
+    assert stored in (0, ROWS)
 
 
 def _helpers(job: Path) -> list[int]:
