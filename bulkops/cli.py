@@ -330,11 +330,11 @@ def run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: st
 def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: str | None,
          wait: float | None, summary_json: str | None, log_format: str, **opts: Any) -> None:
     """`run`'s work, inside its refused-run summary."""
+    from bulkops.credentials import require_credentials
+
     choice = database_choice(db)
     opts["base_url"] = opts["base_url"] or DEFAULT_BASE_URL
     settings = _settings(choice, **opts, api_key=_api_key())
-    from bulkops.runner import require_credentials, run_job  # here: --help stays instant
-
     if not sandbox:
         # Before the file is read: a missing key is one line at once, not after a minute of
         # checking a million rows.
@@ -342,6 +342,8 @@ def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: s
     checked = check_job(file)
     if checked.errors and not checked.outside:
         raise JobFileError(checked.source.path, checked.errors)
+    # After the first pass: the engine's modules would add to its peak memory.
+    from bulkops.runner import run_job
     _configure_logging(verbose, settings, log_format)
     prepare_default(choice)
     summary = _run_async(run_job, checked=checked, settings=settings, sandbox=sandbox,
@@ -443,9 +445,10 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
     transferred and invited, rows done in earlier runs, the API calls and their time under
     the budget. Nothing is sent or stored. Exit 0 when the plan is clean, 2 when it found
     problems."""
+    from bulkops.credentials import require_credentials
     from bulkops.errors import WixConnectionError, WixError
     from bulkops.plan import Plan, make_plan, plan_json, plan_text
-    from bulkops.runner import require_credentials, sandbox_target
+    from bulkops.runner import sandbox_target
     from bulkops.wixwire import checked_base_url
 
     choice = database_choice(db)
@@ -655,12 +658,15 @@ async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             if stop.is_set():
-                click.echo("second signal: aborting now; in-flight rows are reconciled on resume",
-                           err=True)
+                click.echo("second signal: aborting now; rows caught in flight are reconciled "
+                           "on resume (a job still being stored is not stored)", err=True)
                 scope.cancel()
                 return
-            click.echo(f"{signal.Signals(signum).name}: finishing requests in flight, then "
-                       "stopping (again to abort)", err=True)
+            # The same words fit every moment of a run: storing a large job, checking it,
+            # sending; what is under way is never cut in half.
+            click.echo(f"{signal.Signals(signum).name}: stopping once what is under way is "
+                       "recorded (requests in flight, a job being stored); again to abort",
+                       err=True)
             stop.set()
 
 

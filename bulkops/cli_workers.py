@@ -57,7 +57,8 @@ def submit(file: str, sandbox: bool, base_url: str, account_id: str, db: str | N
     its failed, blocked and cancelled rows run again, as with `run`. Exit 4 while a process runs
     the job.
     """
-    from bulkops.runner import require_account_id, submit_job
+    from bulkops.credentials import require_account_id
+    from bulkops.runner import submit_job
     from bulkops.wixwire import checked_base_url
 
     checked = check_job(file)

@@ -13,12 +13,12 @@ from typing import TextIO
 import anyio
 
 from bulkops.breaker import BreakerSettings, FailureBreaker
+from bulkops.credentials import require_credentials
 from bulkops.deadline import describe_deadline, format_span
 from bulkops.engine import Engine, EngineConfig, RunOutcome, RunResult, StopKind
 from bulkops.errors import ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.identity import TakeOver, scope_of
 from bulkops.jobfile import CheckedJob
-from bulkops.jobrows import is_guid
 from bulkops.jobviews import lease_owner, opened_store, outside_problems
 from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
 from bulkops.loop import freeze_heap
@@ -272,33 +272,6 @@ def _stored_target(job: JobInfo, settings: Settings) -> Settings:
     )
     require_credentials(settings)
     return settings
-
-
-def require_credentials(settings: Settings) -> None:
-    """Raises ConfigError naming the variable that is missing or malformed (a real Wix run
-    needs both): a key with a control character (Wix refuses it as a header), an account id
-    that is not a GUID."""
-    if not settings.api_key:
-        raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
-                          "(or use --sandbox for a local demo)")
-    if not settings.account_id:
-        require_account_id(settings.account_id)
-    if any(not char.isprintable() for char in settings.api_key):
-        # Never shown: the key is a secret, even a broken one.
-        raise ConfigError("WIX_API_KEY contains a line break or another control character: "
-                          "set it again from the key as Wix shows it")
-    require_account_id(settings.account_id)
-
-
-def require_account_id(account_id: str, *, why: str = "") -> None:
-    """Raises ConfigError when `account_id` is missing (`why`: what it is needed for, shown
-    after) or is not a GUID."""
-    if not account_id:
-        raise ConfigError("WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID"
-                          + (f" ({why})" if why else ""))
-    if not is_guid(account_id):
-        raise ConfigError(f"WIX_ACCOUNT_ID / --account-id {account_id!r} is not a Wix "
-                          "account id (a GUID like 0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f)")
 
 
 async def _check_outside_refs(store: Store, checked: CheckedJob, settings: Settings) -> None:

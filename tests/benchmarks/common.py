@@ -161,18 +161,44 @@ class Watched:
     returncode: int
     peak_rss_mb: float  # ru_maxrss of this one process (kB on Linux)
     cpu_seconds: float = 0.0  # user + system CPU of this one process
+    # Of its main thread alone (the event loop's), where /proc tells; last read at most
+    # POLL_SECONDS before the process ended.
+    main_thread_cpu_seconds: float | None = None
+
+
+POLL_SECONDS = 0.02
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float | None:
+    """User + system CPU seconds of process `pid` (or of its thread `thread`) so far, from
+    /proc (None where there is none, or the process has gone). proc(5): fields 14 and 15 of
+    stat, in clock ticks."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread is not None else f"/proc/{pid}/stat"
+    try:
+        with open(path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_alone(args: Sequence[str], env: Mapping[str, str] | None = None,
               stdout: Any = subprocess.DEVNULL) -> Watched:
     """Run `bulkops ARGS` to its end: wall seconds and the peak RSS of that process alone,
-    read with wait4 (RUSAGE_CHILDREN would report the largest child measured so far)."""
+    read with wait4 (RUSAGE_CHILDREN would report the largest child measured so far), its CPU,
+    and its main thread's CPU (polled every POLL_SECONDS)."""
     started = time.perf_counter()
     process = subprocess.Popen([*bulkops_command(), *args], env=dict(env or cli_env()),
                                stdout=stdout, stderr=subprocess.DEVNULL,
                                stdin=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
+    main_thread: float | None = None
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        main_thread = cpu_seconds(process.pid, process.pid) or main_thread
+        time.sleep(POLL_SECONDS)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     return Watched(seconds, process.returncode, usage.ru_maxrss / 1024,
-                   usage.ru_utime + usage.ru_stime)
+                   usage.ru_utime + usage.ru_stime, main_thread)
