@@ -21,6 +21,7 @@ import anyio
 import click
 
 from bulkops import loop as event_loop
+from bulkops.console import exit_on_signal, interrupt_on_sigterm
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.locations import DbChoice, choose_db, database_exists, prepare_default
 from bulkops.model import OpState
@@ -595,13 +596,13 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
                        "--demo-sites to run it whole)")
         sys.stdout.flush()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        try:
-            event_loop.run(serve_forever, fake, "127.0.0.1", port, ready)
-        except OSError as exc:  # the port is taken, or not ours to listen on
-            raise ConfigError(f"cannot serve the sandbox on 127.0.0.1:{port}: "
-                              f"{exc.strerror or exc}: choose another --port (0: any free "
-                              "port)") from exc
+    # Ctrl-C or SIGTERM ends it as any command: exit 130, `interrupted`.
+    try:
+        event_loop.run(serve_forever, fake, "127.0.0.1", port, ready)
+    except OSError as exc:  # the port is taken, or not ours to listen on
+        raise ConfigError(f"cannot serve the sandbox on 127.0.0.1:{port}: "
+                          f"{exc.strerror or exc}: choose another --port (0: any free "
+                          "port)") from exc
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -648,6 +649,8 @@ def _run_async(fn: Callable[..., Coroutine[Any, Any, T]], **kwargs: Any) -> T:
         summary = event_loop.run(main)
     except BaseExceptionGroup as group:
         raise unwrapped(group) from group
+    finally:
+        interrupt_on_sigterm()  # the loop put SIGTERM back to its default
     if summary is None:
         # Aborted: rows that were in flight stay `running`; the next start reconciles them.
         sys.exit(EXIT_INTERRUPTED)
@@ -776,8 +779,16 @@ def _thread_failure(args: threading.ExceptHookArgs) -> None:
     log.debug("thread_error", exc_info=args.exc_value or True)
 
 
+def _unraisable(args: sys.UnraisableHookArgs) -> None:
+    """An error Python can only report, not raise (in a generator closed as it is collected:
+    a second Ctrl-C while a pass ends its helper processes): never a traceback for a user;
+    the details for -vv."""
+    log.debug("unraisable_error", exc_info=args.exc_value or True)
+
+
 def main() -> None:
     threading.excepthook = _thread_failure
+    sys.unraisablehook = _unraisable
     try:
         cli.main(prog_name="bulkops", standalone_mode=False)
     except click.UsageError as exc:
@@ -786,6 +797,7 @@ def main() -> None:
         click.echo(f"error: {exc.format_message()}{hint}", err=True)
         sys.exit(EXIT_INVALID)
     except click.exceptions.Abort:
+        exit_on_signal(EXIT_INTERRUPTED)  # a second Ctrl-C would only cut this line short
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
 

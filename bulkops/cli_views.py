@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -155,6 +156,8 @@ def prune(older_than: float, db: str | None) -> None:
 def report(job: str | None, fmt: str | None, only: str | None, output: str | None,
            db: str | None) -> None:
     """One record per input row, in input order (default job: the latest)."""
+    if output == "-":  # the usual name for standard output
+        output = None
     fmt = fmt or _format_of(output)
     db = database_choice(db).url
     states = _states(only)
@@ -179,8 +182,11 @@ def report(job: str | None, fmt: str | None, only: str | None, output: str | Non
 def _format_of(output: str | None) -> str:
     """The report format `-o PATH` asks for by its name (`-o failed.csv`: csv); json, the
     contract's default, for any other name and for stdout."""
-    suffix = os.path.splitext(output or "")[1].lower()
-    return {".csv": "csv", ".html": "html", ".htm": "html"}.get(suffix, "json")
+    name = os.path.basename(output or "").lower()
+    for suffix, fmt in ((".csv", "csv"), (".html", "html"), (".htm", "html")):
+        if name.endswith(suffix):  # `.csv` too: a name that is only the suffix
+            return fmt
+    return "json"
 
 
 def _write_report(db: str, job: str | None, fmt: str, states: list[OpState] | None,
@@ -214,6 +220,12 @@ def replaced_on_success(path: str, *, what: str) -> Iterator[tuple[TextIO, bool]
     written is seen at once). Raises ConfigError (one line) when the file cannot be
     written."""
     target = Path(os.path.realpath(path))
+    if _names_a_descriptor(path):
+        # /dev/stdout, /dev/fd/N, /proc/self/fd/N: an open file of this process, which may be
+        # a file the shell appends to (`>> log`); written where it stands, never replaced.
+        with _written(path, what), open(path, "a", encoding="utf-8", newline="") as out:
+            yield out, False
+        return
     if target.exists() and not target.is_file():
         with _written(path, what), open(target, "w", encoding="utf-8", newline="") as out:
             yield out, False
@@ -221,9 +233,13 @@ def replaced_on_success(path: str, *, what: str) -> Iterator[tuple[TextIO, bool]
     with _written(path, what):
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                              suffix=".partial")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # as `open` would have made it, not mkstemp's 0600
+        if target.exists():  # replaced: its permissions stay (a report holds e-mail addresses)
+            mode = stat.S_IMODE(target.stat().st_mode)
+        else:  # as `open` would have made it, not mkstemp's 0600
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(temporary, mode)
     try:
         with _written(path, what):
             with open(handle, "w", encoding="utf-8", newline="") as out:
@@ -232,6 +248,15 @@ def replaced_on_success(path: str, *, what: str) -> Iterator[tuple[TextIO, bool]
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _names_a_descriptor(path: str) -> bool:
+    """Whether `path` names an open file descriptor rather than a file: /dev/stdout, /dev/fd/N
+    and the like, /proc/self/fd/N (Linux's links to whatever the descriptor has open)."""
+    parts = Path(os.path.abspath(path)).parts
+    if parts[1:2] == ("proc",):
+        return "fd" in parts
+    return parts[1:3] in (("dev", "fd"), ("dev", "stdout"), ("dev", "stderr"))
 
 
 @contextmanager

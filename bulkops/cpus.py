@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,63 +34,89 @@ def usable_cpus(root: Path = Path("/")) -> int:
 
 def cgroup_cpu_quota(root: Path = Path("/")) -> float | None:
     """The CPU quota of this process's cgroup in CPUs (1.5: one and a half CPUs' time per
-    period), or None when it has none or it cannot be read (not Linux, no cgroup mounted)."""
+    period): the smallest of its own group's and every enclosing group's, since the kernel
+    throttles a group at each level above it too. None when there is none or it cannot be
+    read (not Linux, no cgroup mounted, text that is not what the kernel writes)."""
     try:
-        memberships = (root / "proc/self/cgroup").read_text().splitlines()
-        mounts = (root / "proc/self/mountinfo").read_text().splitlines()
+        memberships = _lines(root / "proc/self/cgroup")
+        mounts = [mount for line in _lines(root / "proc/self/mountinfo")
+                  if (mount := _mount(line)) is not None]
     except OSError:
         return None
+    quotas: list[float] = []
     for line in memberships:
         # "ID:CONTROLLERS:PATH": cgroup v2's single hierarchy has ID 0 and no controllers.
         _, controllers, path = [*line.split(":", 2), "", ""][:3]
         if controllers == "":
-            quota = _v2_quota(root, mounts, path)
+            quotas += _quotas(root, mounts, path, "cgroup2", None, _v2_quota)
         elif "cpu" in controllers.split(","):
-            quota = _v1_quota(root, mounts, path)
-        else:
-            continue
+            quotas += _quotas(root, mounts, path, "cgroup", "cpu", _v1_quota)
+    return min(quotas) if quotas else None
+
+
+def _lines(file: Path) -> list[str]:
+    # Names are bytes to the kernel: one that is not UTF-8 stays as it is (surrogateescape),
+    # and a path made of it names the same file.
+    return file.read_bytes().decode("utf-8", "surrogateescape").splitlines()
+
+
+def _mount(line: str) -> tuple[str, str, str, set[str]] | None:
+    """(root, mount point, file system type, super options) of a mountinfo line: "ID PARENT
+    MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS" (proc(5)),
+    its paths with their octal escapes (a space is \\040) undone. None for another shape."""
+    mine, separator, theirs = line.partition(" - ")
+    own, other = mine.split(), theirs.split()
+    if not separator or len(own) < 5 or len(other) < 3:
+        return None
+    return _unescaped(own[3]), _unescaped(own[4]), other[0], set(other[2].split(","))
+
+
+def _unescaped(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)), text)
+
+
+def _quotas(root: Path, mounts: list[tuple[str, str, str, set[str]]], path: str, kind: str,
+            controller: str | None, quota_of: Callable[[Path], float | None]) -> list[float]:
+    """The quotas of group `path` and of the groups enclosing it, up to the mount that shows
+    it: of the mounts of file system `kind` (with `controller` among their options), the one
+    whose root holds `path` most closely (a hierarchy may be mounted more than once)."""
+    shown = [(mount_root, point) for mount_root, point, fstype, options in mounts
+             if fstype == kind and (controller is None or controller in options)
+             and _holds(mount_root, path)]
+    if not shown:
+        return []
+    mount_root, point = max(shown, key=lambda mount: len(mount[0]))
+    # Inside a cgroup namespace (a container) the path is given from the mount's root.
+    relative = path[len(mount_root):] if mount_root != "/" else path
+    parts = [part for part in relative.split("/") if part]
+    folder = root / point.lstrip("/")
+    found = []
+    for depth in range(len(parts), -1, -1):
+        quota = quota_of(folder.joinpath(*parts[:depth]))
         if quota is not None:
-            return quota
-    return None
+            found.append(quota)
+    return found
 
 
-def _v2_quota(root: Path, mounts: list[str], path: str) -> float | None:
-    folder = _folder(root, mounts, path, lambda kind, options: kind == "cgroup2")
-    text = _read(folder / "cpu.max") if folder is not None else None
+def _holds(mount_root: str, path: str) -> bool:
+    return mount_root == "/" or path == mount_root or path.startswith(mount_root + "/")
+
+
+def _v2_quota(folder: Path) -> float | None:
+    text = _read(folder / "cpu.max")
     if text is None:
         return None
     quota, _, period = text.partition(" ")  # "max 100000" (no quota) or "150000 100000"
     return _ratio(quota, period)
 
 
-def _v1_quota(root: Path, mounts: list[str], path: str) -> float | None:
-    folder = _folder(root, mounts, path,
-                     lambda kind, options: kind == "cgroup" and "cpu" in options.split(","))
-    if folder is None:
-        return None
+def _v1_quota(folder: Path) -> float | None:
     return _ratio(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us"))
-
-
-def _folder(root: Path, mounts: list[str], path: str,
-            wanted: Callable[[str, str], bool]) -> Path | None:
-    """The folder of cgroup `path` under the first mount `wanted(fstype, options)` accepts.
-    A mountinfo line: "ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS ... - FSTYPE SOURCE
-    SUPER_OPTIONS" (proc(5))."""
-    for line in mounts:
-        mine, _, theirs = line.partition(" - ")
-        own, other = mine.split(), theirs.split()
-        if len(own) < 5 or len(other) < 3 or not wanted(other[0], other[2]):
-            continue
-        mount_root, mount_point = own[3], own[4]
-        # Inside a cgroup namespace (a container) the path is relative to the mount's root.
-        relative = path[len(mount_root):] if path.startswith(mount_root) else path
-        return root / mount_point.lstrip("/") / relative.lstrip("/")
-    return None
 
 
 def _read(file: Path) -> str | None:
     try:
-        return file.read_text().strip()
+        return file.read_bytes().decode("ascii", "replace").strip()
     except OSError:
         return None
 

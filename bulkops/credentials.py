@@ -23,8 +23,9 @@ def require_credentials(settings: Settings) -> None:
         require_account_id(settings.account_id)
     if any(not char.isprintable() for char in settings.api_key):
         # Never shown: the key is a secret, even a broken one.
-        raise ConfigError("WIX_API_KEY contains a line break or another control character: "
-                          "set it again from the key as Wix shows it")
+        raise ConfigError("WIX_API_KEY contains a character no key has (a line break, a "
+                          "no-break space or another invisible one): set it again from the "
+                          "key as Wix shows it")
     require_account_id(settings.account_id)
 
 

@@ -190,12 +190,18 @@ def _end(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.stdout is not None:
             process.stdout.close()
-    for process in processes:
-        try:
-            process.wait(_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    try:
+        for process in processes:
+            try:
+                process.wait(_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    except BaseException:  # a second Ctrl-C while they end: none is left behind
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        raise
 
 
 def help_with(path: str, fmt: str, index: int, helpers: int, out: BinaryIO) -> None:

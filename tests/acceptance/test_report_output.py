@@ -5,6 +5,7 @@ full disk or standard output as one line with exit 2."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import threading
 from pathlib import Path
@@ -84,6 +85,7 @@ def test_standard_output_that_cannot_be_written_is_one_line_and_exit_2(db: Path)
 @pytest.mark.parametrize(("name", "flags", "starts"), [
     ("failed.csv", [], "action,"),
     ("FAILED.CSV", [], "action,"),
+    (".csv", [], "action,"),  # a name that is only the suffix
     ("page.html", [], "<!DOCTYPE html>"),
     ("page.htm", [], "<!DOCTYPE html>"),
     ("rows.json", [], "["),
@@ -97,3 +99,36 @@ def test_without_format_the_output_s_name_chooses_it(
     done = run_cli(["report", "--db", str(db), "-o", str(out), *flags], cli_env())
     assert done.returncode == 0, done.stderr
     assert out.read_text().lstrip().upper().startswith(starts.upper())
+
+
+def test_dev_stdout_appended_to_by_the_shell_keeps_what_the_file_held(
+    db: Path, tmp_path: Path
+) -> None:
+    # `bulkops report -o /dev/stdout >> log`: /dev/stdout leads to the log file itself, which
+    # must be written where it stands, not replaced by the report.
+    log = tmp_path / "log.txt"
+    log.write_text("an earlier line\n")
+    with log.open("a") as appended:
+        done = subprocess.run([*bulkops_command(), "report", "--db", str(db), "-o", "/dev/stdout"],
+                              env=cli_env(), stdout=appended, stderr=subprocess.PIPE, text=True,
+                              timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert text.startswith("an earlier line\n[")
+    assert text.count('"action"') == 3
+
+
+def test_a_replaced_report_keeps_the_file_s_permissions(db: Path, tmp_path: Path) -> None:
+    private = tmp_path / "private.csv"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    done = report(db, "-o", str(private))
+    assert done.returncode == 0, done.stderr
+    assert private.read_text().startswith("action,")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+def test_dash_is_standard_output(db: Path, tmp_path: Path) -> None:
+    done = run_cli(["report", "--db", str(db), "-o", "-"], cli_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[") and not (tmp_path / "-").exists()

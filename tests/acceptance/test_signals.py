@@ -44,3 +44,41 @@ def test_a_signal_while_the_command_is_imported_ends_it_with_130_and_one_line(
     assert done.returncode == 130, done.stderr
     assert done.stderr == "interrupted\n"
     assert done.stdout == ""  # stopped before the file was read, let alone found valid
+
+
+# The command's outcome is decided (`exit_on_signal(3)`); a signal then ends the process at
+# once with that code. Once the exit handlers have run, both signals are ignored: the
+# interpreter's last steps put Python's own handlers back to the defaults (SIGTERM would kill
+# the process, 143), but leave an ignored signal ignored.
+_DECIDED = """
+import atexit, os, signal, sys, time
+from bulkops.console import exit_on_signal
+
+def late() -> None:
+    print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+          signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, flush=True)
+    os.kill(os.getpid(), signal.{signal})
+    time.sleep(0.2)
+
+atexit.register(late)  # registered first, so it runs after the one exit_on_signal adds
+exit_on_signal(3)
+{then}
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_outcome_is_decided_keeps_its_exit_code(
+    signum: signal.Signals
+) -> None:
+    at_once = subprocess.run(
+        [sys.executable, "-c", _DECIDED.format(
+            signal=signum.name, then="os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)")],
+        env=cli_env(), capture_output=True, text=True, timeout=20,
+    )
+    assert at_once.returncode == 3, at_once.stderr
+    while_exiting = subprocess.run(
+        [sys.executable, "-c", _DECIDED.format(signal=signum.name, then="sys.exit(3)")],
+        env=cli_env(), capture_output=True, text=True, timeout=20,
+    )
+    assert (while_exiting.returncode, while_exiting.stderr) == (3, "")
+    assert while_exiting.stdout.split() == ["True", "True"]  # ignored from here on

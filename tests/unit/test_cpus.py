@@ -4,6 +4,7 @@ and inside a container, controllers mounted together)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,70 @@ def test_usable_cpus_is_the_affinity_capped_by_the_quota_rounded_down(
         root = lay_out(tmp_path / quota.replace(" ", "-"), "0::/\n", V2_MOUNT,
                        {"sys/fs/cgroup/cpu.max": quota})
         assert usable_cpus(root) == expected, quota
+
+
+def test_an_enclosing_group_s_smaller_quota_counts(tmp_path: Path) -> None:
+    # systemd's CPUQuota on a slice, the process in a scope below it: the kernel throttles the
+    # slice, so the scope gets no more than the slice's half CPU.
+    path = "/user.slice/user-1000.slice/session-3.scope"
+    root = lay_out(tmp_path / "slice", f"0::{path}\n", V2_MOUNT,
+                   {"sys/fs/cgroup/user.slice/user-1000.slice/cpu.max": "50000 100000",
+                    f"sys/fs/cgroup{path}/cpu.max": "max 100000"})
+    assert cgroup_cpu_quota(root) == 0.5
+    # A child allowed four CPUs inside a parent allowed one: one.
+    nested = lay_out(tmp_path / "nested", "0::/parent/child\n", V2_MOUNT,
+                     {"sys/fs/cgroup/parent/cpu.max": "100000 100000",
+                      "sys/fs/cgroup/parent/child/cpu.max": "400000 100000"})
+    assert cgroup_cpu_quota(nested) == 1.0
+
+
+def test_inside_a_container_the_container_s_own_group_counts_for_its_sub_groups(
+    tmp_path: Path
+) -> None:
+    # cgroup v2 with a namespace (docker-in-docker moves its processes to /init).
+    v2 = lay_out(tmp_path / "v2", "0::/init\n", V2_MOUNT,
+                 {"sys/fs/cgroup/cpu.max": "100000 100000",
+                  "sys/fs/cgroup/init/cpu.max": "max 100000"})
+    assert cgroup_cpu_quota(v2) == 1.0
+    # cgroup v1, the container's group mounted as the hierarchy's root, the process below it.
+    v1 = lay_out(tmp_path / "v1", "4:cpu,cpuacct:/docker/4f2a/app\n",
+                 V1_MOUNTS.format(root="/docker/4f2a"),
+                 {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "100000",
+                  "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000",
+                  "sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_quota_us": "-1",
+                  "sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_period_us": "100000"})
+    assert cgroup_cpu_quota(v1) == 1.0
+
+
+def test_the_mount_that_holds_the_group_is_the_one_read(tmp_path: Path) -> None:
+    # Mounted twice: the first mount's root is another group; only the second shows ours.
+    twice = ("40 31 0:29 /other /mnt/other rw - cgroup cgroup rw,cpu\n"
+             "41 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n")
+    root = lay_out(tmp_path / "twice", "4:cpu:/jobs\n", twice,
+                   {"sys/fs/cgroup/cpu/jobs/cpu.cfs_quota_us": "100000",
+                    "sys/fs/cgroup/cpu/jobs/cpu.cfs_period_us": "100000"})
+    assert cgroup_cpu_quota(root) == 1.0
+    # A root that is only a prefix of the path's text (/docker/abc, /docker/abcdef) does not
+    # hold it.
+    prefix = lay_out(tmp_path / "prefix", "4:cpu,cpuacct:/docker/abcdef/x\n",
+                     V1_MOUNTS.format(root="/docker/abc"),
+                     {"sys/fs/cgroup/cpu,cpuacct/def/x/cpu.cfs_quota_us": "300000",
+                      "sys/fs/cgroup/cpu,cpuacct/def/x/cpu.cfs_period_us": "100000"})
+    assert cgroup_cpu_quota(prefix) is None
+
+
+def test_escaped_and_non_utf8_names_are_read(tmp_path: Path) -> None:
+    # mountinfo writes a space in a path as \040; a name may be any bytes but "/".
+    spaced = lay_out(tmp_path / "spaced", "0::/\n",
+                     "29 23 0:26 / /sys/fs/cgroup\\040v2 rw - cgroup2 cgroup2 rw\n",
+                     {"sys/fs/cgroup v2/cpu.max": "200000 100000"})
+    assert cgroup_cpu_quota(spaced) == 2.0
+    latin = tmp_path / "latin"
+    (latin / "proc/self").mkdir(parents=True)
+    (latin / "proc/self/cgroup").write_bytes(b"0::/caf\xe9\n")
+    (latin / "proc/self/mountinfo").write_bytes(
+        b"30 23 0:40 / /mnt/caf\xe9 rw - tmpfs none rw\n" + V2_MOUNT.encode())
+    group = latin / "sys/fs/cgroup" / os.fsdecode(b"caf\xe9")
+    group.mkdir(parents=True)
+    (group / "cpu.max").write_text("100000 100000\n")
+    assert cgroup_cpu_quota(latin) == 1.0

@@ -332,3 +332,28 @@ def test_no_helpers_for_a_process_whose_cgroup_quota_is_one_cpu(
     assert not rowcheckers.worth_helping(big, JobFormat.CSV)
     monkeypatch.setattr(cpus, "cgroup_cpu_quota", lambda root=None: 2.0)
     assert rowcheckers.worth_helping(big, JobFormat.CSV)
+
+
+@ONLY_WITH_PROC
+def test_a_second_interrupt_while_helpers_end_kills_them_all(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two processes that outlive their closed output (as a helper busy with a batch would),
+    # and a Ctrl-C arriving while the first is waited for: both are killed, none left behind,
+    # and the interrupt goes on up.
+    processes = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                  stdout=subprocess.PIPE) for _ in range(2)]
+    waited = processes[0].wait
+
+    def interrupted(timeout: float | None = None) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(processes[0], "wait", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rowcheckers._end(processes)
+        assert waited(10) == -signal.SIGKILL
+        assert processes[1].wait(10) == -signal.SIGKILL
+    finally:
+        for process in processes:
+            process.kill()
