@@ -20,6 +20,12 @@ V1_MOUNTS = (
 )
 
 
+def v1_quota(group: str, quota: str) -> dict[str, str]:
+    """The cgroup v1 quota files of `group` ("" or "/a/b") under the cpu,cpuacct mount."""
+    folder = f"sys/fs/cgroup/cpu,cpuacct{group}"
+    return {f"{folder}/cpu.cfs_quota_us": quota, f"{folder}/cpu.cfs_period_us": "100000"}
+
+
 def lay_out(root: Path, cgroup: str, mountinfo: str, files: dict[str, str]) -> Path:
     (root / "proc/self").mkdir(parents=True)
     (root / "proc/self/cgroup").write_text(cgroup)
@@ -46,8 +52,7 @@ def test_cgroup_v2_quota_is_cpu_max_of_the_process_s_group(
 def test_cgroup_v1_quota_on_the_host_hierarchy(tmp_path: Path) -> None:
     root = lay_out(tmp_path, "5:memory:/user.slice\n4:cpu,cpuacct:/user.slice\n",
                    V1_MOUNTS.format(root="/"),
-                   {"sys/fs/cgroup/cpu,cpuacct/user.slice/cpu.cfs_quota_us": "50000",
-                    "sys/fs/cgroup/cpu,cpuacct/user.slice/cpu.cfs_period_us": "100000"})
+                   v1_quota("/user.slice", "50000"))
     assert cgroup_cpu_quota(root) == 0.5
 
 
@@ -56,15 +61,13 @@ def test_cgroup_v1_quota_inside_a_container_is_its_mount_s_own(tmp_path: Path) -
     # is the mount's root, and the files are at the mount point itself.
     root = lay_out(tmp_path, "4:cpu,cpuacct:/docker/4f2a\n",
                    V1_MOUNTS.format(root="/docker/4f2a"),
-                   {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "200000",
-                    "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000"})
+                   v1_quota("", "200000"))
     assert cgroup_cpu_quota(root) == 2.0
 
 
 def test_no_quota_unreadable_or_absent_is_none(tmp_path: Path) -> None:
     unlimited = lay_out(tmp_path / "a", "4:cpu,cpuacct:/\n", V1_MOUNTS.format(root="/"),
-                        {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "-1",
-                         "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000"})
+                        v1_quota("", "-1"))
     assert cgroup_cpu_quota(unlimited) is None
     no_files = lay_out(tmp_path / "b", "0::/\n", V2_MOUNT, {})
     assert cgroup_cpu_quota(no_files) is None
@@ -108,27 +111,21 @@ def test_inside_a_container_the_container_s_own_group_counts_for_its_sub_groups(
     # cgroup v1, the container's group mounted as the hierarchy's root, the process below it.
     v1 = lay_out(tmp_path / "v1", "4:cpu,cpuacct:/docker/4f2a/app\n",
                  V1_MOUNTS.format(root="/docker/4f2a"),
-                 {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "100000",
-                  "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000",
-                  "sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_quota_us": "-1",
-                  "sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_period_us": "100000"})
+                 {**v1_quota("", "100000"), **v1_quota("/app", "-1")})
     assert cgroup_cpu_quota(v1) == 1.0
 
 
 def test_the_mount_that_holds_the_group_is_the_one_read(tmp_path: Path) -> None:
     # Mounted twice: the first mount's root is another group; only the second shows ours.
     twice = ("40 31 0:29 /other /mnt/other rw - cgroup cgroup rw,cpu\n"
-             "41 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n")
-    root = lay_out(tmp_path / "twice", "4:cpu:/jobs\n", twice,
-                   {"sys/fs/cgroup/cpu/jobs/cpu.cfs_quota_us": "100000",
-                    "sys/fs/cgroup/cpu/jobs/cpu.cfs_period_us": "100000"})
+             "41 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu\n")
+    root = lay_out(tmp_path / "twice", "4:cpu:/jobs\n", twice, v1_quota("/jobs", "100000"))
     assert cgroup_cpu_quota(root) == 1.0
     # A root that is only a prefix of the path's text (/docker/abc, /docker/abcdef) does not
     # hold it.
     prefix = lay_out(tmp_path / "prefix", "4:cpu,cpuacct:/docker/abcdef/x\n",
                      V1_MOUNTS.format(root="/docker/abc"),
-                     {"sys/fs/cgroup/cpu,cpuacct/def/x/cpu.cfs_quota_us": "300000",
-                      "sys/fs/cgroup/cpu,cpuacct/def/x/cpu.cfs_period_us": "100000"})
+                     v1_quota("/def/x", "300000"))
     assert cgroup_cpu_quota(prefix) is None
 
 
