@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM at the moments no command watches for them: while the command is still
-being imported, and in a command that runs no event loop. Each ends with the contract's exit
-130 and one line, never a traceback."""
+being imported (the contract's exit 130 and one line, never a traceback), and once the command
+has decided its exit code (that code, whatever comes)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def test_a_signal_after_the_outcome_is_decided_keeps_its_exit_code(
 ) -> None:
     at_once = subprocess.run(
         [sys.executable, "-c", _DECIDED.format(
-            signal=signum.name, then="os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)")],
+            signal=signum.name,
+            then=f"os.kill(os.getpid(), signal.{signum.name}); time.sleep(30)")],
         env=cli_env(), capture_output=True, text=True, timeout=20,
     )
     assert at_once.returncode == 3, at_once.stderr

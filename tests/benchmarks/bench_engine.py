@@ -119,7 +119,8 @@ def bulkops_run(box: Sandbox, job: Path, db: Path, rows: int, concurrency: int) 
         leftover.unlink()
     before = cpu_seconds(box.process.pid) or 0.0
     ran = run_alone(["run", str(job), "--db", str(db), "--base-url", box.base_url,
-                     "--concurrency", str(concurrency), "--rate", "1000000/s"], cli_env())
+                     "--concurrency", str(concurrency), "--rate", "1000000/s"], cli_env(),
+                   watch_main_thread=True)
     served = (cpu_seconds(box.process.pid) or 0.0) - before
     if ran.returncode != 0:
         raise RuntimeError(f"bulkops run exited {ran.returncode}")

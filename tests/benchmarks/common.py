@@ -183,17 +183,18 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float | None:
 
 
 def run_alone(args: Sequence[str], env: Mapping[str, str] | None = None,
-              stdout: Any = subprocess.DEVNULL) -> Watched:
+              stdout: Any = subprocess.DEVNULL, *, watch_main_thread: bool = False) -> Watched:
     """Run `bulkops ARGS` to its end: wall seconds and the peak RSS of that process alone,
-    read with wait4 (RUSAGE_CHILDREN would report the largest child measured so far), its CPU,
-    and its main thread's CPU (polled every POLL_SECONDS)."""
+    read with wait4 (RUSAGE_CHILDREN would report the largest child measured so far), its CPU;
+    with `watch_main_thread`, its main thread's CPU too (polled every POLL_SECONDS, which
+    makes the wall seconds up to that much longer)."""
     started = time.perf_counter()
     process = subprocess.Popen([*bulkops_command(), *args], env=dict(env or cli_env()),
                                stdout=stdout, stderr=subprocess.DEVNULL,
                                stdin=subprocess.DEVNULL)
     main_thread: float | None = None
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG if watch_main_thread else 0)
         if pid:
             break
         main_thread = cpu_seconds(process.pid, process.pid) or main_thread
