@@ -21,7 +21,7 @@ import anyio
 import click
 
 from bulkops import loop as event_loop
-from bulkops.console import exit_on_signal, interrupt_on_sigterm
+from bulkops.console import exit_on_signal
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
 from bulkops.locations import DbChoice, choose_db, database_exists, prepare_default
 from bulkops.model import OpState
@@ -649,8 +649,6 @@ def _run_async(fn: Callable[..., Coroutine[Any, Any, T]], **kwargs: Any) -> T:
         summary = event_loop.run(main)
     except BaseExceptionGroup as group:
         raise unwrapped(group) from group
-    finally:
-        interrupt_on_sigterm()  # the loop put SIGTERM back to its default
     if summary is None:
         # Aborted: rows that were in flight stay `running`; the next start reconciles them.
         sys.exit(EXIT_INTERRUPTED)

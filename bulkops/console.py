@@ -23,15 +23,9 @@ EXIT_INTERRUPTED = 130  # the contract's code for SIGINT and SIGTERM
 def _interrupted(signum: int, frame: FrameType | None) -> None:
     """SIGTERM as Ctrl-C: the command's clean-up runs (helper processes ended, a transaction
     rolled back) and click turns it into exit 130. Commands that run work on an event loop
-    (`run`, `resume`, `worker`) replace this with their own clean stop while they run."""
+    (`run`, `resume`, `worker`) replace this with their own clean stop while they run
+    (`loop.run` puts it back after)."""
     raise KeyboardInterrupt
-
-
-def interrupt_on_sigterm() -> None:
-    """SIGTERM raises KeyboardInterrupt, as SIGINT does. Set again after an event loop that
-    watched signals: asyncio puts SIGTERM back to its default (the process killed, 143) when
-    it stops watching, not to the handler it found."""
-    signal.signal(signal.SIGTERM, _interrupted)
 
 
 def exit_on_signal(code: int) -> None:
@@ -50,6 +44,7 @@ def exit_on_signal(code: int) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, leave)
+    atexit.unregister(_ignore_signals)  # once, however often the exit code is decided
     atexit.register(_ignore_signals)  # exit handlers run after threads are joined
 
 
@@ -60,7 +55,7 @@ def _ignore_signals() -> None:
 
 def main() -> None:
     """Run the `bulkops` command; exits with its code (0, 1, 2, 3, 4 or 130)."""
-    interrupt_on_sigterm()
+    signal.signal(signal.SIGTERM, _interrupted)  # as SIGINT: KeyboardInterrupt
     try:
         from bulkops.cli import main as command
 

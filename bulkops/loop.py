@@ -27,6 +27,8 @@ import asyncio
 import gc
 import importlib.util
 import os
+import signal
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
@@ -56,8 +58,11 @@ def loop_name() -> str:
 
 def run(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
     """`anyio.run(fn, *args)` on the asyncio backend, with uvloop when `uvloop_wanted`, the
-    garbage collector paced (`gcpace`) meanwhile (restored after)."""
+    garbage collector paced (`gcpace`) meanwhile (restored after), and SIGTERM's handler as
+    it found it when it returns: asyncio sets SIG_DFL when it stops watching a signal, not
+    the handler it found (the console's, which makes SIGTERM an interrupt)."""
     global _paced
+    sigterm = signal.getsignal(signal.SIGTERM)
     with paced_collections():
         _paced = True
         try:
@@ -66,6 +71,8 @@ def run(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         finally:
             _paced = False
             gc.unfreeze()
+            if sigterm is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, sigterm)
 
 
 async def _leaving_no_task(fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
