@@ -37,7 +37,16 @@ from bulkops.jobrows import derive_key
 from bulkops.model import Action, OpSpec, OpState, is_ref
 from bulkops.store import statements
 from bulkops.store.rows import new_op_row, new_row, spec_text
-from bulkops.store.tables import FINGERPRINT, SCOPE_KEY, job_rows, jobs, op_aliases, ops
+from bulkops.store.tables import (
+    FINGERPRINT,
+    OWNER_ROW_COLUMNS,
+    SCOPE_KEY,
+    job_rows,
+    jobs,
+    op_aliases,
+    ops,
+    row_value,
+)
 
 INSERT_BATCH = 2000  # rows per executemany while adding a job: bounded memory, few round trips
 ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter limit
@@ -69,6 +78,7 @@ async def insert_rows(
         op_ids = await _ops_of(conn, scope, batch, rows, now)
         for row in rows:
             row["op_id"] = op_ids[row["key"]]
+        await _leave_to_ops(conn, job_id, rows)
         await conn.execute(insert(job_rows), rows)
         if deps:
             if not staged:
@@ -84,6 +94,23 @@ async def insert_rows(
         await conn.run_sync(staging.drop)
         await refresh_statistics(conn, ["row_deps"])
     return False
+
+
+async def _leave_to_ops(conn: AsyncConnection, job_id: str, rows: list[dict[str, Any]]) -> None:
+    """Clear the line, action and spec of each row (`new_row`, with its op_id) whose op the job
+    owns at that row's seq with those same values (`tables.job_rows`): the op was just made
+    for it. Any other row keeps its own."""
+    ids = list({row["op_id"] for row in rows})
+    owned: dict[tuple[int, int], tuple[int, str, str]] = {}
+    for start in range(0, len(ids), ID_CHUNK):
+        query = select(ops.c.op_id, ops.c.seq, ops.c.line, ops.c.action, ops.c.spec).where(
+            ops.c.op_id.in_(ids[start : start + ID_CHUNK]), ops.c.job_id == job_id,
+        )
+        for op_id, seq, *values in (await conn.execute(query)).all():
+            owned[op_id, seq] = tuple(values)
+    for row in rows:
+        if owned.get((row["op_id"], row["seq"])) == (row["line"], row["action"], row["spec"]):
+            row.update(dict.fromkeys(OWNER_ROW_COLUMNS))
 
 
 async def _scope_used(conn: AsyncConnection, scope: str) -> bool:
@@ -117,9 +144,10 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Every row of a fresh load owns the op made for it: its line, action and spec stay in ops.
 _ROWS_OF_FRESH_OPS = (
-    "INSERT INTO job_rows (job_id, seq, line, key, action, spec, op_id) "
-    "SELECT job_id, seq, line, key, action, spec, op_id FROM ops "
+    "INSERT INTO job_rows (job_id, seq, key, op_id) "
+    "SELECT job_id, seq, key, op_id FROM ops "
     "WHERE job_id = ? AND seq >= ? AND seq < ?"
 )
 _STAGE_DEPS = "INSERT INTO bulkops_staged_deps (seq, dep_key) VALUES (?, ?)"
@@ -454,7 +482,7 @@ def _reused_keys(job_id: str) -> Select[Any]:
     owner = jobs.alias("owner")
     return (
         select(
-            job_rows.c.line, job_rows.c.spec, ops.c.key, ops.c.spec.label("op_spec"),
+            row_value("line"), row_value("spec"), ops.c.key, ops.c.spec.label("op_spec"),
             ops.c.state, ops.c.maybe_applied, ops.c.job_id, ops.c.line.label("op_line"),
             ops.c.updated_at, owner.c.lease_owner, owner.c.lease_since, owner.c.lease_expires_at,
         )
@@ -465,7 +493,7 @@ def _reused_keys(job_id: str) -> Select[Any]:
             job_rows.c.job_id == job_id,
             ops.c.job_id != job_id,
             ops.c.key == job_rows.c.key,
-            ops.c.spec != job_rows.c.spec,
+            ops.c.spec != row_value("spec").element,
         )
         .order_by(job_rows.c.seq)
     )
@@ -476,7 +504,7 @@ def _reused_aliases(job_id: str) -> Select[Any]:
     this job did not make that alias: their row must still be that invite."""
     return (
         select(
-            job_rows.c.line, job_rows.c.spec, op_aliases.c.key, ops.c.fingerprint,
+            row_value("line"), row_value("spec"), op_aliases.c.key, ops.c.fingerprint,
             op_aliases.c.job_id, op_aliases.c.line.label("alias_line"), ops.c.updated_at,
         )
         .select_from(job_rows)

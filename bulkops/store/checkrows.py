@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bulkops.errors import StoreError
 from bulkops.model import FINAL_STATES, Action, OpError, OpRecord, OpSpec, OpState
 from bulkops.store.failures import store_errors
-from bulkops.store.tables import job_rows, ops
+from bulkops.store.tables import job_rows, ops, row_value
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ OPEN_STATES = tuple(sorted(state.value for state in OpState if state not in FINA
 
 # The row's own seq, line, key and spec (what `iter_ops` gives for a row), then its op's.
 _COLUMNS = (
-    job_rows.c.seq, job_rows.c.line, job_rows.c.key, job_rows.c.spec,
+    job_rows.c.seq, row_value("line"), job_rows.c.key, row_value("spec"),
     ops.c.op_id, ops.c.state, ops.c.attempts, ops.c.site_id, ops.c.invite_id, ops.c.details,
     ops.c.error_code, ops.c.error_message, ops.c.error_hint, ops.c.error_status,
     ops.c.error_request_id, ops.c.first_sent_at, ops.c.last_sent_at, ops.c.not_before,
@@ -83,7 +83,7 @@ def open_rows_query(*, paged: bool, actions: Collection[Action] | None = None) -
     if paged:
         query = query.where(job_rows.c.seq > bindparam("b_after")).limit(bindparam("b_limit"))
     if actions is not None:
-        query = query.where(job_rows.c.action.in_(
+        query = query.where(row_value("action").in_(
             [literal_column(f"'{action.value}'") for action in sorted(actions)]))
     return query
 

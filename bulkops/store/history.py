@@ -30,7 +30,7 @@ from bulkops.model import Action, ErrorCount, OpState, RunRecord
 from bulkops.store.listing import JobListing as JobListing
 from bulkops.store.listing import PruneResult as PruneResult
 from bulkops.store.listing import add_counts as add_counts
-from bulkops.store.tables import job_rows, jobs, op_aliases, ops, runs
+from bulkops.store.tables import job_rows, jobs, op_aliases, ops, row_value, runs
 
 TOP_ERRORS = 5
 
@@ -91,11 +91,12 @@ def runs_of(job_id: str) -> Select[Any]:
 
 def counts_by_action(job_id: str) -> Select[Any]:
     """(action, state, rows) of the job's rows: the action as the row says, the state its op's."""
+    action = row_value("action")
     return (
-        select(job_rows.c.action, ops.c.state, func.count())
+        select(action, ops.c.state, func.count())
         .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
         .where(job_rows.c.job_id == job_id)
-        .group_by(job_rows.c.action, ops.c.state)
+        .group_by(action.element, ops.c.state)
     )
 
 
@@ -111,16 +112,17 @@ def top_errors(job_id: str, limit: int = TOP_ERRORS) -> Select[Any]:
     """The commonest (code, hint) among the job's failed and blocked rows, with a first line
     and message as an example."""
     failed = (OpState.FAILED.value, OpState.BLOCKED.value)
+    line = row_value("line").element
     return (
         select(
             ops.c.error_code, ops.c.error_hint, func.count().label("n"),
-            func.min(job_rows.c.line).label("first_line"),
+            func.min(line).label("first_line"),
             func.min(ops.c.error_message).label("message"),
         )
         .select_from(job_rows.join(ops, ops.c.op_id == job_rows.c.op_id))
         .where(job_rows.c.job_id == job_id, ops.c.state.in_(failed))
         .group_by(ops.c.error_code, ops.c.error_hint)
-        .order_by(func.count().desc(), func.min(job_rows.c.line))
+        .order_by(func.count().desc(), func.min(line))
         .limit(limit)
     )
 

@@ -47,8 +47,11 @@ TOP_ERRORS = 5  # as `history.TOP_ERRORS`
 SEQ, LINE, KEY, ACTION, SPEC, ELSEWHERE, STATE, ATTEMPTS, SITE_ID, INVITE_ID, DETAILS, \
     ERROR_CODE, ERROR_MESSAGE, ERROR_HINT, ERROR_REQUEST_ID, NOTE = range(16)
 
+# The row's own line, action and spec, or its op's where the row leaves them to it
+# (`tables.job_rows`).
+_LINE, _ACTION, _SPEC = (f"coalesce(r.{name}, o.{name})" for name in ("line", "action", "spec"))
 _ROW_COLUMNS = (
-    "r.seq, r.line, r.key, {action}, {spec}, o.job_id != r.job_id, o.state, o.attempts, "
+    "r.seq, " + _LINE + ", r.key, {action}, {spec}, o.job_id != r.job_id, o.state, o.attempts, "
     "o.site_id, o.invite_id, o.details, o.error_code, o.error_message, o.error_hint, "
     "o.error_request_id, o.note"
 )
@@ -141,8 +144,8 @@ class ReportRows:
         """The job's rows in input order, FETCH at a time, as tuples indexed by SEQ ... NOTE;
         `spec`: with the row's stored spec (JSON text) at SPEC and no ACTION (the spec says
         it), else the action and no spec. Only what is read becomes a Python object."""
-        columns = _ROW_COLUMNS.format(action="NULL" if spec else "r.action",
-                                      spec="r.spec" if spec else "NULL")
+        columns = _ROW_COLUMNS.format(action="NULL" if spec else _ACTION,
+                                      spec=_SPEC if spec else "NULL")
         sql = f"SELECT {columns} {_ROWS}"
         params: list[Any] = [job_id]
         if only is not None:
@@ -185,7 +188,7 @@ class ReportRows:
                 "o.error_code, o.error_message, o.error_hint, o.error_status, "
                 "o.error_request_id, o.first_sent_at, o.last_sent_at, o.not_before, o.checks, "
                 "o.note, o.lease_owner, o.updated_at, o.scope, o.maybe_applied, "
-                "r.seq, r.line, r.key, r.spec, r.job_id, o.line AS op_line, "
+                f"r.seq, {_LINE} AS line, r.key, {_SPEC} AS spec, r.job_id, o.line AS op_line, "
                 "o.key AS op_key, o.spec AS op_spec, o.job_id AS op_job_id "
                 f"{_ROWS} AND r.seq IN ({', '.join('?' * len(chunk))}) ORDER BY r.seq",
                 [job_id, *chunk],
@@ -220,7 +223,7 @@ class ReportRows:
         what = f"job {job.job_id}"
         per_action: dict[Action, dict[OpState, int]] = {}
         for action, state, n in self._all(
-            what, f"SELECT r.action, o.state, count(*) {_ALL_ROWS} GROUP BY r.action, o.state",
+            what, f"SELECT {_ACTION}, o.state, count(*) {_ALL_ROWS} GROUP BY {_ACTION}, o.state",
             (job.job_id,),
         ):
             per_action.setdefault(Action(action), {s: 0 for s in OpState})[OpState(state)] = n
@@ -231,9 +234,9 @@ class ReportRows:
             ErrorCount(code=code, hint=hint, count=n, first_line=line, message=message or "")
             for code, hint, n, line, message in self._all(
                 what,
-                "SELECT o.error_code, o.error_hint, count(*), min(r.line), min(o.error_message) "
-                f"{_ALL_ROWS} AND o.state IN ('failed', 'blocked') "
-                "GROUP BY o.error_code, o.error_hint ORDER BY count(*) DESC, min(r.line) "
+                f"SELECT o.error_code, o.error_hint, count(*), min({_LINE}), "
+                f"min(o.error_message) {_ALL_ROWS} AND o.state IN ('failed', 'blocked') "
+                f"GROUP BY o.error_code, o.error_hint ORDER BY count(*) DESC, min({_LINE}) "
                 "LIMIT ?",
                 (job.job_id, TOP_ERRORS),
             )

@@ -58,7 +58,15 @@ from bulkops.store.rows import (
     save_params_of,
     save_values,
 )
-from bulkops.store.tables import job_rows, job_workers, jobs, op_aliases, ops
+from bulkops.store.tables import (
+    OWNER_ROW_COLUMNS,
+    job_rows,
+    job_workers,
+    jobs,
+    op_aliases,
+    ops,
+    row_value,
+)
 from bulkops.store.urls import describe, normalise_url, sqlite_path
 
 Clock = Callable[[], float]
@@ -229,6 +237,7 @@ class SqlStore:
             others = not await _owns_every_row(conn, job_id)
             adopted = 0
             if others:
+                await conn.execute(takeover.keep_owner_rows(rerun=rerun), params)
                 adopted = (await conn.execute(takeover.adopt(rerun=rerun), params)).rowcount
             rearmed = 0
             if rerun:
@@ -768,7 +777,8 @@ def _by_state_all(found: Sequence[Any]) -> dict[OpState, int]:
 _ROW_OWN = ("seq", "line", "key", "spec")
 _PAGE_COLUMNS = (
     *(column for column in ops.c if column.name not in (*_ROW_OWN, "job_id")),
-    *(job_rows.c[name] for name in (*_ROW_OWN, "job_id")),
+    *(row_value(name) if name in OWNER_ROW_COLUMNS else job_rows.c[name]
+      for name in (*_ROW_OWN, "job_id")),
     *(ops.c[name].label(f"op_{name}") for name in (*_ROW_OWN, "job_id")),
 )
 

@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bulkops.model import OpState
 from bulkops.store.rows import MUTABLE_COLUMNS
-from bulkops.store.tables import job_rows, jobs, op_aliases, ops, row_deps
+from bulkops.store.tables import job_rows, jobs, op_aliases, ops, row_deps, row_value
 
 # A dependency in one of these states can never succeed: whoever waits for it is blocked.
 DEAD_STATES = (OpState.FAILED.value, OpState.BLOCKED.value, OpState.CANCELLED.value)
@@ -267,9 +267,10 @@ def first_dangling_dependency(job_id: str) -> Select[int, str]:
         )
     )
     return (
-        select(waiter.c.line, staged_deps.c.dep_key)
+        select(row_value("line", waiter), staged_deps.c.dep_key)
         .select_from(staged_deps)
         .join(waiter, and_(waiter.c.job_id == job_id, waiter.c.seq == staged_deps.c.seq))
+        .join(ops, ops.c.op_id == waiter.c.op_id)
         .where(~linked)
         .order_by(staged_deps.c.seq)
         .limit(1)

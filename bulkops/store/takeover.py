@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 
 from bulkops.model import OpState
-from bulkops.store.tables import job_rows, jobs, ops
+from bulkops.store.tables import OWNER_ROW_COLUMNS, job_rows, jobs, ops, row_value
 
 _job_id = bindparam("b_job_id", type_=Text)
 _now = bindparam("b_now", type_=Float)
@@ -54,12 +54,47 @@ def _owner_is_live() -> Select[int]:
 
 def _own_row(column: str) -> Select[object]:
     """`column` of the job's (first) row that names the op, by key or by another name."""
+    value = row_value(column).element if column in OWNER_ROW_COLUMNS else job_rows.c[column]
     return (
-        select(job_rows.c[column])
+        select(value)
         .where(job_rows.c.job_id == _job_id, job_rows.c.op_id == ops.c.op_id)
         .order_by(job_rows.c.seq)
         .limit(1)
         .scalar_subquery()  # type: ignore[return-value]
+    )
+
+
+def _adoptable(*, rerun: bool) -> tuple[ColumnElement[bool], ...]:
+    """`adopt`'s ops (conditions on `ops`): named by the job's rows, owned by another job that
+    no live process runs, open (with `rerun`, also failed, blocked or cancelled)."""
+    states = OPEN_STATES + (RERUNNABLE_STATES if rerun else ())
+    named = job_rows.alias("named")  # not the job_rows an UPDATE of it would correlate to
+    return (
+        ops.c.op_id.in_(select(named.c.op_id).where(named.c.job_id == _job_id)),
+        ops.c.job_id != _job_id,
+        ops.c.state.in_(states),
+        ~exists(_owner_is_live()),
+    )
+
+
+@cache
+def keep_owner_rows(*, rerun: bool) -> Update:
+    """Before `adopt`: the rows that leave their line, action and spec to an op it is about
+    to move (its owner's row, `tables.job_rows`) take those values as their own, since the op
+    will hold the adopting row's from then on. Parameters: b_job_id, b_now."""
+    return (
+        sql_update(job_rows)
+        .where(
+            job_rows.c.spec.is_(None),
+            job_rows.c.op_id.in_(select(ops.c.op_id).where(*_adoptable(rerun=rerun))),
+        )
+        .values({
+            name: func.coalesce(
+                job_rows.c[name],
+                select(ops.c[name]).where(ops.c.op_id == job_rows.c.op_id).scalar_subquery(),
+            )
+            for name in OWNER_ROW_COLUMNS
+        })
     )
 
 
@@ -69,16 +104,11 @@ def adopt(*, rerun: bool) -> Update:
     open ones (they were left unfinished), and with `rerun` also failed, blocked and cancelled
     ones. The op then runs for this job's row: its line, its spec (an earlier attempt that had
     no effect is replaced by the row's content), its dependencies. One that was in flight in a
-    dead process becomes UNKNOWN. Parameters: b_job_id, b_now."""
-    states = OPEN_STATES + (RERUNNABLE_STATES if rerun else ())
+    dead process becomes UNKNOWN. Run `keep_owner_rows` first, in the same transaction.
+    Parameters: b_job_id, b_now."""
     return (
         sql_update(ops)
-        .where(
-            ops.c.op_id.in_(select(job_rows.c.op_id).where(job_rows.c.job_id == _job_id)),
-            ops.c.job_id != _job_id,
-            ops.c.state.in_(states),
-            ~exists(_owner_is_live()),
-        )
+        .where(*_adoptable(rerun=rerun))
         .values(
             job_id=_job_id,
             seq=_own_row("seq"),

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-import sqlalchemy as sa
 from alembic import op
+from bulkops.migrations.sqlite_rebuild import rebuild_table
 
 revision: str = "0005_compact_rows"
 down_revision: str | Sequence[str] | None = "0004"
@@ -55,32 +55,4 @@ def downgrade() -> None:
 
 
 def _rebuild_ops(change: Callable[[str], str]) -> None:
-    """Recreate ops from `change(its CREATE TABLE text)`, with every row, index and dependent
-    table as it was (the dependents' and indexes' own stored definitions, replayed)."""
-    bind = op.get_bind()
-    schema = {
-        name: sql for name, sql in bind.execute(sa.text(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN "
-            "('ops', 'row_deps', 'job_rows', 'op_aliases')")).all()
-    }
-    indexes = bind.execute(sa.text(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN "
-        "('ops', 'row_deps', 'job_rows', 'op_aliases')")).scalars().all()
-    high = bind.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'ops'")).scalar()
-    for name in _DEPENDENTS:
-        bind.execute(sa.text(
-            f"CREATE TEMPORARY TABLE bulkops_saved_{name} AS SELECT * FROM {name}"))
-        bind.execute(sa.text(f"DROP TABLE {name}"))  # leaves first: nothing cascades
-    bind.execute(sa.text("ALTER TABLE ops RENAME TO bulkops_old_ops"))
-    bind.execute(sa.text(change(schema["ops"])))
-    bind.execute(sa.text("INSERT INTO ops SELECT * FROM bulkops_old_ops ORDER BY op_id"))
-    bind.execute(sa.text("DROP TABLE bulkops_old_ops"))  # its indexes go with it
-    if high is not None:
-        bind.execute(sa.text("UPDATE sqlite_sequence SET seq = :high WHERE name = 'ops'"),
-                     {"high": high})
-    for name in reversed(_DEPENDENTS):
-        bind.execute(sa.text(schema[name]))
-        bind.execute(sa.text(f"INSERT INTO {name} SELECT * FROM bulkops_saved_{name}"))
-        bind.execute(sa.text(f"DROP TABLE bulkops_saved_{name}"))
-    for sql in indexes:
-        bind.execute(sa.text(sql))
+    rebuild_table("ops", _DEPENDENTS, change, order_by="op_id")

@@ -27,7 +27,12 @@ def _alembic(db: Path) -> Config:
 def _snapshot(db: Path) -> tuple[list[Any], ...]:
     with sqlite3.connect(db) as conn:
         return (
-            conn.execute("SELECT * FROM job_rows ORDER BY job_id, seq").fetchall(),
+            # As they read: a row may leave its line, action and spec to its op (0007).
+            conn.execute(
+                "SELECT r.job_id, r.seq, coalesce(r.line, o.line), r.key, "
+                "coalesce(r.action, o.action), coalesce(r.spec, o.spec), r.op_id "
+                "FROM job_rows AS r JOIN ops AS o ON o.op_id = r.op_id ORDER BY r.job_id, r.seq"
+            ).fetchall(),
             conn.execute("SELECT * FROM row_deps ORDER BY job_id, seq, dep_key").fetchall(),
             conn.execute("SELECT * FROM op_aliases ORDER BY scope, key").fetchall(),
             conn.execute("SELECT * FROM ops ORDER BY op_id").fetchall(),

@@ -366,8 +366,9 @@ def _drop_row(db: str, job_id: str, line: int) -> None:
     """Damage the database as no bulkops verb would: one of the job's rows disappears."""
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM row_deps WHERE job_id = ?", (job_id,))
-        removed = conn.execute("DELETE FROM job_rows WHERE job_id = ? AND line = ?",
-                               (job_id, line)).rowcount
+        removed = conn.execute(
+            "DELETE FROM job_rows WHERE job_id = ? AND coalesce(line, (SELECT ops.line FROM ops "
+            "WHERE ops.op_id = job_rows.op_id)) = ?", (job_id, line)).rowcount
     assert removed == 1
 
 
