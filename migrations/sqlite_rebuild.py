@@ -11,11 +11,13 @@ from alembic import op
 
 
 def rebuild_table(
-    table: str, dependents: Sequence[str], change: Callable[[str], str], *, order_by: str
+    table: str, dependents: Sequence[str], change: Callable[[str], str], *, order_by: str,
+    values: str = "*",
 ) -> None:
     """Recreate `table` from `change(its CREATE TABLE text)`, with every row, index and
     dependent table as it was (their own stored definitions, replayed). Rows are copied in
-    `order_by` order (SQL, of the old table's columns).
+    `order_by` order (SQL, of the old table's columns), as `values` (SQL: the new table's
+    columns in order, from the old table's, named `old` there).
 
     `dependents` are the tables whose foreign keys point at `table`, each listed after the
     tables that point at it. They are set aside in temporary tables and put back after:
@@ -41,7 +43,7 @@ def rebuild_table(
     bind.execute(sa.text(f"ALTER TABLE {table} RENAME TO bulkops_old_{table}"))
     bind.execute(sa.text(change(schema[table])))
     bind.execute(sa.text(
-        f"INSERT INTO {table} SELECT * FROM bulkops_old_{table} ORDER BY {order_by}"))
+        f"INSERT INTO {table} SELECT {values} FROM bulkops_old_{table} AS old ORDER BY {order_by}"))
     bind.execute(sa.text(f"DROP TABLE bulkops_old_{table}"))  # its indexes go with it
     if high is not None:
         bind.execute(sa.text("UPDATE sqlite_sequence SET seq = :high WHERE name = :name"),

@@ -3,7 +3,7 @@ action and spec only in ops (NULL in job_rows), read back through `tables.row_va
 
 Those three columns were more than half of a million-row job's rows (about 150 of a database's
 850 MB): the same values the op holds, once more. Rows stored before this revision keep their
-values, which read back the same; a later load writes its owner rows without them.
+values on PostgreSQL, which read back the same; on SQLite, the rebuild below leaves them out.
 
 PostgreSQL drops the columns' NOT NULL. SQLite cannot: `job_rows` is rebuilt from its own
 stored definition less those three clauses, its dependent `row_deps` set aside and put back.
@@ -62,4 +62,20 @@ def _set_nullable(nullable: bool) -> None:
                 raise RuntimeError(f"job_rows.{name}: definition not found in {sql!r}")
         return sql
 
-    rebuild_table("job_rows", ("row_deps",), change, order_by="job_id, seq")
+    rebuild_table("job_rows", ("row_deps",), change, order_by="job_id, seq",
+                  values=_OWNER_ROWS_LEFT_TO_OPS if nullable else "*")
+
+
+# The rows copied up, each owner row without the values its op holds: the rebuilt table is
+# as small as a new load makes it. Any row that differs from its op keeps its own.
+# (PostgreSQL's rows keep their values: an UPDATE of every row would leave as many dead ones.)
+_SAME_AS_OP = (
+    "EXISTS (SELECT 1 FROM ops WHERE ops.op_id = old.op_id AND ops.job_id = old.job_id "
+    "AND ops.seq = old.seq AND ops.line = old.line AND ops.action = old.action "
+    "AND ops.spec = old.spec)"
+)
+_OWNER_ROWS_LEFT_TO_OPS = ", ".join(
+    f"CASE WHEN {_SAME_AS_OP} THEN NULL ELSE old.{name} END" if name in _COLUMNS
+    else f"old.{name}"
+    for name in ("job_id", "seq", "line", "key", "action", "spec", "op_id")
+)
