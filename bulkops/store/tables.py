@@ -171,11 +171,12 @@ op_aliases = Table(
     PrimaryKeyConstraint("scope", "key"),
 )
 
-# A row that names the op its job owns at the row's own seq (the op was made for it, or taken
-# on for it) keeps its line, action and spec only in ops: NULL here, read through `row_value`.
-# Those three were more than half of a million-row job's rows (migration 0007_owner_rows).
-# The row's own values are written out before any other job takes the op on
-# (`takeover.keep_owner_rows`), so NULL always means "the op's, as its owner wrote it".
+# A row stored naming the op made for it (its job owns the op at the row's own seq) keeps its
+# line, action and spec only in ops: NULL here, read through `row_value`. Those three were
+# more than half of a million-row job's rows (migration 0007_owner_rows). Any other row keeps
+# its own (one naming earlier work, or one that took an op on later). An owner row gets its
+# values back before another job takes the op on (`takeover.keep_owner_rows`): NULL always
+# means "the op's, which this row wrote".
 job_rows = Table(
     "job_rows",
     metadata,
