@@ -106,9 +106,17 @@ def adopt(*, rerun: bool) -> Update:
     no effect is replaced by the row's content), its dependencies. One that was in flight in a
     dead process becomes UNKNOWN. Run `keep_owner_rows` first, in the same transaction.
     Parameters: b_job_id, b_now."""
+    # Never an op whose owner row still leaves its values to it: on PostgreSQL (READ
+    # COMMITTED) the owner's lease may end between `keep_owner_rows` and this statement, which
+    # then sees an op the former did not; it is taken on at the next take-over instead.
+    owner_row = job_rows.alias("owner_row")
+    written_out = ~exists(select(1).where(
+        owner_row.c.job_id == ops.c.job_id, owner_row.c.seq == ops.c.seq,
+        owner_row.c.spec.is_(None),
+    ))
     return (
         sql_update(ops)
-        .where(*_adoptable(rerun=rerun))
+        .where(*_adoptable(rerun=rerun), written_out)
         .values(
             job_id=_job_id,
             seq=_own_row("seq"),

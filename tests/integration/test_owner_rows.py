@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bulkops.model import Action, JobSource, OpSpec, OpState
-from bulkops.store import SqlStore, open_store
+from bulkops.store import SqlStore, open_store, takeover
 from bulkops.store.tables import OWNER_ROW_COLUMNS, job_rows
 from bulkops.store.urls import normalise_url
 
@@ -141,3 +141,26 @@ async def test_down_to_0006_every_row_holds_its_values_and_back_up_they_read_the
         assert await stored(reopened, "B") == {"acme": True, "coral": not sqlite}
     finally:
         await reopened.close()
+
+
+async def test_an_op_whose_owner_row_was_not_written_out_is_not_taken_on(
+    store: SqlStore,
+) -> None:
+    """The owner's lease ending between `keep_owner_rows` and `adopt` (PostgreSQL runs each
+    statement on its own snapshot): `adopt` leaves the op whose owner row still leaves its
+    values to it, and the next take-over writes the row out and takes the op on."""
+    a = await add(store, "A", [create("acme", "Acme Bakery")])
+    await settle(store, "A", OpState.FAILED)
+    assert await store.acquire_job("A", "host:1:a", now=NOW, lease_seconds=30.0) is None
+    await add(store, "B", [create("bluefin", "Bluefin Grill"), create("acme", "Acme Florist")])
+    later = NOW + 3600.0  # A's lease has ended by then
+    async with store.engine.begin() as conn:
+        params = {"b_job_id": "B", "b_now": NOW}
+        await conn.execute(takeover.keep_owner_rows(rerun=True), params)  # A is live: none
+        adopted = await conn.execute(takeover.adopt(rerun=True), {**params, "b_now": later})
+    assert adopted.rowcount == 0
+    assert await read_back(store, "A") == a
+    taken = await store.take_over("B", now=later, rerun=True)
+    assert taken.adopted == 1
+    assert await stored(store, "A") == {"acme": True}
+    assert await read_back(store, "A") == a
