@@ -148,9 +148,46 @@ def _at_head(connection: Connection) -> bool:
     return current == script_heads()
 
 
+def _refuse_if_run(connection: Connection) -> None:
+    """Raise JobBusy (exit 4) when a process holds a job's lease on this database, which is
+    below the newest revision: that is an earlier bulkops (this one upgrades a database before
+    it writes to it), and its next read of a changed table would fail (0007 left values NULL
+    that it reads as required: "None is not a valid Action"). Run inside the upgrade's
+    transaction: on SQLite it holds the write lock, so no lease can begin before the upgrade
+    commits; on PostgreSQL one that begins in between is not seen."""
+    import time
+
+    from sqlalchemy import inspect, text  # see the imports
+
+    from bulkops.errors import JobBusy
+    from bulkops.identity import Holder
+
+    found = inspect(connection)
+    if not found.has_table("jobs"):
+        return  # a new database
+    # `lease_since` came with 0002.
+    columns = {column["name"] for column in found.get_columns("jobs")}
+    since = "lease_since" if "lease_since" in columns else "NULL"
+    live = connection.execute(text(
+        f"SELECT job_id, lease_owner, {since}, lease_expires_at FROM jobs "
+        "WHERE lease_owner IS NOT NULL AND lease_expires_at > :now "
+        "ORDER BY lease_expires_at DESC, job_id"), {"now": time.time()}).first()
+    if live is None:
+        return
+    job_id, owner, since, until = live
+    raise JobBusy(
+        f"job {job_id} is being run by {Holder(owner, since, until).describe()}, an earlier "
+        "bulkops: this version upgrades the database's tables before using it, which would "
+        "break that run; use this version once it has ended (or the earlier one until then)")
+
+
 def _upgrade(connection: Connection) -> None:
     from alembic import command  # only when migrating: see _ASSIGNMENT
 
+    if _at_head(connection):
+        # Another process upgraded it after this one looked, and may be running a job on it.
+        return
+    _refuse_if_run(connection)
     config = alembic_config()
     # env.py migrates on this connection, inside our transaction, instead of opening its own.
     config.attributes["connection"] = connection

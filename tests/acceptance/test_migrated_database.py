@@ -99,3 +99,35 @@ def test_the_upgrade_keeps_one_operation_per_key_and_every_job_row(tmp_path: Pat
     # (once, by whichever job), its own failed invite still failed (its role differs).
     assert states == {"succeeded": 45, "failed": 1}
     assert ACCOUNT_ID  # the fixture ran against the sandbox's default account
+
+
+def test_a_database_an_earlier_bulkops_is_running_is_not_upgraded_under_it(
+    tmp_path: Path,
+) -> None:
+    """A live job lease on a database below the newest schema is an earlier bulkops at work:
+    `status` of this version exits 4 with one line and leaves the schema as it was; once the
+    lease has ended, the same command upgrades it and answers."""
+    db = _old_database(tmp_path, "http://127.0.0.1:9")
+    with sqlite3.connect(db) as conn:
+        (job_id,) = conn.execute("SELECT job_id FROM jobs ORDER BY created_at LIMIT 1").fetchone()
+        conn.execute("UPDATE jobs SET lease_owner = 'night-box:4242:token', "
+                     "lease_expires_at = strftime('%s', 'now') + 600 WHERE job_id = ?",
+                     (job_id,))
+    env = cli_env()
+
+    held = run_cli(["status", job_id, "--db", str(db)], env)
+
+    assert held.returncode == 4, held.stderr
+    assert held.stderr.splitlines() == [
+        f"busy: job {job_id} is being run by pid 4242 on night-box, an earlier bulkops: this "
+        "version upgrades the database's tables before using it, which would break that run; "
+        "use this version once it has ended (or the earlier one until then)"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+        conn.execute("UPDATE jobs SET lease_expires_at = strftime('%s', 'now') - 1")
+
+    ended = run_cli(["status", job_id, "--db", str(db)], env)
+
+    assert ended.returncode == 0, ended.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() != ("0001",)
