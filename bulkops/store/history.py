@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    or_,
     select,
     update,
     values,
@@ -196,14 +197,15 @@ def run_spans() -> Select[Any]:
 # -- prune ---------------------------------------------------------------------------------------
 
 
-def prunable(before: float) -> Select[Any]:
+def prunable(before: float, now: float) -> Select[Any]:
     """Jobs done with (finished or cancelled), last changed before `before`, not pruned yet,
-    and held by no process."""
+    and held by no live process at `now` (a process killed holding one leaves its name, with
+    a lease that has run out)."""
     return select(jobs.c.job_id).where(
         jobs.c.state.in_(("finished", "cancelled")),
         jobs.c.updated_at < before,
         jobs.c.pruned_at.is_(None),
-        jobs.c.lease_owner.is_(None),
+        or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires_at <= now),
     )
 
 

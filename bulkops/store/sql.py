@@ -360,7 +360,7 @@ class SqlStore:
     async def prune(self, *, before: float) -> PruneResult:
         now = self._clock()
         async with self._write("cannot prune old jobs") as conn:
-            job_ids = list((await conn.execute(history.prunable(before))).scalars().all())
+            job_ids = list((await conn.execute(history.prunable(before, now))).scalars().all())
             if not job_ids:
                 return PruneResult(jobs=0, rows=0, ops=0)
             rows = ops_gone = 0

@@ -9,6 +9,7 @@ ops between jobs.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 
 from bulkops.model import Action, JobSource, JobState, OpSpec, OpState
@@ -104,6 +105,26 @@ async def test_a_pruned_job_counts_no_rows_while_its_done_ops_stay(store: SqlSto
 
     assert await store.counts("A") == {state: 0 for state in OpState}
     await assert_counts_match(store, "A")
+
+
+async def test_prune_takes_a_done_job_whose_holder_died_but_not_one_still_held(
+    store: SqlStore,
+) -> None:
+    """A process killed while holding a job leaves its name on it, with a lease that runs
+    out: the job is pruned once done with. A job whose holder is live is not."""
+    for job_id in ("dead", "live"):
+        await add(store, job_id, [create(f"{job_id}-site")])
+        await settle_all(store, job_id, OpState.SUCCEEDED, site_id=SITE)
+        await store.set_job_state(job_id, JobState.FINISHED)
+    now = time.time()
+    assert await store.acquire_job("dead", "host:1:gone", now=now - 120, lease_seconds=30) is None
+    assert await store.acquire_job("live", "host:2:here", now=now, lease_seconds=600) is None
+
+    pruned = await store.prune(before=now + 3600)
+
+    assert pruned.jobs == 1
+    pruned_at = {entry.job.job_id: entry.pruned_at for entry in await store.list_jobs()}
+    assert pruned_at["dead"] is not None and pruned_at["live"] is None
 
 
 async def test_produced_by_keys_names_only_the_job_s_succeeded_rows(store: SqlStore) -> None:
