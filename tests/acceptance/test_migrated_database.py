@@ -11,6 +11,7 @@ every recorded outcome when it is upgraded: running its files again sends nothin
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -118,10 +119,12 @@ def test_a_database_an_earlier_bulkops_is_running_is_not_upgraded_under_it(
     held = run_cli(["status", job_id, "--db", str(db)], env)
 
     assert held.returncode == 4, held.stderr
-    assert held.stderr.splitlines() == [
-        f"busy: job {job_id} is being run by pid 4242 on night-box, an earlier bulkops: this "
-        "version upgrades the database's tables before using it, which would break that run; "
-        "use this version once it has ended (or the earlier one until then)"]
+    [line] = held.stderr.splitlines()
+    assert re.fullmatch(
+        f"busy: job {job_id} is being run by an earlier bulkops \\(pid 4242 on night-box; its "
+        r"lease runs until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC if that process died\): this "
+        r"version upgrades the database's tables before using it, which would break that run; "
+        r"use this version once it has ended \(or the earlier one until then\)", line), line
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
         conn.execute("UPDATE jobs SET lease_expires_at = strftime('%s', 'now') - 1")
