@@ -514,10 +514,14 @@ class Engine:
 
     async def _take_back_from_dead_workers(self, job_id: str) -> int:
         """Rows workers that died held come back to be claimed (those they had sent, to be
-        reconciled first); how many."""
-        assert self._config.shared_lease is not None
+        reconciled first); how many. None for one turn after this worker's own turn came
+        back from a lapse (`WorkerTurn.judges_others`)."""
+        lease = self._config.shared_lease
+        assert lease is not None
         now = self._clock()
-        self._next_take_back = now + self._config.shared_lease / 3
+        self._next_take_back = now + lease / 3
+        if self._turn is not None and not self._turn.judges_others(lease):
+            return 0
         taken = await self._store.take_back_from_dead_workers(job_id, now=now)
         if taken:
             log.info("ops_taken_back", extra={"job": job_id, "count": taken})

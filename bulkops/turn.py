@@ -5,6 +5,10 @@ must not send a row once its own reckoning of the turn has lapsed, until the dat
 confirmed the turn is still its own (nobody took its rows back): a worker that stalled — a
 frozen process, a paused machine — would otherwise send rows another worker now holds, and
 write its stale copies of them over the other's.
+
+The same stall may have kept the others from renewing: a worker frozen while it held SQLite's
+write lock held every other worker's renewal up with it. So a worker whose own turn lapsed
+judges nobody dead until the others have had one whole turn to renew (`judges_others`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class WorkerTurn:
         self._renew = renew
         self._clock = clock
         self._until = -math.inf  # not confirmed yet: the first send confirms it
+        self._back_at = -math.inf  # when the turn last came back from a lapse (unix seconds)
         self._renewing = asyncio.Lock()
         self.lost = False
 
@@ -49,6 +54,13 @@ class WorkerTurn:
                 return not self.lost
             return await self._renew_now()
 
+    def judges_others(self, lease_seconds: float) -> bool:
+        """Whether other workers' lapsed turns may be taken as their death now: not within
+        `lease_seconds` (one turn) of this worker's own turn coming back from a lapse, since
+        whatever stalled this one (a frozen process, a paused machine, a write lock everyone
+        waited on) may have stalled their renewals too."""
+        return self._clock() >= self._back_at + lease_seconds
+
     async def _renew_now(self) -> bool:
         if self.lost:
             return False
@@ -56,6 +68,9 @@ class WorkerTurn:
         if until is None:
             self.lost = True
             return False
+        now = self._clock()
+        if now >= self._until > -math.inf:  # lapsed before this renewal came back
+            self._back_at = now
         self._until = until
         return True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -342,6 +343,39 @@ def test_a_worker_finishes_the_job_of_a_run_that_was_sigkilled(
     job_id = status_json(each_db, env)["job"]
     assert f"job {job_id}: finished" in finished.stdout, finished.stdout
     assert_exactly_once(rows, report_json(each_db, env, job_id), sandbox.state())
+
+
+def test_a_write_lock_held_past_the_turn_stops_no_worker(
+    sandbox_factory: SandboxFactory, env: dict[str, str], db_path: Path, tmp_path: Path,
+) -> None:
+    """SQLite's write lock held for two turns by another process (as a worker frozen in the
+    middle of a commit holds it): no worker can renew its turn meanwhile, so none takes that
+    for the others' death once the lock is let go: both go on, neither is stopped, every row
+    exactly once."""
+    sandbox = sandbox_factory(latency=0.1)
+    rows = realistic_rows(60, tag="lock")
+    job_id = submit(db_path, write_job_csv(tmp_path / "clients.csv", rows), sandbox, env)
+    lease = 2.0
+    flags = ["worker", "--until-idle", "--db", str(db_path), "--lease-seconds", str(lease),
+             *FAST, "--rate", "20/s", "--settle", "3"]
+    workers = [start_cli(flags, env), start_cli(flags, env)]
+    try:
+        assert wait_until(lambda: request_count(sandbox.base_url) >= 15, timeout=TIMEOUT)
+        holder = sqlite3.connect(db_path, isolation_level=None, timeout=TIMEOUT)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            time.sleep(lease * 2)
+        finally:
+            holder.close()  # rolls back: the lock goes
+        ended = [worker.wait(TIMEOUT) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.ensure_stopped()
+    for worker in ended:
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        assert "took its rows back" not in worker.stdout, worker.stdout
+    assert status_json(db_path, env, job_id)["state"] == "finished"
+    assert_exactly_once(rows, report_json(db_path, env, job_id), sandbox.state())
 
 
 def test_a_worker_stalled_past_its_turn_stops_itself_and_not_the_job(
