@@ -399,10 +399,11 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
     """
     from bulkops.wixwire import checked_base_url
 
-    checked = check_job(file)
-    errors = list(checked.errors)
     choice = database_choice(db)
     exists = database_exists(choice.url)
+    # Without a database, no row is compared with stored work: nothing is kept for that.
+    checked = check_job(file, keep_specs=exists)
+    errors = list(checked.errors)
     if not choice.default and not exists:
         raise ConfigError(f"no database at {choice.shown}: nothing to check the file against "
                           "(leave --db out to check the file alone)")
@@ -608,12 +609,12 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def check_job(file: str) -> CheckedJob:
+def check_job(file: str, *, keep_specs: bool = True) -> CheckedJob:
     """`jobfile.check_job(file)`: imported here, by the commands that read a job file, and not
     by `status`, `jobs` or `report`, which start faster without it."""
     from bulkops.jobfile import check_job as checked
 
-    return checked(file)
+    return checked(file, keep_specs=keep_specs)
 
 
 def _api_key() -> str:

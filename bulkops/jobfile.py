@@ -15,8 +15,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
-from operator import itemgetter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,7 +28,7 @@ from bulkops.invitees import INVITE_ACTIONS, invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, RowResult, missing_reason
-from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, frozen_instance, is_ref
+from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, is_ref
 from bulkops.rowcheckers import (
     Checked,
     HelpersLost,
@@ -37,6 +36,7 @@ from bulkops.rowcheckers import (
     helped_items,
     worth_helping,
 )
+from bulkops.storedspec import StoredRow, StoredSpecs, stored_row
 
 __all__ = ["CheckedJob", "JobFormat", "check_job", "load_job", "validate"]
 
@@ -48,28 +48,33 @@ _Stamp = tuple[int, int]
 class CheckedJob:
     """A job file after the first pass. `errors`: its own problems, in line order. `outside`:
     `@key`s that name no row of the file, fine only if they name an earlier run's operation
-    (judged against a database by the caller). `specs()` re-reads the file streaming and
-    yields the validated OpSpecs in input order; only call it when there is no problem."""
+    (judged against a database by the caller). `specs()` gives the validated OpSpecs in input
+    order, each also in its stored form (read back from the first pass's spool, the file
+    only stat'ed again); only call it when there is no problem."""
 
     source: JobSource
     errors: list[RowError]
     outside: list[OutsideRef]
-    specs: Callable[[], Iterator[OpSpec]]
+    specs: Callable[[], StoredSpecs]
     # Site invites whose site is an outside `@key`: (line, key, e-mail). Once the key's site id
     # is known, `invited_at(site_id, email)` says whether another row invites that person there.
     outside_invitees: list[tuple[int, str, str]] = field(default_factory=list)
     invited_at: Callable[[str, str], int | None] = lambda site_id, email: None
 
 
-def check_job(path: str | Path) -> CheckedJob:
+def check_job(path: str | Path, *, keep_specs: bool = True) -> CheckedJob:
     """The first pass over the whole file (streaming). Raises JobFileError only when the file
-    cannot be read at all (unknown type, missing, unreadable); row problems are returned."""
+    cannot be read at all (unknown type, missing, unreadable); row problems are returned.
+    `keep_specs` False: the rows are only checked (`validate` with no database), and the
+    result's `specs()` raises RuntimeError."""
     file = Path(path)
-    source, stamp, checks = _first_pass(file)
+    source, stamp, checks = _first_pass(file, keep_specs)
     spool = checks.spool
 
-    def specs() -> Iterator[OpSpec]:
-        return _second_pass(file, spool, stamp, source.total)
+    def specs() -> StoredSpecs:
+        if spool is None:
+            raise RuntimeError(f"{file}: checked without keeping its rows")
+        return StoredSpecs(_second_pass(file, spool, stamp, source.total))
 
     outside_invitees = checks.outside_invitees()
     # Only a site invite of an outside `@key` asks `invited_at`: without one, the checks'
@@ -87,21 +92,27 @@ def _nobody_invited(site_id: str, email: str) -> int | None:
 def validate(path: str | Path) -> JobSource:
     """Check the whole file, with no database: raises JobFileError listing every problem in
     line order (a `@key` naming no row of the file among them)."""
-    return load_job(path)[0]
+    checked = check_job(path, keep_specs=False)
+    _refuse_problems(checked)
+    return checked.source
 
 
-def load_job(path: str | Path) -> tuple[JobSource, Callable[[], Iterator[OpSpec]]]:
+def load_job(path: str | Path) -> tuple[JobSource, Callable[[], StoredSpecs]]:
     """`check_job` with no database to resolve outside `@key`s: any problem raises
     JobFileError(path, errors) listing every problem (line, column, reason) in line order.
     The factory's iterator raises JobFileError if the file changed in between."""
     checked = check_job(path)
-    errors = checked.errors + outside_ref_errors(checked.outside, {}, database=False)
-    if errors:
-        raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
+    _refuse_problems(checked)
     return checked.source, checked.specs
 
 
-def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
+def _refuse_problems(checked: CheckedJob) -> None:
+    errors = checked.errors + outside_ref_errors(checked.outside, {}, database=False)
+    if errors:
+        raise JobFileError(checked.source.path, sorted(errors, key=lambda e: e.line))
+
+
+def _first_pass(file: Path, keep_specs: bool) -> tuple[JobSource, _Stamp, _Checks]:
     fmt = job_format(file)
     if fmt is None:
         reason = f"unknown job file type {show(file.suffix)}: use .csv, .json or .jsonl"
@@ -116,87 +127,76 @@ def _first_pass(file: Path) -> tuple[JobSource, _Stamp, _Checks]:
             # Same content, same job: running the file again continues the stored job.
             job_id = hashlib.file_digest(raw, "sha256").hexdigest()[:16]
         with paced_collections():  # a row's containers are freed as they come
-            checks = _first_checks(file, fmt, stamp[0])
+            checks = _first_checks(file, fmt, stamp[0], keep_specs)
     except OSError as exc:
         raise _unreadable(file, exc) from None
     source = JobSource(job_id=job_id, path=str(file), format=fmt.value, total=checks.total)
     return source, stamp, checks
 
 
-def _first_checks(file: Path, fmt: JobFormat, size: int) -> _Checks:
+def _first_checks(file: Path, fmt: JobFormat, size: int, keep_specs: bool) -> _Checks:
     """Every item of the file through `_Checks`: read and checked by helper processes for a
-    large file of a format they read as it streams, else here (also when they fail)."""
-    checks = _Checks()
+    large file of a format they read as it streams, else here (also when they fail). Each
+    row's stored form is made only for `keep_specs`."""
+    checks = _Checks(keep_specs)
     if worth_helping(size, fmt):
         try:
-            checks.take_all(helped_items(file, fmt))
+            checks.take_all(helped_items(file, fmt, stored=keep_specs))
             return checks
         except HelpersLost:  # the helpers could not finish: this process alone
-            checks = _Checks()
-    checks.take_all(checked_items(read_rows(file, fmt)))
+            checks = _Checks(keep_specs)
+    checks.take_all(checked_items(read_rows(file, fmt), stored=keep_specs))
     return checks
 
 
-def _second_pass(file: Path, spool: _Spool, stamp: _Stamp, total: int) -> Iterator[OpSpec]:
+def _second_pass(file: Path, spool: _Spool, stamp: _Stamp, total: int) -> Iterator[StoredRow]:
     changed = JobFileError(str(file), [RowError(
         1, None, "the file changed after it was validated; run the command again")])
     try:
         if _stamp(file) != stamp:
             raise changed
         count = 0
-        for spec in spool.read():
+        for row in spool.read():
             count += 1
-            yield spec
+            yield row
         if count != total or _stamp(file) != stamp:
             raise changed
     except OSError as exc:
         raise _unreadable(file, exc) from None
 
 
-_SPEC_FIELDS = tuple(f.name for f in fields(OpSpec))
-_spec_values = itemgetter(*_SPEC_FIELDS)  # of an OpSpec's __dict__: every field, in order
-_ACTION_AT = _SPEC_FIELDS.index("action")
-_ACTIONS = {action.value: action for action in Action}
 _LENGTH = struct.Struct("<Q")
-# An enum member's `.value` and `Action.X` are looked up through Python code, several times the
-# cost of a dict lookup or a global: the hot path uses these.
-_ACTION_TEXT = {action: action.value for action in Action}
-_SITE_INVITE = Action.SITE_INVITE
+_SITE_INVITE = Action.SITE_INVITE  # a global costs less than an enum member's look-up
 
 
 class _Spool:
-    """Validated specs in input order, in an unnamed temporary file (gone with the process):
-    batches of `BATCH` field tuples, each one marshalled blob behind its 8-byte length. Reads
-    go by offset (pread), so any number of readers may walk it, each from the start."""
+    """Checked rows' stored forms (`storedspec.StoredRow`) in input order, in an unnamed
+    temporary file (gone with the process): batches of `BATCH` rows, each one marshalled blob
+    behind its 8-byte length. Reads go by offset (pread), so any number of readers may walk
+    it, each from the start."""
 
     BATCH = 4096
 
     def __init__(self) -> None:
         self._file: BinaryIO | None = None
-        # Lists, so that the reader can put the Action back in place without a copy.
-        self._batch: list[list[object]] = []
+        self._batch: list[StoredRow] = []
         self._size = 0  # bytes written so far
 
-    def add(self, spec: OpSpec) -> None:
-        values = list(_spec_values(vars(spec)))
-        values[_ACTION_AT] = _ACTION_TEXT[spec.action]
-        self._batch.append(values)
+    def add(self, row: StoredRow) -> None:
+        self._batch.append(row)
         if len(self._batch) >= self.BATCH:
             self._flush()
 
-    def read(self) -> Iterator[OpSpec]:
+    def read(self) -> Iterator[StoredRow]:
         self._flush()
         if self._file is None:
             return
         fd, offset = self._file.fileno(), 0
         while offset < self._size:
             (length,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, offset))
-            batch = marshal.loads(os.pread(fd, length, offset + _LENGTH.size))
+            batch: list[StoredRow] = marshal.loads(os.pread(fd, length, offset + _LENGTH.size))
             offset += _LENGTH.size + length
-            for values in batch:
-                values[_ACTION_AT] = _ACTIONS[values[_ACTION_AT]]
-                # As OpSpec(*values) would make it, without its generated __init__.
-                yield frozen_instance(OpSpec, dict(zip(_SPEC_FIELDS, values, strict=True)))
+            yield from batch
 
     def _flush(self) -> None:
         if not self._batch:
@@ -228,9 +228,9 @@ def _digest(target: tuple[str, ...]) -> bytes:
 class _Checks:
     """The first pass: per-row problems as they come, cross-row ones at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_specs: bool) -> None:
         self.total = 0
-        self.spool = _Spool()
+        self.spool = _Spool() if keep_specs else None
         self._errors: list[RowError] = []
         self._graph = RefGraph()
         self._domains = DomainRows()
@@ -244,7 +244,8 @@ class _Checks:
         self._not_in_header: dict[str, tuple[int, Action | None]] = {}
 
     def take_all(self, items: Iterable[Checked]) -> None:
-        """Every item of the file, in order: a row with its check, or the reader's own."""
+        """Every item of the file, in order: a row with its check and stored form, or the
+        reader's own."""
         for item in items:
             if isinstance(item, tuple):  # the common item first
                 self._row(*item)
@@ -274,7 +275,7 @@ class _Checks:
         errors.sort(key=lambda error: error.line)  # stable: a row's problems keep their order
         return errors
 
-    def _row(self, line: int, result: RowResult) -> None:
+    def _row(self, line: int, result: RowResult, stored: StoredRow | None) -> None:
         self.total += 1
         errors = self._errors
         errors += result.errors
@@ -288,8 +289,11 @@ class _Checks:
             if spec.action in DOMAIN_ACTIONS:
                 spec, problems = self._domains.take(spec)
                 errors += problems
-            if not errors:  # once the file has a problem, no spec is ever read back
-                self.spool.add(spec)
+            # Once the file has a problem, no spec is ever read back. A DNS row's spec may
+            # have gained the connect it waits for: its stored form is made again.
+            if not errors and self.spool is not None:
+                self.spool.add(stored if spec is checked and stored is not None
+                               else stored_row(spec))
         duplicate = None
         if result.key is not None:
             duplicate = self._graph.add_row(

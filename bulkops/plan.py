@@ -206,8 +206,9 @@ class _FileRows:
                 yield Candidate(spec, op)
 
 
-def _chunks(specs: Iterator[OpSpec]) -> Iterator[list[OpSpec]]:
-    while chunk := list(islice(specs, CHUNK)):
+def _chunks(specs: Iterable[OpSpec]) -> Iterator[list[OpSpec]]:
+    source = iter(specs)
+    while chunk := list(islice(source, CHUNK)):
         yield chunk
 
 

@@ -39,6 +39,7 @@ from bulkops.gcpace import paced_collections
 from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, read_rows
 from bulkops.jobrows import RowResult, check_row
 from bulkops.model import Action, OpSpec
+from bulkops.storedspec import StoredRow, stored_row
 
 HELPER_FROM_BYTES = 4_000_000  # files smaller than this (about 40,000 rows) use one process
 # The formats read as they stream: a JSON document is parsed whole, which each helper would
@@ -51,6 +52,8 @@ _END = 0  # a helper's last length: it has no more batches (the file has ended)
 _FAILED = 2**64 - 1  # a helper's last length: it could not go on
 _WAIT_SECONDS = 5.0  # a helper still alive this long after the pass is killed
 _PACKAGE = str(Path(__file__).resolve().parent)  # this `bulkops` package's folder
+# A helper's last argument: whether each row's stored form is made too.
+_STORED, _CHECKED = "stored", "checked"
 
 _ACTIONS = {action.value: action for action in Action}
 _ACTIONS_OR_NONE: dict[str | None, Action | None] = {None: None}
@@ -66,9 +69,10 @@ _DEFAULTS: dict[str, Any] = {
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
 _ACTION_TEXT = {action: action.value for action in Action}
 
-# A checked item: a row as (its line, `check_row`'s result), else the reader's own item (a
-# problem of the file's shape, the CSV header).
-Checked = tuple[int, RowResult] | RowError | CsvHeader
+# A checked item: a row as (its line, `check_row`'s result, its spec's stored form: made by a
+# helper, on its own core, where there are helpers), else the reader's own item (a problem of
+# the file's shape, the CSV header).
+Checked = tuple[int, RowResult, StoredRow | None] | RowError | CsvHeader
 
 
 class HelpersLost(Exception):
@@ -105,19 +109,25 @@ def worth_helping(size: int, fmt: JobFormat) -> bool:
     return size >= HELPER_FROM_BYTES and fmt in HELPED_FORMATS and usable_cpus() > 1
 
 
-def checked_items(items: Iterable[ReadItem]) -> Iterator[Checked]:
-    """The one-process pass: each item of a job file's reader, a row with its check."""
+def checked_items(items: Iterable[ReadItem], *, stored: bool = True) -> Iterator[Checked]:
+    """The one-process pass: each item of a job file's reader, a row with its check (and, for
+    `stored`, its spec's stored form)."""
     for item in items:
         if type(item) is RawRow:
-            yield item.line, check_row(item.line, item.fields, item.defaults)
+            result = check_row(item.line, item.fields, item.defaults)
+            spec = result.spec
+            yield item.line, result, None if spec is None or not stored else stored_row(spec)
         else:
             yield item  # type: ignore[misc]
 
 
-def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator[Checked]:
-    """`checked_items(read_rows(path, fmt))`, the file read and its rows checked by `helpers`
-    helper processes. Raises HelpersLost when they cannot finish it (nothing else: the file's
-    own problems included, which the one-process pass then reports)."""
+def helped_items(
+    path: Path, fmt: JobFormat, helpers: int = HELPERS, *, stored: bool = True,
+) -> Iterator[Checked]:
+    """`checked_items(read_rows(path, fmt), stored=stored)`, the file read and its rows
+    checked by `helpers` helper processes. Raises HelpersLost when they cannot finish it
+    (nothing else: the file's own problems included, which the one-process pass then
+    reports)."""
     if not sys.executable:  # an embedded interpreter: no command to start helpers with
         raise HelpersLost("no Python interpreter to start helpers with")
     processes: list[subprocess.Popen[bytes]] = []
@@ -127,7 +137,7 @@ def helped_items(path: Path, fmt: JobFormat, helpers: int = HELPERS) -> Iterator
                 # -P: the current folder is not searched first, so that no module of the
                 # user's (a csv.py where the command runs) is imported by a helper.
                 [sys.executable, "-P", "-m", __name__, _PACKAGE, str(path), fmt.value,
-                 str(index), str(helpers)],
+                 str(index), str(helpers), _STORED if stored else _CHECKED],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 # Outside the terminal's process group: Ctrl-C is this process's alone (it
                 # ends the pass, and the helpers with it), never a helper's half-started.
@@ -204,17 +214,20 @@ def _end(processes: list[subprocess.Popen[bytes]]) -> None:
         raise
 
 
-def help_with(path: str, fmt: str, index: int, helpers: int, out: BinaryIO) -> None:
+def help_with(
+    path: str, fmt: str, index: int, helpers: int, out: BinaryIO, *, stored: bool = True,
+) -> None:
     """A helper's work: read the file, check and write to `out` every `helpers`-th batch of
     its items starting with batch `index` (each one marshalled, behind its 8-byte length),
-    then `_END` and the number of items it read; `_FAILED` instead on any failure."""
+    then `_END` and the number of items it read; `_FAILED` instead on any failure. A row's
+    spec's stored form goes with it for `stored`."""
     try:
         mine = index == 0
         batch: list[tuple[Any, ...]] = []
         taken = turn = 0
         for item in read_rows(Path(path), JobFormat(fmt)):
             if mine:
-                batch.append(_encoded(item))
+                batch.append(_encoded(item, stored))
             taken += 1
             if taken == BATCH:
                 if mine:
@@ -238,22 +251,24 @@ def _write(out: BinaryIO, blob: bytes) -> None:
     out.flush()  # the pass may be waiting for just this batch
 
 
-def _encoded(item: ReadItem) -> tuple[Any, ...]:
-    """An item as plain values: ("r", line, the row's check) / ("e", line, column, reason) /
-    ("h", line, columns)."""
+def _encoded(item: ReadItem, stored: bool = True) -> tuple[Any, ...]:
+    """An item as plain values: ("r", line, the row's check, its spec's stored form or None
+    when not `stored`) / ("e", line, column, reason) / ("h", line, columns)."""
     if type(item) is RawRow:
         result = check_row(item.line, item.fields, item.defaults)
         spec = result.spec
+        plain = None if spec is None else spec_plain(spec)
         return (
             "r",
             item.line,
-            None if spec is None else spec_plain(spec),
+            plain,
             result.key,
             None if result.action is None else _ACTION_TEXT[result.action],
             [(error.line, error.column, error.reason) for error in result.errors],
             result.missing,
             result.derived_key,
             result.refs,
+            None if spec is None or not stored else stored_row(spec, plain),
         )
     if isinstance(item, RowError):
         return ("e", item.line, item.column, item.reason)
@@ -263,7 +278,7 @@ def _encoded(item: ReadItem) -> tuple[Any, ...]:
 
 def _decoded(encoded: tuple[Any, ...]) -> Checked:
     if encoded[0] == "r":  # a row: nearly every item, a million times a pass
-        _, line, plain, key, action, errors, missing, derived, refs = encoded
+        _, line, plain, key, action, errors, missing, derived, refs, stored = encoded
         # As RowResult(...) makes it, without the Python call of a named tuple's __new__.
         return line, _new_tuple(RowResult, (
             None if plain is None else spec_of_plain(plain),
@@ -273,24 +288,25 @@ def _decoded(encoded: tuple[Any, ...]) -> Checked:
             missing,
             derived,
             refs,
-        ))
+        )), stored
     if encoded[0] == "e":
         return RowError(encoded[1], encoded[2], encoded[3])
     return CsvHeader(encoded[1], encoded[2])
 
 
 def _main(args: list[str]) -> int:
-    """`python -m bulkops.rowcheckers PACKAGE PATH FORMAT INDEX HELPERS`: one helper
+    """`python -m bulkops.rowcheckers PACKAGE PATH FORMAT INDEX HELPERS KEEPS`: one helper
     (`help_with`), its batches on standard output. PACKAGE is the folder of the `bulkops`
     package the pass runs: a helper that imported another one (another version found first
     on its path) gives up at once rather than check rows by other rules."""
-    package, path, fmt, index, helpers = args
     out = sys.stdout.buffer
-    if package != _PACKAGE:
+    # Started by another version's pass (its arguments differ) or of another package: no.
+    if len(args) != 6 or args[0] != _PACKAGE or args[5] not in (_STORED, _CHECKED):
         out.write(_LENGTH.pack(_FAILED))
         return 0
+    _, path, fmt, index, helpers, keeps = args
     with paced_collections():  # a row's containers are freed as they come
-        help_with(path, fmt, int(index), int(helpers), out)
+        help_with(path, fmt, int(index), int(helpers), out, stored=keeps == _STORED)
     return 0
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from itertools import islice
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Insert, Select, Table, and_, insert, select, text
@@ -47,6 +46,7 @@ from bulkops.store.tables import (
     ops,
     row_value,
 )
+from bulkops.storedspec import create_fingerprint, stored_rows
 
 INSERT_BATCH = 2000  # rows per executemany while adding a job: bounded memory, few round trips
 ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter limit
@@ -213,7 +213,7 @@ async def _load_fresh(
     insert_ops = _insert_fresh_ops(job_id, scope, now)
     staging = statements.staged_deps
     seq = staged = 0
-    source = iter(specs)
+    source = stored_rows(specs)  # as made when the rows were checked, if they come from there
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None  # an open connection's: aiosqlite's
     copying: asyncio.Future[Any] | None = None  # the previous batch's copy into job_rows
@@ -222,10 +222,10 @@ async def _load_fresh(
             rows: list[tuple[Any, ...]] = []
             deps: list[tuple[int, str]] = []
             first = seq
-            for spec in batch:
-                rows.append((seq, spec.line, spec.key, spec.action.value, stored_text(spec),
-                             _create_fingerprint(spec)))
-                deps += [(seq, key) for key in spec.dependency_keys()]
+            for line, key, action, text, fingerprint_, dependency_keys in batch:
+                rows.append((seq, line, key, action, text, fingerprint_))
+                if dependency_keys:
+                    deps += [(seq, dep) for dep in dependency_keys]
                 seq += 1
             if copying is not None:
                 await copying
@@ -267,51 +267,6 @@ async def _copy_rows(driver: Any, params: tuple[str, int, int]) -> None:
         raise DBAPIError.instance(_ROWS_OF_FRESH_OPS, params, exc, sqlite3.Error) from exc
 
 
-def _list_text(value: object) -> str | None:
-    if isinstance(value, tuple | list) and all(type(item) is str for item in value):
-        return "[" + ",".join(map(encode_basestring_ascii, value)) + "]"
-    return None
-
-
-# How `spec_text` writes each member of `OpSpec.to_json()`; None: a value of another type.
-_WRITERS: dict[str, Callable[[Any], str | None]] = {
-    "text": lambda value: encode_basestring_ascii(value) if type(value) is str else None,
-    "list": _list_text,
-    "flag": lambda value: "true" if value is True else None,
-    "number": lambda value: int.__repr__(value) if type(value) is int else None,
-    "action": lambda value: (encode_basestring_ascii(value.value)
-                             if isinstance(value, Action) else None),
-}
-# The members in the order `spec_text` writes them (sorted by name), with their label there.
-_STORED_LAYOUT = tuple(sorted(
-    (name, f'"{name}":', _WRITERS[kind]) for names, kind in (
-        (("site_name", "template_id", "folder_id", "site", "to_account", "from_account", "email",
-          "domain", "connection", "assignment", "record_type", "host"), "text"),
-        (("roles", "sites", "depends_on", "values", "implied_depends_on"), "list"),
-        (("notify",), "flag"), (("ttl",), "number"), (("action",), "action"),
-    ) for name in names
-))
-
-
-def stored_text(spec: OpSpec) -> str:
-    """`spec_text(spec)`, written directly from the spec's fields: the encoder sets up a new
-    C encoder for each call and `to_json` builds a dict first, which costs more than a
-    spec's few members (a million are stored at a time). A value of any unexpected type
-    sends the spec through `spec_text` itself."""
-    parts: list[str] = []
-    fields = vars(spec)
-    for name, label, write in _STORED_LAYOUT:
-        value = fields[name]
-        # Left out as `to_json` leaves them out: no text, an empty list, notify false, no ttl.
-        if value is None or value is False or value == () or value == []:
-            continue
-        written = write(value)
-        if written is None:
-            return spec_text(spec)
-        parts.append(label + written)
-    return "{" + ",".join(parts) + "}"
-
-
 async def _ops_of(
     conn: AsyncConnection, scope: str, specs: Sequence[OpSpec], rows: Sequence[dict[str, Any]],
     now: float,
@@ -340,7 +295,7 @@ async def _ops_of(
             )
             found.update(same)
         new += [
-            new_op_row(row_of[spec.key], scope, now, _create_fingerprint(spec))
+            new_op_row(row_of[spec.key], scope, now, create_fingerprint(spec))
             for spec in group if spec.key not in same
         ]
     if new:
@@ -365,14 +320,6 @@ async def existing_ops(
     ):
         found.update(await _same_work(conn, scope, group))
     return found
-
-
-def _create_fingerprint(spec: OpSpec) -> str | None:
-    """A create's fingerprint is known before it runs (its display name): stored at once, so
-    a later row with another key waits for, or takes on, the same site instead of a second."""
-    if spec.action is not Action.CREATE_SITE:
-        return None
-    return fingerprint(spec, lambda value: value)
 
 
 def _insert_ignoring(dialect_name: str, table: Table, unique: list[str]) -> Insert:

@@ -13,13 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from bulkops import rowcheckers
+from bulkops.domainfile import DomainRows
 from bulkops.errors import StoreError
 from bulkops.identity import scope_of
+from bulkops.jobfile import check_job
+from bulkops.jobreaders import JobFormat, RawRow, read_rows
+from bulkops.jobrows import check_row
 from bulkops.model import Action, JobSource, OpSpec
 from bulkops.store import adding, open_store
+from bulkops.storedspec import StoredSpecs
 
 ACCOUNT = "11111111-1111-4111-8111-111111111111"
 API = "https://www.wixapis.com"
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
 def specs() -> list[OpSpec]:
@@ -231,3 +238,49 @@ async def test_a_job_id_with_a_quote_is_stored_as_the_general_path_stores_it(
     fresh = contents(tmp_path / "fresh.db")
     assert fresh == contents(tmp_path / "general.db")
     assert {op[0] for op in fresh[0]} == {"o'job"}
+
+
+def checked_one_by_one(path: Path) -> list[OpSpec]:
+    """The file's specs as each row's own check and the domain rows make them: no spool."""
+    domains = DomainRows()
+    specs = []
+    for item in read_rows(path, JobFormat(path.suffix[1:])):
+        if isinstance(item, RawRow):
+            spec = check_row(item.line, item.fields, item.defaults).spec
+            assert spec is not None
+            specs.append(domains.take(spec)[0])
+    return specs
+
+
+@pytest.mark.parametrize("helpers", [False, True], ids=["one process", "helpers"])
+async def test_a_checked_files_rows_are_stored_in_the_form_made_when_they_were_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helpers: bool
+) -> None:
+    """A fresh load binds each row's stored form as the first pass made it (on the helpers,
+    for a large file), without a spec in between: the same rows as the general path stores
+    from the file's specs made one by one."""
+    if helpers:
+        monkeypatch.setattr(rowcheckers, "HELPER_FROM_BYTES", 0)
+    path = JOBS / "onboarding.csv"
+    checked = check_job(path)
+    assert not checked.errors and isinstance(checked.specs(), StoredSpecs)
+    total = checked.source.total
+    monkeypatch.undo()
+    store = await open_store(str(tmp_path / "fresh.db"))
+    try:
+        await store.add_job(source("job1", total), checked.specs())
+    finally:
+        await store.close()
+
+    async def used(conn: object, scope: str) -> bool:
+        return True
+
+    monkeypatch.setattr(adding, "_scope_used", used)
+    store = await open_store(str(tmp_path / "general.db"))
+    try:
+        await store.add_job(source("job1", total), checked_one_by_one(path))
+    finally:
+        await store.close()
+    fresh = contents(tmp_path / "fresh.db")
+    assert fresh == contents(tmp_path / "general.db")
+    assert any('"implied_depends_on"' in op[5] for op in fresh[0])  # a DNS row's, made here

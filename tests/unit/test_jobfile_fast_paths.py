@@ -25,8 +25,9 @@ from bulkops.errors import JobFileError
 from bulkops.jobfile import check_job, load_job
 from bulkops.jobrows import check_row, compact_json
 from bulkops.model import Action, OpSpec
-from bulkops.store.adding import stored_text
+from bulkops.rowcheckers import spec_plain
 from bulkops.store.rows import spec_text
+from bulkops.storedspec import spec_of_row, stored_row, stored_text, stored_text_of_plain
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 SITE = "11111111-1111-4111-8111-111111111111"
@@ -149,6 +150,11 @@ def test_stored_text_is_spec_text() -> None:
     specs.append(OpSpec(line=1, key="k", action=Action.CREATE_SITE, site_name=""))
     for spec in specs:
         assert stored_text(spec) == spec_text(spec)
+        # As a helper writes it, from the members `spec_plain` sends.
+        assert stored_text_of_plain(spec_plain(spec)) == spec_text(spec)
+    for spec in every_spec():  # rows a file can hold (no half characters: they are refused)
+        assert stored_row(spec, spec_plain(spec)) == stored_row(spec)
+        assert spec_of_row(stored_row(spec)) == spec
 
 
 def test_compact_json_is_the_encoders_text() -> None:
@@ -182,9 +188,9 @@ def test_compact_json_is_the_encoders_text() -> None:
 def test_stored_text_writes_every_member_a_spec_has() -> None:
     # A member added to OpSpec later must be written by `stored_text` too, or it would be
     # silently left out of every stored spec: each field with a value shows in the text.
-    from bulkops.store.adding import _STORED_LAYOUT
+    from bulkops.storedspec import STORED_LAYOUT
 
-    written = {name for name, _, _ in _STORED_LAYOUT}
+    written = {name for name, _, _ in STORED_LAYOUT}
     assert written == {f.name for f in fields(OpSpec)} - {"line", "key"}
 
 

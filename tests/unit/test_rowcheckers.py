@@ -177,9 +177,10 @@ def test_a_pass_whose_helpers_die_is_run_again_here_with_the_same_outcome(
     alone = checked(big_csv, helper=False, monkeypatch=monkeypatch)
     lost: list[rowcheckers.HelpersLost] = []
 
-    def killed(path: Path, fmt: JobFormat) -> Iterator[object]:
+    def killed(path: Path, fmt: JobFormat, *, stored: bool) -> Iterator[object]:
         try:
-            yield from kill_helpers_after_a_batch(rowcheckers.helped_items(path, fmt))
+            yield from kill_helpers_after_a_batch(
+                rowcheckers.helped_items(path, fmt, stored=stored))
         except rowcheckers.HelpersLost as exc:
             lost.append(exc)
             raise
@@ -251,16 +252,20 @@ def test_no_interpreter_to_start_helpers_with_is_helpers_lost(
 def test_a_helper_that_imported_another_bulkops_gives_up_at_once(big_csv: Path) -> None:
     """Told which package the pass runs, a helper running another one (another version first
     on its path) checks nothing: it answers that it could not go on."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bulkops.rowcheckers", "/elsewhere/bulkops", str(big_csv),
-         "csv", "0", "2"], capture_output=True, check=True, timeout=60)
-    assert done.stdout == b"\xff" * 8  # its one answer: failed
+    package = str(Path(rowcheckers.__file__).resolve().parent)
+    for args in (["/elsewhere/bulkops", str(big_csv), "csv", "0", "2", "stored"],
+                 [package, str(big_csv), "csv", "0", "2"],  # as an earlier version starts it
+                 [package, str(big_csv), "csv", "0", "2", "everything"]):
+        done = subprocess.run([sys.executable, "-m", "bulkops.rowcheckers", *args],
+                              capture_output=True, check=True, timeout=60)
+        assert done.stdout == b"\xff" * 8  # its one answer: failed
 
 
 def test_a_helper_of_this_package_sends_its_batches_then_the_end(big_csv: Path) -> None:
     package = str(Path(rowcheckers.__file__).resolve().parent)
     done = subprocess.run(
-        [sys.executable, "-m", "bulkops.rowcheckers", package, str(big_csv), "csv", "1", "2"],
+        [sys.executable, "-m", "bulkops.rowcheckers", package, str(big_csv), "csv", "1", "2",
+         "stored"],
         capture_output=True, check=True, timeout=60)
     items = sum(1 for _ in read_rows(big_csv, JobFormat.CSV))
     # Its batches, then the end and the number of items it read: the whole file's.
