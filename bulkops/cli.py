@@ -462,6 +462,10 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
     )
     if sandbox:
         settings = sandbox_target(settings)
+    else:
+        # Before the file is read: a missing key is one line at once, not after a minute of
+        # checking a million rows.
+        require_credentials(settings)
     try:
         checked = check_job(file)
     except JobFileError as exc:
@@ -472,8 +476,6 @@ def plan(file: str, fmt: str, sandbox: bool, base_url: str, account_id: str, rat
                                   base_url=settings.base_url, settings=settings,
                                   problems=exc.errors)))
         sys.exit(EXIT_INVALID)
-    if not sandbox:
-        require_credentials(settings)
     _configure_logging(0, settings)
     exists = database_exists(choice.url)
     if not exists and not choice.default:

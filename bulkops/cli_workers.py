@@ -58,18 +58,22 @@ def submit(file: str, sandbox: bool, base_url: str, account_id: str, db: str | N
     the job.
     """
     from bulkops.credentials import require_account_id
-    from bulkops.runner import submit_job
     from bulkops.wixwire import checked_base_url
 
-    checked = check_job(file)
-    if checked.errors and not checked.outside:
-        raise JobFileError(checked.source.path, checked.errors)
     choice = database_choice(db)
     settings = Settings(db_url=choice.url,
                         base_url=checked_base_url(base_url or DEFAULT_BASE_URL),
                         account_id=account_id.strip())
     if not sandbox:
+        # Before the file is read: a missing account is one line at once, not after a minute
+        # of checking a million rows.
         require_account_id(settings.account_id, why="the job remembers the account it is for")
+    checked = check_job(file)
+    if checked.errors and not checked.outside:
+        raise JobFileError(checked.source.path, checked.errors)
+    # After the first pass: the engine's modules would add to its peak memory.
+    from bulkops.runner import submit_job
+
     prepare_default(choice)
     stored = anyio.run(lambda: submit_job(checked=checked, settings=settings, sandbox=sandbox))
     job = stored.job

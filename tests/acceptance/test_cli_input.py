@@ -90,8 +90,11 @@ BAD_FILE_CASES = [(bad, command) for bad in BAD_FILES for command in ("validate"
 # "base-url" points plain http at 0.0.0.0, which is not a loopback name but reaches this very
 # sandbox: had the key been sent in clear, the sandbox would have counted the request.
 MISSING_KEY, MISSING_ACCOUNT = "missing WIX_API_KEY", "missing WIX_ACCOUNT_ID"
-# The key is checked before the file is read: one line at once, whatever the file holds.
+# The key (and, for `submit`, the account) is checked before the file is read: one line at
+# once, whatever the file holds, or if there is none.
 MISSING_KEY_BAD_FILE = "missing WIX_API_KEY, a file with bad rows"
+PLAN_MISSING_KEY_NO_FILE = "plan: missing WIX_API_KEY, no such file"
+SUBMIT_MISSING_ACCOUNT_NO_FILE = "submit: missing WIX_ACCOUNT_ID, no such file"
 # Malformed credentials: (case id, environment changes, what the one line names).
 MALFORMED = {
     "control character in WIX_API_KEY": ({"api_key": "sandbox\x07key"}, "WIX_API_KEY"),
@@ -129,6 +132,12 @@ def _refusal_commands(folder: Path, base_url: str) -> dict[str, tuple[list[str],
     commands[MISSING_ACCOUNT] = (run_good, cli_env(account_id=None))
     bad_run = commands[f"{BAD_FILES[0].name} run"][0]
     commands[MISSING_KEY_BAD_FILE] = (bad_run, cli_env(api_key=None))
+    absent = str(folder / "absent.csv")
+    commands[PLAN_MISSING_KEY_NO_FILE] = (["plan", absent, "--base-url", base_url],
+                                          cli_env(api_key=None))
+    commands[SUBMIT_MISSING_ACCOUNT_NO_FILE] = (
+        ["submit", absent, "--db", str(folder / "submit.db"), "--base-url", base_url],
+        cli_env(account_id=None))
     for case, (changes, _) in MALFORMED.items():
         commands[case] = (run_good, cli_env(**changes))
     for case, extra in BAD_FLAGS.items():
@@ -173,7 +182,10 @@ def test_bad_job_file_exits_2_naming_every_problem_by_line(
 
 @pytest.mark.parametrize(("case", "variable"), [(MISSING_KEY, "WIX_API_KEY"),
                                                 (MISSING_ACCOUNT, "WIX_ACCOUNT_ID"),
-                                                (MISSING_KEY_BAD_FILE, "WIX_API_KEY")])
+                                                (MISSING_KEY_BAD_FILE, "WIX_API_KEY"),
+                                                (PLAN_MISSING_KEY_NO_FILE, "WIX_API_KEY"),
+                                                (SUBMIT_MISSING_ACCOUNT_NO_FILE,
+                                                 "WIX_ACCOUNT_ID")])
 def test_missing_credential_exits_2_with_one_clear_line(
     refusals: Refusals, case: str, variable: str,
 ) -> None:
@@ -229,7 +241,7 @@ def test_plain_http_to_a_non_loopback_host_exits_2(refusals: Refusals) -> None:
 def test_every_refused_command_sent_zero_requests(refusals: Refusals) -> None:
     """Bad job files, missing or malformed credentials, bad flags, plain http to a non-loopback
     host: once all of them have exited, the sandbox has received no request at all."""
-    assert len(refusals.results) == (len(BAD_FILE_CASES) + 3 + len(MALFORMED) + len(BAD_FLAGS)
+    assert len(refusals.results) == (len(BAD_FILE_CASES) + 5 + len(MALFORMED) + len(BAD_FLAGS)
                                      + 1)
     assert refusals.requests_after == 0
 

@@ -84,7 +84,8 @@ def test_submit_refuses_a_bad_file_and_a_missing_account_before_storing_anything
     sandbox: SandboxProcess, db_path: Path, tmp_path: Path,
 ) -> None:
     """A bad row is named with its line (exit 2); without an account id the job could not
-    remember its account (exit 2, one line); in both cases no database appears."""
+    remember its account (exit 2, one line, before the file is read); in both cases no
+    database appears."""
     bad = write_job_csv(tmp_path / "bad.csv", [{"action": "create_site", "key": "x"}])
     refused = run_cli(["submit", str(bad), "--db", str(db_path)], cli_env(), timeout=TIMEOUT)
     assert refused.returncode == 2
@@ -96,6 +97,10 @@ def test_submit_refuses_a_bad_file_and_a_missing_account_before_storing_anything
     assert anonymous.stderr.strip().splitlines() == [
         "error: WIX_ACCOUNT_ID is not set: pass --account-id or export WIX_ACCOUNT_ID "
         "(the job remembers the account it is for)"]
+    # Said before the file is read (a million rows take a while to check): even of a bad one.
+    unread = run_cli(["submit", str(bad), "--db", str(db_path)], cli_env(account_id=None),
+                     timeout=TIMEOUT)
+    assert (unread.returncode, unread.stderr) == (2, anonymous.stderr)
     assert not db_path.exists()
 
 
