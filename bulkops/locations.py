@@ -81,8 +81,11 @@ def prepare_default(choice: DbChoice) -> None:
 def database_exists(db_url: str) -> bool:
     """Whether the database at `db_url` is there already (a server database always counts:
     only a SQLite file can be missing)."""
-    # Here, not at the top: `bulkops.store.urls` loads SQLAlchemy's core (~0.2 s), which
-    # commands that never name a database (--help, validate without --db) need not pay for.
+    text = db_url.strip()
+    if text and "://" not in text:  # a file path (the default database's): as the store reads it
+        return Path(text).expanduser().exists()
+    # Here, not at the top: `bulkops.store.urls` loads SQLAlchemy's core (~0.2 s, ~10 MB),
+    # which commands that never name a database by URL (--help, validate) need not pay for.
     from bulkops.store.urls import normalise_url, sqlite_path
 
     path = sqlite_path(normalise_url(db_url))
