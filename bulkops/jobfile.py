@@ -2,9 +2,11 @@
 
 One pass over the file validates everything and keeps in memory only what cross-row checks
 need (keys, references, site names, a digest per invitee), so a million-row CSV validates in
-bounded memory. The validated specs go to a spool, an unnamed temporary file of marshalled
-tuples, which whoever stores the job reads back in input order: parsing and normalising a row
-costs far more than reading its tuple back, and the file itself is only stat'ed again.
+bounded memory. Each validated row goes to a spool in its stored form (`storedspec`: its spec's
+text, fingerprint and dependencies, made as it is checked), an unnamed temporary file of
+marshalled tuples, which whoever stores the job reads back in input order: parsing and
+normalising a row costs far more than reading its tuple back, and the file itself is only
+stat'ed again. `validate` with no database keeps none.
 """
 
 from __future__ import annotations

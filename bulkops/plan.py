@@ -206,9 +206,8 @@ class _FileRows:
                 yield Candidate(spec, op)
 
 
-def _chunks(specs: Iterable[OpSpec]) -> Iterator[list[OpSpec]]:
-    source = iter(specs)
-    while chunk := list(islice(source, CHUNK)):
+def _chunks(specs: Iterator[OpSpec]) -> Iterator[list[OpSpec]]:
+    while chunk := list(islice(specs, CHUNK)):
         yield chunk
 
 

@@ -11,13 +11,14 @@ them).
 
 Items cross as marshalled batches of plain values (marshal is several times faster than
 pickle); a spec as its fields by name (`spec_plain`), which this process makes a spec of
-again with one copy. A helper is `python -m bulkops.rowcheckers` (a new interpreter, safe
-beside the threads a run may have), in a session of its own so that Ctrl-C is this process's
-alone; its batches come on its standard output, its standard error goes nowhere. It is told
-which `bulkops` package the pass runs, and gives up if it imported another. A helper that
-cannot start, dies, gives up or meets anything unexpected (an unreadable file included) ends
-the helped pass with `HelpersLost`: the caller then runs the pass in this process alone, which
-reports the file's problem in its own words.
+again with one copy, and as its stored form (`storedspec.stored_row`), made on the helper's
+core so that storing the job only binds it. A helper is `python -m bulkops.rowcheckers` (a
+new interpreter, safe beside the threads a run may have), in a session of its own so that
+Ctrl-C is this process's alone; its batches come on its standard output, its standard error
+goes nowhere. It is told which `bulkops` package the pass runs, and gives up if it imported
+another. A helper that cannot start, dies, gives up or meets anything unexpected (an
+unreadable file included) ends the helped pass with `HelpersLost`: the caller then runs the
+pass in this process alone, which reports the file's problem in its own words.
 """
 
 from __future__ import annotations
