@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import MISSING, fields
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from bulkops.identity import fingerprint
-from bulkops.model import Action, OpSpec
+from bulkops.model import Action, OpSpec, frozen_instance
 from bulkops.store.rows import spec_text
 
 # (line, key, action, spec text, create fingerprint or None, dependency keys): plain values,
@@ -36,8 +37,13 @@ def stored_row(spec: OpSpec, plain: dict[str, Any] | None = None) -> StoredRow:
 
 
 def spec_of_row(row: StoredRow) -> OpSpec:
-    """The spec `stored_row` made `row` of (as the store reads a stored spec back)."""
-    return OpSpec.from_json(row[0], row[1], json.loads(row[3]))
+    """The spec `stored_row` made `row` of: `OpSpec.from_json` of its text, from the few
+    members the text holds (every other field takes its default; lists become tuples)."""
+    values = {"line": row[0], "key": row[1], **_SPEC_DEFAULTS}
+    for name, value in json.loads(row[3]).items():
+        values[name] = tuple(value) if type(value) is list else value
+    values["action"] = _ACTIONS[values["action"]]
+    return frozen_instance(OpSpec, values)
 
 
 class StoredSpecs(Iterator[OpSpec]):
@@ -62,6 +68,14 @@ def stored_rows(specs: Iterable[OpSpec]) -> Iterator[StoredRow]:
     if isinstance(specs, StoredSpecs):
         return specs.stored()
     return map(stored_row, specs)
+
+
+def specs_and_stored(specs: Iterable[OpSpec]) -> Iterator[tuple[OpSpec, StoredRow]]:
+    """Each spec with its stored form (`stored_rows`): the spec read back from that form when
+    it comes from `StoredSpecs`, whose text then need not be written again."""
+    if isinstance(specs, StoredSpecs):
+        return ((spec_of_row(row), row) for row in specs.stored())
+    return ((spec, stored_row(spec)) for spec in specs)
 
 
 def create_fingerprint(spec: OpSpec) -> str | None:
@@ -98,6 +112,9 @@ STORED_LAYOUT = tuple(sorted(
 ))
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
 _ACTION_TEXT = {action: action.value for action in Action}
+_ACTIONS = {action.value: action for action in Action}
+_SPEC_DEFAULTS = {field.name: field.default for field in fields(OpSpec)
+                  if field.default is not MISSING}
 
 
 def stored_text(spec: OpSpec) -> str:

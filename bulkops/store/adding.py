@@ -35,7 +35,7 @@ from bulkops.identity import (
 from bulkops.jobrows import derive_key
 from bulkops.model import Action, OpSpec, OpState, is_ref
 from bulkops.store import statements
-from bulkops.store.rows import new_op_row, new_row, spec_text
+from bulkops.store.rows import new_op_row, new_row
 from bulkops.store.tables import (
     FINGERPRINT,
     OWNER_ROW_COLUMNS,
@@ -46,7 +46,7 @@ from bulkops.store.tables import (
     ops,
     row_value,
 )
-from bulkops.storedspec import create_fingerprint, stored_rows
+from bulkops.storedspec import create_fingerprint, specs_and_stored, stored_rows
 
 INSERT_BATCH = 2000  # rows per executemany while adding a job: bounded memory, few round trips
 ID_CHUNK = 1000  # values per IN (...) list: far below every driver's parameter limit
@@ -66,14 +66,16 @@ async def insert_rows(
     staging = statements.staged_deps
     seq = 0
     staged = False
-    source = iter(specs)
+    source = specs_and_stored(specs)
     # Ends when the iterable does; each batch holds at most INSERT_BATCH specs in memory.
-    while batch := list(islice(source, INSERT_BATCH)):
+    while pairs := list(islice(source, INSERT_BATCH)):
+        batch: list[OpSpec] = []
         rows: list[dict[str, Any]] = []
         deps: list[dict[str, Any]] = []
-        for spec in batch:
-            rows.append(new_row(job_id, seq, spec, spec_text(spec)))
-            deps.extend({"seq": seq, "dep_key": key} for key in spec.dependency_keys())
+        for spec, (_, _, _, spec_json, _, dependency_keys) in pairs:
+            batch.append(spec)
+            rows.append(new_row(job_id, seq, spec, spec_json))
+            deps.extend({"seq": seq, "dep_key": key} for key in dependency_keys)
             seq += 1
         op_ids = await _ops_of(conn, scope, batch, rows, now)
         for row in rows:
@@ -222,8 +224,8 @@ async def _load_fresh(
             rows: list[tuple[Any, ...]] = []
             deps: list[tuple[int, str]] = []
             first = seq
-            for line, key, action, text, fingerprint_, dependency_keys in batch:
-                rows.append((seq, line, key, action, text, fingerprint_))
+            for line, key, action, spec_json, fingerprint_, dependency_keys in batch:
+                rows.append((seq, line, key, action, spec_json, fingerprint_))
                 if dependency_keys:
                     deps += [(seq, dep) for dep in dependency_keys]
                 seq += 1
