@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from checkedrows import checked_one_by_one
 
 from bulkops import rowcheckers
-from bulkops.domainfile import DomainRows
 from bulkops.errors import StoreError
 from bulkops.identity import scope_of
 from bulkops.jobfile import check_job
-from bulkops.jobreaders import JobFormat, RawRow, read_rows
-from bulkops.jobrows import check_row
 from bulkops.model import Action, JobSource, OpSpec
 from bulkops.store import adding, open_store
 from bulkops.storedspec import StoredSpecs
@@ -238,18 +236,6 @@ async def test_a_job_id_with_a_quote_is_stored_as_the_general_path_stores_it(
     fresh = contents(tmp_path / "fresh.db")
     assert fresh == contents(tmp_path / "general.db")
     assert {op[0] for op in fresh[0]} == {"o'job"}
-
-
-def checked_one_by_one(path: Path) -> list[OpSpec]:
-    """The file's specs as each row's own check and the domain rows make them: no spool."""
-    domains = DomainRows()
-    specs = []
-    for item in read_rows(path, JobFormat(path.suffix[1:])):
-        if isinstance(item, RawRow):
-            spec = check_row(item.line, item.fields, item.defaults).spec
-            assert spec is not None
-            specs.append(domains.take(spec)[0])
-    return specs
 
 
 @pytest.mark.parametrize("helpers", [False, True], ids=["one process", "helpers"])
