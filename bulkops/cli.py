@@ -401,12 +401,12 @@ def validate(file: str, account_id: str, base_url: str, sandbox: bool, db: str |
 
     choice = database_choice(db)
     exists = database_exists(choice.url)
+    if not choice.default and not exists:  # said before the file is read: it may be large
+        raise ConfigError(f"no database at {choice.shown}: nothing to check the file against "
+                          "(leave --db out to check the file alone)")
     # Without a database, no row is compared with stored work: nothing is kept for that.
     checked = check_job(file, keep_specs=exists)
     errors = list(checked.errors)
-    if not choice.default and not exists:
-        raise ConfigError(f"no database at {choice.shown}: nothing to check the file against "
-                          "(leave --db out to check the file alone)")
     if exists or checked.outside:
         from bulkops.jobviews import validation_errors
         from bulkops.locations import SANDBOX_TARGET

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from bulkops.cells import show
 from bulkops.domainfile import DomainRows
-from bulkops.errors import JobFileError, RowError
+from bulkops.errors import ConfigError, JobFileError, RowError
 from bulkops.gcpace import paced_collections
 from bulkops.identity import outside_ref_errors, site_name_key
 from bulkops.invitees import INVITE_ACTIONS, invitee_target
@@ -201,15 +201,23 @@ class _Spool:
             yield from batch
 
     def _flush(self) -> None:
+        """Raises ConfigError when the temporary file cannot be written (no space, a size
+        limit): not the job file's fault, so not worded as a problem of it."""
         if not self._batch:
             return
-        if self._file is None:
-            # Open for as long as the checked job lives: closed (and gone) with this object.
-            self._file = tempfile.TemporaryFile(prefix="bulkops-specs-")  # noqa: SIM115
         blob = marshal.dumps(self._batch)
-        self._file.seek(self._size)
-        self._file.write(_LENGTH.pack(len(blob)) + blob)
-        self._file.flush()
+        try:
+            if self._file is None:
+                # Open for as long as the checked job lives: closed (and gone) with this object.
+                self._file = tempfile.TemporaryFile(prefix="bulkops-specs-")  # noqa: SIM115
+            self._file.seek(self._size)
+            self._file.write(_LENGTH.pack(len(blob)) + blob)
+            self._file.flush()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot keep the checked rows in a temporary file in {tempfile.gettempdir()} "
+                f"({exc.strerror or exc}): free space there, or set TMPDIR to a folder with "
+                "room (about 200 bytes a row)") from None
         self._size += _LENGTH.size + len(blob)
         self._batch = []
 

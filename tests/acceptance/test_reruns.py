@@ -996,6 +996,12 @@ def test_validate_with_a_database_that_does_not_exist_says_so_and_creates_none(
     assert result.returncode == 2, _output(result)
     assert f"no database at {missing}" in result.stderr
     assert not missing.exists()
+    # Said before the file is read (it may hold a million rows): even of no file at all.
+    unread = run_cli(["validate", str(tmp_path / "absent.csv"), "--db", str(missing)], env,
+                     timeout=RUN_TIMEOUT)
+    assert unread.returncode == 2, _output(unread)
+    [line] = unread.stderr.strip().splitlines()
+    assert f"no database at {missing}" in line
 
 
 def test_report_to_a_path_that_cannot_be_written_is_one_line_exit_2(
