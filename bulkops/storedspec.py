@@ -11,7 +11,7 @@ any, it crosses to the store as plain values, and the load only binds them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, fields
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -98,8 +98,8 @@ _WRITERS: dict[str, Callable[[Any], str | None]] = {
     "list": _list_text,
     "flag": lambda value: "true" if value is True else None,
     "number": lambda value: int.__repr__(value) if type(value) is int else None,
-    "action": lambda value: (encode_basestring_ascii(value.value)
-                             if isinstance(value, Action) else None),
+    # An Action (a str enum, written as its value) or, from `spec_plain`, its text.
+    "action": lambda value: encode_basestring_ascii(value) if isinstance(value, str) else None,
 }
 # The members in the order `spec_text` writes them (sorted by name), with their label there.
 STORED_LAYOUT = tuple(sorted(
@@ -122,34 +122,30 @@ def stored_text(spec: OpSpec) -> str:
     C encoder for each call and `to_json` builds a dict first, which costs more than a
     spec's few members (a million are stored at a time). A value of any unexpected type
     sends the spec through `spec_text` itself."""
-    parts: list[str] = []
-    fields = vars(spec)
-    for name, label, write in STORED_LAYOUT:
-        value = fields[name]
-        # Left out as `to_json` leaves them out: no text, an empty list, notify false, no ttl.
-        if value is None or value is False or value == () or value == []:
-            continue
-        written = write(value)
-        if written is None:
-            return spec_text(spec)
-        parts.append(label + written)
-    return "{" + ",".join(parts) + "}"
-
-
-_WRITER_OF = {name: (label, write) for name, label, write in STORED_LAYOUT}
-_WRITER_OF["action"] = ('"action":', _WRITERS["text"])  # `spec_plain` has the action as text
+    return _written(vars(spec), _STORED_NAMES) or spec_text(spec)
 
 
 def stored_text_of_plain(plain: dict[str, Any]) -> str | None:
     """`stored_text` of the spec whose members that differ from their defaults are `plain`
     (`rowcheckers.spec_plain`: its action as text), from those few members alone; None for a
     value of an unexpected type (then `stored_text(spec)`)."""
+    return _written(plain, sorted(plain))
+
+
+_WRITER_OF = {name: (label, write) for name, label, write in STORED_LAYOUT}
+_STORED_NAMES = tuple(_WRITER_OF)  # sorted, as the layout is
+
+
+def _written(members: Mapping[str, Any], names: Iterable[str]) -> str | None:
+    """The JSON object of `members`' stored fields among `names` (in that order: sorted),
+    left out as `to_json` leaves them out (no text, an empty list, notify false, no ttl);
+    None for a value of an unexpected type. Other names (the line, the key) are skipped."""
     parts: list[str] = []
-    for name in sorted(plain):
+    for name in names:
         writer = _WRITER_OF.get(name)
-        if writer is None:  # the line and the key: columns of their own
+        if writer is None:
             continue
-        value = plain[name]
+        value = members[name]
         if value is None or value is False or value == () or value == []:
             continue
         written = writer[1](value)
