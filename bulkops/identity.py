@@ -103,11 +103,7 @@ class Holder:
     def describe(self) -> str:
         if self.shared:
             return "bulkops worker processes"
-        since = ""
-        if self.since is not None:
-            since = " since " + datetime.fromtimestamp(self.since, UTC).strftime(
-                "%Y-%m-%d %H:%M:%S UTC"
-            )
+        since = "" if self.since is None else f" since {instant(self.since)}"
         return f"pid {self.pid} on {self.host}{since}"
 
 
@@ -177,6 +173,11 @@ def alias_conflict(line: int, key: str, job_id: str, first_line: int, at: float)
         "content (the same invite as one done before): give this row a new key for new work, "
         "or restore the row as it was",
     )
+
+
+def instant(at: float) -> str:
+    """Unix seconds as `2026-11-28 02:14:05 UTC`: a holder's times, to the second."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def when(at: float | None) -> str:

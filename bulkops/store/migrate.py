@@ -156,12 +156,11 @@ def _refuse_if_run(connection: Connection) -> None:
     transaction: on SQLite it holds the write lock, so no lease can begin before the upgrade
     commits; on PostgreSQL one that begins in between is not seen."""
     import time
-    from datetime import UTC, datetime
 
     from sqlalchemy import inspect, text  # see the imports
 
     from bulkops.errors import JobBusy
-    from bulkops.identity import Holder
+    from bulkops.identity import Holder, instant
 
     found = inspect(connection)
     if not found.has_table("jobs"):
@@ -176,10 +175,9 @@ def _refuse_if_run(connection: Connection) -> None:
     if live is None:
         return
     job_id, owner, since, until = live
-    ends = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     raise JobBusy(
         f"job {job_id} is being run by an earlier bulkops ({Holder(owner, since, until).describe()}"
-        f"; its lease runs until {ends} if that process died): this version upgrades the "
+        f"; its lease runs until {instant(until)} if that process died): this version upgrades the "
         "database's tables before using it, which would break that run; use this version once "
         "it has ended (or the earlier one until then)")
 
