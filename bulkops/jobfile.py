@@ -16,6 +16,7 @@ import marshal
 import os
 import struct
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from bulkops.invitees import INVITE_ACTIONS, invitee_target
 from bulkops.jobgraph import OutsideRef, RefGraph
 from bulkops.jobreaders import CsvHeader, JobFormat, job_format, read_rows
 from bulkops.jobrows import ACTION_NAMES, RowResult, missing_reason
+from bulkops.keyindex import KeyIndex
 from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, is_ref
 from bulkops.rowcheckers import (
     Checked,
@@ -244,9 +246,11 @@ class _Checks:
         self._errors: list[RowError] = []
         self._graph = RefGraph()
         self._domains = DomainRows()
-        self._site_names: dict[str, int] = {}  # casefolded name -> first line
-        # Digest of an invite's (action, site, e-mail) -> first line: 16 bytes a row, not the text.
-        self._invitees: dict[bytes, int] = {}
+        # Names as they compare (`site_name_key`), each with its first line.
+        self._site_names, self._site_name_lines = KeyIndex(), array("i")
+        # Digests of invites' (action, site, e-mail), each with its first line: 16 bytes a row,
+        # not the text.
+        self._invitees, self._invitee_lines = KeyIndex(), array("i")
         self._maybe_outside: list[tuple[int, str, str]] = []
         self._loose_refs: list[tuple[int, str, str]] = []  # (line, column, key) of bad rows
         self._header: CsvHeader | None = None
@@ -276,7 +280,9 @@ class _Checks:
 
     def invited_at(self, site_id: str, email: str) -> int | None:
         """The line of the first row inviting `email` (normalised) to `site_id`, if any."""
-        return self._invitees.get(_digest((Action.SITE_INVITE.value, site_id.casefold(), email)))
+        number = self._invitees.find(
+            _digest((Action.SITE_INVITE.value, site_id.casefold(), email)))
+        return None if number == -1 else self._invitee_lines[number]
 
     def finish(self) -> list[RowError]:
         errors = self._errors + self._graph.errors() + self._header_errors()
@@ -322,8 +328,11 @@ class _Checks:
 
     def _check_site_name(self, line: int, name: str) -> None:
         # Compared as the account compares them: NFC, any case, spaces collapsed.
-        earlier = self._site_names.setdefault(site_name_key(name), line)
-        if earlier != line:
+        number, new = self._site_names.add(site_name_key(name))
+        if new:
+            self._site_name_lines.append(line)
+        else:
+            earlier = self._site_name_lines[number]
             self._errors.append(RowError(
                 line, "site_name", f"duplicate site name {show(name)}: duplicate of line {earlier}"
             ))
@@ -340,9 +349,11 @@ class _Checks:
         elif site_invite and not self._graph.defines(target[1][1:]):
             # Maybe an earlier run's site: its id, known later, may be written on another row.
             self._maybe_outside.append((spec.line, target[1][1:], target[2]))
-        digest = _digest(target)
-        earlier = self._invitees.setdefault(digest, spec.line)
-        if earlier != spec.line:
+        number, new = self._invitees.add(_digest(target))
+        if new:
+            self._invitee_lines.append(spec.line)
+        else:
+            earlier = self._invitee_lines[number]
             where = "this site" if site_invite else "the account"
             self._errors.append(RowError(
                 spec.line, "email",

@@ -1,6 +1,6 @@
 """Checks across rows: unique keys, `@key` references that exist and fit, no dependency cycles.
 
-Sized for a million rows: one dict (key → node number) and flat arrays of small ints hold
+Sized for a million rows: a `KeyIndex` (key → node number) and flat arrays of small ints hold
 everything; no per-row objects are kept. Cycles are found with an iterative Tarjan walk, so a
 chain of a million rows cannot exhaust the interpreter's recursion limit.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bulkops.cells import show
 from bulkops.errors import RowError
+from bulkops.keyindex import KeyIndex
 from bulkops.model import REF_PREFIX, Action, OpSpec
 
 REF_COLUMNS = ("site", "sites", "depends_on")
@@ -55,8 +56,7 @@ class RefGraph:
     """Rows by key and the references between them; fed row by row, judged at the end."""
 
     def __init__(self) -> None:
-        self._node: dict[str, int] = {}
-        self._keys: list[str] = []
+        self._keys = KeyIndex()  # a node's number is its key's
         self._line = array("i")
         self._kind = bytearray()
         self._edge_from = array("i")
@@ -71,12 +71,10 @@ class RefGraph:
     ) -> RowError | None:
         """Register a row (its references too when it is valid). Returns the duplicate-key error
         if an earlier row has the same key."""
-        lines, nodes = self._line, self._node
+        lines, keys = self._line, self._keys
         kind = _NO_ACTION if action is None else _ACTION_CODE[action]
-        node = nodes.get(key)
-        if node is None:  # the common row: a key not met before (as `_node_of`, defined)
-            node = nodes[key] = len(self._keys)
-            self._keys.append(key)
+        node, new = keys.add(key)
+        if new:  # the common row: a key not met before (as `_node_of`, defined)
             lines.append(line)
             self._kind.append(kind)
         else:
@@ -93,9 +91,7 @@ class RefGraph:
         if spec is not None and (spec.site is not None or spec.sites or spec.depends_on
                                  or spec.implied_depends_on):
             for column, target_key in _refs(spec):
-                target = nodes.get(target_key)
-                if target is None:
-                    target = self._node_of(target_key)
+                target = self._node_of(target_key)
                 self._edge_from.append(node)
                 self._edge_to.append(target)
                 self._edge_column.append(column)
@@ -110,14 +106,14 @@ class RefGraph:
 
     def defines(self, key: str) -> bool:
         """Whether a row read so far has this key."""
-        node = self._node.get(key)
-        return node is not None and self._line[node] != _UNDEFINED
+        node = self._keys.find(key)
+        return node != -1 and self._line[node] != _UNDEFINED
 
     def outside_refs(self) -> list[OutsideRef]:
         """Every reference to a key no row of the file defines, in the order rows made them."""
         lines, keys = self._line, self._keys
         return [
-            OutsideRef(lines[source], REF_COLUMNS[column], keys[target])
+            OutsideRef(lines[source], REF_COLUMNS[column], keys.key(target))
             for source, target, column in zip(
                 self._edge_from, self._edge_to, self._edge_column, strict=True
             )
@@ -125,11 +121,8 @@ class RefGraph:
         ]
 
     def _node_of(self, key: str) -> int:
-        node = self._node.get(key)
-        if node is None:
-            node = len(self._keys)
-            self._node[key] = node
-            self._keys.append(key)
+        node, new = self._keys.add(key)
+        if new:
             self._line.append(_UNDEFINED)
             self._kind.append(_NO_ACTION)
         return node
@@ -144,7 +137,7 @@ class RefGraph:
                 continue  # an outside reference: judged against the database
             if column != _DEPENDS_ON and kinds[target] not in (_CREATE_SITE, _NO_ACTION):
                 action = _ACTIONS[kinds[target]].value
-                ref = show(REF_PREFIX + keys[target])
+                ref = show(REF_PREFIX + keys.key(target))
                 errors.append(RowError(
                     lines[source], REF_COLUMNS[column],
                     f"{ref} is line {lines[target]} ({action}), not a create_site row",
@@ -162,7 +155,7 @@ class RefGraph:
                 if targets[i] in members
             )
             if len(component) == 1:
-                reason = f"the row refers to itself ({show(REF_PREFIX + self._keys[first])})"
+                reason = f"the row refers to itself ({show(REF_PREFIX + self._keys.key(first))})"
             else:
                 reason = "dependency cycle between lines " + _list_lines(
                     sorted(self._line[n] for n in component)
