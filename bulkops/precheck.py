@@ -46,6 +46,7 @@ from bulkops.engine import NOT_FOUND_RESENT_NOTE
 from bulkops.errors import ConfigError, RowError, WixApiError
 from bulkops.identity import site_name_key, when
 from bulkops.model import DOMAIN_ACTIONS, Action, OpRecord, OpSpec, OpState, is_ref
+from bulkops.movedsites import SiteMoves, Waits
 from bulkops.retry import DEFAULT_READS, ReadRetry, Verdict, classify
 from bulkops.roles import Level, RoleBook, RoleError
 from bulkops.settings import IfExists
@@ -263,12 +264,10 @@ class _Needs:
         self.account = account_id.lower()
         self.wanted: dict[str, set[str]] = {}
         self.moves: set[tuple[str, str]] = set()  # (site, account a transfer row moves it to)
-        # Transfers out of the account, by the site as written (an id or @key, lower-case):
-        # (line, key, target account).
-        self.transfers: dict[str, list[tuple[int, str, str]]] = {}
-        # Row key -> the keys it waits for, joined by _KEYS_SEPARATOR (which no key holds):
-        # one text instead of a tuple of texts, a third of the first pass's memory less.
-        self.deps: dict[str, str] = {}
+        # Transfers out of the account, by the site as written (an id or @key, lower-case),
+        # and which rows each row waits for: flat arrays, not a dict of texts per row.
+        self.transfers = SiteMoves()
+        self.waits = Waits()
         # The hashes of the names checked (`site_name_key`): a listing that has none of them
         # spares the second pass the creates. Eight bytes a name (a set of the names took 26
         # MB more at a million rows); two names of one hash only cost that pass.
@@ -285,18 +284,13 @@ class _Needs:
                 self.moves.add((spec.site.lower(), spec.to_account.lower()))
             # Only a transfer out of the account takes a site away from it.
             if (spec.from_account or self.account).lower() == self.account:
-                self.transfers.setdefault(spec.site.lower(), []).append(
-                    (spec.line, spec.key, spec.to_account.lower()))
+                self.transfers.add(spec.site.lower(), spec.line, self.waits.number(spec.key),
+                                   spec.to_account.lower())
         waits_for = spec.dependency_keys()
         if waits_for:
-            self.deps[spec.key] = _KEYS_SEPARATOR.join(waits_for)
+            self.waits.add(spec.key, waits_for)
         if row.name_checked:
             self.name_hashes.append(hash(site_name_key(row.spec.site_name or "")))
-
-    def waits_for(self, key: str) -> list[str]:
-        """The keys row `key` waits for directly."""
-        joined = self.deps.get(key)
-        return joined.split(_KEYS_SEPARATOR) if joined is not None else []
 
     def judged(self, domains: DomainNeeds, taken: Collection[str]) -> frozenset[Action]:
         """The actions of the rows the second pass can find something in: rows naming a
@@ -320,8 +314,6 @@ class _Needs:
     def site_ids(self) -> set[str]:
         return set().union(*self.wanted.values()) if self.wanted else set()
 
-
-_KEYS_SEPARATOR = "\n"  # never in a key: a key is one line of printable text
 
 # An account's sites as listed, or why Wix would not list them.
 _Listing = list[Site] | WixApiError
@@ -395,8 +387,8 @@ class _World:
             return []
         errors = []
         for site in spec.sites:
-            for line, key, target in self._needs.transfers.get(site.lower(), []):
-                if target == self._needs.account or spec.key in self._waited_for(key):
+            for line, row, target in self._needs.transfers.of(site.lower()):
+                if target == self._needs.account or self._needs.waits.waits_for(row, spec.key):
                     continue
                 errors.append(RowError(spec.line, "sites", (
                     f"site {show(site)} is moved to account {target} by line {line}, which does "
@@ -404,17 +396,6 @@ class _World:
                     "account; make that transfer depend on this row (depends_on), or invite "
                     "to the site with a site_invite row")))
         return errors
-
-    def _waited_for(self, key: str) -> set[str]:
-        """Every row key that row `key` waits for, directly or not."""
-        seen: set[str] = set()
-        stack = self._needs.waits_for(key)
-        while stack:
-            dep = stack.pop()
-            if dep not in seen:
-                seen.add(dep)
-                stack.extend(self._needs.waits_for(dep))
-        return seen
 
     def _absent(self, spec: OpSpec, site: str, account: str) -> str | None:
         """Why `site` cannot be used from `account`, or None when it can."""
