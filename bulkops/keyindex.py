@@ -16,11 +16,6 @@ from array import array
 _FIRST_SLOTS = 1 << 10  # a used slot holds its entry's number + 1; 0 is free
 
 
-def _encoded(key: str | bytes) -> bytes:
-    # surrogatepass: a JSON file may hold a lone surrogate ("\ud800"), which is still a key.
-    return key if type(key) is bytes else key.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
-
-
 class KeyIndex:
     """A set of texts (str, or bytes such as digests), each numbered 0, 1, 2, ... in the order
     it was first added. Linear probing in a table of at most half-used slots, doubled as it
@@ -40,7 +35,8 @@ class KeyIndex:
 
     def find(self, key: str | bytes) -> int:
         """The key's number, or -1 if it was never added."""
-        data = _encoded(key)
+        # surrogatepass: a JSON file may spell a lone surrogate ("\ud800"), still a key.
+        data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
         hashed = hash(data)
         slots, hashes, ends, text, mask = (
             self._slots, self._hashes, self._ends, self._text, self._mask)
@@ -54,7 +50,8 @@ class KeyIndex:
 
     def add(self, key: str | bytes) -> tuple[int, bool]:
         """(the key's number, whether it is new): a new key is numbered len(self) first."""
-        data = _encoded(key)
+        # surrogatepass: a JSON file may spell a lone surrogate ("\ud800"), still a key.
+        data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
         hashed = hash(data)
         slots, hashes, ends, text, mask = (
             self._slots, self._hashes, self._ends, self._text, self._mask)
