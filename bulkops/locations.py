@@ -8,6 +8,7 @@ An existing `bulkops.db` in the current folder (where older versions kept it) is
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,38 @@ def prepare_default(choice: DbChoice) -> None:
 
 def database_exists(db_url: str) -> bool:
     """Whether the database at `db_url` is there already (a server database always counts:
-    only a SQLite file can be missing)."""
+    only a SQLite file can be missing). A name too long for the file system names no file.
+    Raises ConfigError when the file's folder cannot be looked into (permission denied)."""
     text = db_url.strip()
     if text and "://" not in text:  # a file path (the default database's): as the store reads it
-        return Path(text).expanduser().exists()
+        return file_exists(Path(text).expanduser(), "database")
     # Here, not at the top: `bulkops.store.urls` loads SQLAlchemy's core (~0.2 s, ~10 MB),
     # which commands that never name a database by URL (--help, validate) need not pay for.
     from bulkops.store.urls import normalise_url, sqlite_path
 
     path = sqlite_path(normalise_url(db_url))
-    return path is None or path.exists()
+    return path is None or file_exists(path, "database")
+
+
+def file_exists(path: Path, what: str) -> bool:
+    """Whether anything is at `path` (False for a name too long for the file system: nothing
+    can have it). Raises ConfigError naming `what` when its folder cannot be looked into."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise ConfigError(f"cannot look for {what} {path}: {exc.strerror}") from None
+
+
+def plain_file(path: Path) -> bool:
+    """Whether `path` is a regular file; False too when it cannot be looked at (a name too
+    long, a folder not to be searched): for a fast path whose caller's other path opens the
+    file, and says what is wrong with it."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def sandbox_state_file(db_url: str) -> Path:

@@ -38,7 +38,7 @@ from bulkops.errors import RowError
 from bulkops.identity import outside_ref_errors, scope_of
 from bulkops.jobfile import CheckedJob
 from bulkops.jobviews import opened_store, outside_problems
-from bulkops.locations import SANDBOX_TARGET, sandbox_state_file
+from bulkops.locations import SANDBOX_TARGET, file_exists, sandbox_state_file
 from bulkops.model import Action, OpSpec, OpState
 from bulkops.precheck import Adoption, Candidate, check_rows, read_roles
 from bulkops.ratelimit import AdaptiveBudget
@@ -224,7 +224,7 @@ async def _endpoint(settings: Settings) -> AsyncIterator[str]:
     saved = sandbox_state_file(settings.db_url)
     with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as folder:
         copy = None
-        if saved.is_file():
+        if file_exists(saved, "the sandbox's saved world") and saved.is_file():
             copy = Path(folder) / saved.name
             shutil.copyfile(saved, copy)
         async with running_sandbox(SandboxConfig(state_file=copy, demo_sites=True),

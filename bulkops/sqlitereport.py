@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bulkops.locations import plain_file
 from bulkops.model import JobInfo, OpRecord, OpState
 from bulkops.report import (
     HTML_ROWS,
@@ -68,7 +69,7 @@ def write_report(
     place only then), so the report is written to it as it is rendered, not first to a
     temporary file: at a million rows that copy was a tenth of the command.
     Raises ReportMismatch, StoreError."""
-    if not path.is_file():
+    if not plain_file(path):
         return None
     reader = ReportRows(path, busy_ms=_lock_wait_ms())
     try:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bulkops.locations import plain_file
 from bulkops.model import JobInfo, OpState
 from bulkops.store.listing import JobListing, add_counts
 from bulkops.store.migrate import foreign_tables, sqlite_at_head
@@ -77,7 +78,7 @@ def read(db_url: str, reading: Callable[[Reader], T]) -> T | None:
     when this path does not read that database (see the module's docstring: the caller then
     takes the store's path). Errors `reading` raises itself (ConfigError: no such job) pass."""
     path = database_file(db_url)
-    if path is None or not path.is_file() or foreign_tables(path):
+    if path is None or not plain_file(path) or foreign_tables(path):
         return None  # another program's file: the store's path refuses it in one line
     try:
         # isolation_level=None: the transaction is begun here, as the store's engine does.

@@ -109,12 +109,18 @@ async def open_store(url: str, *, clock: Clock = time.time) -> SqlStore:
 
 
 def _check_sqlite_location(path: Path) -> None:
-    # SQLite would create the file, but a missing directory is almost always a typo.
-    if not path.parent.is_dir():
-        raise StoreError(f"cannot open database {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise StoreError(f"cannot open database {path}: it is a directory")
-    others = foreign_tables(path)
+    """Raises StoreError for a file that cannot be a store: in no directory, a directory, a
+    name the file system refuses (too long), another program's database."""
+    try:
+        # SQLite would create the file, but a missing directory is almost always a typo.
+        if not path.parent.is_dir():
+            raise StoreError(
+                f"cannot open database {path}: directory {path.parent} does not exist")
+        if path.is_dir():
+            raise StoreError(f"cannot open database {path}: it is a directory")
+        others = foreign_tables(path)
+    except OSError as exc:
+        raise StoreError(f"cannot open database {path}: {exc.strerror}") from None
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise StoreError(f"cannot open database {path}: it is another program's database "

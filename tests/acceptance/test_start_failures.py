@@ -272,6 +272,11 @@ def _a_directory(tmp: Path, seeded: Path) -> str:
     return str(tmp / "dir.db")
 
 
+def _name_too_long(tmp: Path, seeded: Path) -> str:
+    """A file name longer than the file system allows (255 bytes on most): no file, ever."""
+    return str(tmp / ("long" * 80 + ".db"))
+
+
 def _postgres_down(tmp: Path, seeded: Path) -> str:
     return "postgresql://postgres@127.0.0.1:1/test"
 
@@ -293,10 +298,11 @@ CONDITIONS: dict[str, tuple[Callable[[Path, Path], str], bool, Callable[[str], i
     "not a SQLite file": (_not_sqlite, False, _code(2), "random.db"),
     "a directory": (_a_directory, False, _code(2), "dir.db"),
     "PostgreSQL not listening": (_postgres_down, False, _code(2), "127.0.0.1:1"),
+    "file name too long": (_name_too_long, False, _NO_DB_YET, "longlong"),
 }
 
 
-WALK_ALL = {"missing directory", "read-only file (SQLite mode=ro)"}
+WALK_ALL = {"missing directory", "read-only file (SQLite mode=ro)", "file name too long"}
 SAMPLED = ("run", "status", "report")
 
 
