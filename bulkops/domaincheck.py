@@ -155,20 +155,27 @@ class DomainNeeds:
         # when that row's operation is another job's (a grown file): their zone comes with it.
         self.waiting: set[str] = set()
         self.refs: set[str] = set()
+        # One text per domain and per connection, whichever rows name them: each row read
+        # back brings its own copy (a job's domain rows may be a hundred thousand or more).
+        self._texts: dict[str, str] = {}
 
     def take(self, spec: OpSpec) -> None:
         if spec.action not in DOMAIN_ACTIONS or not spec.domain:
             return
         self.rows += 1
         self.first_line = min(spec.line, self.first_line or spec.line)
+        texts = self._texts
+        domain = texts.setdefault(spec.domain, spec.domain)
         if spec.action is Action.CONNECT_DOMAIN:
-            self.connects[spec.domain] = spec.connection
+            connection = spec.connection
+            self.connects[domain] = (None if connection is None
+                                     else texts.setdefault(connection, connection))
             if spec.site and is_ref(spec.site):
                 self.refs.add(spec.site[1:])
         else:
-            self.dns.add(spec.domain)
+            self.dns.add(domain)
             if spec.implied_depends_on:
-                self.waiting.add(spec.domain)
+                self.waiting.add(domain)
 
 
 class DomainReads:
