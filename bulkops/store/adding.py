@@ -60,7 +60,7 @@ async def insert_rows(
     once every key of the file is known. Raises StoreError if the count is not `total` or a
     dependency names no op. True when the scope had no operation before: every op is new, so
     no row can conflict with earlier work."""
-    if conn.dialect.name == "sqlite" and not await _scope_used(conn, scope):
+    if conn.dialect.name == "sqlite" and not await scope_used(conn, scope):
         await _insert_fresh(conn, job_id, scope, specs, total, now)
         return True
     staging = statements.staged_deps
@@ -115,7 +115,7 @@ async def _leave_to_ops(conn: AsyncConnection, job_id: str, rows: list[dict[str,
             row.update(dict.fromkeys(OWNER_ROW_COLUMNS))
 
 
-async def _scope_used(conn: AsyncConnection, scope: str) -> bool:
+async def scope_used(conn: AsyncConnection, scope: str) -> bool:
     """Whether any operation (or alias) of the scope is stored already."""
     for table in (ops, op_aliases):
         query = select(table.c.key).where(table.c.scope == scope).limit(1)

@@ -43,10 +43,11 @@ from bulkops.store.adding import (
     conflicts_of,
     existing_ops,
     insert_rows,
+    scope_used,
     site_ids,
 )
 from bulkops.store.direct import Busy, DirectSaver
-from bulkops.store.engine import create_engine, writer
+from bulkops.store.engine import create_engine, loader, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.migrate import foreign_tables, upgrade_to_head
@@ -139,6 +140,7 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine, *, clock: Clock = time.time) -> None:
         self._engine = engine
         self._writer = writer(engine)
+        self._loader = loader(engine)
         self._clock = clock
         # This process's write transactions, one at a time: a save on a SQLite file runs on
         # the loop's thread (`direct`) and must never wait for a lock one of them holds.
@@ -156,9 +158,11 @@ class SqlStore:
     # -- transactions ---------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _write(self, action: str) -> AsyncIterator[AsyncConnection]:
+    async def _write(
+        self, action: str, engine: AsyncEngine | None = None,
+    ) -> AsyncIterator[AsyncConnection]:
         async with (self._local_writes, store_errors(action, self._engine.url),
-                    self._writer.begin() as conn):
+                    (engine or self._writer).begin() as conn):
             yield conn
 
     @asynccontextmanager
@@ -174,7 +178,9 @@ class SqlStore:
     ) -> tuple[JobInfo, bool]:
         now = self._clock()
         leased = owner is not None
-        async with self._write(f"cannot store job {job.job_id}") as conn:
+        action = f"cannot store job {job.job_id}"
+        scope = scope_of(job.account_id, job.base_url)
+        async with self._write(action, await self._adding_engine(action, scope)) as conn:
             insert_job = statements.insert_job_if_absent(conn.dialect.name)
             values = {
                 "job_id": job.job_id,
@@ -204,7 +210,6 @@ class SqlStore:
                         lease_expires_at=values["lease_expires_at"], updated_at=now,
                     )
                 )
-            scope = scope_of(job.account_id, job.base_url)
             fresh = await insert_rows(conn, job.job_id, scope, ops, job.total, now)
             errors = [] if fresh else await conflicts(conn, job.job_id, scope, now=now)
             if errors:
@@ -223,6 +228,17 @@ class SqlStore:
             lease_since=now if leased else None,
             lease_expires_at=now + lease_seconds if leased else None,
         ), True
+
+    async def _adding_engine(self, action: str, scope: str) -> AsyncEngine:
+        """The engine a job is added with: on SQLite, to a scope with no operation yet, the
+        `loader` (every row makes a new op: its references are to rows it writes itself).
+        Looked at before the transaction, as SQLite switches foreign keys only outside one;
+        should another process add to the scope meanwhile, `insert_rows` sees it and links
+        the rows to that process's ops by the same statements, made from rows it reads."""
+        if self._engine.dialect.name != "sqlite":
+            return self._writer
+        async with self._read(action) as conn:
+            return self._writer if await scope_used(conn, scope) else self._loader
 
     async def conflicts(self, job: JobInfo) -> list[RowError]:
         now = self._clock()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from checkedrows import checked_one_by_one
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bulkops import rowcheckers
 from bulkops.errors import StoreError
@@ -51,7 +54,7 @@ async def stored(db: Path, *, general: bool, monkeypatch: pytest.MonkeyPatch,
         async def used(conn: object, scope: str) -> bool:
             return True
 
-        monkeypatch.setattr(adding, "_scope_used", used)
+        monkeypatch.setattr(adding, "scope_used", used)
     store = await open_store(str(db))
     try:
         await store.add_job(source(job_id, 5), specs())
@@ -120,6 +123,38 @@ async def test_a_dependency_naming_no_op_rolls_the_fresh_job_back(tmp_path: Path
     with sqlite3.connect(tmp_path / "dangling.db") as conn:
         assert conn.execute("SELECT count(*) FROM ops WHERE scope = ?",
                             (scope_of(ACCOUNT, API),)).fetchone() == (0,)
+
+
+async def test_a_fresh_load_runs_unchecked_and_leaves_foreign_keys_checked_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load itself skips the foreign-key checks (its references are to its own rows); the
+    pooled connection checks them again afterwards, after a commit and after a rollback."""
+    during: list[int] = []
+    load = adding._load_fresh
+
+    async def watched(conn: AsyncConnection, *args: Any) -> None:
+        during.append((await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one())
+        await load(conn, *args)
+
+    monkeypatch.setattr(adding, "_load_fresh", watched)
+    store = await open_store(str(tmp_path / "checked.db"))
+    try:
+        dangling = [*specs(), OpSpec(line=7, key="late", action=Action.CREATE_SITE,
+                                     site_name="Late", depends_on=("nowhere",))]
+        with pytest.raises(StoreError, match="names no operation"):
+            await store.add_job(source("job0", 6), dangling)  # rolled back
+        await store.add_job(source("job1", 5), specs())  # committed
+        assert during == [0, 0]
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
+            with pytest.raises(IntegrityError):
+                await conn.exec_driver_sql(
+                    "INSERT INTO job_rows (job_id, seq, key, op_id) VALUES ('none', 0, 'k', 1)")
+        await store.add_job(source("job2", 5), specs())  # the scope is used: checked
+        assert during == [0, 0]
+    finally:
+        await store.close()
 
 
 def schema(db: Path) -> list[tuple[object, ...]]:
@@ -261,7 +296,7 @@ async def test_a_checked_files_rows_are_stored_in_the_form_made_when_they_were_c
     async def used(conn: object, scope: str) -> bool:
         return True
 
-    monkeypatch.setattr(adding, "_scope_used", used)
+    monkeypatch.setattr(adding, "scope_used", used)
     store = await open_store(str(tmp_path / "general.db"))
     try:
         await store.add_job(source("job1", total), checked_one_by_one(path))
