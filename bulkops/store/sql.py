@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -47,7 +48,7 @@ from bulkops.store.adding import (
     site_ids,
 )
 from bulkops.store.direct import Busy, DirectSaver
-from bulkops.store.engine import create_engine, loader, writer
+from bulkops.store.engine import checkpoint_soon, create_engine, loader, writer
 from bulkops.store.failures import store_errors
 from bulkops.store.history import JobListing, PruneResult
 from bulkops.store.migrate import foreign_tables, upgrade_to_head
@@ -141,6 +142,7 @@ class SqlStore:
         self._engine = engine
         self._writer = writer(engine)
         self._loader = loader(engine)
+        self._checkpoints: list[threading.Thread] = []  # `checkpoint_soon`'s, joined at close
         self._clock = clock
         # This process's write transactions, one at a time: a save on a SQLite file runs on
         # the loop's thread (`direct`) and must never wait for a lock one of them holds.
@@ -180,7 +182,8 @@ class SqlStore:
         leased = owner is not None
         action = f"cannot store job {job.job_id}"
         scope = scope_of(job.account_id, job.base_url)
-        async with self._write(action, await self._adding_engine(action, scope)) as conn:
+        adding_with = await self._adding_engine(action, scope)
+        async with self._write(action, adding_with) as conn:
             insert_job = statements.insert_job_if_absent(conn.dialect.name)
             values = {
                 "job_id": job.job_id,
@@ -214,6 +217,10 @@ class SqlStore:
             errors = [] if fresh else await conflicts(conn, job.job_id, scope, now=now)
             if errors:
                 raise JobFileError(job.path, errors)  # rolls the whole job back
+        if adding_with is self._loader and self._file is not None:
+            # Its commit left the log to copy back (`engine.loader`): the run's first reads
+            # need not wait for that.
+            self._checkpoints.append(checkpoint_soon(self._file))
         return JobInfo(
             job_id=job.job_id,
             path=job.path,
@@ -733,6 +740,9 @@ class SqlStore:
         if self._direct is not None:
             self._direct.close()
         await self._engine.dispose()
+        for thread in self._checkpoints:  # a moment's work left at most, off the loop
+            await anyio.to_thread.run_sync(thread.join)
+        self._checkpoints.clear()
 
 
 async def _refs(conn: AsyncConnection, op_ids: Sequence[int]) -> dict[int, dict[str, str]]:

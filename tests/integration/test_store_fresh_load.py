@@ -7,11 +7,14 @@ rows behind: the same ops, job rows and dependency links, up to the op ids' numb
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from checkedrows import checked_one_by_one
 from sqlalchemy.exc import IntegrityError
@@ -148,6 +151,7 @@ async def test_a_fresh_load_runs_unchecked_and_leaves_foreign_keys_checked_after
         assert during == [0, 0]
         async with store.engine.connect() as conn:
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1
+            assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == 1000
             with pytest.raises(IntegrityError):
                 await conn.exec_driver_sql(
                     "INSERT INTO job_rows (job_id, seq, key, op_id) VALUES ('none', 0, 'k', 1)")
@@ -155,6 +159,33 @@ async def test_a_fresh_load_runs_unchecked_and_leaves_foreign_keys_checked_after
         assert during == [0, 0]
     finally:
         await store.close()
+
+
+async def test_a_fresh_loads_log_is_copied_into_the_database_file_while_the_store_is_open(
+    tmp_path: Path
+) -> None:
+    """Its commit leaves the write-ahead log as it is; a thread of the store checkpoints it,
+    so the database file alone (no log beside it) soon holds the job."""
+    db = tmp_path / "copied.db"
+    store = await open_store(str(db))
+    try:
+        await store.add_job(source("job1", 5), specs())
+        deadline = time.monotonic() + 10
+        while (found := ops_in_file_alone(db, tmp_path / "alone.db")) != 5:
+            assert time.monotonic() < deadline, f"{found} ops in the file after 10 s"
+            await anyio.sleep(0.05)
+    finally:
+        await store.close()
+
+
+def ops_in_file_alone(db: Path, copy: Path) -> int:
+    shutil.copyfile(db, copy)  # the main file only: not its -wal
+    with sqlite3.connect(copy) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        found: int = conn.execute("SELECT count(*) FROM ops").fetchone()[0] if "ops" in tables \
+            else 0
+    copy.unlink()
+    return found
 
 
 def schema(db: Path) -> list[tuple[object, ...]]:
