@@ -6,7 +6,9 @@ bounded memory. Each validated row goes to a spool in its stored form (`storedsp
 text, fingerprint and dependencies, made as it is checked), an unnamed temporary file of
 marshalled tuples, which whoever stores the job reads back in input order: parsing and
 normalising a row costs far more than reading its tuple back, and the file itself is only
-stat'ed again. `validate` with no database keeps none.
+stat'ed again. Helpers' batches of stored forms are spooled as they came, unread; the few rows
+the checks change (a DNS row that waits for its domain's connect) are spooled again after
+their batch, and read back in its place. `validate` with no database keeps none.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from bulkops.jobrows import ACTION_NAMES, RowResult, missing_reason
 from bulkops.keyindex import KeyIndex
 from bulkops.model import DOMAIN_ACTIONS, Action, JobSource, OpSpec, is_ref
 from bulkops.rowcheckers import (
+    KEPT,
     Checked,
     HelpersLost,
+    Kept,
     checked_items,
     helped_items,
     worth_helping,
@@ -145,7 +149,8 @@ def _first_checks(file: Path, fmt: JobFormat, size: int, keep_specs: bool) -> _C
     checks = _Checks(keep_specs)
     if worth_helping(size, fmt):
         try:
-            checks.take_all(helped_items(file, fmt, stored=keep_specs))
+            keep = None if checks.spool is None else checks.spool.add_batch
+            checks.take_all(helped_items(file, fmt, stored=keep_specs, keep=keep))
             return checks
         except HelpersLost:  # the helpers could not finish: this process alone
             checks = _Checks(keep_specs)
@@ -169,21 +174,25 @@ def _second_pass(file: Path, spool: _Spool, stamp: _Stamp, total: int) -> Iterat
         raise _unreadable(file, exc) from None
 
 
-_LENGTH = struct.Struct("<Q")
+_HEAD = struct.Struct("<cQ")  # before each record of the spool: its kind and length
+_ROWS, _AGAIN = b"R", b"A"  # a batch of rows; rows of the batch before, made again
 _SITE_INVITE = Action.SITE_INVITE  # a global costs less than an enum member's look-up
 
 
 class _Spool:
     """Checked rows' stored forms (`storedspec.StoredRow`) in input order, in an unnamed
-    temporary file (gone with the process): batches of `BATCH` rows, each one marshalled blob
-    behind its 8-byte length. Reads go by offset (pread), so any number of readers may walk
-    it, each from the start."""
+    temporary file (gone with the process). Records, each behind its kind and 8-byte length:
+    a batch of rows (a marshalled list: `BATCH` rows added one by one, or a helper's batch as
+    it came), or rows of the batch before made again ((row number, row) pairs), which take
+    their places when it is read. Reads go by offset (pread), so any number of readers may
+    walk it, each from the start."""
 
     BATCH = 4096
 
     def __init__(self) -> None:
         self._file: BinaryIO | None = None
         self._batch: list[StoredRow] = []
+        self._again: list[tuple[int, StoredRow]] = []
         self._size = 0  # bytes written so far
 
     def add(self, row: StoredRow) -> None:
@@ -191,37 +200,61 @@ class _Spool:
         if len(self._batch) >= self.BATCH:
             self._flush()
 
+    def add_batch(self, blob: bytes) -> None:
+        """The next rows, marshalled as a list (`rowcheckers.help_with`): kept unread."""
+        self._flush()
+        self._write(_ROWS, blob)
+
+    def again(self, number: int, row: StoredRow) -> None:
+        """Row `number` (0, 1, ... in input order), of the last batch added, is `row`."""
+        self._again.append((number, row))
+
     def read(self) -> Iterator[StoredRow]:
+        """Raises RuntimeError for a row made again outside the batch before it."""
         self._flush()
         if self._file is None:
             return
-        fd, offset = self._file.fileno(), 0
+        fd, offset, first = self._file.fileno(), 0, 0
+        rows: list[StoredRow] = []
         while offset < self._size:
-            (length,) = _LENGTH.unpack(os.pread(fd, _LENGTH.size, offset))
-            batch: list[StoredRow] = marshal.loads(os.pread(fd, length, offset + _LENGTH.size))
-            offset += _LENGTH.size + length
-            yield from batch
+            kind, length = _HEAD.unpack(os.pread(fd, _HEAD.size, offset))
+            records = marshal.loads(os.pread(fd, length, offset + _HEAD.size))
+            offset += _HEAD.size + length
+            if kind == _AGAIN:
+                for number, row in records:
+                    if not first <= number < first + len(rows):
+                        raise RuntimeError(f"spool: row {number} made again out of its batch")
+                    rows[number - first] = row
+                continue
+            yield from rows
+            first += len(rows)
+            rows = records
+        yield from rows
 
     def _flush(self) -> None:
+        if self._batch:
+            self._write(_ROWS, marshal.dumps(self._batch))
+            self._batch = []
+        if self._again:
+            self._write(_AGAIN, marshal.dumps(self._again))
+            self._again = []
+
+    def _write(self, kind: bytes, blob: bytes) -> None:
         """Raises ConfigError when the temporary file cannot be written (no space, a size
         limit): not the job file's fault, so not worded as a problem of it."""
-        if not self._batch:
-            return
-        blob = marshal.dumps(self._batch)
         try:
             if self._file is None:
                 # Open for as long as the checked job lives: closed (and gone) with this object.
                 self._file = tempfile.TemporaryFile(prefix="bulkops-specs-")  # noqa: SIM115
             self._file.seek(self._size)
-            self._file.write(_LENGTH.pack(len(blob)) + blob)
+            self._file.write(_HEAD.pack(kind, len(blob)) + blob)
             self._file.flush()
         except OSError as exc:
             raise ConfigError(
                 f"cannot keep the checked rows in a temporary file in {tempfile.gettempdir()} "
                 f"({exc.strerror or exc}): free space there, or set TMPDIR to a folder with "
                 "room (about 200 bytes a row)") from None
-        self._size += _LENGTH.size + len(blob)
-        self._batch = []
+        self._size += _HEAD.size + len(blob)
 
 
 def _stamp(file: Path) -> _Stamp:
@@ -291,7 +324,7 @@ class _Checks:
         errors.sort(key=lambda error: error.line)  # stable: a row's problems keep their order
         return errors
 
-    def _row(self, line: int, result: RowResult, stored: StoredRow | None) -> None:
+    def _row(self, line: int, result: RowResult, stored: StoredRow | Kept | None) -> None:
         self.total += 1
         errors = self._errors
         errors += result.errors
@@ -305,11 +338,9 @@ class _Checks:
             if spec.action in DOMAIN_ACTIONS:
                 spec, problems = self._domains.take(spec)
                 errors += problems
-            # Once the file has a problem, no spec is ever read back. A DNS row's spec may
-            # have gained the connect it waits for: its stored form is made again.
+            # Once the file has a problem, no spec is ever read back.
             if not errors and self.spool is not None:
-                self.spool.add(stored if spec is checked and stored is not None
-                               else stored_row(spec))
+                self._spool_row(self.spool, spec, checked, stored)
         duplicate = None
         if result.key is not None:
             duplicate = self._graph.add_row(
@@ -325,6 +356,16 @@ class _Checks:
         # A duplicate row is reported once; only invites have an invitee.
         if duplicate is None and checked.action in INVITE_ACTIONS:
             self._check_invitee(checked)
+
+    def _spool_row(self, spool: _Spool, spec: OpSpec, checked: OpSpec | None,
+                   stored: StoredRow | Kept | None) -> None:
+        """The row's stored form to the spool. `spec` is `checked` as it runs: a DNS row's
+        may have gained the connect it waits for, its stored form then made again."""
+        if stored is KEPT:  # spooled with its batch
+            if spec is not checked:
+                spool.again(self.total - 1, stored_row(spec))
+        else:
+            spool.add(stored if spec is checked and stored is not None else stored_row(spec))
 
     def _check_site_name(self, line: int, name: str) -> None:
         # Compared as the account compares them: NFC, any case, spaces collapsed.

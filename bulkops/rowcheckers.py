@@ -11,8 +11,10 @@ them).
 
 Items cross as marshalled batches of plain values (marshal is several times faster than
 pickle); a spec as its fields by name (`spec_plain`), which this process makes a spec of
-again with one copy, and as its stored form (`storedspec.stored_row`), made on the helper's
-core so that storing the job only binds it. A helper is `python -m bulkops.rowcheckers` (a
+again with one copy. The rows' stored forms (`storedspec.stored_row`), made on the helper's
+core so that storing the job only binds them, cross beside each batch as one marshalled blob
+of their own, which this process keeps as it came (`helped_items`' `keep`: the first pass's
+spool) without reading it. A helper is `python -m bulkops.rowcheckers` (a
 new interpreter, safe beside the threads a run may have), in a session of its own so that
 Ctrl-C is this process's alone; its batches come on its standard output, its standard error
 goes nowhere. It is told which `bulkops` package the pass runs, and gives up if it imported
@@ -27,9 +29,10 @@ import marshal
 import struct
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import MISSING, fields
+from enum import Enum
 from itertools import starmap
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,10 +73,21 @@ _DEFAULTS: dict[str, Any] = {
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
 _ACTION_TEXT = {action: action.value for action in Action}
 
+
+
+class Kept(Enum):
+    """In place of a helped row's stored form: it went to `helped_items`' `keep`, with its
+    batch's."""
+
+    KEPT = "kept"
+
+
+KEPT = Kept.KEPT
+
 # A checked item: a row as (its line, `check_row`'s result, its spec's stored form: made by a
-# helper, on its own core, where there are helpers), else the reader's own item (a problem of
-# the file's shape, the CSV header).
-Checked = tuple[int, RowResult, StoredRow | None] | RowError | CsvHeader
+# helper, on its own core, where there are helpers; KEPT when it went to `keep`), else the
+# reader's own item (a problem of the file's shape, the CSV header).
+Checked = tuple[int, RowResult, StoredRow | Kept | None] | RowError | CsvHeader
 
 
 class HelpersLost(Exception):
@@ -124,11 +138,14 @@ def checked_items(items: Iterable[ReadItem], *, stored: bool = True) -> Iterator
 
 def helped_items(
     path: Path, fmt: JobFormat, helpers: int = HELPERS, *, stored: bool = True,
+    keep: Callable[[bytes], None] | None = None,
 ) -> Iterator[Checked]:
     """`checked_items(read_rows(path, fmt), stored=stored)`, the file read and its rows
-    checked by `helpers` helper processes. Raises HelpersLost when they cannot finish it
-    (nothing else: the file's own problems included, which the one-process pass then
-    reports)."""
+    checked by `helpers` helper processes. With `keep` (and `stored`), the rows' stored forms
+    are not read here: each batch's, a marshalled list with one entry per row of the batch
+    (None for a row without a spec), goes to `keep` before the batch's items, which carry
+    KEPT instead. Raises HelpersLost when they cannot finish it (nothing else: the file's own
+    problems included, which the one-process pass then reports)."""
     if not sys.executable:  # an embedded interpreter: no command to start helpers with
         raise HelpersLost("no Python interpreter to start helpers with")
     processes: list[subprocess.Popen[bytes]] = []
@@ -147,7 +164,15 @@ def helped_items(
         turn = received = 0
         while (blob := _next_batch(processes[turn % helpers])) is not None:
             try:
-                batch = [_decoded(encoded) for encoded in marshal.loads(blob)]
+                encoded, rows = marshal.loads(blob)
+                if keep is not None and rows is not None:
+                    keep(rows)
+                    batch = [_decoded(item, KEPT) for item in encoded]
+                else:
+                    # One form per row item (None for a row without a spec), none for others.
+                    forms = iter(marshal.loads(rows) if rows is not None else ())
+                    batch = [_decoded(item, next(forms, None) if item[0] == "r" else None)
+                             for item in encoded]
             except (EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
                 raise HelpersLost(f"a helper's batch could not be read: {exc}") from exc
             yield from batch
@@ -219,25 +244,29 @@ def help_with(
     path: str, fmt: str, index: int, helpers: int, out: BinaryIO, *, stored: bool = True,
 ) -> None:
     """A helper's work: read the file, check and write to `out` every `helpers`-th batch of
-    its items starting with batch `index` (each one marshalled, behind its 8-byte length),
-    then `_END` and the number of items it read; `_FAILED` instead on any failure. A row's
-    spec's stored form goes with it for `stored`."""
+    its items starting with batch `index`, then `_END` and the number of items it read;
+    `_FAILED` instead on any failure. A batch is marshalled, behind its 8-byte length, as
+    (its items, its rows' stored forms marshalled on their own, or None unless `stored`)."""
     try:
         mine = index == 0
         batch: list[tuple[Any, ...]] = []
+        rows: list[StoredRow | None] = []
         taken = turn = 0
         for item in read_rows(Path(path), JobFormat(fmt)):
             if mine:
-                batch.append(_encoded(item, stored))
+                encoded, row = _encoded(item, stored)
+                batch.append(encoded)
+                if encoded[0] == "r":
+                    rows.append(row)
             taken += 1
             if taken == BATCH:
                 if mine:
-                    _write(out, marshal.dumps(batch))
-                    batch = []
+                    _write(out, _batch_blob(batch, rows, stored))
+                    batch, rows = [], []
                 taken, turn = 0, turn + 1
                 mine = turn % helpers == index
         if mine and taken:
-            _write(out, marshal.dumps(batch))
+            _write(out, _batch_blob(batch, rows, stored))
         out.write(_LENGTH.pack(_END) + _LENGTH.pack(turn * BATCH + taken))
     except Exception:  # told to the pass, which goes on without helpers
         with suppress(OSError):  # unless the pass has ended already
@@ -246,15 +275,20 @@ def help_with(
         out.flush()
 
 
+def _batch_blob(items: list[tuple[Any, ...]], rows: list[StoredRow | None], stored: bool
+                ) -> bytes:
+    return marshal.dumps((items, marshal.dumps(rows) if stored else None))
+
+
 def _write(out: BinaryIO, blob: bytes) -> None:
     out.write(_LENGTH.pack(len(blob)))
     out.write(blob)
     out.flush()  # the pass may be waiting for just this batch
 
 
-def _encoded(item: ReadItem, stored: bool = True) -> tuple[Any, ...]:
-    """An item as plain values: ("r", line, the row's check, its spec's stored form or None
-    when not `stored`) / ("e", line, column, reason) / ("h", line, columns)."""
+def _encoded(item: ReadItem, stored: bool = True) -> tuple[tuple[Any, ...], StoredRow | None]:
+    """An item as plain values: ("r", line, the row's check) / ("e", line, column, reason) /
+    ("h", line, columns); with a row's spec's stored form (None: no spec, or not `stored`)."""
     if type(item) is RawRow:
         result = check_row(item.line, item.fields, item.defaults)
         spec = result.spec
@@ -269,17 +303,16 @@ def _encoded(item: ReadItem, stored: bool = True) -> tuple[Any, ...]:
             result.missing,
             result.derived_key,
             result.refs,
-            None if spec is None or not stored else stored_row(spec, plain),
-        )
+        ), None if spec is None or not stored else stored_row(spec, plain)
     if isinstance(item, RowError):
-        return ("e", item.line, item.column, item.reason)
+        return ("e", item.line, item.column, item.reason), None
     assert isinstance(item, CsvHeader)
-    return ("h", item.line, item.columns)
+    return ("h", item.line, item.columns), None
 
 
-def _decoded(encoded: tuple[Any, ...]) -> Checked:
+def _decoded(encoded: tuple[Any, ...], stored: StoredRow | Kept | None) -> Checked:
     if encoded[0] == "r":  # a row: nearly every item, a million times a pass
-        _, line, plain, key, action, errors, missing, derived, refs, stored = encoded
+        _, line, plain, key, action, errors, missing, derived, refs = encoded
         # As RowResult(...) makes it, without the Python call of a named tuple's __new__.
         return line, _new_tuple(RowResult, (
             None if plain is None else spec_of_plain(plain),

@@ -4,13 +4,15 @@ same specs, in input order, as validating each row on its own gives."""
 from __future__ import annotations
 
 import errno
+import marshal
 from pathlib import Path
 
 import pytest
 from checkedrows import checked_one_by_one
 
-from bulkops import jobfile
+from bulkops import jobfile, rowcheckers
 from bulkops.errors import ConfigError
+from bulkops.storedspec import StoredRow
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
@@ -58,3 +60,51 @@ def test_a_spool_that_cannot_be_written_is_not_blamed_on_the_file(
         encoding="utf-8")
     with pytest.raises(ConfigError, match="TMPDIR"):
         jobfile.check_job(many)
+
+
+DOMAIN_HEADER = "action,key,site,domain,connection,record_type,host,values,ttl\n"
+SITE_ID = "de305173-0001-4000-8000-00000000ac3e"
+
+
+def test_helpers_batches_spool_as_they_came_with_the_rows_the_checks_changed_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Helpers' stored forms go to the spool unread; each DNS row that gains its domain's
+    connect (a change only the cross-row checks make) is spooled again after its batch. Read
+    back, every row is as checking the rows one by one makes it, across many batches."""
+    job = tmp_path / "domains.csv"
+    job.write_text(DOMAIN_HEADER + "".join(
+        f"connect_domain,domain-{n},{SITE_ID},client{n}.com,nameservers,,,,\n"
+        f"set_dns_record,,,client{n}.com,,MX,client{n}.com,10 mx.client{n}.com,3600\n"
+        for n in range(3 * rowcheckers.BATCH)), encoding="utf-8")
+    monkeypatch.setattr(rowcheckers, "HELPER_FROM_BYTES", 0)
+    kept: list[bytes] = []
+    made_again: list[int] = []
+    add_batch, again = jobfile._Spool.add_batch, jobfile._Spool.again
+    monkeypatch.setattr(jobfile._Spool, "add_batch",
+                        lambda spool, blob: (kept.append(blob), add_batch(spool, blob))[1])
+    monkeypatch.setattr(jobfile._Spool, "again", lambda spool, number, row: (
+        made_again.append(number), again(spool, number, row))[1])
+    checked = jobfile.check_job(job)
+    assert not checked.errors
+    items = 6 * rowcheckers.BATCH + 1  # the rows and the header
+    assert len(kept) == -(-items // rowcheckers.BATCH)  # one blob a helper's batch
+    assert made_again == list(range(1, 6 * rowcheckers.BATCH, 2))  # every DNS row
+    specs = list(checked.specs())
+    assert specs == checked_one_by_one(job)
+    assert all(spec.implied_depends_on for spec in specs[1::2])
+
+
+def test_a_row_made_again_outside_the_batch_before_it_is_refused() -> None:
+    spool = jobfile._Spool()
+    spool.add_batch(marshal.dumps([stored(0), stored(1)]))
+    spool.again(1, stored(7))
+    spool.add_batch(marshal.dumps([stored(2)]))
+    assert [row[0] for row in spool.read()] == [0, 7, 2]
+    spool.again(0, stored(8))  # row 0 is not of the last batch
+    with pytest.raises(RuntimeError, match="row 0 made again out of its batch"):
+        list(spool.read())
+
+
+def stored(line: int) -> StoredRow:
+    return (line, f"k{line}", "create_site", "{}", None, ())

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -177,10 +177,11 @@ def test_a_pass_whose_helpers_die_is_run_again_here_with_the_same_outcome(
     alone = checked(big_csv, helper=False, monkeypatch=monkeypatch)
     lost: list[rowcheckers.HelpersLost] = []
 
-    def killed(path: Path, fmt: JobFormat, *, stored: bool) -> Iterator[object]:
+    def killed(path: Path, fmt: JobFormat, *, stored: bool,
+               keep: Callable[[bytes], None] | None) -> Iterator[object]:
         try:
             yield from kill_helpers_after_a_batch(
-                rowcheckers.helped_items(path, fmt, stored=stored))
+                rowcheckers.helped_items(path, fmt, stored=stored, keep=keep))
         except rowcheckers.HelpersLost as exc:
             lost.append(exc)
             raise
