@@ -18,13 +18,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, cast
 
 from bulkops.cells import CLEAN, INVISIBLE, ODD_SPACES, show, unescape
 from bulkops.errors import JobFileError, RowError
@@ -76,10 +76,19 @@ class CsvHeader:
 ReadItem = RawRow | CsvHeader | RowError
 
 
+class Skipped(Enum):
+    """In place of an item `read_rows_skipping` was told is not wanted."""
+
+    SKIPPED = "skipped"
+
+
+SKIPPED = Skipped.SKIPPED
+
+
 def read_rows(path: Path, fmt: JobFormat) -> Iterator[ReadItem]:
     """Every row of the file in order, with the file-shape problems met on the way."""
     if fmt is JobFormat.CSV:
-        return _read_csv(path)
+        return cast(Iterator[ReadItem], _read_csv(path, None))  # nothing is skipped
     if fmt is JobFormat.JSONL:
         return _read_jsonl(path)
     return _read_json(path)
@@ -99,13 +108,27 @@ def _utf8_lines(raw: BinaryIO, path: Path) -> Iterator[str]:
         yield text.removeprefix(_BOM) if number == 1 else text
 
 
-def _read_csv(path: Path) -> Iterator[ReadItem]:
+def read_rows_skipping(
+    path: Path, fmt: JobFormat, wanted: Callable[[int], bool]
+) -> Iterator[ReadItem | Skipped]:
+    """`read_rows`, where an item whose number (0, 1, ... in the stream) `wanted` refuses may
+    come as SKIPPED: the same items, as many, in the same places. A CSV file's rows are then
+    only split into cells, not made into rows (a helper reads the whole file and checks half
+    of its items: most of a row's reading is making it); other formats read every item."""
+    if fmt is JobFormat.CSV:
+        return _read_csv(path, wanted)
+    return read_rows(path, fmt)
+
+
+def _read_csv(path: Path, wanted: Callable[[int], bool] | None) -> Iterator[ReadItem | Skipped]:
+    number = 0  # the next item's, for `wanted`
     with path.open("rb") as raw:
         lines = _csv_lines(raw, path)
         start = _CsvStart.find(lines)
         if start is None:
             return  # only blank lines: the caller reports "no operations"
         yield from start.problems
+        number += len(start.problems)
         # strict: a quote left open would otherwise swallow the rest of the file into one cell.
         reader = csv.reader(chain([start.header], lines), delimiter=start.delimiter, strict=True)
         before = start.skipped  # physical lines above the header: a sep= line, blank lines
@@ -122,12 +145,21 @@ def _read_csv(path: Path) -> Iterator[ReadItem]:
                     layout = _CsvLayout(line, cells)
                     yield from layout.problems
                     yield CsvHeader(line, layout.columns)
+                    number += len(layout.problems) + 1
                     continue
+                if wanted is not None:
+                    count = layout.items(cells, joined)
+                    if count and not any(map(wanted, range(number, number + count))):
+                        number += count
+                        yield from _SKIPS[count]
+                        continue
                 row, problem = layout.row(line, cells, joined)
                 if problem is not None:
                     yield problem
+                    number += 1
                 if row is not None:
                     yield row
+                    number += 1
         except csv.Error as exc:
             detail = str(exc)
             if detail == "unexpected end of data":
@@ -135,6 +167,8 @@ def _read_csv(path: Path) -> Iterator[ReadItem]:
             problem = RowError(end_of_previous + 1, None, f"malformed CSV: {detail}")
             raise JobFileError(str(path), [problem]) from None
 
+
+_SKIPS = ((), (SKIPPED,), (SKIPPED, SKIPPED))  # by how many items a row makes
 
 # --- Bytes → text lines, the way spreadsheets save them -------------------------------------
 #
@@ -381,6 +415,22 @@ class _CsvLayout:
         for position, name in self._named:
             self._slots[position] = name
         self._keys = _trimmed([_header_key(cell) for cell in header])
+        self._action_at = next((p for p, name in self._named if name == "action"), None)
+
+    def items(self, cells: list[str], joined: str) -> int | None:
+        """How many items `row` makes of these cells (a row, and a problem before it), known
+        without making them; None when only `row` can tell: a cell that may be wrapped, an
+        action cell that may say "action" (a second header)."""
+        if _maybe_wrapped(joined):
+            return None
+        position = self._action_at
+        if position is not None and position < len(cells):
+            action = cells[position].strip()
+            if len(action) == 6 and action.lower() == "action":
+                return None
+        if len(cells) > self._width or self._unnamed:
+            return 1 if self._stray_cell(0, cells) is None else 2
+        return 1
 
     def row(
         self, line: int, cells: list[str], joined: str

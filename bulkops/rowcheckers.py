@@ -40,7 +40,14 @@ from typing import Any, BinaryIO
 from bulkops.cpus import usable_cpus
 from bulkops.errors import RowError
 from bulkops.gcpace import paced_collections
-from bulkops.jobreaders import CsvHeader, JobFormat, RawRow, ReadItem, read_rows
+from bulkops.jobreaders import (
+    CsvHeader,
+    JobFormat,
+    RawRow,
+    ReadItem,
+    Skipped,
+    read_rows_skipping,
+)
 from bulkops.jobrows import RowResult, check_row
 from bulkops.model import Action, OpSpec
 from bulkops.storedspec import StoredRow, stored_row
@@ -252,7 +259,10 @@ def help_with(
         batch: list[tuple[Any, ...]] = []
         rows: list[StoredRow | None] = []
         taken = turn = 0
-        for item in read_rows(Path(path), JobFormat(fmt)):
+        def wanted(number: int) -> bool:  # this helper's batches' items
+            return (number // BATCH) % helpers == index
+
+        for item in read_rows_skipping(Path(path), JobFormat(fmt), wanted):
             if mine:
                 encoded, row = _encoded(item, stored)
                 batch.append(encoded)
@@ -286,9 +296,12 @@ def _write(out: BinaryIO, blob: bytes) -> None:
     out.flush()  # the pass may be waiting for just this batch
 
 
-def _encoded(item: ReadItem, stored: bool = True) -> tuple[tuple[Any, ...], StoredRow | None]:
+def _encoded(
+    item: ReadItem | Skipped, stored: bool = True,
+) -> tuple[tuple[Any, ...], StoredRow | None]:
     """An item as plain values: ("r", line, the row's check) / ("e", line, column, reason) /
-    ("h", line, columns); with a row's spec's stored form (None: no spec, or not `stored`)."""
+    ("h", line, columns); with a row's spec's stored form (None: no spec, or not `stored`).
+    A skipped item is never a helper's own (an AssertionError: the helper fails)."""
     if type(item) is RawRow:
         result = check_row(item.line, item.fields, item.defaults)
         spec = result.spec

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from processes import ONLY_WITH_PROC, live_processes
 
-from bulkops import cpus, jobfile, rowcheckers
+from bulkops import cpus, jobfile, jobreaders, rowcheckers
 from bulkops.errors import JobFileError
 from bulkops.jobreaders import JobFormat, read_rows
 from bulkops.jobrows import check_row
@@ -363,3 +363,44 @@ def test_a_second_interrupt_while_helpers_end_kills_them_all(
     finally:
         for process in processes:
             process.kill()
+
+
+# Rows making one item, two (a stray cell's problem, then the row), none or one (a second
+# header), and rows whose count only making them tells (a wrapped cell), between blank lines.
+MIXED_CSV = (
+    "sep=,\n"
+    "action,key,site_name,,note\n"
+    + "".join(
+        f"create_site,s{n},Site {n},,\n"
+        f"create_site,t{n},Site T{n},stray {n},\n"
+        "\n"
+        f"create_site,w{n},\"=\"\"00{n}\"\"\",,\n"
+        + ("ACTION,key,site_name,,\n" if n % 7 == 0 else "")
+        + ("Action,Key,Site_Name,,Note\n" if n % 3 == 0 else "")  # the header again: no item
+        + (f"action,k{n},x,,\n" if n % 5 == 0 else "")
+        for n in range(60)
+    )
+)
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 7])
+def test_a_skipping_read_gives_the_same_items_in_the_same_places(
+    tmp_path: Path, period: int
+) -> None:
+    """Every wanted item as `read_rows` gives it; an unwanted one as it, or SKIPPED in its
+    place: a helper counts its batches' items exactly as if it had read them all."""
+    path = tmp_path / "mixed.csv"
+    path.write_text(MIXED_CSV, encoding="utf-8")
+    full = list(read_rows(path, JobFormat.CSV))
+
+    def wanted(number: int) -> bool:
+        return (number // period) % 2 == 0
+
+    skipping = list(jobreaders.read_rows_skipping(path, JobFormat.CSV, wanted))
+    assert len(skipping) == len(full)
+    for number, (item, whole) in enumerate(zip(skipping, full, strict=True)):
+        assert item == whole or (item is jobreaders.SKIPPED and not wanted(number)), number
+    assert sum(item is jobreaders.SKIPPED for item in skipping) >= len(full) // 10
+    # Every kind of item was met: header, rows, stray-cell problems, second headers.
+    assert {type(item).__name__ for item in full} == {"CsvHeader", "RawRow", "RowError"}
+    assert any("no column name" in str(item) for item in full)
