@@ -16,6 +16,9 @@ def require_credentials(settings: Settings) -> None:
     """Raises ConfigError naming the variable that is missing or malformed (a real Wix run
     needs both): a key with a control character (Wix refuses it as a header), an account id
     that is not a GUID."""
+    if not settings.api_key and not settings.account_id:
+        raise ConfigError("WIX_API_KEY and WIX_ACCOUNT_ID are not set: export your Wix "
+                          "account API key and account id (or use --sandbox for a local demo)")
     if not settings.api_key:
         raise ConfigError("WIX_API_KEY is not set: export your Wix account API key "
                           "(or use --sandbox for a local demo)")

@@ -95,6 +95,7 @@ MISSING_KEY, MISSING_ACCOUNT = "missing WIX_API_KEY", "missing WIX_ACCOUNT_ID"
 MISSING_KEY_BAD_FILE = "missing WIX_API_KEY, a file with bad rows"
 PLAN_MISSING_KEY_NO_FILE = "plan: missing WIX_API_KEY, no such file"
 SUBMIT_MISSING_ACCOUNT_NO_FILE = "submit: missing WIX_ACCOUNT_ID, no such file"
+PLAN_MISSING_BOTH = "plan: missing WIX_API_KEY and WIX_ACCOUNT_ID"
 # Malformed credentials: (case id, environment changes, what the one line names).
 MALFORMED = {
     "control character in WIX_API_KEY": ({"api_key": "sandbox\x07key"}, "WIX_API_KEY"),
@@ -135,6 +136,8 @@ def _refusal_commands(folder: Path, base_url: str) -> dict[str, tuple[list[str],
     absent = str(folder / "absent.csv")
     commands[PLAN_MISSING_KEY_NO_FILE] = (["plan", absent, "--base-url", base_url],
                                           cli_env(api_key=None))
+    commands[PLAN_MISSING_BOTH] = (["plan", good_job, "--base-url", base_url],
+                                   cli_env(api_key=None, account_id=None))
     commands[SUBMIT_MISSING_ACCOUNT_NO_FILE] = (
         ["submit", absent, "--db", str(folder / "submit.db"), "--base-url", base_url],
         cli_env(account_id=None))
@@ -185,11 +188,14 @@ def test_bad_job_file_exits_2_naming_every_problem_by_line(
                                                 (MISSING_KEY_BAD_FILE, "WIX_API_KEY"),
                                                 (PLAN_MISSING_KEY_NO_FILE, "WIX_API_KEY"),
                                                 (SUBMIT_MISSING_ACCOUNT_NO_FILE,
-                                                 "WIX_ACCOUNT_ID")])
+                                                 "WIX_ACCOUNT_ID"),
+                                                (PLAN_MISSING_BOTH,
+                                                 "WIX_API_KEY and WIX_ACCOUNT_ID")])
 def test_missing_credential_exits_2_with_one_clear_line(
     refusals: Refusals, case: str, variable: str,
 ) -> None:
-    """Without WIX_API_KEY or WIX_ACCOUNT_ID: exit 2 and a single stderr line naming it."""
+    """Without WIX_API_KEY or WIX_ACCOUNT_ID: exit 2 and a single stderr line naming it (both,
+    when both are missing: the user sets them in one go)."""
     result = refusals.results[case]
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -241,7 +247,7 @@ def test_plain_http_to_a_non_loopback_host_exits_2(refusals: Refusals) -> None:
 def test_every_refused_command_sent_zero_requests(refusals: Refusals) -> None:
     """Bad job files, missing or malformed credentials, bad flags, plain http to a non-loopback
     host: once all of them have exited, the sandbox has received no request at all."""
-    assert len(refusals.results) == (len(BAD_FILE_CASES) + 5 + len(MALFORMED) + len(BAD_FLAGS)
+    assert len(refusals.results) == (len(BAD_FILE_CASES) + 6 + len(MALFORMED) + len(BAD_FLAGS)
                                      + 1)
     assert refusals.requests_after == 0
 
