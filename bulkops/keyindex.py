@@ -5,8 +5,9 @@ a million of each for a million-row file. As a `dict[str, int]` an entry costs a
 (the str object, the dict's entry and the int object of its value); here it costs its UTF-8
 bytes plus about 24 (an 8-byte hash, an 8-byte end offset, two 4-byte slots of the table),
 with no Python object per entry. A look-up is a few bytecodes of open addressing instead of
-one C call, about half a microsecond more; matches are confirmed on the text, so two keys
-are never taken for one.
+one C call: about 0.8 µs more an entry added, 0.6 µs more a look-up (a million of each: about
+one and a half seconds of one core); matches are confirmed on the text, so two keys are never
+taken for one.
 """
 
 from __future__ import annotations

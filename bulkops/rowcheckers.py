@@ -3,7 +3,8 @@
 `check_row` (normalising and checking one row's cells) and reading the file are most of a
 first pass's time, and need nothing but the row. For a large CSV or JSON Lines file (formats
 read as they stream: a JSON document is parsed whole, once per reader), `HELPERS` helper
-processes each read the whole file and check every `HELPERS`-th batch of its items; this
+processes each read the whole file and check every `HELPERS`-th batch of its items (the
+others' rows only split into cells: `jobreaders.read_rows_skipping`); this
 process takes the batches back in input order, turn by turn, and runs the checks across rows
 (keys, references, names: `jobfile._Checks`) on them. The cross-row checks see exactly the
 sequence of the one-process pass, so a file's problems and specs are the same (a test compares
@@ -79,7 +80,6 @@ _DEFAULTS: dict[str, Any] = {
 }
 # An enum member's `.value` is looked up through Python code: a dict look-up costs less.
 _ACTION_TEXT = {action: action.value for action in Action}
-
 
 
 class Kept(Enum):
@@ -254,14 +254,15 @@ def help_with(
     its items starting with batch `index`, then `_END` and the number of items it read;
     `_FAILED` instead on any failure. A batch is marshalled, behind its 8-byte length, as
     (its items, its rows' stored forms marshalled on their own, or None unless `stored`)."""
+
+    def wanted(number: int) -> bool:  # the items of this helper's batches
+        return (number // BATCH) % helpers == index
+
     try:
         mine = index == 0
         batch: list[tuple[Any, ...]] = []
         rows: list[StoredRow | None] = []
         taken = turn = 0
-        def wanted(number: int) -> bool:  # this helper's batches' items
-            return (number // BATCH) % helpers == index
-
         for item in read_rows_skipping(Path(path), JobFormat(fmt), wanted):
             if mine:
                 encoded, row = _encoded(item, stored)
