@@ -3,7 +3,7 @@ site a transfer row moves away (`precheck`): the transfers out of the account by
 rows each row waits for, directly or not.
 
 Kept for every row still to do of a job of any size, so held in flat arrays numbered through
-`KeyIndex`es: about 40 bytes a row key and 20 a transfer, where dicts of texts, lists and tuples
+`KeyIndex`es: about 35 bytes a row key and 20 a transfer, where dicts of texts, lists and tuples
 cost about 190 (for a million-row job, 190 MB of a run's peak).
 """
 

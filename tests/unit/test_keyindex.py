@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from array import array
 
 import pytest
 
@@ -45,3 +46,16 @@ def test_an_entry_that_was_never_added_is_an_index_error() -> None:
         index.key(1)
     with pytest.raises(IndexError):
         index.key(-1)
+
+
+def test_end_offsets_past_what_their_array_holds_are_kept_in_a_wider_one() -> None:
+    """Offsets are 4 bytes until the text passes 4 GiB; then 8. Shown here on a 1-byte array,
+    which the text outgrows after 255 bytes."""
+    index = KeyIndex()
+    index._ends = array("B", [0])
+    keys = [f"key-{n:04}" for n in range(100)]  # 800 bytes of text
+    for key in keys:
+        index.add(key)
+    assert index._ends.typecode == "q"
+    assert [index.find(key) for key in keys] == list(range(100))
+    assert [index.key(n) for n in range(100)] == keys
