@@ -38,34 +38,16 @@ class KeyIndex:
 
     def find(self, key: str | bytes) -> int:
         """The key's number, or -1 if it was never added."""
-        # surrogatepass: a JSON file may spell a lone surrogate ("\ud800"), still a key.
-        data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
-        hashed = hash(data) & _LOW
-        slots, hashes, ends, text, mask = (
-            self._slots, self._hashes, self._ends, self._text, self._mask)
-        slot = hashed & mask
-        while number := slots[slot]:
-            number -= 1
-            if hashes[number] == hashed and text[ends[number]:ends[number + 1]] == data:
-                return number
-            slot = (slot + 1) & mask
-        return -1
+        return self._look(key)[0]
 
     def add(self, key: str | bytes) -> tuple[int, bool]:
         """(the key's number, whether it is new): a new key is numbered len(self) first."""
-        # surrogatepass: a JSON file may spell a lone surrogate ("\ud800"), still a key.
-        data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
-        hashed = hash(data) & _LOW
-        slots, hashes, ends, text, mask = (
-            self._slots, self._hashes, self._ends, self._text, self._mask)
-        slot = hashed & mask
-        while number := slots[slot]:
-            number -= 1
-            if hashes[number] == hashed and text[ends[number]:ends[number + 1]] == data:
-                return number, False
-            slot = (slot + 1) & mask
+        number, slot, data, hashed = self._look(key)
+        if number != -1:
+            return number, False
+        hashes, text, ends = self._hashes, self._text, self._ends
         number = len(hashes)
-        slots[slot] = number + 1
+        self._slots[slot] = number + 1
         hashes.append(hashed)
         text += data
         try:
@@ -73,9 +55,24 @@ class KeyIndex:
         except OverflowError:  # past 4 GiB of text
             self._ends = array("q", ends)
             self._ends.append(len(text))
-        if 2 * len(hashes) > len(slots):
+        if 2 * len(hashes) > len(self._slots):
             self._grow()
         return number, True
+
+    def _look(self, key: str | bytes) -> tuple[int, int, bytes, int]:
+        """(the key's number or -1, the slot it has or would take, its UTF-8, its hash)."""
+        # surrogatepass: a JSON file may spell a lone surrogate ("\ud800"), still a key.
+        data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+        hashed = hash(data) & _LOW
+        slots, hashes, ends, text, mask = (
+            self._slots, self._hashes, self._ends, self._text, self._mask)
+        slot = hashed & mask
+        while number := slots[slot]:
+            number -= 1
+            if hashes[number] == hashed and text[ends[number]:ends[number + 1]] == data:
+                return number, slot, data, hashed
+            slot = (slot + 1) & mask
+        return -1, slot, data, hashed
 
     def key(self, number: int) -> str:
         """The text of entry `number` (added as str). Raises IndexError for no such entry."""
