@@ -8,8 +8,8 @@ An existing `bulkops.db` in the current folder (where older versions kept it) is
 
 from __future__ import annotations
 
-import errno
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import platformdirs
 from bulkops.errors import ConfigError
 
 APP_NAME = "bulkops"
+_NAME_MAX = 255  # a file name's bytes on the common file systems, where none can be read
 DB_NAME = "bulkops.db"
 # Stored as a job's base URL when it ran against the in-process sandbox: its port changes on
 # every start, and `resume` must know to start it again with the same state.
@@ -81,28 +82,54 @@ def prepare_default(choice: DbChoice) -> None:
 
 def database_exists(db_url: str) -> bool:
     """Whether the database at `db_url` is there already (a server database always counts:
-    only a SQLite file can be missing). A name too long for the file system names no file.
-    Raises ConfigError when the file's folder cannot be looked into (permission denied)."""
+    only a SQLite file can be missing). Raises ConfigError for a name too long for SQLite's
+    files (`sqlite_name_problem`), or a folder that cannot be looked into."""
     text = db_url.strip()
     if text and "://" not in text:  # a file path (the default database's): as the store reads it
-        return file_exists(Path(text).expanduser(), "database")
+        return _sqlite_file_exists(Path(text).expanduser())
     # Here, not at the top: `bulkops.store.urls` loads SQLAlchemy's core (~0.2 s, ~10 MB),
     # which commands that never name a database by URL (--help, validate) need not pay for.
     from bulkops.store.urls import normalise_url, sqlite_path
 
     path = sqlite_path(normalise_url(db_url))
-    return path is None or file_exists(path, "database")
+    return path is None or _sqlite_file_exists(path)
+
+
+def _sqlite_file_exists(path: Path) -> bool:
+    problem = sqlite_name_problem(path)
+    if problem is not None:
+        raise ConfigError(f"cannot use database {path}: {problem}")
+    return file_exists(path, "database")
 
 
 def file_exists(path: Path, what: str) -> bool:
-    """Whether anything is at `path` (False for a name too long for the file system: nothing
-    can have it). Raises ConfigError naming `what` when its folder cannot be looked into."""
+    """Whether anything is at `path`. Raises ConfigError naming `what` when its folder cannot
+    be looked into, or its name is too long for the file system."""
     try:
         return path.exists()
     except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            return False
         raise ConfigError(f"cannot look for {what} {path}: {exc.strerror}") from None
+
+
+# The longest name SQLite gives a file it keeps beside a database (its rollback journal; the
+# write-ahead log and its index are "-wal" and "-shm").
+_SQLITE_COMPANION = "-journal"
+
+
+def sqlite_name_problem(path: Path) -> str | None:
+    """Why a SQLite database cannot have this file name, or None: SQLite keeps files named
+    after it beside it (`<name>-journal`, `-wal`, `-shm`), which must fit the folder's file
+    system too. A name only a little short of the limit makes an empty database file that
+    SQLite then cannot open ("unable to open database file"), every time."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):  # no such folder (said elsewhere), or no limit to read
+        limit = _NAME_MAX
+    size = len(os.fsencode(path.name))
+    if size + len(_SQLITE_COMPANION) <= limit:
+        return None
+    return (f"its file name is {size} bytes long, and the file system allows {limit}, less "
+            f"{len(_SQLITE_COMPANION)} for the files SQLite keeps beside it: use a shorter name")
 
 
 def plain_file(path: Path) -> bool:

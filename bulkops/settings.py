@@ -39,8 +39,14 @@ class Rate:
     def __str__(self) -> str:
         for unit, seconds in (("min", 60.0), ("s", 1.0), ("hour", 3600.0)):
             if self.period == seconds:
-                return f"{self.count:g}/{unit}"
-        return f"{self.count:g}/{self.period:g}s"
+                return f"{plain_number(self.count)}/{unit}"
+        return f"{plain_number(self.count)}/{plain_number(self.period)}s"
+
+
+def plain_number(value: float) -> str:
+    """A number as it is typed: 1000000 (not 1e+06, as `:g` writes it), 0.5, 2.25."""
+    text = f"{value:f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
 
 
 def parse_rate(text: str) -> Rate:

@@ -11,6 +11,7 @@ from typing import Any
 
 from bulkops.deadline import format_span
 from bulkops.model import Action, JobOverview, OpState, RunRecord
+from bulkops.settings import plain_number
 
 SUMMARY_VERSION = 1
 _STATE_ORDER = (
@@ -49,7 +50,7 @@ def summary_lines(
         lines.append(f"    {action.value:<15} {_counts(counts)}")
     if run is not None:
         lines.append(
-            f"  requests: {run.requests} (budget {run.budget_per_second * 60:g}/min), "
+            f"  requests: {run.requests} (budget {plain_number(run.budget_per_second * 60)}/min), "
             f"429s {run.throttled}, retries {run.retries}, reconciled {run.reconciled}"
         )
     for error in overview.top_errors:

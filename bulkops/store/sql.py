@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bulkops.errors import JobFileError, RowError, StoreError
 from bulkops.identity import Holder, KnownOp, TakeOver, referenced_keys, scope_of
+from bulkops.locations import sqlite_name_problem
 from bulkops.model import (
     Action,
     JobInfo,
@@ -112,12 +113,16 @@ async def open_store(url: str, *, clock: Clock = time.time) -> SqlStore:
 
 def _check_sqlite_location(path: Path) -> None:
     """Raises StoreError for a file that cannot be a store: in no directory, a directory, a
-    name the file system refuses (too long), another program's database."""
+    name too long for the file system or for SQLite's files beside it, another program's
+    database."""
     try:
         # SQLite would create the file, but a missing directory is almost always a typo.
         if not path.parent.is_dir():
             raise StoreError(
                 f"cannot open database {path}: directory {path.parent} does not exist")
+        problem = sqlite_name_problem(path)
+        if problem is not None:
+            raise StoreError(f"cannot open database {path}: {problem}")
         if path.is_dir():
             raise StoreError(f"cannot open database {path}: it is a directory")
         others = foreign_tables(path)

@@ -277,6 +277,12 @@ def _name_too_long(tmp: Path, seeded: Path) -> str:
     return str(tmp / ("long" * 80 + ".db"))
 
 
+def _name_too_long_for_the_log(tmp: Path, seeded: Path) -> str:
+    """A name the file system takes, but not with "-journal" after it: SQLite would make an
+    empty file it then cannot open."""
+    return str(tmp / ("near" * 62 + ".db"))  # 251 bytes
+
+
 def _postgres_down(tmp: Path, seeded: Path) -> str:
     return "postgresql://postgres@127.0.0.1:1/test"
 
@@ -298,11 +304,14 @@ CONDITIONS: dict[str, tuple[Callable[[Path, Path], str], bool, Callable[[str], i
     "not a SQLite file": (_not_sqlite, False, _code(2), "random.db"),
     "a directory": (_a_directory, False, _code(2), "dir.db"),
     "PostgreSQL not listening": (_postgres_down, False, _code(2), "127.0.0.1:1"),
-    "file name too long": (_name_too_long, False, _NO_DB_YET, "longlong"),
+    "file name too long": (_name_too_long, False, _code(2), "longlong"),
+    "file name too long for SQLite's log": (_name_too_long_for_the_log, False, _code(2),
+                                            "use a shorter name"),
 }
 
 
-WALK_ALL = {"missing directory", "read-only file (SQLite mode=ro)", "file name too long"}
+WALK_ALL = {"missing directory", "read-only file (SQLite mode=ro)", "file name too long",
+            "file name too long for SQLite's log"}
 SAMPLED = ("run", "status", "report")
 
 
@@ -328,6 +337,8 @@ def test_unusable_database_is_one_error_line_from_every_command(
         if code:
             assert needle in line or needle in db, f"{name}: {line}"
             assert ("--db" in line or db in line or "database" in line), f"{name}: {line}"
+    if condition.startswith("file name too long"):
+        assert not os.path.exists(db)  # no empty file left that SQLite cannot open
 
 
 def test_another_programs_sqlite_database_is_refused_by_every_command_and_left_untouched(

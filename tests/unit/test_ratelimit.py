@@ -517,3 +517,12 @@ async def test_close_refuses_new_acquires_and_wakes_waiters_with_send_stopped() 
     with pytest.raises(SendStopped):
         await budget.acquire()
     assert budget.snapshot().requests == 1
+
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ("1000000/s", "1000000/s"), ("200/min", "200/min"), ("0.5/s", "0.5/s"),
+    ("2.25/min", "2.25/min"), ("1000/hour", "1000/hour"),
+])
+def test_a_rate_is_shown_as_it_is_typed_never_in_exponent_form(given: str, shown: str) -> None:
+    assert str(parse_rate(given)) == shown
+    assert str(Rate(60_000_000, 90)) == "60000000/90s"
