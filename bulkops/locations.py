@@ -123,8 +123,8 @@ def sqlite_name_problem(path: Path) -> str | None:
     SQLite then cannot open ("unable to open database file"), every time."""
     try:
         limit = os.pathconf(path.parent, "PC_NAME_MAX")
-    except (OSError, ValueError):  # no such folder (said elsewhere), or no limit to read
-        limit = _NAME_MAX
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf; no such folder
+        limit = _NAME_MAX  # (said elsewhere); no limit to read
     size = len(os.fsencode(path.name))
     if size + len(_SQLITE_COMPANION) <= limit:
         return None
