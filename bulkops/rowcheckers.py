@@ -267,7 +267,7 @@ def help_with(
             if mine:
                 encoded, row = _encoded(item, stored)
                 batch.append(encoded)
-                if encoded[0] == "r":
+                if stored and encoded[0] == "r":  # `validate` sends no forms
                     rows.append(row)
             taken += 1
             if taken == BATCH:
