@@ -21,7 +21,6 @@ in-process sandbox's saved world.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator
@@ -220,13 +219,14 @@ async def _endpoint(settings: Settings) -> AsyncIterator[str]:
         yield settings.base_url
         return
     from bulkops.sandbox import SandboxConfig, running_sandbox
+    from bulkops.sandbox.statefile import copy_saved_world
 
     saved = sandbox_state_file(settings.db_url)
     with tempfile.TemporaryDirectory(prefix="bulkops-plan-") as folder:
         copy = None
         if file_exists(saved, "the sandbox's saved world") and saved.is_file():
             copy = Path(folder) / saved.name
-            shutil.copyfile(saved, copy)
+            copy_saved_world(saved, copy)
         async with running_sandbox(SandboxConfig(state_file=copy, demo_sites=True),
                                    port=0) as fake:
             yield fake.base_url

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from bulkops.errors import ConfigError
 from bulkops.sandbox.config import DEMO_SITES, SandboxConfig, public_view
 from bulkops.sandbox.faults import FaultInjector
+from bulkops.sandbox.listings import Listings
 from bulkops.sandbox.state import SandboxState, Site
-from bulkops.sandbox.statefile import read_state_file, write_state_file
+from bulkops.sandbox.statefile import StateFile
 from bulkops.sandbox.stats import RequestStats
 from bulkops.sandbox.wire import JsonObject, format_instant, new_guid, parse_instant
 
@@ -55,7 +56,8 @@ class Sandbox:
         self.wall_clock = wall_clock
         self.sleep = sleep
         path = self._config.state_file
-        loaded = None if path is None else read_state_file(path, self.clock(), self.wall_clock())
+        self._file = None if path is None else StateFile(path)
+        loaded = None if self._file is None else self._file.load(self.clock(), self.wall_clock())
         self.state = loaded if loaded is not None else self._fresh_state()
         # The revision last written to the state file; None: the file is behind (or absent).
         # A fresh world counts as written while it is empty, so that an untouched sandbox
@@ -67,6 +69,8 @@ class Sandbox:
             self._saved_revision = None
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
+        self.listings = Listings()
+        self.listings = Listings()
 
     def _fresh_state(self) -> SandboxState:
         """A new world (also made current): empty, or with the demo's live Premium sites in
@@ -120,6 +124,7 @@ class Sandbox:
         self._saved_revision = None
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
+        self.listings = Listings()
 
     def persist(self, *, force: bool = False) -> None:
         """Write the world to `config.state_file` if it changed since the last write, or if
@@ -127,10 +132,12 @@ class Sandbox:
 
         Called after every request that may change the world and when the server stops.
         """
-        path = self._config.state_file
-        if path is None or (not force and self.state.revision == self._saved_revision):
+        if self._file is None or (not force and self.state.revision == self._saved_revision):
             return
-        write_state_file(path, self.state, self.clock(), self.wall_clock())
+        # A world replaced (a reset) or changed outside the journal's view (demo sites added
+        # on load) is written whole, and so is the world a stopping sandbox leaves.
+        self._file.save(self.state, self.clock(), self.wall_clock(),
+                        whole=force or self._saved_revision is None)
         self._saved_revision = self.state.revision
 
     def now_iso(self) -> str:

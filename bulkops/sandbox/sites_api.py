@@ -7,7 +7,7 @@ from aiohttp import web
 from bulkops.sandbox.core import Sandbox
 from bulkops.sandbox.inbound import account_header, acting_account, optional_text, read_object
 from bulkops.sandbox.pipeline import Effect
-from bulkops.sandbox.query import parse_query, run_query
+from bulkops.sandbox.query import parse_query
 from bulkops.sandbox.state import Transfer
 from bulkops.sandbox.wire import JsonObject, application_error, is_guid, validation_error
 
@@ -40,7 +40,7 @@ async def prepare_query_sites(request: web.Request, sandbox: Sandbox) -> Effect:
     query = parse_query(await read_object(request))
 
     def listing() -> JsonObject:
-        return run_query(query, sandbox.state.listed_sites(account, sandbox.clock()))
+        return sandbox.listings.page(sandbox.state, account, query, sandbox.clock())
 
     return listing
 

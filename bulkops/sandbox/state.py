@@ -11,7 +11,8 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from bulkops.sandbox.wire import JsonObject
@@ -165,6 +166,26 @@ class ZoneRecord:
                 "values": list(self.values)}
 
 
+@dataclass
+class Touched:
+    """What changed since the last save, by key: what a journal entry of the state file
+    holds (each object whole, as it is now), and the transfers made since, in order."""
+
+    # Keys in the order they were first touched (dicts as ordered sets): a restart puts new
+    # objects back in the order they came.
+    sites: dict[str, None] = field(default_factory=dict)
+    transfers: list[Transfer] = field(default_factory=list)
+    invites: dict[str, None] = field(default_factory=dict)
+    emails: dict[tuple[str, str], None] = field(default_factory=dict)
+    domains: dict[str, None] = field(default_factory=dict)
+    zones: dict[str, None] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        for part in (self.sites, self.transfers, self.invites, self.emails, self.domains,
+                     self.zones):
+            part.clear()
+
+
 def slugify(display_name: str) -> str:
     """The URL-slug part of a display name: lowercase ASCII letters, digits and dashes."""
     ascii_name = unicodedata.normalize("NFKD", display_name).encode("ascii", "ignore").decode()
@@ -190,16 +211,30 @@ class SandboxState:
         # its records in zone order.
         self.zones: dict[str, list[ZoneRecord]] = {}
         self.revision = 0
+        # What changed since the state file last took it in (`statefile.StateFile`).
+        self.touched = Touched()
         self._names: set[str] = set()
+        # The next suffix worth trying per slug base: every smaller one is taken, and names are
+        # never freed, so each create tries a few slugs, not one per same-named site before it.
+        self._next_suffix: dict[str, int] = {}
+        # Every account that owns or has owned a site, and the sites each one's listing has
+        # ever shown (in creation order): a transfer and a listing read no other account's.
+        self._owners: set[str] = set()
+        self._listed_by: dict[str, dict[str, None]] = {}
+        # The domains assigned to each site: connecting a primary domain looks up the site's.
+        self._site_domains: dict[str, dict[str, None]] = {}
 
     # -- sites ---------------------------------------------------------------------------
 
     def unique_name(self, display_name: str) -> str:
+        """The first free slug of `display_name`, numbered `-1`, `-2`, ... after the plain one."""
         base = slugify(display_name)
+        start = self._next_suffix.get(base, 0)
         # n <= len(names) + 1 always finds a free slug, so the loop is bounded.
-        for n in range(len(self._names) + 2):
+        for n in range(start, len(self._names) + 2):
             candidate = base if n == 0 else f"{base}-{n}"
             if candidate not in self._names:
+                self._next_suffix[base] = n + 1
                 return candidate
         raise AssertionError("unreachable: a free slug always exists")
 
@@ -211,9 +246,21 @@ class SandboxState:
         """Store a site with its listing history as it is (e.g. as read from a state file)."""
         self.sites[site.id] = site
         self._names.add(site.name)
+        self._owners.add(site.owner_account_id)
         self.listing[site.id] = entries
+        for entry in entries:
+            self._listed_by.setdefault(entry.owner, {})[site.id] = None
+        self.touched.sites[site.id] = None
         self.revision += 1
         return site
+
+    def restore_transfer(self, transfer: Transfer) -> None:
+        """Record a transfer as it was made (e.g. as read from a state file)."""
+        self._owners.add(transfer.source)
+        self._owners.add(transfer.target)
+        self.transfers.append(transfer)
+        self.touched.transfers.append(transfer)
+        self.revision += 1
 
     def move_site(self, transfer: Transfer, now: float, lag: float) -> None:
         """Apply a transfer: the owner changes now, the listing catches up after `lag`."""
@@ -226,33 +273,55 @@ class SandboxState:
             for entry in self.listing[site.id]
         ]
         self.listing[site.id] = [*entries, ListingEntry(transfer.target, switch)]
-        self.transfers.append(transfer)
-        self.revision += 1
+        self._listed_by.setdefault(transfer.target, {})[site.id] = None
+        self.touched.sites[site.id] = None
+        self.restore_transfer(transfer)
 
-    def listed_sites(self, owner: str, now: float) -> list[JsonObject]:
-        """Query Sites' view of `owner`'s sites at clock time `now` (stale within the lag)."""
+    def listed_sites(self, owner: str, now: float, *, only: Collection[str] | None = None
+                     ) -> list[JsonObject]:
+        """Query Sites' view of `owner`'s sites at clock time `now` (stale within the lag);
+        with `only`, of those of these site ids only."""
+        listing = self.listing
+        ever = self._listed_by.get(owner, {})
+        ids = ever if only is None else [site_id for site_id in only if site_id in ever]
         return [
             self.sites[site_id].to_wix(owner)
-            for site_id, entries in self.listing.items()
-            if any(entry.visible(owner, now) for entry in entries)
+            for site_id in ids
+            if any(entry.visible(owner, now) for entry in listing[site_id])
         ]
+
+    def listing_changes_after(self, owner: str, now: float) -> float:
+        """The first clock time after `now` at which `owner`'s listing shows or drops a site
+        by itself (a listing lag ending); inf when none is pending. Until then, and while
+        `revision` stays, `listed_sites(owner, ...)` answers as it does at `now`."""
+        soonest = math.inf
+        for site_id in self._listed_by.get(owner, ()):
+            for entry in self.listing[site_id]:
+                if entry.owner != owner:
+                    continue
+                for at in (entry.visible_from, entry.visible_until):
+                    if now < at < soonest:
+                        soonest = at
+        return soonest
 
     def owners(self) -> set[str]:
         """Every account that owns or has owned a site here."""
-        return {site.owner_account_id for site in self.sites.values()} | {
-            t.source for t in self.transfers
-        }
+        # A past owner that is no site's owner now moved its sites away: a transfer's source.
+        return set(self._owners)
 
     # -- invites -------------------------------------------------------------------------
 
     def add_invite(self, invite: Invite) -> Invite:
         """Store an invite; creating one sends its e-mail."""
         self.invites[invite.id] = invite
+        self.touched.invites[invite.id] = None
         self.count_email(invite)  # also steps `revision`
         return invite
 
     def count_email(self, invite: Invite) -> None:
-        self.emails_sent[(invite.scope, invite.email.lower())] += 1
+        sent = (invite.scope, invite.email.lower())
+        self.emails_sent[sent] += 1
+        self.touched.emails[sent] = None
         self.revision += 1
 
     def pending_site_invite(self, invite_id: str, site_id: str) -> Invite | None:
@@ -264,6 +333,7 @@ class SandboxState:
     def set_invite_status(self, invite: Invite, status: InviteStatus) -> Invite:
         updated = replace(invite, status=status)
         self.invites[invite.id] = updated
+        self.touched.invites[invite.id] = None
         self.revision += 1
         return updated
 
@@ -271,18 +341,26 @@ class SandboxState:
 
     def put_domain(self, domain: ConnectedDomain) -> ConnectedDomain:
         """Store (or replace) a connected domain."""
+        old = self.domains.get(domain.domain)
+        if old is not None and old.site_id is not None:
+            self._site_domains[old.site_id].pop(domain.domain, None)
+        if domain.site_id is not None:
+            self._site_domains.setdefault(domain.site_id, {})[domain.domain] = None
         self.domains[domain.domain] = domain
+        self.touched.domains[domain.domain] = None
         self.revision += 1
         return domain
 
     def put_zone(self, domain: str, records: list[ZoneRecord]) -> list[ZoneRecord]:
         """Store (or replace) the hosted zone of `domain`."""
         self.zones[domain] = list(records)
+        self.touched.zones[domain] = None
         self.revision += 1
         return self.zones[domain]
 
     def site_domains(self, site_id: str) -> list[ConnectedDomain]:
-        return [d for d in self.domains.values() if d.site_id == site_id]
+        """The domains assigned to `site_id`, in the order they were assigned to it."""
+        return [self.domains[domain] for domain in self._site_domains.get(site_id, ())]
 
     # -- inspection ----------------------------------------------------------------------
 

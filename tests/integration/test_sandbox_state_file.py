@@ -24,7 +24,9 @@ from bulkops.sandbox import (
     SandboxConfig,
     running_sandbox,
 )
+from bulkops.sandbox import statefile
 from bulkops.sandbox.state import Transfer
+from bulkops.sandbox.statefile import copy_saved_world, journal_of
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SUB = DEFAULT_SUB_ACCOUNTS[0]
@@ -150,16 +152,151 @@ async def test_every_change_is_on_disk_before_its_answer(config: SandboxConfig) 
         assert restarted.state.invites[ids["revoked"]].status.value == "Deleted"
 
 
-async def test_only_changes_rewrite_the_file(config: SandboxConfig) -> None:
+async def test_a_change_appends_one_journal_line_and_a_read_saves_nothing(
+    config: SandboxConfig,
+) -> None:
     assert config.state_file is not None
+    journal = journal_of(config.state_file)
     async with open_wix(config) as wix:
-        await wix.create("Acme")
-        # Each write renames a new file into place, so the inode tells whether one happened.
-        written = config.state_file.stat().st_ino
+        await wix.create("Acme")  # no file yet: the first save writes the whole world
+        file = config.state_file.read_bytes()
+        assert not journal.exists()
         await wix.listed(ACCOUNT)
-        assert config.state_file.stat().st_ino == written
+        assert not journal.exists()
         await wix.create("Globex")
-        assert config.state_file.stat().st_ino != written
+        lines = journal.read_bytes().splitlines()
+        assert [site["displayName"] for site in json.loads(lines[0])["sites"]] == ["Globex"]
+        assert len(lines) == 1 and config.state_file.read_bytes() == file
+        await wix.listed(ACCOUNT)
+        assert journal.read_bytes().splitlines() == lines
+    # A stopping sandbox writes the whole world, and the journal goes.
+    assert not journal.exists()
+    assert len(json.loads(config.state_file.read_text())["sites"]) == 2
+
+
+async def test_the_journal_is_folded_into_the_file_once_it_outgrows_it(
+    config: SandboxConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert config.state_file is not None
+    journal = journal_of(config.state_file)
+    monkeypatch.setattr(statefile, "JOURNAL_MIN_BYTES", 0)
+    sandbox = Sandbox(config)
+    folds = 0
+    for n in range(60):
+        sandbox.add_site(f"Site {n}", ACCOUNT)
+        sandbox.persist()
+        if not journal.exists():
+            folds += 1
+        else:  # never more than the file's size, and the one line that passed it
+            assert journal.stat().st_size < config.state_file.stat().st_size + 2_000
+    assert 3 <= folds <= 12  # the file doubles between folds, the first save aside
+    assert Sandbox(config).state.sites == sandbox.state.sites
+
+
+def test_journal_lines_already_in_the_file_are_not_read_again(config: SandboxConfig) -> None:
+    """As after a kill between writing the whole world and removing the journal."""
+    assert config.state_file is not None
+    journal = journal_of(config.state_file)
+    sandbox = Sandbox(config)
+    site = sandbox.add_site("Globex", ACCOUNT, seeded=True)
+    sandbox.persist()  # the whole world (no file yet)
+    sandbox.add_site("Acme", ACCOUNT)
+    sandbox.persist()  # a journal line: Globex is not in it, Acme is
+    sandbox.state.move_site(Transfer(site.id, ACCOUNT, SUB, sandbox.now_iso()),
+                            sandbox.clock(), 0.0)
+    sandbox.persist()  # a line: Globex moved
+    left_over = journal.read_bytes()
+    sandbox.add_site("Initech", ACCOUNT)
+    sandbox.persist(force=True)  # the whole world: the journal goes ...
+    journal.write_bytes(left_over)  # ... or would have, but for a kill
+    restarted = Sandbox(config)
+    assert restarted.state.sites == sandbox.state.sites
+    assert len(restarted.state.transfers) == 1
+    assert restarted.state.sites[site.id].owner_account_id == SUB
+
+
+def test_a_save_cut_short_is_dropped_and_the_next_one_starts_a_line(
+    config: SandboxConfig,
+) -> None:
+    assert config.state_file is not None
+    journal = journal_of(config.state_file)
+    first = Sandbox(config)
+    first.add_site("Acme", ACCOUNT)
+    first.persist()
+    first.add_site("Globex", ACCOUNT)
+    first.persist()
+    whole = journal.read_bytes()
+    with journal.open("ab") as out:  # half a line, as a SIGKILL mid-write leaves it
+        out.write(whole[: len(whole) // 2])
+    second = Sandbox(config)
+    assert second.state.sites == first.state.sites
+    assert journal.read_bytes() == whole
+    second.add_site("Initech", ACCOUNT)
+    second.persist()
+    names = {site.display_name for site in Sandbox(config).state.sites.values()}
+    assert names == {"Acme", "Globex", "Initech"}
+
+
+def test_a_journal_line_that_is_not_sandbox_state_is_a_config_error(
+    config: SandboxConfig,
+) -> None:
+    assert config.state_file is not None
+    journal = journal_of(config.state_file)
+    sandbox = Sandbox(config)
+    sandbox.add_site("Acme", ACCOUNT)
+    sandbox.persist()
+    sandbox.add_site("Globex", ACCOUNT)
+    sandbox.persist()
+    lines = journal.read_bytes()
+    journal.write_bytes(b'{"serial": 9, "sites": [{"id": "x"}]}\n' + lines)
+    with pytest.raises(ConfigError) as caught:
+        Sandbox(config)
+    message = str(caught.value)
+    assert message.startswith(f"{journal} is not a valid sandbox state journal: line 1:")
+    assert "\n" not in message
+
+
+def test_a_failed_append_leaves_the_journal_whole_and_the_next_save_catches_up(
+    config: SandboxConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert config.state_file is not None
+    journal = journal_of(config.state_file)
+    sandbox = Sandbox(config)
+    sandbox.add_site("Acme", ACCOUNT)
+    sandbox.persist()
+    sandbox.add_site("Globex", ACCOUNT)
+    sandbox.persist()
+    before = journal.read_bytes()
+    sandbox.add_site("Initech", ACCOUNT)
+
+    def fail(_: int) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fdatasync", fail)
+        with pytest.raises(OSError, match="disk full"):
+            sandbox.persist()
+    assert journal.read_bytes() == before
+    sandbox.add_site("Hooli", ACCOUNT)
+    sandbox.persist()
+    names = {site.display_name for site in Sandbox(config).state.sites.values()}
+    assert names == {"Acme", "Globex", "Initech", "Hooli"}
+
+
+def test_a_copy_of_the_saved_world_takes_its_journal(config: SandboxConfig,
+                                                     tmp_path: Path) -> None:
+    assert config.state_file is not None
+    sandbox = Sandbox(config)
+    sandbox.add_site("Acme", ACCOUNT)
+    sandbox.persist()
+    sandbox.add_site("Globex", ACCOUNT)
+    sandbox.persist()
+    copy = tmp_path / "copy" / "world.json"
+    copy.parent.mkdir()
+    assert copy_saved_world(config.state_file, copy)
+    assert journal_of(copy).exists()
+    assert Sandbox(replace(config, state_file=copy)).state.sites == sandbox.state.sites
+    assert not copy_saved_world(tmp_path / "none.json", tmp_path / "copy" / "none.json")
 
 
 async def test_seed_and_reset_through_the_admin_paths_are_saved(config: SandboxConfig) -> None:
@@ -267,7 +404,7 @@ def test_failed_write_leaves_the_old_file_whole(
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        sandbox.persist()
+        sandbox.persist(force=True)  # the whole world, as a stopping sandbox writes it
     assert config.state_file.read_bytes() == old
     assert os.listdir(config.state_file.parent) == [config.state_file.name]  # no temp file left
     assert len(json.loads(old)["sites"]) == 1
