@@ -540,8 +540,9 @@ def cancel(job: str, db: str | None) -> None:
               help="Seconds before a new or moved site shows in Query Sites.")
 @click.option("--seed", default=None, type=int, help="Seed of the fault draws.")
 @click.option("--state-file", default=None, type=click.Path(dir_okay=False),
-              help="Keep the sandbox's world (sites, transfers, invites) in this file: a "
-                   "sandbox started again on it continues where the last one stopped.")
+              help="Keep the sandbox's world (sites, transfers, invites) in this file (and "
+                   "the changes since it was written whole in FILE.journal): a sandbox "
+                   "started again on it continues where the last one stopped.")
 # Off by default: the acceptance tests' sandboxes (tests/acceptance/harness.py) count on an
 # empty world. `run --sandbox` and `plan --sandbox` have the demo sites on.
 @click.option("--demo-sites/--no-demo-sites", default=False, show_default=True,

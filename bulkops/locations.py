@@ -55,7 +55,8 @@ def choose_db(given: str | None, cwd: Path | None = None) -> DbChoice:
     Only the per-user database is `default`: the folder's old `bulkops.db` is named in them.
     """
     if given:
-        if "://" in given or given == ":memory:":
+        _refuse_memory(given)
+        if "://" in given:
             return DbChoice(given, default=False)
         return DbChoice(str((cwd or Path.cwd()) / Path(given).expanduser()), default=False)
     legacy = (cwd or Path.cwd()) / DB_NAME
@@ -65,6 +66,23 @@ def choose_db(given: str | None, cwd: Path | None = None) -> DbChoice:
             note=f"note: using {DB_NAME} in this folder (new databases go to {data_dir()})",
         )
     return DbChoice(str(data_dir() / DB_NAME), default=True)
+
+
+def _refuse_memory(given: str) -> None:
+    """ConfigError for a `--db` naming an in-memory SQLite database (`:memory:`, or a URL as
+    `memory_only` tells): every command would keep its work there and lose it as it ends
+    (`submit` would print a job id that no later command can find)."""
+    text = given.strip()
+    if text != ":memory:":  # SQLite's own name for it, given as a path
+        if "://" not in text or not text.lower().startswith("sqlite"):
+            return
+        from bulkops.store.urls import memory_only  # see database_exists
+
+        if not memory_only(text):
+            return
+    raise ConfigError(f"--db {given} is a database in memory, which ends with the command "
+                      "(and every job in it): give a file (a path, or "
+                      "sqlite:///path/to/bulkops.db) or a PostgreSQL URL")
 
 
 def prepare_default(choice: DbChoice) -> None:

@@ -48,6 +48,9 @@ class Listings:
                 or now >= kept.until):
             kept = _Kept(state, state.revision, state.listing_changes_after(owner, now),
                          select(query, state.listed_sites(owner, now)))
+            # A result of an earlier revision can never answer again: no use holding it.
+            self._kept = {key: other for key, other in self._kept.items()
+                          if other.state is state and other.revision == state.revision}
         self._kept[signature] = kept  # the most recently used last
         while len(self._kept) > KEPT_RESULTS:
             del self._kept[next(iter(self._kept))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -23,6 +24,16 @@ _DRIVERS = {
 
 _MEMORY = ("", ":memory:")
 
+# What make_url raises: ArgumentError for a URL of no known shape, ValueError for a port that
+# is not a number (`host:notaport`, `[::1` read as a port).
+_UNPARSEABLE = (ArgumentError, ValueError)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ArgumentError):
+        return "expected driver://user@host:port/database, sqlite:///path, or a file path"
+    return "its port is not a number"
+
 
 def normalise_url(raw: str) -> URL:
     """A SQLAlchemy URL or a plain file path -> an absolute, async-driver URL.
@@ -39,8 +50,8 @@ def normalise_url(raw: str) -> URL:
         return sqlite_file_url(Path(text))
     try:
         url = make_url(text)
-    except ArgumentError as exc:
-        raise StoreError(f"invalid database URL {redacted(text)}") from exc
+    except _UNPARSEABLE as exc:
+        raise StoreError(f"invalid database URL {redacted(text)}: {_why(exc)}") from exc
     driver = _DRIVERS.get(url.drivername)
     if driver is None:
         supported = "sqlite://, postgresql:// (or a plain file path)"
@@ -51,6 +62,23 @@ def normalise_url(raw: str) -> URL:
             return url.set(drivername=driver)
         return sqlite_file_url(Path(database))
     return _postgres_url(url.set(drivername=driver))
+
+
+def memory_only(raw: str) -> bool:
+    """Whether `raw` (a `--db` value) is a SQLite URL of a database that lives only in the
+    process's memory: no file (`sqlite://`, `sqlite:///`, `sqlite:///:memory:`) or a URI
+    asking for memory (`file::memory:`, `mode=memory`). A URL that does not parse is not:
+    the store says what is wrong with it."""
+    try:
+        url = make_url(raw.strip())
+    except _UNPARSEABLE:
+        return False
+    if _DRIVERS.get(url.drivername) != SQLITE_DRIVER:
+        return False
+    database = url.database or ""
+    # SQLite's URI filenames (https://sqlite.org/uri.html): memory by name or by mode.
+    return (database in _MEMORY or database.startswith("file::memory:")
+            or (database.startswith("file:") and url.query.get("mode") == "memory"))
 
 
 def sqlite_file_url(path: Path) -> URL:
@@ -79,8 +107,9 @@ def redacted(url: URL | str) -> str:
         return url.render_as_string(hide_password=True)
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    except _UNPARSEABLE:
+        # As typed, but for anything between "user:" and "@", as SQLAlchemy hides it.
+        return re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url)  # to the last "@": all of it
 
 
 def _postgres_url(url: URL) -> URL:

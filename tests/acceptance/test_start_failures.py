@@ -283,6 +283,24 @@ def _name_too_long_for_the_log(tmp: Path, seeded: Path) -> str:
     return str(tmp / ("near" * 62 + ".db"))  # 251 bytes
 
 
+def _memory_url(tmp: Path, seeded: Path) -> str:
+    """No file at all: `submit` stored its job there and printed an id nothing could find."""
+    return "sqlite:///"
+
+
+def _memory_name(tmp: Path, seeded: Path) -> str:
+    return ":memory:"
+
+
+def _memory_uri(tmp: Path, seeded: Path) -> str:
+    return "sqlite:///file:jobs?mode=memory&cache=shared&uri=true"
+
+
+def _port_not_a_number(tmp: Path, seeded: Path) -> str:
+    """make_url's ValueError, which was an 'unexpected failure', exit 3."""
+    return "postgresql://postgres:secret@127.0.0.1:5432x/test"
+
+
 def _postgres_down(tmp: Path, seeded: Path) -> str:
     return "postgresql://postgres@127.0.0.1:1/test"
 
@@ -307,11 +325,16 @@ CONDITIONS: dict[str, tuple[Callable[[Path, Path], str], bool, Callable[[str], i
     "file name too long": (_name_too_long, False, _code(2), "longlong"),
     "file name too long for SQLite's log": (_name_too_long_for_the_log, False, _code(2),
                                             "use a shorter name"),
+    "a database in memory (sqlite:///)": (_memory_url, False, _code(2), "in memory"),
+    "a URL whose port is not a number": (_port_not_a_number, False, _code(2),
+                                         "port is not a number"),
+    "a database in memory (:memory:)": (_memory_name, False, _code(2), "in memory"),
+    "a database in memory (mode=memory)": (_memory_uri, False, _code(2), "in memory"),
 }
 
 
 WALK_ALL = {"missing directory", "read-only file (SQLite mode=ro)", "file name too long",
-            "file name too long for SQLite's log"}
+            "file name too long for SQLite's log", "a database in memory (sqlite:///)"}
 SAMPLED = ("run", "status", "report")
 
 

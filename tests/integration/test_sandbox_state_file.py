@@ -23,8 +23,8 @@ from bulkops.sandbox import (
     Sandbox,
     SandboxConfig,
     running_sandbox,
+    statefile,
 )
-from bulkops.sandbox import statefile
 from bulkops.sandbox.state import Transfer
 from bulkops.sandbox.statefile import copy_saved_world, journal_of
 

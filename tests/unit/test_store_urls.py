@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bulkops.errors import StoreError
-from bulkops.store.urls import describe, normalise_url, redacted, sqlite_path
+from bulkops.store.urls import describe, memory_only, normalise_url, redacted, sqlite_path
 
 
 def test_a_plain_path_is_an_absolute_sqlite_file(
@@ -79,3 +79,34 @@ def test_messages_never_show_the_password() -> None:
 
 def test_a_sqlite_database_is_described_by_its_file() -> None:
     assert describe(normalise_url("sqlite:////tmp/x.db")) == "/tmp/x.db"
+
+
+@pytest.mark.parametrize(("given", "memory"), [
+    ("sqlite://", True),
+    ("sqlite:///", True),
+    ("sqlite:///:memory:", True),
+    ("sqlite+aiosqlite://", True),
+    ("sqlite:///file::memory:?cache=shared&uri=true", True),
+    ("sqlite:///file:jobs?mode=memory&uri=true", True),
+    ("sqlite:///file:/tmp/jobs.db?mode=ro&uri=true", False),
+    ("sqlite:///jobs.db", False),
+    ("postgresql://u@h/db", False),
+    ("sqlite://:not a url", False),  # make_url: ValueError (the port)
+])
+def test_memory_only_tells_a_database_that_ends_with_the_process(given: str,
+                                                                 memory: bool) -> None:
+    assert memory_only(given) is memory
+
+
+@pytest.mark.parametrize(("given", "why"), [
+    ("postgresql://bob:s3cr@t@db.example:54x2/jobs", "its port is not a number"),
+    ("postgresql://bob:s3cr@t@[::1/jobs", "its port is not a number"),
+    ("no such:scheme://bob:s3cr@t@db.example/jobs", "expected driver://"),
+])
+def test_an_unparseable_url_is_a_store_error_that_hides_the_password(given: str,
+                                                                     why: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        normalise_url(given)
+    message = str(caught.value)
+    assert why in message and "bob:***@" in message
+    assert "s3cr" not in message and "@t" not in message
