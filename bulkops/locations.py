@@ -76,7 +76,13 @@ def _refuse_memory(given: str) -> None:
     if text != ":memory:":  # SQLite's own name for it, given as a path
         if "://" not in text or not text.lower().startswith("sqlite"):
             return
-        from bulkops.store.urls import memory_only  # see database_exists
+        # A plain sqlite:///path is a file, told without loading SQLAlchemy (`status` and
+        # `jobs` read such a file without it); the rest as SQLAlchemy reads the URL.
+        from bulkops.store.quickread import database_file
+
+        if database_file(text) is not None:
+            return
+        from bulkops.store.urls import memory_only
 
         if not memory_only(text):
             return
