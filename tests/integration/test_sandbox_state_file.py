@@ -215,16 +215,21 @@ def test_journal_lines_already_in_the_file_are_not_read_again(config: SandboxCon
     assert restarted.state.sites[site.id].owner_account_id == SUB
 
 
+def journalled(config: SandboxConfig) -> tuple[Sandbox, Path]:
+    """A sandbox saved twice: Acme in the state file, Globex in a journal line; the journal."""
+    assert config.state_file is not None
+    sandbox = Sandbox(config)
+    sandbox.add_site("Acme", ACCOUNT)
+    sandbox.persist()  # no file yet: the whole world
+    sandbox.add_site("Globex", ACCOUNT)
+    sandbox.persist()
+    return sandbox, journal_of(config.state_file)
+
+
 def test_a_save_cut_short_is_dropped_and_the_next_one_starts_a_line(
     config: SandboxConfig,
 ) -> None:
-    assert config.state_file is not None
-    journal = journal_of(config.state_file)
-    first = Sandbox(config)
-    first.add_site("Acme", ACCOUNT)
-    first.persist()
-    first.add_site("Globex", ACCOUNT)
-    first.persist()
+    first, journal = journalled(config)
     whole = journal.read_bytes()
     with journal.open("ab") as out:  # half a line, as a SIGKILL mid-write leaves it
         out.write(whole[: len(whole) // 2])
@@ -240,13 +245,7 @@ def test_a_save_cut_short_is_dropped_and_the_next_one_starts_a_line(
 def test_a_journal_line_that_is_not_sandbox_state_is_a_config_error(
     config: SandboxConfig,
 ) -> None:
-    assert config.state_file is not None
-    journal = journal_of(config.state_file)
-    sandbox = Sandbox(config)
-    sandbox.add_site("Acme", ACCOUNT)
-    sandbox.persist()
-    sandbox.add_site("Globex", ACCOUNT)
-    sandbox.persist()
+    _, journal = journalled(config)
     lines = journal.read_bytes()
     journal.write_bytes(b'{"serial": 9, "sites": [{"id": "x"}]}\n' + lines)
     with pytest.raises(ConfigError) as caught:
@@ -259,13 +258,7 @@ def test_a_journal_line_that_is_not_sandbox_state_is_a_config_error(
 def test_a_failed_append_leaves_the_journal_whole_and_the_next_save_catches_up(
     config: SandboxConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert config.state_file is not None
-    journal = journal_of(config.state_file)
-    sandbox = Sandbox(config)
-    sandbox.add_site("Acme", ACCOUNT)
-    sandbox.persist()
-    sandbox.add_site("Globex", ACCOUNT)
-    sandbox.persist()
+    sandbox, journal = journalled(config)
     before = journal.read_bytes()
     sandbox.add_site("Initech", ACCOUNT)
 
@@ -286,11 +279,7 @@ def test_a_failed_append_leaves_the_journal_whole_and_the_next_save_catches_up(
 def test_a_copy_of_the_saved_world_takes_its_journal(config: SandboxConfig,
                                                      tmp_path: Path) -> None:
     assert config.state_file is not None
-    sandbox = Sandbox(config)
-    sandbox.add_site("Acme", ACCOUNT)
-    sandbox.persist()
-    sandbox.add_site("Globex", ACCOUNT)
-    sandbox.persist()
+    sandbox, _ = journalled(config)
     copy = tmp_path / "copy" / "world.json"
     copy.parent.mkdir()
     assert copy_saved_world(config.state_file, copy)
