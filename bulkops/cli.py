@@ -23,7 +23,13 @@ import click
 from bulkops import loop as event_loop
 from bulkops.console import exit_on_signal
 from bulkops.errors import BulkOpsError, ConfigError, JobBusy, JobFileError, StoreError
-from bulkops.locations import DbChoice, choose_db, database_exists, prepare_default
+from bulkops.locations import (
+    DbChoice,
+    choose_db,
+    database_exists,
+    prepare_default,
+    sandbox_state_file,
+)
 from bulkops.model import OpState
 
 if TYPE_CHECKING:
@@ -340,6 +346,8 @@ def _run(file: str, sandbox: bool, verbose: int, progress_interval: float, db: s
         # Before the file is read: a missing key is one line at once, not after a minute of
         # checking a million rows.
         require_credentials(settings)
+    else:
+        sandbox_state_file(choice.url)  # a world that could not be kept: one line, now
     checked = check_job(file)
     if checked.errors and not checked.outside:
         raise JobFileError(checked.source.path, checked.errors)

@@ -33,7 +33,7 @@ from bulkops.cli import (
     worker_run_options,
 )
 from bulkops.errors import JobFileError
-from bulkops.locations import prepare_default
+from bulkops.locations import prepare_default, sandbox_state_file
 from bulkops.model import FINAL_STATES, OpState
 from bulkops.settings import DEFAULT_BASE_URL, Settings
 
@@ -68,6 +68,8 @@ def submit(file: str, sandbox: bool, base_url: str, account_id: str, db: str | N
         # Before the file is read: a missing account is one line at once, not after a minute
         # of checking a million rows.
         require_account_id(settings.account_id, why="the job remembers the account it is for")
+    else:
+        sandbox_state_file(choice.url)  # a world that could not be kept: one line, now
     checked = check_job(file)
     if checked.errors and not checked.outside:
         raise JobFileError(checked.source.path, checked.errors)

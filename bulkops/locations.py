@@ -145,15 +145,22 @@ def sqlite_name_problem(path: Path) -> str | None:
     after it beside it (`<name>-journal`, `-wal`, `-shm`), which must fit the folder's file
     system too. A name only a little short of the limit makes an empty database file that
     SQLite then cannot open ("unable to open database file"), every time."""
+    return name_problem(path, len(_SQLITE_COMPANION), "the files SQLite keeps beside it")
+
+
+def name_problem(path: Path, longer_by: int, beside: str) -> str | None:
+    """Why `path` cannot be a file that has files named after it, at most `longer_by` bytes
+    longer, kept in its folder (what `beside` says they are), or None: all fit the folder's
+    file system's limit on a name (`os.pathconf` PC_NAME_MAX)."""
     try:
         limit = os.pathconf(path.parent, "PC_NAME_MAX")
     except (AttributeError, OSError, ValueError):  # Windows has no pathconf; no such folder
         limit = _NAME_MAX  # (said elsewhere); no limit to read
     size = len(os.fsencode(path.name))
-    if size + len(_SQLITE_COMPANION) <= limit:
+    if size + longer_by <= limit:
         return None
     return (f"its file name is {size} bytes long, and the file system allows {limit}, less "
-            f"{len(_SQLITE_COMPANION)} for the files SQLite keeps beside it: use a shorter name")
+            f"{longer_by} for {beside}: use a shorter name")
 
 
 def plain_file(path: Path) -> bool:
@@ -168,11 +175,30 @@ def plain_file(path: Path) -> bool:
 
 def sandbox_state_file(db_url: str) -> Path:
     """Where the in-process sandbox of `run --sandbox` keeps its world: beside a SQLite
-    database, or in the data directory for a server database (named by its URL's digest)."""
+    database, or in the data directory for a server database (named by its URL's digest).
+    Raises ConfigError when the files it needs there cannot have their names
+    (`state_file_problem`): before a file is read, not at the first request."""
     from bulkops.store.urls import normalise_url, sqlite_path  # as in database_exists
 
     path = sqlite_path(normalise_url(db_url))
     if path is not None:
-        return path.with_name(path.name + ".sandbox.json")
+        path = path.with_name(path.name + ".sandbox.json")
+        problem = state_file_problem(path)
+        if problem is not None:
+            raise ConfigError(f"cannot keep the sandbox's world beside the database, in "
+                              f"{path}: {problem} for the database")
+        return path
     digest = hashlib.sha256(db_url.encode()).hexdigest()[:12]
     return data_dir() / f"sandbox-{digest}.json"
+
+
+# How much longer than a sandbox state file's name the names of the files kept beside it
+# are: its journal (+ ".journal") and the new copy made while it is written whole ("." +
+# name + ".XXXXXXXX.tmp": `sandbox.statefile.write_atomically`, through tempfile.mkstemp).
+_STATE_FILE_BESIDE = max(len(".journal"), len("..") + 8 + len(".tmp"))
+
+
+def state_file_problem(path: Path) -> str | None:
+    """Why the sandbox cannot keep its world in `path` (see `name_problem`), or None."""
+    return name_problem(path, _STATE_FILE_BESIDE,
+                        "its journal and the new copy made while it is written")

@@ -70,7 +70,6 @@ class Sandbox:
         self.stats = RequestStats()
         self.faults = FaultInjector(self._config)
         self.listings = Listings()
-        self.listings = Listings()
 
     def _fresh_state(self) -> SandboxState:
         """A new world (also made current): empty, or with the demo's live Premium sites in

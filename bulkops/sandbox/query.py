@@ -273,8 +273,3 @@ def page_of(query: SiteQuery, selected: list[JsonObject]) -> JsonObject:
         "sites": page,
         "metadata": {"count": len(page), "cursors": {"next": next_cursor}, "hasNext": has_next},
     }
-
-
-def run_query(query: SiteQuery, sites: list[JsonObject]) -> JsonObject:
-    """One page of the Query Sites response for `query` over `sites`."""
-    return page_of(query, select(query, sites))

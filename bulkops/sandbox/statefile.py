@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bulkops.errors import ConfigError
+from bulkops.locations import state_file_problem
 from bulkops.sandbox.state import (
     ConnectedDomain,
     Invite,
@@ -419,6 +420,12 @@ class StateFile:
     """
 
     def __init__(self, path: Path) -> None:
+        """Raises ConfigError, one line, when the files kept beside `path` (its journal, the
+        new file while it is written) would have names too long for the file system: every
+        save would fail, each one a request answered 500."""
+        problem = state_file_problem(Path(os.path.realpath(path)))
+        if problem is not None:
+            raise ConfigError(f"cannot keep the sandbox's world in {path}: {problem}")
         self.path = path
         self._serial = 0  # the last save's
         self._file_bytes: int | None = None  # the state file's; None: none read or written

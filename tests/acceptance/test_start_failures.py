@@ -283,6 +283,12 @@ def _name_too_long_for_the_log(tmp: Path, seeded: Path) -> str:
     return str(tmp / ("near" * 62 + ".db"))  # 251 bytes
 
 
+def _name_too_long_for_the_sandbox(tmp: Path, seeded: Path) -> str:
+    """Room for SQLite's files, none for the sandbox's world beside the database (its
+    journal, its new copy): `run --sandbox` answered 500 to every request until it gave up."""
+    return str(tmp / ("sbx" * 76 + ".db"))  # 231 bytes: 244 with ".sandbox.json"
+
+
 def _memory_url(tmp: Path, seeded: Path) -> str:
     """No file at all: `submit` stored its job there and printed an id nothing could find."""
     return "sqlite:///"
@@ -325,6 +331,8 @@ CONDITIONS: dict[str, tuple[Callable[[Path, Path], str], bool, Callable[[str], i
     "file name too long": (_name_too_long, False, _code(2), "longlong"),
     "file name too long for SQLite's log": (_name_too_long_for_the_log, False, _code(2),
                                             "use a shorter name"),
+    "file name too long for the sandbox's world": (_name_too_long_for_the_sandbox, False,
+                                                   _code(2), "sbxsbx"),
     "a database in memory (sqlite:///)": (_memory_url, False, _code(2), "in memory"),
     "a URL whose port is not a number": (_port_not_a_number, False, _code(2),
                                          "port is not a number"),
@@ -334,7 +342,8 @@ CONDITIONS: dict[str, tuple[Callable[[Path, Path], str], bool, Callable[[str], i
 
 
 WALK_ALL = {"missing directory", "read-only file (SQLite mode=ro)", "file name too long",
-            "file name too long for SQLite's log", "a database in memory (sqlite:///)"}
+            "file name too long for SQLite's log", "file name too long for the sandbox's world",
+            "a database in memory (sqlite:///)"}
 SAMPLED = ("run", "status", "report")
 
 
@@ -362,6 +371,9 @@ def test_unusable_database_is_one_error_line_from_every_command(
             assert ("--db" in line or db in line or "database" in line), f"{name}: {line}"
     if condition.startswith("file name too long"):
         assert not os.path.exists(db)  # no empty file left that SQLite cannot open
+    if condition == "file name too long for the sandbox's world":
+        for name in ("run", "plan", "submit"):
+            assert "sandbox's world" in one_line(results[name], 2), name
 
 
 def test_another_programs_sqlite_database_is_refused_by_every_command_and_left_untouched(

@@ -425,3 +425,17 @@ def test_state_file_cannot_change_while_running(config: SandboxConfig, tmp_path:
     sandbox = Sandbox(config)
     with pytest.raises(ConfigError):
         sandbox.reconfigure(SandboxConfig(state_file=tmp_path / "other.json"))
+
+
+def test_a_state_file_whose_journal_could_not_be_named_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    """Its name fits, but not the journal's or the new copy's beside it: every save would
+    fail, each a request answered 500."""
+    name = "w" * 240 + ".json"  # 245 bytes: the copy made while it is written needs 259
+    with pytest.raises(ConfigError) as caught:
+        Sandbox(SandboxConfig(state_file=tmp_path / name))
+    message = str(caught.value)
+    assert "its journal" in message and "\n" not in message
+    assert os.listdir(tmp_path) == []
+    Sandbox(SandboxConfig(state_file=tmp_path / name[-230:]))  # 230 bytes: room for both
