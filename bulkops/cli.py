@@ -567,6 +567,7 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
     from pathlib import Path
 
     from bulkops.sandbox import Sandbox, SandboxConfig, serve_forever
+    from bulkops.sandbox.statefile import held
 
     config = SandboxConfig(state_file=Path(state_file) if state_file else None,
                            demo_sites=demo_sites)
@@ -610,7 +611,8 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
 
     # Ctrl-C or SIGTERM ends it as any command: exit 130, `interrupted`.
     try:
-        event_loop.run(serve_forever, fake, "127.0.0.1", port, ready)
+        with held(config.state_file) if config.state_file else contextlib.nullcontext():
+            event_loop.run(serve_forever, fake, "127.0.0.1", port, ready)
     except OSError as exc:  # the port is taken, or not ours to listen on
         raise ConfigError(f"cannot serve the sandbox on 127.0.0.1:{port}: "
                           f"{exc.strerror or exc}: choose another --port (0: any free "

@@ -33,7 +33,7 @@ from typing import Any
 from bulkops.actions import calls_needed
 from bulkops.deadline import format_span
 from bulkops.domaincheck import ClientRecords, Settled
-from bulkops.errors import RowError
+from bulkops.errors import ConfigError, RowError
 from bulkops.identity import outside_ref_errors, scope_of
 from bulkops.jobfile import CheckedJob
 from bulkops.jobviews import opened_store, outside_problems
@@ -227,9 +227,15 @@ async def _endpoint(settings: Settings) -> AsyncIterator[str]:
         if file_exists(saved, "the sandbox's saved world") and saved.is_file():
             copy = Path(folder) / saved.name
             copy_saved_world(saved, copy)
-        async with running_sandbox(SandboxConfig(state_file=copy, demo_sites=True),
-                                   port=0) as fake:
-            yield fake.base_url
+        try:
+            async with running_sandbox(SandboxConfig(state_file=copy, demo_sites=True),
+                                       port=0) as fake:
+                yield fake.base_url
+        except ConfigError as exc:
+            if folder not in str(exc):
+                raise
+            # A damaged saved world: named where the user can find it, not in the copy.
+            raise ConfigError(str(exc).replace(folder, str(saved.parent))) from None
 
 
 # -- output -----------------------------------------------------------------------------------

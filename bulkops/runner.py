@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -400,10 +402,21 @@ async def _wix(settings: Settings, job: JobInfo) -> AsyncIterator[str]:
         yield settings.base_url
         return
     from bulkops.sandbox import SandboxConfig, running_sandbox
+    from bulkops.sandbox.statefile import held
 
-    config = SandboxConfig(state_file=sandbox_state_file(settings.db_url), demo_sites=True)
-    async with running_sandbox(config, port=0) as fake:
-        yield fake.base_url
+    path = sandbox_state_file(settings.db_url)
+    # One sandbox at a time on a saved world: this process's jobs on it take turns (a worker
+    # runs several at once); another process's is JobBusy (a worker looks again later).
+    turn = _WORLDS.get(path) or _WORLDS.setdefault(path, anyio.Lock())
+    async with turn:
+        with held(path):
+            config = SandboxConfig(state_file=path, demo_sites=True)
+            async with running_sandbox(config, port=0) as fake:
+                yield fake.base_url
+
+
+# The turn on each saved world, while any job of this process waits for it or holds it.
+_WORLDS: weakref.WeakValueDictionary[Path, anyio.Lock] = weakref.WeakValueDictionary()
 
 
 async def _job_to_resume(store: Store, job_id: str) -> JobInfo:

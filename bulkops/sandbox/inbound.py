@@ -73,6 +73,8 @@ async def read_object(request: web.Request) -> JsonObject:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise validation_error("body", "not valid JSON") from exc
+    except RecursionError as exc:  # deeper than the parser goes: a 400, not a 500
+        raise validation_error("body", "nested too deeply") from exc
     if not isinstance(body, dict):
         raise validation_error("body", "must be a JSON object")
     return body

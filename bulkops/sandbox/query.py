@@ -96,8 +96,29 @@ def _none_of(test: Predicate) -> Predicate:
     return lambda site: not test(site)
 
 
+# How deep a filter may nest: far beyond any real query, well short of Python's recursion
+# limit (compiling and testing a filter recurse a few frames a level).
+MAX_FILTER_DEPTH = 32
+
+
+def _nesting(value: Any) -> int:
+    """How deep JSON `value` nests (a scalar: 0), without recursing."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 def compile_filter(spec: Any, where: str = "query.filter") -> Predicate:
-    """Turn a Wix filter object into a predicate over Query Sites' site objects."""
+    """Turn a Wix filter object into a predicate over Query Sites' site objects (400 for a
+    filter nested deeper than MAX_FILTER_DEPTH)."""
+    if where == "query.filter" and _nesting(spec) > MAX_FILTER_DEPTH:
+        raise validation_error(where, f"nested more than {MAX_FILTER_DEPTH} deep")
     if not isinstance(spec, dict):
         raise validation_error(where, "a filter is a JSON object")
     tests: list[Predicate] = []
@@ -190,7 +211,7 @@ def _from_cursor(cursor: Any, limit: int) -> SiteQuery:
         if not sort or len(after) != len(sort) + 1 or not {n for n, _ in sort} <= SORTABLE:
             raise ValueError("cursor does not match its sort")
         return SiteQuery(raw["filter"], sort, limit, after)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
         raise validation_error("query.cursorPaging.cursor", "invalid cursor") from exc
 
 

@@ -50,12 +50,18 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bulkops.errors import ConfigError
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+from bulkops.errors import ConfigError, JobBusy
 from bulkops.locations import state_file_problem
 from bulkops.sandbox.state import (
     ConnectedDomain,
@@ -397,7 +403,7 @@ def state_from_json(value: Any, now: float, wall_now: datetime) -> SandboxState:
     return state
 
 
-def _one_line(exc: ValueError) -> str:
+def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())  # one line, whatever the message held
 
 
@@ -447,7 +453,7 @@ class StateFile:
             data = json.loads(raw)
             state = state_from_json(data, now, wall_now)
             self._serial = _serial(data, "state")
-        except ValueError as exc:  # bad UTF-8, bad JSON or not the shape of sandbox state
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, not sandbox state
             raise ConfigError(f"{path} is not a valid sandbox state file: {_one_line(exc)}"
                               ) from exc
         self._file_bytes = len(raw)
@@ -467,12 +473,12 @@ class StateFile:
         whole = raw[: raw.rfind(b"\n") + 1]
         for number, line in enumerate(whole.splitlines(), start=1):
             try:
-                data = _object(json.loads(line), "line")
+                data = _object(json.loads(line.decode("utf-8")), "line")
                 serial = _serial(data, "line")
                 if serial > self._serial:
                     _merge(state, data, _clock_base(data, now, wall_now), whole=False)
                     self._serial = serial
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ConfigError(f"{journal} is not a valid sandbox state journal: line "
                                   f"{number}: {_one_line(exc)}") from exc
         self._journal_bytes = len(whole)
@@ -528,6 +534,30 @@ class StateFile:
         if not self._journal_bytes:
             _fsync_directory(journal.parent)  # the journal's own name, once
         self._journal_bytes += len(data)
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold the world saved in `path` for this process's sandbox while the block runs: two
+    sandboxes saving one world would each save their own, and the sites of one would vanish
+    from it. Raises JobBusy, one line, when another process holds it (an exclusive `flock` on
+    `<path>.lock`, which ends with the block or the process; none where there is no flock).
+    Two holders in one process conflict too: take turns before (`runner`)."""
+    if fcntl is None:  # Windows: no flock; one sandbox at a time is then the user's care
+        yield
+        return
+    real = Path(os.path.realpath(path))
+    fd = os.open(real.with_name(real.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobBusy(f"the sandbox's world in {path} is in use by another bulkops "
+                          "process: wait for it to end (or keep this one's elsewhere: "
+                          "another --db or --state-file)") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def copy_saved_world(source: Path, target: Path) -> bool:

@@ -52,6 +52,8 @@ def normalise_url(raw: str) -> URL:
         url = make_url(text)
     except _UNPARSEABLE as exc:
         raise StoreError(f"invalid database URL {redacted(text)}: {_why(exc)}") from exc
+    if "\x00" in (url.database or "") or "\x00" in (url.host or ""):
+        raise StoreError(f"invalid database URL {redacted(url)}: it holds a NUL character")
     driver = _DRIVERS.get(url.drivername)
     if driver is None:
         supported = "sqlite://, postgresql:// (or a plain file path)"
@@ -76,9 +78,11 @@ def memory_only(raw: str) -> bool:
     if _DRIVERS.get(url.drivername) != SQLITE_DRIVER:
         return False
     database = url.database or ""
-    # SQLite's URI filenames (https://sqlite.org/uri.html): memory by name or by mode.
-    return (database in _MEMORY or database.startswith("file::memory:")
-            or (database.startswith("file:") and url.query.get("mode") == "memory"))
+    # SQLite's URI filenames (https://sqlite.org/uri.html): memory by name, by mode or by the
+    # memdb VFS; `file:` with no name is a private temporary database, gone at close too.
+    return (database in (*_MEMORY, "file:") or database.startswith("file::memory:")
+            or (database.startswith("file:") and (url.query.get("mode") == "memory"
+                                                  or url.query.get("vfs") == "memdb")))
 
 
 def sqlite_file_url(path: Path) -> URL:
@@ -104,12 +108,16 @@ def describe(url: URL) -> str:
 def redacted(url: URL | str) -> str:
     """The URL as it may appear in a message: never with its password."""
     if isinstance(url, URL):
+        if any(key.lower() == "password" for key in url.query):  # libpq's ?password=
+            url = url.update_query_dict({key: "***" for key in url.query
+                                         if key.lower() == "password"})
         return url.render_as_string(hide_password=True)
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redacted(make_url(url))
     except _UNPARSEABLE:
         # As typed, but for anything between "user:" and "@", as SQLAlchemy hides it.
-        return re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url)  # to the last "@": all of it
+        hidden = re.sub(r"(://[^:/@]*):.*@", r"\1:***@", url)  # to the last "@": all of it
+        return re.sub(r"([?&]password=)[^&]*", r"\1***", hidden, flags=re.IGNORECASE)
 
 
 def _postgres_url(url: URL) -> URL:

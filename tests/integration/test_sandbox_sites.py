@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -297,3 +299,21 @@ async def test_transferred_site_shows_under_new_owner_only_after_the_lag() -> No
         _, old_owner = await wix.query({"filter": {"id": site_id}})
         assert new_owner["sites"][0]["ownerAccountId"] == SUB
         assert old_owner["sites"] == []
+
+
+@pytest.mark.parametrize("body", [
+    {"query": {"filter": functools.reduce(lambda inner, _: {"$not": inner}, range(900),
+                                          {"name": "x"})}},
+    {"query": {"cursorPaging": {"limit": 5, "cursor": base64.urlsafe_b64encode(
+        b"[" * 100_000).decode()}}},
+], ids=["filter-900-deep", "cursor-100000-deep"])
+async def test_a_query_nested_too_deeply_is_a_400(wix: Wix, body: Any) -> None:
+    status, answer = await wix.post(QUERY, body)
+    assert status == 400, answer
+
+
+async def test_a_body_nested_too_deeply_is_a_400(wix: Wix) -> None:
+    headers = {"Authorization": DEFAULT_API_KEY, "wix-account-id": ACCOUNT,
+               "Content-Type": "application/json"}
+    async with wix.session.post(CREATE, data=b"[" * 100_000, headers=headers) as response:
+        assert response.status == 400

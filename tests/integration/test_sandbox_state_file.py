@@ -247,12 +247,13 @@ def test_a_journal_line_that_is_not_sandbox_state_is_a_config_error(
 ) -> None:
     _, journal = journalled(config)
     lines = journal.read_bytes()
-    journal.write_bytes(b'{"serial": 9, "sites": [{"id": "x"}]}\n' + lines)
-    with pytest.raises(ConfigError) as caught:
-        Sandbox(config)
-    message = str(caught.value)
-    assert message.startswith(f"{journal} is not a valid sandbox state journal: line 1:")
-    assert "\n" not in message
+    for bad in (b'{"serial": 9, "sites": [{"id": "x"}]}', b"[" * 100_000, b'{"\xff": 1}'):
+        journal.write_bytes(lines + bad + b"\n" + lines)
+        with pytest.raises(ConfigError) as caught:
+            Sandbox(config)
+        message = str(caught.value)
+        assert message.startswith(f"{journal} is not a valid sandbox state journal: line 2:")
+        assert "\n" not in message and "utf-16" not in message
 
 
 def test_a_failed_append_leaves_the_journal_whole_and_the_next_save_catches_up(
@@ -359,9 +360,10 @@ def test_listing_lag_runs_on_across_a_restart_on_another_clock(config: SandboxCo
         b' "sites": [], "transfers": [], "invites": [], "emailsSent": []}',
         b'{"format": "bulkops-sandbox-state", "version": 1, "savedAt": "2024-05-01T00:00:00Z",'
         b' "sites": [{"id": "x"}], "transfers": [], "invites": [], "emailsSent": []}',
+        b"[" * 100_000,  # RecursionError in the parser: was an unexpected failure, exit 3
     ],
     ids=["empty", "not-json", "not-utf8", "not-an-object", "other-version", "bad-instant",
-         "site-missing-fields"],
+         "site-missing-fields", "nested-too-deeply"],
 )
 async def test_file_that_is_not_sandbox_state_is_a_config_error(
     config: SandboxConfig, content: bytes

@@ -89,6 +89,8 @@ def test_a_sqlite_database_is_described_by_its_file() -> None:
     ("sqlite:///file::memory:?cache=shared&uri=true", True),
     ("sqlite:///file:jobs?mode=memory&uri=true", True),
     ("sqlite:///file:/tmp/jobs.db?mode=ro&uri=true", False),
+    ("sqlite:///file:?uri=true", True),  # a private temporary database
+    ("sqlite:///file:/tmp/jobs.db?vfs=memdb&uri=true", True),
     ("sqlite:///jobs.db", False),
     ("postgresql://u@h/db", False),
     ("sqlite://:not a url", False),  # make_url: ValueError (the port)
@@ -110,3 +112,19 @@ def test_an_unparseable_url_is_a_store_error_that_hides_the_password(given: str,
     message = str(caught.value)
     assert why in message and "bob:***@" in message
     assert "s3cr" not in message and "@t" not in message
+
+
+@pytest.mark.parametrize("given", [
+    "postgresql://bob@db.example:5432/jobs?password=s3cret",
+    "postgresql://bob@db.example:54x2/jobs?sslmode=require&PASSWORD=s3cret",
+])
+def test_a_password_in_the_query_is_hidden_too(given: str) -> None:
+    assert "s3cret" not in redacted(given)
+    with pytest.raises(StoreError) as caught:
+        normalise_url(given.replace("5432", "54x2"))
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_nul_character_in_a_path_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="NUL"):
+        normalise_url("sqlite:///jobs%00.db")
