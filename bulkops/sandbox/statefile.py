@@ -547,7 +547,12 @@ def held(path: Path) -> Iterator[None]:
         yield
         return
     real = Path(os.path.realpath(path))
-    fd = os.open(real.with_name(real.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)  # as the first save would make it
+        fd = os.open(real.with_name(real.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot keep the sandbox's world in {path}: {exc.strerror}"
+                          ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

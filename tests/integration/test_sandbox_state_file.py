@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bulkops.errors import ConfigError
+from bulkops.errors import ConfigError, JobBusy
 from bulkops.sandbox import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_KEY,
@@ -26,7 +26,7 @@ from bulkops.sandbox import (
     statefile,
 )
 from bulkops.sandbox.state import Transfer
-from bulkops.sandbox.statefile import copy_saved_world, journal_of
+from bulkops.sandbox.statefile import copy_saved_world, held, journal_of
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 SUB = DEFAULT_SUB_ACCOUNTS[0]
@@ -441,3 +441,12 @@ def test_a_state_file_whose_journal_could_not_be_named_is_a_config_error(
     assert "its journal" in message and "\n" not in message
     assert os.listdir(tmp_path) == []
     Sandbox(SandboxConfig(state_file=tmp_path / name[-230:]))  # 230 bytes: room for both
+
+
+def test_a_saved_world_is_held_by_one_sandbox_at_a_time(tmp_path: Path) -> None:
+    world = tmp_path / "new" / "world.json"  # its folder is made, as the first save would
+    with held(world):
+        with pytest.raises(JobBusy, match="in use by another bulkops process"), held(world):
+            pass
+    with held(world):  # let go at the end of the block
+        pass
