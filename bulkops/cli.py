@@ -611,7 +611,8 @@ def sandbox_command(port: int, api_key: str | None, account_id: str | None,
 
     # Ctrl-C or SIGTERM ends it as any command: exit 130, `interrupted`.
     try:
-        with held(config.state_file) if config.state_file else contextlib.nullcontext():
+        with (held(config.state_file, "--state-file") if config.state_file
+              else contextlib.nullcontext()):
             event_loop.run(serve_forever, fake, "127.0.0.1", port, ready)
     except OSError as exc:  # the port is taken, or not ours to listen on
         raise ConfigError(f"cannot serve the sandbox on 127.0.0.1:{port}: "

@@ -226,7 +226,11 @@ async def _endpoint(settings: Settings) -> AsyncIterator[str]:
         copy = None
         if file_exists(saved, "the sandbox's saved world") and saved.is_file():
             copy = Path(folder) / saved.name
-            copy_saved_world(saved, copy)
+            try:
+                copy_saved_world(saved, copy)
+            except OSError as exc:  # a journal that is a folder, a file not to be read
+                raise ConfigError(f"cannot read the sandbox's saved world {saved}: "
+                                  f"{exc.strerror}") from None
         try:
             async with running_sandbox(SandboxConfig(state_file=copy, demo_sites=True),
                                        port=0) as fake:

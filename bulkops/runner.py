@@ -409,7 +409,7 @@ async def _wix(settings: Settings, job: JobInfo) -> AsyncIterator[str]:
     # runs several at once); another process's is JobBusy (a worker looks again later).
     turn = _WORLDS.get(path) or _WORLDS.setdefault(path, anyio.Lock())
     async with turn:
-        with held(path):
+        with held(path, "--db"):
             config = SandboxConfig(state_file=path, demo_sites=True)
             async with running_sandbox(config, port=0) as fake:
                 yield fake.base_url

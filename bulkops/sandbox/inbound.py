@@ -71,7 +71,7 @@ async def read_object(request: web.Request) -> JsonObject:
         return {}
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or a number of over 4,300 digits
         raise validation_error("body", "not valid JSON") from exc
     except RecursionError as exc:  # deeper than the parser goes: a 400, not a 500
         raise validation_error("body", "nested too deeply") from exc

@@ -537,12 +537,13 @@ class StateFile:
 
 
 @contextlib.contextmanager
-def held(path: Path) -> Iterator[None]:
+def held(path: Path, elsewhere: str) -> Iterator[None]:
     """Hold the world saved in `path` for this process's sandbox while the block runs: two
     sandboxes saving one world would each save their own, and the sites of one would vanish
     from it. Raises JobBusy, one line, when another process holds it (an exclusive `flock` on
     `<path>.lock`, which ends with the block or the process; none where there is no flock).
-    Two holders in one process conflict too: take turns before (`runner`)."""
+    Two holders in one process conflict too: take turns before (`runner`). `elsewhere`: the
+    option that keeps a world somewhere else, for the message."""
     if fcntl is None:  # Windows: no flock; one sandbox at a time is then the user's care
         yield
         return
@@ -558,8 +559,8 @@ def held(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise JobBusy(f"the sandbox's world in {path} is in use by another bulkops "
-                          "process: wait for it to end (or keep this one's elsewhere: "
-                          "another --db or --state-file)") from None
+                          f"process: wait for it to end (or use another {elsewhere})"
+                          ) from None
         yield
     finally:
         os.close(fd)

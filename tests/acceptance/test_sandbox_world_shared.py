@@ -64,3 +64,16 @@ def test_a_second_process_on_the_same_world_is_busy_and_changes_nothing(tmp_path
     finally:
         first.ensure_stopped()
     assert names_in_world(db) == {"x": 300}
+
+
+def test_a_saved_world_plan_cannot_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    world = db.with_name(db.name + ".sandbox.json")
+    Sandbox(SandboxConfig(state_file=world)).persist(force=True)
+    (tmp_path / (world.name + ".journal")).mkdir()  # was an unexpected failure, exit 3
+    planned = run_cli(["plan", str(creates(tmp_path / "x.csv", "x", 3)), "--sandbox",
+                       "--db", str(db)], cli_env())
+    assert planned.returncode == 2, planned.stderr
+    *notes, line = planned.stderr.strip().splitlines()  # a note: no database yet
+    assert all(note.startswith("note: ") for note in notes)
+    assert line.startswith("error: ") and str(world) in line and "Is a directory" in line

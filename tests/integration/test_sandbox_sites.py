@@ -312,8 +312,12 @@ async def test_a_query_nested_too_deeply_is_a_400(wix: Wix, body: Any) -> None:
     assert status == 400, answer
 
 
-async def test_a_body_nested_too_deeply_is_a_400(wix: Wix) -> None:
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000,
+    b'{"type": "WIX", "name": "A", "folderId": ' + b"9" * 5_000 + b"}",  # int's digit limit
+], ids=["nested-too-deeply", "a-5000-digit-number"])
+async def test_a_body_python_cannot_parse_is_a_400(wix: Wix, body: bytes) -> None:
     headers = {"Authorization": DEFAULT_API_KEY, "wix-account-id": ACCOUNT,
                "Content-Type": "application/json"}
-    async with wix.session.post(CREATE, data=b"[" * 100_000, headers=headers) as response:
+    async with wix.session.post(CREATE, data=body, headers=headers) as response:
         assert response.status == 400
