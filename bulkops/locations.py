@@ -193,8 +193,9 @@ def sandbox_state_file(db_url: str) -> Path:
 
 
 # How much longer than a sandbox state file's name the names of the files kept beside it
-# are: its journal (+ ".journal") and the new copy made while it is written whole ("." +
-# name + ".XXXXXXXX.tmp": `sandbox.statefile.write_atomically`, through tempfile.mkstemp).
+# are: its journal (+ ".journal") and the new copy made while it is written whole: "." +
+# name + "." + eight random characters + ".tmp" (`sandbox.statefile.write_atomically`, whose
+# tempfile.mkstemp draws eight).
 _STATE_FILE_BESIDE = max(len(".journal"), len("..") + 8 + len(".tmp"))
 
 

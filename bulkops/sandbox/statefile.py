@@ -398,8 +398,8 @@ def state_from_json(value: Any, now: float, wall_now: datetime) -> SandboxState:
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise _Malformed(f"expected format {FORMAT!r} version {VERSION}")
     state = SandboxState()
+    _serial(data, "state")  # checked here; `StateFile.load` keeps it
     _merge(state, data, _clock_base(data, now, wall_now), whole=True)
-    _serial(data, "state")
     return state
 
 
@@ -452,7 +452,7 @@ class StateFile:
         try:
             data = json.loads(raw)
             state = state_from_json(data, now, wall_now)
-            self._serial = _serial(data, "state")
+            self._serial = data.get("serial", 0)  # a whole number: state_from_json checked it
         except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, not sandbox state
             raise ConfigError(f"{path} is not a valid sandbox state file: {_one_line(exc)}"
                               ) from exc
